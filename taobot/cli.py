@@ -1,0 +1,231 @@
+"""`taobot` console script: serve, console, platforms, image, status.
+
+Errors become one clear line on stderr and a non-zero exit code:
+1 for an unexpected failure, 2 for bad input or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from taobot.errors import TaobotError
+
+EXIT_BAD_INPUT = 2
+
+
+def _settings(args: argparse.Namespace):
+    from taobot.config import load_settings
+
+    overrides = {}
+    if getattr(args, "db", None):
+        overrides["db_path"] = args.db
+    return load_settings(**overrides)
+
+
+def _catalog(settings):
+    from taobot.catalog import load_catalog
+
+    return load_catalog(settings.skill_bank_path)
+
+
+def _store(settings):
+    from taobot.secrets import SecretBox, load_or_create_key
+    from taobot.store import Store
+
+    secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+    key = load_or_create_key(secret, settings.key_file)
+    store = Store(settings.db_path, SecretBox(key))
+    store.load_redactions()
+    return store
+
+
+# --------------------------------------------------------------------------- platforms / image
+
+
+def platform_text(catalog, platform) -> str:
+    creds = catalog.credentials
+    lines = [f"{platform.name} — {platform.display_name}" + (f" (aliases: {', '.join(platform.aliases)})" if platform.aliases else "")]
+    lines.append(platform.description)
+    lines.append("Required credentials:" if platform.required_credentials else "Required credentials: none")
+    for name in platform.required_credentials:
+        lines.append(f"  {name}: {creds[name].description}\n    how to get it: {creds[name].how_to_get}")
+    for group in platform.credential_groups:
+        members = ", ".join(m + (" (preferred)" if m == group.preferred else "") for m in group.one_of)
+        lines.append(f"Credential group {group.name}: one of {members}\n  {group.description}\n  how to get it: {group.how_to_get}")
+    if platform.optional_credentials:
+        lines.append("Optional credentials:")
+        for opt in platform.optional_credentials:
+            when = f"only when {opt.when_text}" if opt.when_text else "any time"
+            lines.append(f"  {opt.name} [{opt.only_when.value}] — {when}: {creds[opt.name].description}")
+    lines.append(
+        "S3 credentials (any platform, when a dataset or result URI uses s3://): "
+        + ", ".join(catalog.s3_required)
+        + "; optional "
+        + ", ".join(catalog.s3_optional)
+    )
+    res = platform.resources.model_dump(exclude_none=True)
+    lines.append("Resource defaults: " + ", ".join(f"{k}={v}" for k, v in res.items()))
+    lines.append(f"Storage: {platform.storage.protocol}, {platform.storage.uri_form}")
+    lines.append("Dataset examples:\n" + "\n".join(f"  {e}" for e in platform.dataset_examples))
+    lines.append("Preflight checks:\n" + "\n".join(f"  - {c}" for c in platform.preflight_checks))
+    return "\n".join(lines)
+
+
+def cmd_platforms(args: argparse.Namespace) -> int:
+    from taobot.catalog import find_platform
+
+    catalog = _catalog(_settings(args))
+    defaults = {
+        "long_running_enabled": catalog.default_long_running,
+        "status_interval_minutes": catalog.default_status_interval_minutes,
+    }
+    if args.platform:
+        platform = find_platform(catalog, args.platform)
+        if args.format == "json":
+            body = platform.model_dump(mode="json")
+            body["credential_definitions"] = {
+                n: catalog.credentials[n].model_dump(mode="json")
+                for n in [*platform.required_credentials, *(m for g in platform.credential_groups for m in g.one_of),
+                          *(o.name for o in platform.optional_credentials)]
+            }
+            body["prompt_defaults"] = defaults
+            print(json.dumps(body, indent=2))
+        else:
+            print(platform_text(catalog, platform))
+        return 0
+    if args.format == "json":
+        print(json.dumps({"prompt_defaults": defaults, "platforms": [p.model_dump(mode="json") for p in catalog.platforms.values()]}, indent=2))
+        return 0
+    print(f"Prompt defaults: long_running_enabled={str(defaults['long_running_enabled']).lower()}, "
+          f"status_interval_minutes={defaults['status_interval_minutes']}")
+    for p in catalog.platforms.values():
+        aliases = f" (aliases: {', '.join(p.aliases)})" if p.aliases else ""
+        required = ", ".join(p.required_credentials) or "none"
+        groups = "; ".join(f"one of {'/'.join(g.one_of)}" for g in p.credential_groups)
+        print(f"{p.name:<13} {p.display_name}{aliases}\n  {p.description}\n  required: {required}" + (f"; {groups}" if groups else ""))
+    return 0
+
+
+def cmd_image(args: argparse.Namespace) -> int:
+    from taobot.catalog import find_action, find_model, resolve_image
+
+    catalog = _catalog(_settings(args))
+    model = find_model(catalog, args.model)
+    action = find_action(model, args.action)
+    resolved = resolve_image(catalog, model, action)
+    if args.format == "json":
+        print(json.dumps({"model": model.name, "action": action.name, "image": resolved.image,
+                          "source": resolved.source, "versions_key": resolved.key}, indent=2))
+    else:
+        via = f" via versions key {resolved.key}" if resolved.key else ""
+        print(f"Container image for {model.name}/{action.name}: default={resolved.image}")
+        print(f"  from {resolved.source}{via} ({catalog.source} catalog)")
+    return 0
+
+
+# --------------------------------------------------------------------------- status / console / serve
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from taobot.slack.blocks import status_detail, status_message
+
+    settings = _settings(args)
+    catalog = _catalog(settings)
+    store = _store(settings)
+    if args.id:
+        matches = store.find_intake_by_prefix(args.id)
+        if not matches:
+            print(f"No launch {args.id} in {settings.db_path}.", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        print(status_detail(matches[0], catalog)["text"])
+    else:
+        rows = store.db.execute("SELECT state FROM intakes ORDER BY updated_at DESC LIMIT 40").fetchall()
+        from taobot.conversation import IntakeState
+
+        print(status_message([IntakeState.model_validate_json(r[0]) for r in rows], catalog)["text"])
+    return 0
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    from taobot.console import run_console
+
+    settings = _settings(args)
+    return run_console(_store(settings), _catalog(settings), args.model, args.action, resume=args.resume)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from taobot import logs
+
+    settings = _settings(args)
+    missing = settings.missing_for_serve(http=args.http)
+    if missing:
+        mode = "HTTP mode" if args.http else "Socket Mode"
+        print(
+            f"taobot serve ({mode}) needs {', '.join(missing)}. Set them as described in the README "
+            "(create the Slack app from manifest.yml), or try the intake without Slack: `taobot console`.",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    logs.configure(settings.log_level, settings.log_format)
+    from taobot.slack.app import build_app, serve_http, serve_socket_mode
+
+    runtime = build_app(settings, _store(settings), _catalog(settings), http=args.http)
+    if args.http:
+        serve_http(runtime, args.host, args.port)
+    else:
+        serve_socket_mode(runtime, settings.slack_app_token.get_secret_value())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="taobot", description="Launch and watch NVIDIA TAO jobs from Slack.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the Slack bot (Socket Mode, or --http)")
+    serve.add_argument("--http", action="store_true", help="HTTP mode: serve /slack/events instead of Socket Mode")
+    serve.add_argument("--port", type=int, default=3000)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind in HTTP mode (default 127.0.0.1)")
+    serve.add_argument("--db", help="database path (default TAOBOT_DB)")
+    serve.set_defaults(func=cmd_serve)
+
+    console = sub.add_parser("console", help="run the launch intake in this terminal, without Slack")
+    console.add_argument("--model", help="TAO network, e.g. cosmos-rl")
+    console.add_argument("--action", default="train")
+    console.add_argument("--resume", help="continue an earlier console intake by id")
+    console.add_argument("--db", help="database path (default TAOBOT_DB)")
+    console.set_defaults(func=cmd_console)
+
+    platforms = sub.add_parser("platforms", help="list execution platforms, or show one")
+    platforms.add_argument("--platform", help="platform name or alias")
+    platforms.add_argument("--format", choices=("text", "json"), default="text")
+    platforms.set_defaults(func=cmd_platforms)
+
+    image = sub.add_parser("image", help="show the default container image for a model and action")
+    image.add_argument("--model", required=True)
+    image.add_argument("--action", required=True)
+    image.add_argument("--format", choices=("text", "json"), default="text")
+    image.set_defaults(func=cmd_image)
+
+    status = sub.add_parser("status", help="launches recorded in the database")
+    status.add_argument("id", nargs="?")
+    status.add_argument("--db", help="database path (default TAOBOT_DB)")
+    status.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except TaobotError as exc:
+        print(f"taobot: {exc.message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

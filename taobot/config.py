@@ -1,0 +1,80 @@
+"""Settings, read from the environment. The only module that reads os.environ.
+
+Every variable is listed in the README's configuration table. A bad value
+stops the bot with one line naming the setting (see `load_settings`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from taobot.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+
+    slack_bot_token: SecretStr | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
+    slack_app_token: SecretStr | None = Field(None, validation_alias="SLACK_APP_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")
+    slack_api_url: str | None = Field(None, validation_alias="SLACK_API_URL")
+
+    db_path: Path = Field(Path("taobot.db"), validation_alias="TAOBOT_DB")
+    secret_key: SecretStr | None = Field(None, validation_alias="TAOBOT_SECRET_KEY")
+    secret_key_file: Path | None = Field(None, validation_alias="TAOBOT_SECRET_KEY_FILE")
+    admins: str = Field("", validation_alias="TAOBOT_ADMINS")
+    skill_bank_path: str | None = Field(None, validation_alias=AliasChoices("TAO_SKILL_BANK_PATH"))
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", validation_alias="TAOBOT_LOG_LEVEL")
+    log_format: Literal["text", "json"] = Field("text", validation_alias="TAOBOT_LOG_FORMAT")
+    intake_expiry_days: int = Field(30, ge=1, le=365, validation_alias="TAOBOT_INTAKE_EXPIRY_DAYS")
+    default_status_interval_minutes: int = Field(5, ge=1, le=60, validation_alias="TAOBOT_STATUS_INTERVAL_MINUTES")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, v: object) -> object:
+        return v.upper() if isinstance(v, str) else v
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, v: object) -> object:
+        return v.lower() if isinstance(v, str) else v
+
+    @property
+    def admin_ids(self) -> frozenset[str]:
+        return frozenset(a.strip() for a in self.admins.split(",") if a.strip())
+
+    @property
+    def key_file(self) -> Path:
+        """Where the generated encryption key lives when TAOBOT_SECRET_KEY is unset."""
+        if self.secret_key_file:
+            return self.secret_key_file
+        return self.db_path.with_name(self.db_path.name + ".key")
+
+    def missing_for_serve(self, http: bool) -> list[str]:
+        """Slack variables `taobot serve` needs in the chosen mode that are unset."""
+        needed = {"SLACK_BOT_TOKEN": self.slack_bot_token}
+        if http:
+            needed["SLACK_SIGNING_SECRET"] = self.slack_signing_secret
+        else:
+            needed["SLACK_APP_TOKEN"] = self.slack_app_token
+        return [name for name, value in needed.items() if not value or not value.get_secret_value()]
+
+
+_ALIASES = {name: field.validation_alias for name, field in Settings.model_fields.items()}
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment; a bad value raises ConfigError naming it."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = err["loc"][0] if err["loc"] else ""
+        alias = _ALIASES.get(str(loc), loc)
+        if isinstance(alias, AliasChoices):
+            alias = alias.choices[0]
+        raise ConfigError(f"{alias}: {err['msg']} (got {err.get('input')!r})", setting=str(alias)) from exc

@@ -1,0 +1,185 @@
+"""`taobot console`: the same launch intake in a terminal, without Slack.
+
+Prompts replace Block Kit; credentials are read with hidden input and go to
+the same encrypted store. Every answer is saved as it is given, so
+`taobot console --resume ID` continues an interrupted intake.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Callable
+
+from taobot.catalog import Catalog, find_platform
+from taobot.conversation import (
+    INTERVAL_ADVICE,
+    AcceptComputeDefaults,
+    Cancel,
+    ChoosePlatform,
+    ConfirmImage,
+    CredentialsStored,
+    Event,
+    IntakeState,
+    SetMonitoring,
+    Step,
+    UseSshAgent,
+    apply_all,
+    check_credential_value,
+    compute_defaults,
+    dataset_help,
+    missing_credentials,
+    next_step,
+    parse_reply,
+    start_intake,
+)
+from taobot.errors import TaobotError
+from taobot.slack.blocks import status_detail
+from taobot.store import Store
+
+CONSOLE_CHANNEL = "console"
+
+
+class ConsoleIO:
+    def __init__(self, ask: Callable[[str], str] = input, ask_secret: Callable[[str], str] = getpass.getpass,
+                 say: Callable[[str], None] = print) -> None:
+        self.ask, self.ask_secret, self.say = ask, ask_secret, say
+
+
+def _owner() -> str:
+    return "console:" + (os.environ.get("USER") or getpass.getuser() or "local")
+
+
+def run_console(store: Store, catalog: Catalog, model: str | None, action: str | None,
+                resume: str | None = None, io: ConsoleIO | None = None) -> int:
+    io = io or ConsoleIO()
+    owner = _owner()
+    if resume:
+        found = store.find_intake_by_prefix(resume)
+        if not found:
+            io.say(f"No console intake {resume} in {store.path}.")
+            return 2
+        state = found[0]
+        io.say(f"Resuming launch {state.id}: {state.model} {state.action}.")
+    else:
+        if not model:
+            io.say("Models: " + ", ".join(sorted(catalog.models)))
+            model = io.ask("Model: ").strip()
+        try:
+            state = start_intake(catalog, model, action or "train", owner, CONSOLE_CHANNEL)
+        except TaobotError as exc:
+            io.say(exc.message)
+            return 2
+        state.thread_ts = state.id
+        store.save_intake(state, owner, "start", {"model": state.model, "action": state.action})
+        io.say(f"Launch {state.id}: {state.model} {state.action}. Type `help` for keys, `cancel` to stop; "
+               f"resume later with `taobot console --resume {state.id}`.")
+
+    while state.status == "collecting":
+        step = next_step(state, catalog)
+        try:
+            events = _ask_step(state, catalog, step, store, io)
+        except EOFError:
+            io.say(f"\nStopped. Resume with `taobot console --resume {state.id}`.")
+            return 1
+        if events is None:
+            continue
+        outcome = apply_all(state, events, catalog)
+        for note in outcome.notes:
+            io.say("  " + note)
+        for err in outcome.errors:
+            io.say("  ✗ " + err)
+        if outcome.changed:
+            state = outcome.state
+            store.save_intake(state, owner, "console", {"events": [type(e).__name__ for e in events]})
+    io.say(status_detail(state, catalog)["text"].replace("*", ""))
+    if state.status == "cancelled":
+        return 1
+    io.say("Intake complete.")
+    return 0
+
+
+def _free_text(answer: str, state: IntakeState, catalog: Catalog, io: ConsoleIO) -> list[Event] | None:
+    parsed = parse_reply(answer, state, catalog)
+    if parsed.secret_warning:
+        io.say(parsed.secret_warning.replace("*", ""))
+        return None
+    if parsed.command == "cancel":
+        return [Cancel()]
+    if parsed.command == "help":
+        io.say(dataset_help(state, catalog))
+        return None
+    if parsed.command == "status":
+        io.say(status_detail(state, catalog)["text"].replace("*", ""))
+        return None
+    if parsed.command == "use_image":
+        return [ConfirmImage()]
+    if parsed.command == "compute_defaults":
+        return [AcceptComputeDefaults()]
+    if parsed.command == "ssh_agent":
+        return [UseSshAgent(True)]
+    for err in parsed.errors:
+        io.say("  ✗ " + err)
+    return parsed.events or None
+
+
+def _ask_step(state: IntakeState, catalog: Catalog, step: Step, store: Store, io: ConsoleIO) -> list[Event] | None:
+    if step is Step.PLATFORM:
+        names = list(catalog.platforms)
+        for i, p in enumerate(catalog.platforms.values(), 1):
+            io.say(f"  {i}. {p.name:<13} {p.display_name} — {p.description}")
+        answer = io.ask("Platform (name or number): ").strip()
+        if answer.isdigit() and 1 <= int(answer) <= len(names):
+            return [ChoosePlatform(names[int(answer) - 1])]
+        if "=" in answer or answer.lower() in ("cancel", "help", "status"):
+            return _free_text(answer, state, catalog, io)
+        return [ChoosePlatform(answer)]
+    if step is Step.MONITORING:
+        answer = io.ask("Post status updates until the job ends? [Y/n]: ").strip().lower()
+        if answer in ("", "y", "yes"):
+            default = catalog.default_status_interval_minutes
+            interval = io.ask(f"Status interval in minutes ({INTERVAL_ADVICE}) [{default}]: ").strip()
+            if not interval:
+                return [SetMonitoring(True, default)]
+            if not interval.isdigit():
+                io.say("  ✗ Give a whole number of minutes, 1–60.")
+                return None
+            return [SetMonitoring(True, int(interval))]
+        if answer in ("n", "no"):
+            return [SetMonitoring(False)]
+        return _free_text(answer, state, catalog, io)
+    if step is Step.CREDENTIALS:
+        need = missing_credentials(state, catalog)[0]
+        cred = need.credential
+        io.say(f"{cred.name}: {cred.description}\n  How to get it: {cred.how_to_get}")
+        if need.name == "SSH_KEY_PATH":
+            io.say("  (Type `agent` if you keep the key in an SSH agent instead.)")
+        reader = io.ask_secret if cred.secret else io.ask
+        value = reader(f"{cred.name}{' (hidden)' if cred.secret else ''}: ").strip()
+        if value.lower() in ("agent", "cancel") and not cred.secret:
+            return [UseSshAgent(True)] if value.lower() == "agent" else [Cancel()]
+        problem = check_credential_value(cred.name, value)
+        if problem:
+            io.say("  ✗ " + problem)
+            return None
+        return [CredentialsStored({cred.name: store.put_secret(state.owner, cred.name, value)})]
+    if step is Step.IMAGE:
+        io.say(f"Container image for {state.model}/{state.action}: default={state.image.default}")
+        answer = io.ask("Press Enter to use it, or type image=<registry/name:tag>: ").strip()
+        if not answer:
+            return [ConfirmImage()]
+        return _free_text(answer, state, catalog, io)
+    if step is Step.DATASETS:
+        io.say(dataset_help(state, catalog))
+        answer = io.ask("Datasets (key=value ...): ").strip()
+        return _free_text(answer, state, catalog, io) if answer else None
+    if step is Step.COMPUTE:
+        defaults = compute_defaults(state, catalog)
+        platform = find_platform(catalog, state.platform) if state.platform else None
+        shown = ", ".join(f"{k}={v}" for k, v in defaults.items())
+        cap = f" (at most {platform.resources.max_num_gpus_per_node} GPUs per node)" if platform else ""
+        answer = io.ask(f"Compute shape{cap} — Enter for {shown}, or num_gpus=N num_nodes=N: ").strip()
+        if not answer:
+            return [AcceptComputeDefaults()]
+        return _free_text(answer, state, catalog, io)
+    return None

@@ -1,0 +1,348 @@
+"""IntakeService: store + conversation + a Messenger, for one workspace.
+
+The Slack listeners (and tests) call these methods after acking. Each
+method loads the thread's state, applies the pure conversation, saves the
+new state with its event record in one transaction, then tells Slack.
+A per-intake lock serialises concurrent clicks and replies on one thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Protocol
+
+from taobot.catalog import Catalog
+from taobot.conversation import (
+    AcceptComputeDefaults,
+    Cancel,
+    ChoosePlatform,
+    ConfirmImage,
+    CredentialsStored,
+    Event,
+    IntakeState,
+    OverrideImage,
+    SetMonitoring,
+    SetResults,
+    SetRoot,
+    SetSpecInput,
+    UseSshAgent,
+    apply_all,
+    check_credential_value,
+    credential_needs,
+    expected_shape,
+    may_act,
+    optional_credentials,
+    parse_reply,
+    start_intake,
+)
+from taobot.errors import TaobotError
+from taobot.secrets import REDACTOR
+from taobot.slack import blocks as B
+from taobot.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Messenger(Protocol):
+    """What the service needs from Slack (or a stand-in)."""
+
+    def post(self, channel: str, message: dict, thread_ts: str | None = None) -> str: ...
+
+    def update(self, channel: str, ts: str, message: dict) -> None: ...
+
+    def ephemeral(self, channel: str, user: str, text: str, thread_ts: str | None = None) -> None: ...
+
+    def open_view(self, trigger_id: str, view: dict) -> None: ...
+
+
+@dataclass
+class ActionContext:
+    user: str
+    channel: str
+    trigger_id: str | None = None
+    value: str | None = None
+
+
+class IntakeService:
+    def __init__(
+        self,
+        store: Store,
+        catalog: Catalog,
+        messenger: Messenger,
+        admins: frozenset[str] = frozenset(),
+        expiry_days: int = 30,
+    ) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.messenger = messenger
+        self.admins = admins
+        self.expiry_s = expiry_days * 86400
+        self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._locks_guard = threading.Lock()
+
+    def _lock(self, intake_id: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks[intake_id]
+
+    # ------------------------------------------------------------------ starting
+
+    def start(self, channel: str, user: str, model: str, action: str | None, thread_ts: str | None = None) -> IntakeState:
+        """Open a launch thread. Raises UnknownNameError (listing what exists) for bad names."""
+        state = start_intake(self.catalog, model, action or "train", user, channel, thread_ts)
+        self.store.save_intake(state, user, "start", {"model": state.model, "action": state.action})
+        card = B.intake_card(state, self.catalog)
+        ts = self.messenger.post(channel, card, thread_ts=thread_ts)
+        state.card_ts = ts
+        if state.thread_ts is None:
+            state.thread_ts = ts
+        self.store.save_intake(state, user, "card_posted", {"ts": ts})
+        log.info("intake started", extra={"intake": state.id, "channel": channel, "thread": state.thread_ts})
+        return state
+
+    # ------------------------------------------------------------------ replies in the thread
+
+    def handle_message(self, channel: str, thread_ts: str, user: str, text: str) -> bool:
+        """A thread reply. Returns False when the thread is not a launch thread."""
+        state = self.store.find_intake(channel, thread_ts)
+        if state is None:
+            return False
+        with self._lock(state.id):
+            state = self.store.find_intake(channel, thread_ts) or state
+            parsed = parse_reply(text, state, self.catalog)
+            if parsed.secret_warning:
+                # Never logged with the text, never stored: only the fact of the warning.
+                self.store.log_event(state.id, user, "secret_warning", {})
+                self._reply(state, parsed.secret_warning)
+                return True
+            if not may_act(state, user, self.admins):
+                if parsed.events or parsed.command:
+                    self.messenger.ephemeral(
+                        channel, user, f"Only <@{state.owner}>, who started launch `{state.id}`, or an admin can change it.", thread_ts
+                    )
+                return True
+            if self._expired(state):
+                self._reply(state, self._expired_text(state))
+                return True
+            if parsed.command:
+                self._command(state, user, parsed.command)
+                return True
+            outcome = apply_all(state, parsed.events, self.catalog)
+            errors = parsed.errors + outcome.errors
+            if outcome.changed:
+                new = self._with_saved_credentials(outcome.state)
+                self.store.save_intake(new, user, "reply", {"events": [type(e).__name__ for e in parsed.events]})
+                self._refresh(new)
+            lines = outcome.notes + [f":x: {e}" for e in errors]
+            self._reply(state, "\n".join(lines) if lines else expected_shape())
+            return True
+
+    def _command(self, state: IntakeState, user: str, command: str) -> None:
+        if command == "cancel":
+            self._apply(state, user, [Cancel()], "cancel")
+        elif command == "help":
+            self._reply(state, B.help_message(self.catalog)["text"])
+        elif command == "status":
+            self._reply(state, B.status_detail(state, self.catalog)["text"])
+        elif command == "use_image":
+            self._apply(state, user, [ConfirmImage()], "image_confirmed")
+        elif command == "compute_defaults":
+            self._apply(state, user, [AcceptComputeDefaults()], "compute_defaults")
+        elif command == "ssh_agent":
+            self._apply(state, user, [UseSshAgent(True)], "ssh_agent")
+        else:  # preflight, launch, detach, attach: not available before the intake is complete
+            self._reply(state, f"`{command}` is not available yet for launch `{state.id}`: the intake comes first.")
+
+    def _apply(self, state: IntakeState, user: str, events: list[Event], kind: str, detail: dict | None = None) -> None:
+        outcome = apply_all(state, events, self.catalog)
+        if outcome.changed:
+            new = self._with_saved_credentials(outcome.state)
+            self.store.save_intake(new, user, kind, detail)
+            self._refresh(new)
+        lines = outcome.notes + [f":x: {e}" for e in outcome.errors]
+        if lines:
+            self._reply(state, "\n".join(lines))
+
+    # ------------------------------------------------------------------ buttons and selects
+
+    def handle_action(self, action_id: str, intake_id: str, ctx: ActionContext) -> None:
+        state = self.store.get_intake(intake_id)
+        if state is None:
+            self.messenger.ephemeral(
+                ctx.channel,
+                ctx.user,
+                "This launch is unknown to taobot (it may have expired or belong to another installation). "
+                "Start a new one with `/tao launch <model> [action]`.",
+            )
+            return
+        if not may_act(state, ctx.user, self.admins):
+            self.messenger.ephemeral(
+                ctx.channel,
+                ctx.user,
+                f"Only <@{state.owner}>, who started launch `{state.id}`, or an admin can answer it.",
+                state.thread_ts,
+            )
+            return
+        if self._expired(state):
+            self.messenger.ephemeral(ctx.channel, ctx.user, self._expired_text(state), state.thread_ts)
+            return
+        if state.status in ("cancelled", "launched"):
+            self.messenger.ephemeral(ctx.channel, ctx.user, f"Launch `{state.id}` is {state.status}.", state.thread_ts)
+            return
+        with self._lock(state.id):
+            state = self.store.get_intake(intake_id) or state
+            if action_id == B.PLATFORM_SELECT and ctx.value:
+                self._apply(state, ctx.user, [ChoosePlatform(ctx.value)], "platform", {"platform": ctx.value})
+            elif action_id == B.MONITOR_YES:
+                interval = state.interval_minutes or self.catalog.default_status_interval_minutes
+                self._apply(state, ctx.user, [SetMonitoring(True, interval)], "monitoring", {"interval": interval})
+            elif action_id == B.MONITOR_NO:
+                self._apply(state, ctx.user, [SetMonitoring(False)], "monitoring", {"enabled": False})
+            elif action_id == B.INTERVAL_SELECT and ctx.value:
+                self._apply(state, ctx.user, [SetMonitoring(True, int(ctx.value))], "monitoring", {"interval": ctx.value})
+            elif action_id == B.USE_SSH_AGENT:
+                self._apply(state, ctx.user, [UseSshAgent(True)], "ssh_agent")
+            elif action_id == B.IMAGE_USE_DEFAULT:
+                self._apply(state, ctx.user, [ConfirmImage()], "image_confirmed")
+            elif action_id == B.COMPUTE_DEFAULTS:
+                self._apply(state, ctx.user, [AcceptComputeDefaults()], "compute_defaults")
+            elif action_id == B.CANCEL_INTAKE:
+                self._apply(state, ctx.user, [Cancel()], "cancel")
+            elif action_id == B.OPEN_CREDENTIALS and ctx.trigger_id:
+                if state.platform is None:
+                    self.messenger.ephemeral(ctx.channel, ctx.user, "Choose a platform first.", state.thread_ts)
+                else:
+                    self.messenger.open_view(ctx.trigger_id, B.credentials_modal(state, self.catalog))
+            elif action_id == B.IMAGE_OVERRIDE and ctx.trigger_id:
+                self.messenger.open_view(ctx.trigger_id, B.image_modal(state))
+            elif action_id == B.OPEN_DATASETS and ctx.trigger_id:
+                self.messenger.open_view(ctx.trigger_id, B.datasets_modal(state, self.catalog))
+            else:
+                log.warning("unhandled action %s", action_id, extra={"intake": state.id})
+
+    # ------------------------------------------------------------------ modal submissions
+
+    def validate_submission(self, callback_id: str, intake_id: str, user: str, values: dict[str, str]) -> dict[str, str]:
+        """Field errors for a modal (shown by Slack next to the field), or {} when it can be saved.
+
+        Runs inside the 3-second ack, so it is pure and fast.
+        """
+        state = self.store.get_intake(intake_id)
+        if state is None:
+            first = next(iter(values), B.IMAGE_BLOCK)
+            return {first: "This launch is unknown or expired; start a new one with /tao launch."}
+        if not may_act(state, user, self.admins):
+            first = next(iter(values), B.IMAGE_BLOCK)
+            return {first: f"Only the person who started launch {state.id} or an admin can change it."}
+        errors: dict[str, str] = {}
+        if callback_id == B.CREDENTIALS_MODAL:
+            for block_id, value in values.items():
+                name = block_id.removeprefix(B.CRED_BLOCK_PREFIX)
+                if value and (problem := check_credential_value(name, value)):
+                    errors[block_id] = problem
+        elif callback_id == B.IMAGE_MODAL:
+            from taobot.conversation import check_image_ref
+
+            if problem := check_image_ref(values.get(B.IMAGE_BLOCK, "")):
+                errors[B.IMAGE_BLOCK] = problem
+        elif callback_id == B.DATASETS_MODAL:
+            events, problems = self._dataset_events(values)
+            trial = apply_all(state, events, self.catalog)
+            for block_id, problem in problems.items():
+                errors[block_id] = problem
+            if trial.errors and not errors:
+                errors[B.SPEC_BLOCK] = B.clip(" ".join(trial.errors), 2000)
+        return errors
+
+    def handle_submission(self, callback_id: str, intake_id: str, user: str, values: dict[str, str]) -> None:
+        state = self.store.get_intake(intake_id)
+        if state is None:
+            return
+        with self._lock(state.id):
+            state = self.store.get_intake(intake_id) or state
+            if callback_id == B.CREDENTIALS_MODAL:
+                allowed = {n.name for n in credential_needs(state, self.catalog)}
+                allowed |= {c.name for c, _ in optional_credentials(state, self.catalog)}
+                stored: dict[str, str] = {}
+                for block_id, value in values.items():
+                    name = block_id.removeprefix(B.CRED_BLOCK_PREFIX)
+                    if value and name in allowed:
+                        stored[name] = self.store.put_secret(state.owner, name, value.strip())
+                if stored:
+                    self._apply(state, user, [CredentialsStored(stored)], "credentials", {"names": sorted(stored)})
+            elif callback_id == B.IMAGE_MODAL:
+                self._apply(state, user, [OverrideImage(values.get(B.IMAGE_BLOCK, ""))], "image_override")
+            elif callback_id == B.DATASETS_MODAL:
+                events, _ = self._dataset_events(values)
+                if events:
+                    self._apply(state, user, events, "datasets", {"count": len(events)})
+
+    @staticmethod
+    def _dataset_events(values: dict[str, str]) -> tuple[list[Event], dict[str, str]]:
+        events: list[Event] = []
+        problems: dict[str, str] = {}
+        for block_id, value in values.items():
+            value = (value or "").strip()
+            if not value:
+                continue
+            if block_id.startswith(B.ROOT_BLOCK_PREFIX):
+                events.append(SetRoot(block_id.removeprefix(B.ROOT_BLOCK_PREFIX), value))
+            elif block_id == B.RESULTS_BLOCK:
+                events.append(SetResults(value))
+            elif block_id == B.SPEC_BLOCK:
+                for line in value.splitlines():
+                    line = line.strip()
+                    if not line:
+                        continue
+                    key, sep, path = line.partition("=")
+                    if not sep or not key.strip() or not path.strip():
+                        problems[B.SPEC_BLOCK] = f"Each line must be `spec.key=path`; could not read `{line[:80]}`."
+                        break
+                    events.append(SetSpecInput(key.strip(), path.strip()))
+        return events, problems
+
+    # ------------------------------------------------------------------ status
+
+    def channel_status(self, channel: str) -> dict:
+        return B.status_message(self.store.intakes_in_channel(channel), self.catalog)
+
+    def one_status(self, intake_id: str) -> dict:
+        matches = self.store.find_intake_by_prefix(intake_id.strip())
+        if not matches:
+            return B.reply(f"No launch `{intake_id}` is known. `/tao status` lists this channel's launches.")
+        return B.status_detail(matches[0], self.catalog)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _with_saved_credentials(self, state: IntakeState) -> IntakeState:
+        """Count credentials this person saved on an earlier launch, if this launch needs them."""
+        wanted = {n.name for n in credential_needs(state, self.catalog)}
+        wanted |= {c.name for c, _ in optional_credentials(state, self.catalog)}
+        saved = self.store.secret_fingerprints(state.owner)
+        fresh = {n: fp for n, fp in saved.items() if n in wanted and state.credentials.get(n) != fp}
+        if not fresh:
+            return state
+        return apply_all(state, [CredentialsStored(fresh)], self.catalog).state
+
+    def _expired(self, state: IntakeState) -> bool:
+        return state.status in ("collecting", "complete") and time.time() - state.updated_at > self.expiry_s
+
+    def _expired_text(self, state: IntakeState) -> str:
+        days = int(self.expiry_s // 86400)
+        return (
+            f"Launch `{state.id}` expired after {days} days without activity. "
+            f"Start a new one with `/tao launch {state.model} {state.action}`."
+        )
+
+    def _refresh(self, state: IntakeState) -> None:
+        if state.card_ts:
+            try:
+                self.messenger.update(state.channel, state.card_ts, B.intake_card(state, self.catalog))
+            except TaobotError as exc:
+                log.warning("card update failed: %s", exc, extra={"intake": state.id})
+
+    def _reply(self, state: IntakeState, text: str) -> None:
+        self.messenger.post(state.channel, B.reply(REDACTOR.redact(text)), thread_ts=state.thread_ts)

@@ -1,0 +1,1 @@
+"""Thin Bolt listeners: ack first, then hand over to IntakeService."""

@@ -1,0 +1,47 @@
+"""The /tao slash command: launch, status, help."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_bolt import App
+
+from taobot.catalog import Catalog, find_action, find_model
+from taobot.errors import SlackError, UnknownNameError
+from taobot.service import IntakeService
+from taobot.slack import blocks as B
+
+log = logging.getLogger(__name__)
+
+USAGE = "Usage: `/tao launch <model> [action]`, `/tao status [id]`, `/tao help`."
+
+
+def register(app: App, service: IntakeService, catalog: Catalog) -> None:
+    @app.command("/tao")
+    def tao(ack, command: dict, respond) -> None:
+        words = (command.get("text") or "").split()
+        verb = words[0].lower() if words else "help"
+        if verb == "help":
+            ack(**B.help_message(catalog))
+            return
+        if verb == "status":
+            ack(**(service.one_status(words[1]) if len(words) > 1 else service.channel_status(command["channel_id"])))
+            return
+        if verb != "launch":
+            ack(text=f"Unknown subcommand `{verb}`. {USAGE}")
+            return
+        if len(words) < 2:
+            ack(text=f"Which model? {USAGE} Models: {', '.join(sorted(catalog.models))}.")
+            return
+        model_name, action_name = words[1], (words[2] if len(words) > 2 else "train")
+        try:
+            find_action(find_model(catalog, model_name), action_name)
+        except UnknownNameError as exc:
+            ack(text=exc.message)
+            return
+        ack(text=f"Starting a launch thread for {model_name} {action_name}…")
+        try:
+            service.start(command["channel_id"], command["user_id"], model_name, action_name)
+        except SlackError as exc:
+            hint = " Invite the bot to this channel with `/invite @taobot`." if exc.error in ("not_in_channel", "channel_not_found") else ""
+            respond(text=f"Could not open the launch thread: {exc.error}.{hint}", response_type="ephemeral")

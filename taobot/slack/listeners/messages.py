@@ -1,0 +1,66 @@
+"""@taobot mentions start launches; replies in launch threads drive the intake."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from slack_bolt import App
+
+from taobot.catalog import Catalog, find_model
+from taobot.errors import UnknownNameError
+from taobot.service import IntakeService
+from taobot.slack import blocks as B
+
+log = logging.getLogger(__name__)
+
+_MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
+_FILLER = {"launch", "please", "run", "start", "a", "an", "the", "job", "on", "with"}
+
+
+def strip_mentions(text: str) -> str:
+    return _MENTION.sub(" ", text or "").strip()
+
+
+def parse_mention(text: str, catalog: Catalog) -> tuple[str | None, str, str | None]:
+    """(model, action, error) from `train cosmos-rl`, `cosmos-rl evaluate`, `launch dino export`."""
+    words = [w for w in strip_mentions(text).lower().split() if w not in _FILLER]
+    if not words or words[0] in ("help", "status"):
+        return None, "", words[0] if words else "help"
+    for i, word in enumerate(words):
+        try:
+            model = find_model(catalog, word)
+        except UnknownNameError:
+            continue
+        others = words[:i] + words[i + 1 :]
+        action = next((w for w in others if w.replace("-", "_") in model.actions), None)
+        if others and action is None:
+            return model.name, "", f"Unknown action `{others[0]}` for {model.name}. Known: {', '.join(model.actions)}."
+        return model.name, (action or "train").replace("-", "_"), None
+    return None, "", f"Unknown model in `{' '.join(words)}`. Known: {', '.join(sorted(catalog.models))}."
+
+
+def register(app: App, service: IntakeService, catalog: Catalog) -> None:
+    @app.event("app_mention")
+    def on_mention(event: dict, say) -> None:
+        channel, thread = event["channel"], event.get("thread_ts")
+        if thread and service.store.find_intake(channel, thread):
+            return  # the message listener handles replies inside launch threads
+        model, action, error = parse_mention(event.get("text", ""), catalog)
+        reply_ts = thread or event["ts"]
+        if error == "help":
+            say(**B.help_message(catalog), thread_ts=reply_ts)
+        elif error == "status":
+            say(**service.channel_status(channel), thread_ts=reply_ts)
+        elif error:
+            say(text=error, thread_ts=reply_ts)
+        else:
+            service.start(channel, event["user"], model, action, thread_ts=reply_ts)
+
+    @app.event("message")
+    def on_message(event: dict) -> None:
+        if event.get("subtype") or event.get("bot_id") or not event.get("thread_ts"):
+            return
+        if event.get("thread_ts") == event.get("ts"):
+            return
+        service.handle_message(event["channel"], event["thread_ts"], event.get("user", ""), strip_mentions(event.get("text", "")))
