@@ -485,6 +485,10 @@ def _set_monitoring(s: IntakeState, e: SetMonitoring, catalog: Catalog, out: Out
     if e.enabled is not None:
         s.monitor = e.enabled
         out.notes.append("Status updates in this thread: " + ("on." if e.enabled else "off."))
+        if e.enabled and e.interval is None and s.interval_minutes is None:
+            # `monitor=yes` alone accepts the default interval instead of asking again.
+            s.interval_minutes = catalog.default_status_interval_minutes
+            out.notes.append(f"Status interval: every {s.interval_minutes} min (default).")
     if e.interval is not None:
         s.interval_minutes = e.interval
         if s.monitor is None:

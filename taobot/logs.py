@@ -1,6 +1,6 @@
 """Logging setup: one line per event, text or JSON, secrets redacted.
 
-Log calls pass ids with `extra={"intake": ..., "channel": ..., "thread": ...,
+Log calls pass ids with `extra={"intake": ..., "channel": ..., "thread_ts": ...,
 "job": ...}`; both formats print whichever of them are present.
 """
 
@@ -13,7 +13,7 @@ import time
 
 from taobot.secrets import REDACTOR, RedactingFilter
 
-CONTEXT_KEYS = ("channel", "thread", "intake", "launch", "job", "platform", "user")
+CONTEXT_KEYS = ("channel", "thread_ts", "intake", "launch", "job", "platform", "user")
 
 
 class TextFormatter(logging.Formatter):

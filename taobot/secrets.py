@@ -34,6 +34,11 @@ _SECRET_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("a GitHub token", re.compile(r"\b(?:ghp|gho|ghs|github_pat)_[A-Za-z0-9_]{20,}")),
     ("a JSON web token", re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]+")),
 ]
+# A whole PEM private key (header, body, footer): redacting only the header
+# would leave the key material itself in the text.
+_PEM_PRIVATE_KEY = re.compile(
+    r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----.*?(?:-----END \1PRIVATE KEY-----|\Z)", re.DOTALL
+)
 _SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|NGC_KEY|AUTH)", re.IGNORECASE)
 _LONG_RANDOM = re.compile(r"(?<![/\w.-])[A-Za-z0-9+_-]{32,}(?![/\w.-])")
 
@@ -86,6 +91,7 @@ class Redactor:
         for value in values:
             if value in text:
                 text = text.replace(value, REDACTED)
+        text = _PEM_PRIVATE_KEY.sub(REDACTED, text)
         for _label, pattern in _SECRET_PATTERNS:
             text = pattern.sub(REDACTED, text)
         return text

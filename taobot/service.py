@@ -93,14 +93,16 @@ class IntakeService:
     def start(self, channel: str, user: str, model: str, action: str | None, thread_ts: str | None = None) -> IntakeState:
         """Open a launch thread. Raises UnknownNameError (listing what exists) for bad names."""
         state = start_intake(self.catalog, model, action or "train", user, channel, thread_ts)
-        self.store.save_intake(state, user, "start", {"model": state.model, "action": state.action})
-        card = B.intake_card(state, self.catalog)
-        ts = self.messenger.post(channel, card, thread_ts=thread_ts)
-        state.card_ts = ts
-        if state.thread_ts is None:
-            state.thread_ts = ts
-        self.store.save_intake(state, user, "card_posted", {"ts": ts})
-        log.info("intake started", extra={"intake": state.id, "channel": channel, "thread": state.thread_ts})
+        # Held until the card's ts is saved: a click on the fresh card waits
+        # for it instead of racing it and being overwritten.
+        with self._lock(state.id):
+            self.store.save_intake(state, user, "start", {"model": state.model, "action": state.action})
+            ts = self.messenger.post(channel, B.intake_card(state, self.catalog), thread_ts=thread_ts)
+            state.card_ts = ts
+            if state.thread_ts is None:
+                state.thread_ts = ts
+            self.store.save_intake(state, user, "card_posted", {"ts": ts})
+        log.info("intake started", extra={"intake": state.id, "channel": channel, "thread_ts": state.thread_ts})
         return state
 
     # ------------------------------------------------------------------ replies in the thread

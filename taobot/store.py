@@ -83,11 +83,26 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
+        """A write transaction. BEGIN IMMEDIATE takes the write lock up front, so
+        a read-then-write never fails with "database is locked" when another
+        process wrote in between; the busy timeout makes it wait instead."""
         with self._lock:
+            conn = self.db.conn
             try:
-                with self.db.atomic():
-                    yield self.db
+                conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
+                raise StoreError(f"database write failed: {exc}") from exc
+            try:
+                yield self.db
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise StoreError(f"database write failed: {exc}") from exc
 
     def close(self) -> None:
@@ -208,14 +223,9 @@ class Store:
 
     def first_delivery(self, key: str) -> bool:
         """True the first time a delivery key is seen; False for Slack's retries."""
-        try:
-            with self.transaction() as db:
-                db.execute("INSERT INTO seen_deliveries (key, at) VALUES (?, ?)", [key, time.time()])
-            return True
-        except StoreError as exc:
-            if "UNIQUE" in str(exc):
-                return False
-            raise
+        with self.transaction() as db:
+            cursor = db.execute("INSERT OR IGNORE INTO seen_deliveries (key, at) VALUES (?, ?)", [key, time.time()])
+            return cursor.rowcount == 1
 
     def prune_deliveries(self, older_than_s: float = 86400) -> None:
         with self.transaction() as db:

@@ -13,6 +13,7 @@ import time
 from taobot.catalog import Catalog, find_platform
 from taobot.conversation import (
     INTERVAL_ADVICE,
+    STEP_ORDER,
     IntakeState,
     Step,
     compute_defaults,
@@ -71,6 +72,7 @@ MAX_SECTION = 3000
 MAX_TEXT = 3000  # fallback text and context elements are kept under this too
 MAX_OPTIONS = 100
 MAX_TITLE = 24
+MAX_INPUT = 3000  # longest value a plain_text_input can hold
 INTERVAL_CHOICES = (1, 2, 5, 10, 15, 30, 60)
 
 STEP_TITLES = {
@@ -291,6 +293,9 @@ def intake_card(state: IntakeState, catalog: Catalog) -> dict:
     tail = []
     if state.platform and step is not Step.CREDENTIALS:
         tail.append(button("Change credentials", OPEN_CREDENTIALS, state.id))
+    past_image = step is Step.COMPLETE or STEP_ORDER.index(step) > STEP_ORDER.index(Step.IMAGE)
+    if past_image:
+        tail.append(button("Override image", IMAGE_OVERRIDE, state.id))
     if step is not Step.DATASETS and step is not Step.PLATFORM:
         tail.append(button("Change datasets", OPEN_DATASETS, state.id))
     tail.append(
@@ -319,8 +324,12 @@ def intake_card(state: IntakeState, catalog: Catalog) -> dict:
 def _input(block_id: str, label: str, optional: bool, hint: str = "", initial: str | None = None,
            placeholder: str | None = None, multiline: bool = False) -> dict:
     element: dict = {"type": "plain_text_input", "action_id": VALUE_ID, "multiline": multiline}
-    if initial:
-        element["initial_value"] = initial[:3000]
+    if initial and len(initial) <= MAX_INPUT:
+        element["initial_value"] = initial
+    elif initial:
+        # A shortened prefill would be submitted back as a shortened path; an
+        # empty field keeps the current value instead.
+        hint = "The current value is too long to show here; leave this empty to keep it. " + hint
     if placeholder:
         element["placeholder"] = plain(placeholder, 150)
     block: dict = {

@@ -1,0 +1,388 @@
+"""Block Kit builders: every card, modal and reply is valid and inside Slack's limits."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from slack_sdk.models.blocks import Block
+from slack_sdk.models.views import View
+
+from taobot.catalog import load_catalog
+from taobot.conversation import (
+    STEP_ORDER,
+    Cancel,
+    ChoosePlatform,
+    CredentialsStored,
+    IntakeState,
+    SetMonitoring,
+    SetResults,
+    SetRoot,
+    SetSpecInput,
+    Step,
+    UseSshAgent,
+    apply,
+    credential_needs,
+    missing_credentials,
+    next_step,
+    optional_credentials,
+)
+from taobot.slack import blocks as B
+from tests.fakes._blocks import validate_message_blocks, validate_view
+from tests.test_conversation import PLATFORMS, drive_to, new, ok, store_missing_credentials
+
+CATALOG = load_catalog()
+MODELS = [
+    ("cosmos-rl", "train"),
+    ("cosmos-predict-2-5", "generate"),
+    ("dino", "train"),
+    ("classification-pyt", "train"),
+    ("mask2former", "train"),
+]
+STEPS = [*STEP_ORDER, Step.COMPLETE]
+LONG_PATH = "/lustre/fsw/" + "deep/" * 998 + "x"  # 5,000+ characters
+
+
+def _reachable() -> list[tuple[str, str, str, Step]]:
+    out = []
+    for platform in PLATFORMS:
+        for model, action in MODELS:
+            for step in STEPS:
+                if step is Step.CREDENTIALS:
+                    probe = ok(new(model, action), ChoosePlatform(platform), SetMonitoring(True, 5))
+                    if not credential_needs(probe, CATALOG):
+                        continue  # nothing to ask on this platform for this model: the step never shows
+                out.append((platform, model, action, step))
+    return out
+
+
+CASES = _reachable()
+
+
+# --------------------------------------------------------------------------- validation helpers
+
+
+def _section_texts(blocks: list[dict]) -> list[str]:
+    return [b["text"]["text"] for b in blocks if b["type"] == "section" and "text" in b]
+
+
+def _selects(blocks: list[dict]) -> list[dict]:
+    found = []
+    for b in blocks:
+        for el in [b.get("accessory"), b.get("element"), *(b.get("elements") or [])]:
+            if isinstance(el, dict) and el.get("type", "").endswith("select"):
+                found.append(el)
+    return found
+
+
+def assert_message_ok(message: dict) -> None:
+    assert isinstance(message.get("text"), str) and message["text"].strip()
+    assert len(message["text"]) <= B.MAX_TEXT
+    blocks = message["blocks"]
+    assert 0 < len(blocks) <= 50
+    for block in blocks:
+        parsed = Block.parse(block)
+        assert parsed is not None, block
+        parsed.validate_json()
+    assert validate_message_blocks(blocks) == []
+    for text in _section_texts(blocks):
+        assert len(text) <= 3000
+    for select in _selects(blocks):
+        assert len(select["options"]) <= 100
+
+
+def assert_view_ok(view: dict) -> None:
+    View(**view).validate_json()
+    assert validate_view(view) == []
+    assert view["type"] == "modal"
+    assert len(view["blocks"]) <= 100
+    assert len(view["title"]["text"]) <= 24
+    for key in ("submit", "close"):
+        assert len(view[key]["text"]) <= 24
+    for text in _section_texts(view["blocks"]):
+        assert len(text) <= 3000
+    for select in _selects(view["blocks"]):
+        assert len(select["options"]) <= 100
+    ids = [b["block_id"] for b in view["blocks"] if "block_id" in b]
+    assert len(ids) == len(set(ids))
+
+
+def _card_text(card: dict) -> str:
+    parts = []
+    for block in card["blocks"]:
+        if "text" in block:
+            parts.append(block["text"]["text"])
+        for el in block.get("elements") or []:
+            if "text" in el:
+                parts.append(el["text"] if isinstance(el["text"], str) else el["text"]["text"])
+    return "\n".join(parts)
+
+
+def _unformatted(text: str) -> str:
+    return re.sub(r"[*`]", "", text)
+
+
+def _state(platform: str, model: str, action: str, step: Step) -> IntakeState:
+    return drive_to(step, platform, model, action)
+
+
+# --------------------------------------------------------------------------- every platform × model × step
+
+
+@pytest.mark.parametrize("platform,model,action,step", CASES, ids=lambda v: getattr(v, "value", v))
+def test_every_builder_is_valid_at_every_step(platform, model, action, step):
+    state = _state(platform, model, action, step)
+    card = B.intake_card(state, CATALOG)
+    assert_message_ok(card)
+    assert B.STEP_TITLES[step] in card["text"]
+    assert_view_ok(B.credentials_modal(state, CATALOG))
+    assert_view_ok(B.datasets_modal(state, CATALOG))
+    assert_view_ok(B.image_modal(state))
+    assert_message_ok(B.status_detail(state, CATALOG, now=state.created_at + 3600))
+    assert_message_ok(B.status_message([state], CATALOG))
+    # the card asks the question of the current step, in the block identified for it
+    question = next(b for b in card["blocks"] if b.get("block_id") == f"q_{state.id}")
+    assert question["type"] == "section"
+
+
+@pytest.mark.parametrize("model,action", MODELS)
+def test_card_before_a_platform_offers_every_platform(model, action):
+    card = B.intake_card(new(model, action), CATALOG)
+    assert_message_ok(card)
+    select = next(s for s in _selects(card["blocks"]) if s["action_id"] == B.PLATFORM_SELECT)
+    assert [o["value"] for o in select["options"]] == list(CATALOG.platforms)
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+@pytest.mark.parametrize("model,action", MODELS)
+def test_card_shows_the_default_image_at_the_image_step(platform, model, action):
+    state = _state(platform, model, action, Step.IMAGE)
+    card = B.intake_card(state, CATALOG)
+    text = _unformatted(_card_text(card))
+    assert f"Container image for {model}/{action}: default={state.image.default}" in text
+    action_ids = {el["action_id"] for b in card["blocks"] if b["type"] == "actions" for el in b["elements"]}
+    assert {B.IMAGE_USE_DEFAULT, B.IMAGE_OVERRIDE} <= action_ids
+
+
+def test_monitoring_question_offers_interval_choices_within_range():
+    card = B.intake_card(_state("slurm", "dino", "train", Step.MONITORING), CATALOG)
+    assert_message_ok(card)
+    select = next(s for s in _selects(card["blocks"]) if s["action_id"] == B.INTERVAL_SELECT)
+    values = [int(o["value"]) for o in select["options"]]
+    assert all(1 <= v <= 60 for v in values) and 5 in values
+
+
+def test_cancelled_card_is_valid_and_says_so():
+    state = ok(_state("slurm", "cosmos-rl", "train", Step.DATASETS), Cancel())
+    card = B.intake_card(state, CATALOG)
+    assert_message_ok(card)
+    assert "Cancelled" in _card_text(card)
+    assert not any(b["type"] == "actions" for b in card["blocks"])
+
+
+# --------------------------------------------------------------------------- credentials modal
+
+
+def _cred_inputs(view: dict) -> list[str]:
+    return [
+        b["block_id"].removeprefix(B.CRED_BLOCK_PREFIX)
+        for b in view["blocks"]
+        if b["type"] == "input" and b["block_id"].startswith(B.CRED_BLOCK_PREFIX)
+    ]
+
+
+def _owned(platform: str) -> set[str]:
+    p = CATALOG.platforms[platform]
+    return set(p.required_credentials) | {m for g in p.credential_groups for m in g.one_of} | {o.name for o in p.optional_credentials}
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+@pytest.mark.parametrize("model,action", MODELS)
+@pytest.mark.parametrize("s3", [False, True])
+def test_credentials_modal_has_one_input_per_needed_credential(platform, model, action, s3):
+    state = _state(platform, model, action, Step.IMAGE)
+    if s3:
+        state = ok(state, SetResults("s3://bucket/results"))
+    view = B.credentials_modal(state, CATALOG)
+    assert_view_ok(view)
+    inputs = _cred_inputs(view)
+    assert len(inputs) == len(set(inputs))
+    needed = [n.name for n in credential_needs(state, CATALOG)]
+    optional = [c.name for c, _ in optional_credentials(state, CATALOG)]
+    assert inputs == needed + optional
+    assert ("HF_TOKEN" in inputs) is model.startswith("cosmos-")
+    assert ({"ACCESS_KEY", "SECRET_KEY"} <= set(inputs)) is s3
+    # required ones that are missing are not optional in the form
+    by_id = {b["block_id"]: b for b in view["blocks"] if b["type"] == "input"}
+    for need in missing_credentials(state, CATALOG):
+        assert by_id[B.CRED_BLOCK_PREFIX + need.name]["optional"] is False
+    foreign = set().union(*(_owned(q) for q in PLATFORMS if q != platform)) - _owned(platform)
+    foreign -= set(CATALOG.s3_required) | set(CATALOG.s3_optional)
+    assert not set(inputs) & foreign
+
+
+def test_credentials_modal_on_slurm_follows_the_agent_choice():
+    state = _state("slurm", "dino", "train", Step.CREDENTIALS)
+    card = B.intake_card(state, CATALOG)
+    assert B.USE_SSH_AGENT in {el["action_id"] for b in card["blocks"] if b["type"] == "actions" for el in b["elements"]}
+    inputs = _cred_inputs(B.credentials_modal(state, CATALOG))
+    assert "SSH_KEY_PATH" in inputs and "SSH_AUTH_SOCK" not in inputs
+    assert not {"LEPTON_AUTH_TOKEN", "LEPTON_WORKSPACE_ID", "BREV_API_TOKEN", "KUBECONFIG"} & set(inputs)
+    state = ok(state, UseSshAgent(True))
+    inputs = _cred_inputs(B.credentials_modal(state, CATALOG))
+    assert "SSH_AUTH_SOCK" in inputs and "SSH_KEY_PATH" not in inputs
+
+
+@pytest.mark.parametrize("platform", [p for p in PLATFORMS if p != "slurm"])
+def test_no_agent_button_off_slurm(platform):
+    state = _state(platform, "cosmos-rl", "train", Step.CREDENTIALS)
+    card = B.intake_card(state, CATALOG)
+    assert B.USE_SSH_AGENT not in {el["action_id"] for b in card["blocks"] if b["type"] == "actions" for el in b["elements"]}
+
+
+def test_credentials_already_set_are_optional_and_marked():
+    state = _state("lepton", "cosmos-rl", "train", Step.CREDENTIALS)
+    state = ok(state, CredentialsStored({"HF_TOKEN": "fp"}))
+    view = B.credentials_modal(state, CATALOG)
+    block = next(b for b in view["blocks"] if b.get("block_id") == B.CRED_BLOCK_PREFIX + "HF_TOKEN")
+    assert block["optional"] is True and "(set)" in block["label"]["text"]
+
+
+def test_card_and_modal_never_contain_a_secret_value():
+    secret = "hf_Zq8Xw2Lp9Rt4Vb7Nm1Kc6Jd3Hf5Gs0Ya"
+    state = _state("lepton", "cosmos-rl", "train", Step.CREDENTIALS)
+    # The store keeps the value; the state only learns a fingerprint.
+    state = ok(state, CredentialsStored({"HF_TOKEN": "3f2a9c1d4e5b6a70", "LEPTON_AUTH_TOKEN": "aa11bb22cc33dd44", "LEPTON_WORKSPACE_ID": "ff00ee11dd22cc33"}))
+    dumped = state.model_dump_json()
+    assert secret not in dumped
+    assert set(state.credentials.values()) == {"3f2a9c1d4e5b6a70", "aa11bb22cc33dd44", "ff00ee11dd22cc33"}
+    rendered = [B.intake_card(state, CATALOG), B.credentials_modal(state, CATALOG), B.status_detail(state, CATALOG)]
+    for payload in rendered:
+        text = repr(payload)
+        assert secret not in text
+        for fingerprint in state.credentials.values():
+            assert fingerprint not in text  # not even the fingerprint is shown
+    assert "`HF_TOKEN` set" in _card_text(rendered[0])
+
+
+# --------------------------------------------------------------------------- long values
+
+
+@pytest.mark.parametrize("platform", ["slurm", "local-docker", "lepton"])
+def test_very_long_paths_still_produce_valid_blocks(platform):
+    state = _state(platform, "cosmos-rl", "train", Step.DATASETS)
+    long = {"slurm": LONG_PATH, "local-docker": "/data/tao/" + "x" * 5000, "lepton": "s3://bucket/" + "y" * 5000}[platform]
+    assert len(long) >= 5000
+    state = ok(
+        state,
+        SetRoot("train", long),
+        SetSpecInput("custom.val_dataset.annotation_path", long + "/ann.json"),
+        SetSpecInput("custom.val_dataset.media_path", long),
+        SetResults(long),
+    )
+    for step_state in (state, store_missing_credentials(state)):
+        assert_message_ok(B.intake_card(step_state, CATALOG))
+        assert_view_ok(B.datasets_modal(step_state, CATALOG))
+        assert_view_ok(B.credentials_modal(step_state, CATALOG))
+        assert_message_ok(B.status_detail(step_state, CATALOG))
+
+
+def test_very_long_image_reference_in_the_modal():
+    state = _state("slurm", "dino", "train", Step.IMAGE)
+    state = state.model_copy(update={"image": state.image.model_copy(update={"default": "nvcr.io/" + "a" * 5000 + ":1"})})
+    assert_view_ok(B.image_modal(state))
+    assert_message_ok(B.intake_card(state, CATALOG))
+
+
+@pytest.mark.parametrize("length", [0, 1, 2999, 3000, 3001, 10_000, 50_000])
+def test_reply_of_any_length_is_valid(length):
+    text = "x" * length if length else "ok"
+    message = B.reply(text)
+    assert_message_ok(message)
+    assert "".join(_section_texts(message["blocks"])).startswith(text[:3000])
+
+
+def test_a_very_long_error_is_valid():
+    state = drive_to(Step.DATASETS, "slurm", "cosmos-rl")
+    out = apply(state, SetRoot("train", "relative/" + "z" * 6000), CATALOG)
+    assert out.errors
+    message = B.reply("\n".join(out.errors))
+    assert_message_ok(message)
+
+
+def test_help_message_is_valid_and_lists_platforms_and_models():
+    message = B.help_message(CATALOG)
+    assert_message_ok(message)
+    text = "".join(_section_texts(message["blocks"]))
+    for name in [*CATALOG.platforms, *CATALOG.models]:
+        assert name in text
+
+
+def test_status_message_with_many_intakes_is_valid():
+    states = [_state(*case) for case in CASES[::3]]
+    assert len(states) > 40  # more than the message lists
+    message = B.status_message(states, CATALOG, now=states[0].created_at + 90_000)
+    assert_message_ok(message)
+    assert_message_ok(B.status_message([], CATALOG))
+
+
+def test_modal_titles_fit():
+    state = _state("slurm", "cosmos-rl", "train", Step.CREDENTIALS)
+    for view in (B.credentials_modal(state, CATALOG), B.datasets_modal(state, CATALOG), B.image_modal(state)):
+        assert 0 < len(view["title"]["text"]) <= 24
+        assert view["callback_id"] in B.CALLBACK_IDS
+        assert view["private_metadata"] == state.id
+
+
+def test_datasets_modal_offers_both_modes():
+    state = _state("slurm", "cosmos-rl", "train", Step.DATASETS)
+    view = B.datasets_modal(state, CATALOG)
+    ids = [b.get("block_id") for b in view["blocks"]]
+    assert B.ROOT_BLOCK_PREFIX + "train" in ids and B.ROOT_BLOCK_PREFIX + "eval" in ids
+    assert B.SPEC_BLOCK in ids and B.RESULTS_BLOCK in ids
+    text = view["blocks"][0]["text"]["text"]
+    assert "Root mode" in text and "Spec mode" in text and "/lustre/" in text
+
+
+def test_fit_keeps_messages_within_fifty_blocks():
+    blocks = [B.section(f"line {i}") for i in range(80)]
+    fitted = B._fit(blocks)
+    assert len(fitted) == 50
+    assert validate_message_blocks(fitted) == []
+    assert len(B._fit(blocks, B.MAX_MODAL_BLOCKS)) == 80
+    assert len(B._fit([B.section("x")] * 150, B.MAX_MODAL_BLOCKS)) == 100
+
+
+def test_clip_marks_shortened_text():
+    assert B.clip("abc", 10) == "abc"
+    clipped = B.clip("a" * 5000)
+    assert len(clipped) == 3000 and clipped.endswith("(shortened)")
+
+
+def test_datasets_modal_never_prefills_a_shortened_path():
+    """A prefilled value is submitted back as is: a clipped path would replace the real one."""
+    state = _state("slurm", "cosmos-rl", "train", Step.DATASETS)
+    state = ok(
+        state,
+        SetRoot("train", LONG_PATH),
+        SetRoot("eval", "/lustre/short/val"),
+        SetSpecInput("custom.val_dataset.annotation_path", LONG_PATH + "/ann.json"),
+        SetResults(LONG_PATH),
+    )
+    view = B.datasets_modal(state, CATALOG)
+    assert_view_ok(view)
+    inputs = {b["block_id"]: b for b in view["blocks"] if b["type"] == "input"}
+    current = {
+        B.ROOT_BLOCK_PREFIX + "train": state.roots["train"],
+        B.ROOT_BLOCK_PREFIX + "eval": state.roots["eval"],
+        B.SPEC_BLOCK: "\n".join(f"{k}={v}" for k, v in state.spec_inputs.items()),
+        B.RESULTS_BLOCK: state.results_uri,
+    }
+    for block_id, value in current.items():
+        element = inputs[block_id]["element"]
+        if "initial_value" in element:
+            assert element["initial_value"] == value  # whole, or not at all
+        else:
+            assert len(value) > 3000
+            assert "leave this empty to keep it" in inputs[block_id]["hint"]["text"]
+    assert inputs[B.ROOT_BLOCK_PREFIX + "eval"]["element"]["initial_value"] == "/lustre/short/val"

@@ -1,0 +1,389 @@
+"""The intake over real HTTP: the bot process, signed Slack requests, the fake Web API."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import time
+
+import pytest
+
+from taobot.catalog import find_action, find_model, load_catalog
+from tests.fakes import ids, post_command, post_event, post_url_verification
+from tests.harness import SIGNING_SECRET, BotProcess, SlackUser, Thread, blocks_text
+
+CATALOG = load_catalog()
+OTHER_USER = "U0TAOOTHER"
+
+SECRETS = {
+    "HF_TOKEN": "hf_SyntheticTestTokenAbc123XyzQwe456",
+    "LEPTON_AUTH_TOKEN": "lep-Synthetic-Tok3n-9f8e7d6c5b4a",
+    "BREV_API_TOKEN": "brev-Synthetic-T0ken-1a2b3c4d5e6f",
+    "SECRET_KEY": "s3cr3tSyntheticKeyValue/Abc+123xyz",
+}
+SETTINGS = {
+    "SLURM_USER": "jdoe",
+    "SLURM_HOSTNAME": "login-01.example.com,login-02.example.com:2222",
+    "SLURM_PARTITION": "gpu",
+    "SSH_KEY_PATH": "/home/bot/.ssh/id_ed25519",
+    "LEPTON_WORKSPACE_ID": "ws123",
+    "ACCESS_KEY": "AccessKeyIdForTests",
+}
+
+
+def paths_for(platform: str, model: str, action: str) -> dict[str, str]:
+    """Exact spec-key values for every required input, in the platform's path form."""
+    base = {
+        "slurm": f"/lustre/fsw/team/users/jdoe/data/{model}",
+        "local-docker": f"/data/tao/{model}",
+    }.get(platform, f"s3://tao-bucket/{model}")
+    act = find_action(find_model(CATALOG, model), action)
+    return {i.key: f"{base}/{i.key.split('.')[-1].replace('[', '').replace(']', '')}" for i in act.required_inputs}
+
+
+def fill_credentials(thread: Thread) -> list[str]:
+    view = thread.open_modal("open_credentials")
+    wanted = [b["block_id"] for b in view["blocks"] if b.get("type") == "input" and not b.get("optional")]
+    values = {}
+    for block_id in wanted:
+        name = block_id.removeprefix("cred_")
+        values[block_id] = SECRETS.get(name) or SETTINGS[name]
+    thread.submit(view, values)
+    return [b.removeprefix("cred_") for b in wanted]
+
+
+def walk_intake(person: SlackUser, platform: str, model: str, action: str = "train") -> Thread:
+    """One complete intake the way a person does it, with every kind of input."""
+    thread = person.launch(model, action)
+    thread.press("platform_select", select=platform)
+    thread.wait_card("*Platform:* " + CATALOG.platforms[platform].display_name)
+    thread.press("monitor_yes")
+    thread.wait_card("every 5 min")
+    asked: list[str] = []
+    if "Enter credentials" in thread.card_text():
+        asked += fill_credentials(thread)
+    thread.wait_card("Container image for")
+    thread.press("image_use_default")
+    thread.wait_card("(default, confirmed)")
+    pairs = " ".join(f"{k}={v}" for k, v in paths_for(platform, model, action).items())
+    thread.say(pairs)
+    thread.wait_card("*Datasets:*\n")
+    if "Enter credentials" in thread.card_text():  # s3:// inputs bring in the S3 key pair now
+        asked += fill_credentials(thread)
+    thread.wait_card("Compute shape")
+    thread.press("compute_defaults")
+    thread.wait_card("status: *complete*")
+    thread.asked = asked  # type: ignore[attr-defined]
+    return thread
+
+
+def assert_secrets_nowhere(bot: BotProcess, slack) -> None:
+    calls = json.dumps([c.params for c in slack.calls], default=str)
+    log = bot.log_text()
+    raw = b"".join(p.read_bytes() for p in bot.workdir.glob("taobot.db*"))
+    for name, value in SECRETS.items():
+        assert value not in calls, f"{name} reached Slack"
+        assert value not in log, f"{name} reached the log"
+        assert value.encode() not in raw, f"{name} is stored in clear"
+
+
+@pytest.mark.parametrize(
+    ("platform", "model", "expected"),
+    [
+        ("slurm", "cosmos-rl", ["SLURM_USER", "SLURM_HOSTNAME", "SLURM_PARTITION", "SSH_KEY_PATH", "HF_TOKEN"]),
+        ("local-docker", "dino", []),
+        ("kubernetes", "cosmos-embed", ["HF_TOKEN", "ACCESS_KEY", "SECRET_KEY"]),
+        ("lepton", "rtdetr", ["LEPTON_WORKSPACE_ID", "LEPTON_AUTH_TOKEN", "ACCESS_KEY", "SECRET_KEY"]),
+        ("brev", "classification-pyt", ["BREV_API_TOKEN", "ACCESS_KEY", "SECRET_KEY"]),
+    ],
+)
+def test_full_intake_on_each_platform_asks_only_what_it_needs(person, bot, slack, platform, model, expected):
+    thread = walk_intake(person, platform, model)
+    assert thread.asked == expected
+    card = thread.card_text()
+    for key, value in paths_for(platform, model, "train").items():
+        assert f"`{key}` = `{value}`" in card
+    assert "Intake complete" in card
+    assert_secrets_nowhere(bot, slack)
+    # Every message the bot sent passed the fake's Block Kit validation.
+    assert all(c.ok for c in slack.calls if c.method in ("chat.postMessage", "chat.update", "views.open")), [
+        (c.method, c.error) for c in slack.calls if not c.ok
+    ]
+
+
+def test_slash_command_is_acked_fast_and_posts_the_thread_root_with_postmessage(person, slack):
+    thread = person.launch("dino", "evaluate")
+    root = slack.calls_for("chat.postMessage")[0]
+    assert "thread_ts" not in root.params  # the root message; everything else threads under it
+    assert "TAO launch: dino evaluate" in thread.card_text()
+    thread.say("platform=docker")
+    reply = thread.wait_reply("Platform set to Local Docker")
+    assert reply
+    later = slack.calls_for("chat.postMessage")[-1]
+    assert later.params["thread_ts"] == thread.thread_ts
+
+
+def test_mention_starts_a_thread_under_the_mention(person, slack):
+    ts = person.mention("train cosmos-rl")
+    call = slack.wait_for(lambda c: c.method == "chat.postMessage" and c.params.get("thread_ts") == ts)[0]
+    assert "TAO launch: cosmos-rl train" in blocks_text(call.params)
+    person.mention("evaluate dino")
+    call = slack.wait_for(lambda c: c.method == "chat.postMessage" and "dino evaluate" in blocks_text(c.params))[0]
+    assert call.ok
+
+
+def test_unknown_model_action_and_subcommand_get_the_list_of_what_exists(person, slack):
+    body = person.slash("launch yolo9000").text
+    assert "Unknown model `yolo9000`" in body and "cosmos-rl" in body and "dino" in body
+    body = person.slash("launch dino fly").text
+    assert "Unknown action of dino `fly`" in body and "evaluate" in body
+    body = person.slash("deploy dino").text
+    assert "Unknown subcommand" in body and "/tao launch" in body
+    person.mention("train yolo9000")
+    call = slack.wait_for(lambda c: c.method == "chat.postMessage" and "Unknown model" in blocks_text(c.params))[0]
+    assert "rtdetr" in blocks_text(call.params)
+    assert not [c for c in slack.calls_for("chat.postMessage") if "TAO launch" in blocks_text(c.params)]
+
+
+def test_unknown_platform_reply_lists_platforms_and_changes_nothing(person):
+    thread = person.launch("dino")
+    thread.say("platform=aws")
+    reply = thread.wait_reply("Unknown platform `aws`")
+    assert "slurm" in reply and "kubernetes" in reply
+    assert "*Platform:* —" in thread.card_text()
+
+
+def test_malformed_reply_says_what_shape_is_expected(person):
+    thread = person.launch("dino")
+    thread.say("please use eight gpus")
+    reply = thread.wait_reply("I could not read")
+    assert "key=value" in reply
+
+
+def test_pasted_secret_gets_a_warning_and_is_never_stored_or_echoed(person, bot, slack):
+    thread = person.launch("cosmos-rl")
+    secret = SECRETS["HF_TOKEN"]
+    thread.say(f"my token is {secret}")
+    reply = thread.wait_reply("looks like it contains a Hugging Face token")
+    assert secret not in reply
+    time.sleep(0.3)
+    assert_secrets_nowhere(bot, slack)
+    with sqlite3.connect(bot.db) as db:
+        kinds = [r[0] for r in db.execute("SELECT kind FROM events")]
+    assert "secret_warning" in kinds
+
+
+def test_someone_else_cannot_answer_and_gets_an_ephemeral_explanation(person, slack):
+    thread = person.launch("dino")
+    thread.press("platform_select", select="slurm", as_user=OTHER_USER)
+    eph = slack.wait_for(lambda c: c.method == "chat.postEphemeral")[0]
+    assert eph.params["user"] == OTHER_USER and "Only <@" in eph.params["text"]
+    thread.say("platform=slurm", as_user=OTHER_USER)
+    slack.wait_for(lambda c: c.method == "chat.postEphemeral", count=2)
+    assert "*Platform:* —" in thread.card_text()
+
+
+def test_admin_can_answer_for_the_owner(tmp_path, slack):
+    bot = BotProcess(tmp_path, slack, extra_env={"TAOBOT_ADMINS": OTHER_USER}).start()
+    try:
+        thread = SlackUser(bot).launch("dino")
+        thread.press("platform_select", select="slurm", as_user=OTHER_USER)
+        thread.wait_card("*Platform:* SLURM")
+    finally:
+        bot.kill()
+
+
+def test_retried_event_delivery_never_produces_a_second_reply(person, slack):
+    thread = person.launch("dino")
+    thread.say("platform=slurm", event_id="Ev0RETRY001")
+    thread.wait_reply("Platform set to SLURM")
+    thread.say("platform=slurm", event_id="Ev0RETRY001", retry_num=1)
+    thread.say("platform=slurm", event_id="Ev0RETRY001", retry_num=2)
+    time.sleep(0.5)
+    replies = [blocks_text(m) for m in thread.replies() if "Platform" in blocks_text(m)]
+    assert len(replies) == 1, replies
+
+
+def test_rate_limited_post_is_retried_after_retry_after(person, slack):
+    slack.rate_limit("chat.postMessage", times=1, retry_after=1)
+    start = time.time()
+    thread = person.launch("dino")
+    calls = slack.calls_for("chat.postMessage")
+    assert [c.status for c in calls[:2]] == [429, 200]
+    assert calls[1].timestamp - calls[0].timestamp >= 0.9
+    assert time.time() - start < 10
+    assert len([c for c in calls if c.ok]) == 1 and thread.card_text()
+
+
+def test_unsigned_stale_and_forged_requests_are_refused(bot, slack):
+    stale = post_command(bot.url, SIGNING_SECRET, text="launch dino", timestamp=int(time.time()) - 600)
+    forged = post_command(bot.url, "wrong-secret", text="launch dino")
+    assert stale.status_code == 401 and forged.status_code == 401
+    ok = post_url_verification(bot.url, SIGNING_SECRET, "challenge-abc")
+    assert ok.status_code == 200 and b"challenge-abc" in ok.body
+    time.sleep(0.3)
+    assert not slack.calls_for("chat.postMessage")
+
+
+def test_image_override_modal_and_reply_validate_the_reference(person, slack):
+    thread = person.launch("dino")
+    thread.say("platform=docker monitor=no")
+    thread.wait_card("*Monitoring:* off")
+    view = thread.open_modal("image_override")
+    resp = thread.submit(view, {"image_ref": "Not A/Valid Image!"})
+    assert resp.json()["response_action"] == "errors" and "image_ref" in resp.json()["errors"]
+    thread.say("image=")
+    assert "empty" in thread.wait_reply("image override is empty")
+    thread.submit(view, {"image_ref": "registry.local:5000/team/tao-custom:1.2"})
+    thread.wait_card("`registry.local:5000/team/tao-custom:1.2` (override)")
+
+
+def test_datasets_modal_in_root_and_spec_mode_shows_concrete_keys(person):
+    thread = person.launch("cosmos-rl")
+    thread.say("platform=slurm")
+    thread.wait_card("*Platform:* SLURM")
+    view = thread.open_modal("open_datasets")
+    resp = thread.submit(view, {"root_train": "data/relative", "spec_pairs": "", "results": ""})
+    assert "absolute" in json.dumps(resp.json())
+    thread.submit(view, {
+        "root_train": "/lustre/team/train",
+        "spec_pairs": "custom.val_dataset.annotation_path=/lustre/team/val/my_ann.json\n"
+                      "custom.val_dataset.media_path=lustre:///lustre/team/val/videos.tar.gz",
+    })
+    card = thread.wait_card("my_ann.json")
+    assert "`custom.train_dataset.annotation_path` = `/lustre/team/train/annotations.json`" in card
+    assert "`custom.train_dataset.media_path` = `/lustre/team/train`" in card
+    assert "`custom.val_dataset.media_path` = `lustre:///lustre/team/val/videos.tar.gz`" in card
+
+
+def test_bad_values_each_get_a_clear_answer(person):
+    thread = person.launch("dino")
+    thread.say("platform=slurm")
+    thread.wait_card("*Platform:* SLURM")
+    thread.say("num_gpus=0")
+    assert "1–8" in thread.wait_reply("num_gpus must be")
+    thread.say("interval=90")
+    assert "1–60" in thread.wait_reply("status interval must be")
+    thread.say("dataset.bogus_key=/lustre/x")
+    assert "dataset.train_data_sources[0].json_file" in thread.wait_reply("is not a dataset input")
+    thread.say("train=relative/path")
+    thread.wait_reply("not an absolute path")
+    thread.say("platform=kubernetes")
+    thread.wait_card("*Platform:* Kubernetes")
+    thread.say("train=file:///data/x")
+    assert "s3://" in thread.wait_reply("path on the bot's host")
+    thread.say("x" * 5000)
+    thread.wait_reply("the most taobot reads is 4000")
+    card = thread.card_text()
+    assert "*Compute:* —" in card and "*Datasets:* —" in card
+
+
+def test_answers_can_change_before_launch_and_the_summary_follows(person):
+    thread = person.launch("dino")
+    thread.say("platform=slurm num_gpus=8 monitor=yes interval=10")
+    thread.wait_card("num_gpus=8")
+    thread.say("num_gpus=2 interval=1")
+    card = thread.wait_card("num_gpus=2")
+    assert "every 1 min" in card
+    thread.say("platform=local-docker")
+    thread.wait_card("*Platform:* Local Docker")
+
+
+def test_ssh_agent_is_mentioned_only_after_the_user_says_they_use_one(person, slack):
+    thread = person.launch("dino")
+    thread.say("platform=slurm monitor=no")
+    thread.wait_card("Enter credentials")
+    assert "SSH_AUTH_SOCK" not in thread.card_text()
+    view = thread.open_modal("open_credentials")
+    assert "cred_SSH_AUTH_SOCK" not in [b.get("block_id") for b in view["blocks"]]
+    thread.press("use_ssh_agent")
+    thread.wait_card("`SSH_AUTH_SOCK` missing")
+    view = thread.open_modal("open_credentials")
+    ids_ = [b.get("block_id") for b in view["blocks"]]
+    assert "cred_SSH_AUTH_SOCK" in ids_ and "cred_SSH_KEY_PATH" not in ids_
+
+
+def test_cancel_ends_the_intake_and_later_replies_are_refused(person):
+    thread = person.launch("dino")
+    thread.say("cancel")
+    thread.wait_card("Cancelled")
+    thread.say("platform=slurm")
+    thread.wait_reply("This intake is cancelled")
+
+
+def test_kill_9_mid_intake_loses_nothing(tmp_path, slack):
+    bot = BotProcess(tmp_path, slack).start()
+    person = SlackUser(bot)
+    thread = person.launch("cosmos-rl")
+    thread.say("platform=slurm monitor=yes interval=2")
+    thread.wait_card("every 2 min")
+    fill_credentials(thread)
+    thread.wait_card("`HF_TOKEN` set")
+    bot.kill(signal.SIGKILL)
+    bot.proc = None
+    bot.start()
+    thread.say("train=/lustre/a/train eval=/lustre/a/val")
+    card = thread.wait_card("/lustre/a/val/annotations.json")
+    assert "every 2 min" in card and "`SSH_KEY_PATH` set" in card and "`HF_TOKEN` set" in card
+    bot.kill()
+
+
+def test_saved_credentials_are_reused_on_the_next_launch(person):
+    first = person.launch("cosmos-rl")
+    first.say("platform=slurm monitor=no")
+    first.wait_card("Enter credentials")
+    fill_credentials(first)
+    first.wait_card("`HF_TOKEN` set")
+    second = person.launch("cosmos-rl", "evaluate")
+    second.say("platform=slurm monitor=no")
+    card = second.wait_card("`HF_TOKEN` set")
+    assert "`SLURM_USER` set" in card and "Enter credentials" not in card
+
+
+def test_status_lists_this_channels_launches_and_one_by_id(person):
+    thread = person.launch("dino")
+    thread.say("platform=slurm")
+    thread.wait_card("*Platform:* SLURM")
+    listing = person.slash("status").text
+    assert thread.intake_id in listing and "dino train" in listing and "SLURM" in listing
+    detail = person.slash(f"status {thread.intake_id}").text
+    assert f"Launch `{thread.intake_id}`" in detail
+    assert "No launch `ffffffff`" in person.slash("status ffffffff").text
+    assert "/tao launch" in person.slash("help").text
+
+
+def test_button_on_an_unknown_launch_explains_it_is_unknown(person, slack, bot):
+    thread = person.launch("dino")
+    with sqlite3.connect(bot.db) as db:
+        db.execute("DELETE FROM intakes")
+    thread.press("platform_select", select="slurm")
+    eph = slack.wait_for(lambda c: c.method == "chat.postEphemeral")[0]
+    assert "unknown to taobot" in eph.params["text"]
+
+
+def test_expired_intake_says_so(tmp_path, slack):
+    bot = BotProcess(tmp_path, slack, extra_env={"TAOBOT_INTAKE_EXPIRY_DAYS": "1"}).start()
+    try:
+        thread = SlackUser(bot).launch("dino")
+        with sqlite3.connect(bot.db) as db:
+            row = db.execute("SELECT state FROM intakes").fetchone()
+            state = json.loads(row[0])
+            state["updated_at"] -= 3 * 86400
+            db.execute("UPDATE intakes SET state = ?", [json.dumps(state)])
+        thread.say("platform=slurm")
+        thread.wait_reply("expired after 1 days")
+    finally:
+        bot.kill()
+
+
+def test_bot_messages_and_edits_are_ignored(person, slack, bot):
+    thread = person.launch("dino")
+    before = len(slack.calls_for("chat.postMessage"))
+    ts = slack.seed_message(ids.CHANNEL_ID, "platform=slurm", thread_ts=thread.thread_ts)
+    post_event(bot.url, SIGNING_SECRET, {"type": "message", "subtype": "bot_message", "bot_id": "B1", "text": "platform=slurm",
+                                         "ts": ts, "thread_ts": thread.thread_ts, "channel": ids.CHANNEL_ID})
+    post_event(bot.url, SIGNING_SECRET, {"type": "message", "subtype": "message_changed", "channel": ids.CHANNEL_ID,
+                                         "ts": ts, "message": {"text": "platform=slurm"}})
+    time.sleep(0.5)
+    assert len(slack.calls_for("chat.postMessage")) == before
