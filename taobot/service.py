@@ -309,7 +309,7 @@ class IntakeService:
     # ------------------------------------------------------------------ status
 
     def channel_status(self, channel: str) -> dict:
-        return B.status_message(self.store.intakes_in_channel(channel), self.catalog)
+        return B.status_message(self.store.intakes_in_channel(channel, limit=500), self.catalog)
 
     def one_status(self, intake_id: str) -> dict:
         matches = self.store.find_intake_by_prefix(intake_id.strip())

@@ -31,6 +31,22 @@ log = logging.getLogger(__name__)
 
 SLACK_EVENTS_PATH = "/slack/events"
 
+# What Slack must grant for each thing the code uses; manifest.yml declares
+# exactly their union (tests/test_manifest.py compares the two).
+SLASH_COMMANDS = ("/tao",)
+SCOPES_FOR_METHOD = {
+    "chat.postMessage": "chat:write",
+    "chat.update": "chat:write",
+    "chat.postEphemeral": "chat:write",
+    "views.open": None,  # needs only the trigger_id of an interaction
+}
+SCOPES_FOR_EVENT = {
+    "app_mention": "app_mentions:read",
+    "message.channels": "channels:history",
+    "message.groups": "groups:history",
+}
+COMMAND_SCOPE = "commands"
+
 
 def make_client(settings: Settings) -> WebClient:
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None

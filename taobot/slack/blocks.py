@@ -236,7 +236,7 @@ def _question_blocks(state: IntakeState, catalog: Catalog, step: Step) -> list[d
     if step is Step.IMAGE:
         return [
             section(
-                f"*Container image for {state.model}/{state.action}:* default=`{state.image.default}`\n"
+                f"Container image for {state.model}/{state.action}: default={state.image.default}\n"
                 f"_(from `{state.image.source}` in the catalog)_ Use it, or override with `image=<registry/name:tag>`.",
                 block_id=f"q_{iid}",
             ),
@@ -474,8 +474,10 @@ def status_message(intakes: list[IntakeState], catalog: Catalog, now: float | No
     now = now if now is not None else time.time()
     if not intakes:
         return reply("No launches in this channel yet. Start one with `/tao launch <model> [action]`.")
-    lines = ["*Launches in this channel*"]
-    for s in intakes[:40]:
+    shown = intakes[:40]
+    more = f" (newest {len(shown)} of {len(intakes)})" if len(intakes) > len(shown) else ""
+    lines = [f"*Launches in this channel*{more}"]
+    for s in shown:
         platform = find_platform(catalog, s.platform).display_name if s.platform else "—"
         lines.append(
             f"• `{s.id}` {s.model} {s.action} · {platform} · *{s.status}* · <@{s.owner}> · {_age(now - s.created_at)} ago"
