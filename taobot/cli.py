@@ -125,6 +125,72 @@ def cmd_image(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- preflight
+
+
+def _label_values(items: list[str], flag: str) -> list[tuple[str, str]]:
+    pairs = []
+    for item in items or []:
+        label, sep, value = item.partition("=")
+        if not sep or not label or not value:
+            raise ValueError(f"{flag} expects LABEL=VALUE; got `{item}`")
+        pairs.append((label, value))
+    return pairs
+
+
+def cmd_preflight(args: argparse.Namespace) -> int:
+    from taobot.catalog import find_model, find_platform
+    from taobot.config import credentials_from_environment
+    from taobot.preflight import DatasetPath, PreflightRequest, run_preflight
+
+    settings = _settings(args)
+    catalog = _catalog(settings)
+    platform = find_platform(catalog, args.platform)
+    try:
+        paths = _label_values(args.path, "--path")
+        fields = {label: tuple(f for f in value.split(",") if f) for label, value in _label_values(args.json_required_field, "--json-required-field")}
+    except ValueError as exc:
+        print(f"taobot: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    unknown = set(fields) - {label for label, _ in paths}
+    if unknown:
+        print(f"taobot: --json-required-field names labels without a --path: {', '.join(sorted(unknown))}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    env = credentials_from_environment(list(catalog.credentials) + ["SLURM_TIME_HOURS", "SLURM_TIMEOUT_HOURS"])
+    required = list(platform.required_credentials)
+    for group in platform.credential_groups:
+        present = [m for m in group.one_of if env.get(m)]
+        required.append(present[0] if present else group.preferred)
+    if args.model:
+        required += list(find_model(catalog, args.model).credentials)
+    if any(v.startswith("s3://") for _, v in paths) or (args.results or "").startswith("s3://"):
+        required += list(catalog.s3_required)
+    request = PreflightRequest(
+        platform=platform.name,
+        credentials=env,
+        paths=tuple(DatasetPath(label, value, fields.get(label, ())) for label, value in paths),
+        results_uri=args.results,
+        resources=platform.resources,
+        settings=settings.preflight_settings(),
+        skip_platform_access=args.skip_platform_access,
+    )
+    if args.skip_platform_access:
+        print("DRY CHECK (--skip-platform-access): variables and local paths only. This is NOT a launch preflight; "
+              "nothing was verified from the platform's point of view.")
+    report = run_preflight(request, tuple(dict.fromkeys(required)))
+    for r in report.results:
+        print(f"{'PASS' if r.ok else 'FAIL'}  {r.label}: {r.detail}")
+        if not r.ok and r.remediation:
+            for line in r.remediation.splitlines():
+                print(f"      {line}")
+    failures = report.failures()
+    if args.skip_platform_access:
+        print(f"TAO launch preflight not run (dry check only): {len(failures)} problem(s) found")
+        return 0 if not failures else EXIT_BAD_INPUT
+    print("TAO launch preflight passed" if report.passed else "TAO launch preflight failed")
+    return 0 if report.passed else EXIT_BAD_INPUT
+
+
 # --------------------------------------------------------------------------- status / console / serve
 
 
@@ -207,6 +273,17 @@ def build_parser() -> argparse.ArgumentParser:
     image.add_argument("--action", required=True)
     image.add_argument("--format", choices=("text", "json"), default="text")
     image.set_defaults(func=cmd_image)
+
+    preflight = sub.add_parser("preflight", help="check launch conditions from the platform's point of view")
+    preflight.add_argument("--platform", required=True)
+    preflight.add_argument("--path", action="append", default=[], metavar="LABEL=PATH", help="a dataset path to verify")
+    preflight.add_argument("--json-required-field", action="append", default=[], metavar="LABEL=F1,F2",
+                           help="fields every sampled record of that JSON file must have")
+    preflight.add_argument("--results", help="results location to check")
+    preflight.add_argument("--model", help="also require this model's credentials (e.g. HF_TOKEN)")
+    preflight.add_argument("--skip-platform-access", action="store_true",
+                           help="dry check of variables and local paths only; NOT a launch preflight")
+    preflight.set_defaults(func=cmd_preflight)
 
     status = sub.add_parser("status", help="launches recorded in the database")
     status.add_argument("id", nargs="?")

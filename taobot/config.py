@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", validation_alias="TAOBOT_LOG_LEVEL")
     log_format: Literal["text", "json"] = Field("text", validation_alias="TAOBOT_LOG_FORMAT")
     intake_expiry_days: int = Field(30, ge=1, le=365, validation_alias="TAOBOT_INTAKE_EXPIRY_DAYS")
+    lepton_api_url: str = Field("https://gateway.dgxc-lepton.nvidia.com", validation_alias="LEPTON_API_URL")
+    brev_api_url: str = Field("https://brevapi.us-west-2-prod.control-plane.brev.dev", validation_alias="BREV_API_URL")
+    ssh_config: str | None = Field(None, validation_alias="TAOBOT_SSH_CONFIG")
+    ssh_known_hosts: str | None = Field(None, validation_alias="TAOBOT_SSH_KNOWN_HOSTS")
     default_status_interval_minutes: int = Field(5, ge=1, le=60, validation_alias="TAOBOT_STATUS_INTERVAL_MINUTES")
 
     @field_validator("log_level", mode="before")
@@ -42,6 +46,16 @@ class Settings(BaseSettings):
     @classmethod
     def _lower(cls, v: object) -> object:
         return v.lower() if isinstance(v, str) else v
+
+    def preflight_settings(self):
+        from taobot.preflight.base import PreflightSettings
+
+        return PreflightSettings(
+            lepton_api_url=self.lepton_api_url,
+            brev_api_url=self.brev_api_url,
+            ssh_config_path=self.ssh_config,
+            known_hosts_path=self.ssh_known_hosts,
+        )
 
     @property
     def admin_ids(self) -> frozenset[str]:
@@ -62,6 +76,13 @@ class Settings(BaseSettings):
         else:
             needed["SLACK_APP_TOKEN"] = self.slack_app_token
         return [name for name, value in needed.items() if not value or not value.get_secret_value()]
+
+
+def credentials_from_environment(names: list[str]) -> dict[str, str]:
+    """Credential values the CLI takes from its environment, as the published launch helper does."""
+    import os
+
+    return {name: os.environ[name] for name in names if os.environ.get(name)}
 
 
 _ALIASES = {name: field.validation_alias for name, field in Settings.model_fields.items()}

@@ -84,6 +84,18 @@ class Confirmation(BaseModel):
     at: float
 
 
+class PreflightRecord(BaseModel):
+    """The last preflight of this thread, tied to the inputs it checked."""
+
+    status: Literal["running", "passed", "failed"]
+    fingerprint: str  # gate.input_fingerprint of the state it checked
+    results: list[dict] = Field(default_factory=list)  # CheckResult.to_dict() items
+    by: str
+    started_at: float
+    finished_at: float | None = None
+    card_ts: str | None = None
+
+
 class IntakeState(BaseModel):
     """Everything the intake knows about one launch thread. Serialised as JSON."""
 
@@ -104,6 +116,7 @@ class IntakeState(BaseModel):
     results_uri: str | None = None
     compute: dict[str, int] = Field(default_factory=dict)  # num_gpus, num_nodes
     mount_confirmations: dict[str, Confirmation] = Field(default_factory=dict)
+    preflight: PreflightRecord | None = None
     status: Literal["collecting", "complete", "cancelled", "launched"] = "collecting"
     card_ts: str | None = None
     created_at: float = Field(default_factory=time.time)
@@ -195,6 +208,14 @@ class AcceptComputeDefaults:
 
 
 @dataclass(frozen=True)
+class ConfirmMounted:
+    """The person vouches that every unverifiable path is mounted in the job environment."""
+
+    by: str
+    at: float
+
+
+@dataclass(frozen=True)
 class Cancel:
     pass
 
@@ -211,6 +232,7 @@ Event = (
     | SetResults
     | SetCompute
     | AcceptComputeDefaults
+    | ConfirmMounted
     | Cancel
 )
 
@@ -611,6 +633,25 @@ def _accept_compute_defaults(s: IntakeState, e: AcceptComputeDefaults, catalog: 
         out.notes.append("Compute shape already set.")
 
 
+def mounted_paths(state: IntakeState, catalog: Catalog) -> list[str]:
+    """Dataset/result paths the platform cannot verify from the bot's host (they need the person's word)."""
+    platform = platform_of(state, catalog)
+    if platform is None:
+        return []
+    values = list(dataset_inputs(state, catalog).values()) + ([state.results_uri] if state.results_uri else [])
+    return [v for v in dict.fromkeys(values) if path_kind(platform, v)[0] == "mounted"]
+
+
+def _confirm_mounted(s: IntakeState, e: ConfirmMounted, catalog: Catalog, out: Outcome) -> None:
+    paths = [p for p in mounted_paths(s, catalog) if p not in s.mount_confirmations]
+    if not paths:
+        out.errors.append("No path here needs a mount confirmation: s3:// URIs and paths on SLURM or local Docker are checked directly.")
+        return
+    for path in paths:
+        s.mount_confirmations[path] = Confirmation(by=e.by, at=e.at)
+    out.notes.append("Recorded that " + ", ".join(f"`{p}`" for p in paths) + f" are mounted in the job environment (confirmed by <@{e.by}>).")
+
+
 def _cancel(s: IntakeState, e: Cancel, catalog: Catalog, out: Outcome) -> None:
     s.status = "cancelled"
     out.notes.append("Intake cancelled. Nothing was created.")
@@ -628,6 +669,7 @@ _HANDLERS = {
     SetResults: _set_results,
     SetCompute: _set_compute,
     AcceptComputeDefaults: _accept_compute_defaults,
+    ConfirmMounted: _confirm_mounted,
     Cancel: _cancel,
 }
 
@@ -662,6 +704,9 @@ WORD_COMMANDS = {
     "use defaults": "compute_defaults",
     "agent": "ssh_agent",
     "i use an ssh agent": "ssh_agent",
+    "confirm mounted": "confirm_mounted",
+    "confirm mounts": "confirm_mounted",
+    "mounted": "confirm_mounted",
     "i use an agent": "ssh_agent",
     "ssh agent": "ssh_agent",
 }

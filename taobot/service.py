@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,8 +22,11 @@ from taobot.conversation import (
     Cancel,
     ChoosePlatform,
     ConfirmImage,
+    ConfirmMounted,
     CredentialsStored,
     Event,
+    PreflightRecord,
+    Step,
     IntakeState,
     OverrideImage,
     SetMonitoring,
@@ -35,10 +39,13 @@ from taobot.conversation import (
     credential_needs,
     expected_shape,
     may_act,
+    missing_items,
+    next_step,
     optional_credentials,
     parse_reply,
     start_intake,
 )
+from taobot.gate import compute_gate, input_fingerprint
 from taobot.errors import TaobotError
 from taobot.secrets import REDACTOR
 from taobot.slack import blocks as B
@@ -75,6 +82,8 @@ class IntakeService:
         messenger: Messenger,
         admins: frozenset[str] = frozenset(),
         expiry_days: int = 30,
+        preflight_settings=None,
+        launcher=None,
     ) -> None:
         self.store = store
         self.catalog = catalog
@@ -83,6 +92,12 @@ class IntakeService:
         self.expiry_s = expiry_days * 86400
         self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
         self._locks_guard = threading.Lock()
+        from taobot.preflight.base import PreflightSettings
+
+        self.preflight_settings = preflight_settings or PreflightSettings()
+        self.launcher = launcher
+        # Preflights talk to clusters and APIs for seconds; they run here, not on Bolt's listener threads.
+        self._work = ThreadPoolExecutor(max_workers=4, thread_name_prefix="preflight")
 
     def _lock(self, intake_id: str) -> threading.Lock:
         with self._locks_guard:
@@ -155,8 +170,14 @@ class IntakeService:
             self._apply(state, user, [AcceptComputeDefaults()], "compute_defaults")
         elif command == "ssh_agent":
             self._apply(state, user, [UseSshAgent(True)], "ssh_agent")
-        else:  # preflight, launch, detach, attach: not available before the intake is complete
-            self._reply(state, f"`{command}` is not available yet for launch `{state.id}`: the intake comes first.")
+        elif command == "confirm_mounted":
+            self._apply(state, user, [ConfirmMounted(user, time.time())], "mount_confirmed")
+        elif command == "preflight":
+            self._start_preflight(state, user)
+        elif command == "launch":
+            self._launch(state, user)
+        else:  # detach, attach: only once a job is being monitored
+            self._reply(state, f"`{command}` applies once launch `{state.id}` has a running job.")
 
     def _apply(self, state: IntakeState, user: str, events: list[Event], kind: str, detail: dict | None = None) -> None:
         outcome = apply_all(state, events, self.catalog)
@@ -213,6 +234,12 @@ class IntakeService:
                 self._apply(state, ctx.user, [AcceptComputeDefaults()], "compute_defaults")
             elif action_id == B.CANCEL_INTAKE:
                 self._apply(state, ctx.user, [Cancel()], "cancel")
+            elif action_id == B.CONFIRM_MOUNTED:
+                self._apply(state, ctx.user, [ConfirmMounted(ctx.user, time.time())], "mount_confirmed")
+            elif action_id == B.RUN_PREFLIGHT:
+                self._start_preflight(state, ctx.user)
+            elif action_id == B.LAUNCH:
+                self._launch(state, ctx.user)
             elif action_id == B.OPEN_CREDENTIALS and ctx.trigger_id:
                 if state.platform is None:
                     self.messenger.ephemeral(ctx.channel, ctx.user, "Choose a platform first.", state.thread_ts)
@@ -305,6 +332,116 @@ class IntakeService:
                         break
                     events.append(SetSpecInput(key.strip(), path.strip()))
         return events, problems
+
+    # ------------------------------------------------------------------ preflight and the gate
+
+    PREFLIGHT_STALE_S = 600
+
+    def _start_preflight(self, state: IntakeState, user: str) -> None:
+        """Record a running preflight, post its card, and run it off the listener thread. Caller holds the lock."""
+        if next_step(state, self.catalog) is not Step.COMPLETE:
+            self._reply(state, "Preflight runs once the intake is complete. Still missing:\n"
+                        + "\n".join(f"• {m.label}" for m in missing_items(state, self.catalog)))
+            return
+        record = state.preflight
+        if record and record.status == "running" and time.time() - record.started_at < self.PREFLIGHT_STALE_S:
+            self._reply(state, f"Preflight for launch `{state.id}` is already running.")
+            return
+        from taobot.preflight import request_for_intake
+
+        values = self._credential_values(state)
+        request, required = request_for_intake(state, self.catalog, values, self.preflight_settings)
+        fingerprint = input_fingerprint(state, self.catalog)
+        card = B.preflight_card(state, [], "credentials", None)
+        ts = self.messenger.post(state.channel, card, thread_ts=state.thread_ts)
+        state.preflight = PreflightRecord(status="running", fingerprint=fingerprint, by=user, started_at=time.time(), card_ts=ts)
+        self.store.save_intake(state, user, "preflight_started", {"fingerprint": fingerprint})
+        self._refresh(state)
+        self._work.submit(self._run_preflight, state.id, fingerprint, request, required)
+
+    def _credential_values(self, state: IntakeState) -> dict[str, str]:
+        names = {n.name for n in credential_needs(state, self.catalog)} | {c.name for c, _ in optional_credentials(state, self.catalog)}
+        values = {}
+        for name in names:
+            if name in state.credentials:
+                value = self.store.get_secret(state.owner, name)
+                if value is not None:
+                    values[name] = value
+        return values
+
+    def _run_preflight(self, intake_id: str, fingerprint: str, request, required) -> None:
+        from taobot.preflight import run_preflight
+
+        state = self.store.get_intake(intake_id)
+        card_ts = state.preflight.card_ts if state and state.preflight else None
+
+        def progress(results, stage):
+            if card_ts and stage is not None:
+                try:
+                    self.messenger.update(state.channel, card_ts, B.preflight_card(state, [r.to_dict() for r in results], stage, None))
+                except TaobotError as exc:
+                    log.warning("preflight progress update failed: %s", exc, extra={"intake": intake_id})
+
+        try:
+            report = run_preflight(request, required, progress)
+            results = [r.to_dict() for r in report.results]
+            passed = report.passed
+        except Exception:  # the card must never stay "running"
+            log.exception("preflight crashed", extra={"intake": intake_id})
+            results = [{"check": "preflight", "label": "Preflight", "ok": False, "detail": "preflight crashed",
+                        "remediation": "Run preflight again; if it persists, tell the taobot maintainers.", "scope": "platform", "key": None}]
+            passed = False
+        with self._lock(intake_id):
+            state = self.store.get_intake(intake_id)
+            if state is None or state.preflight is None or state.preflight.fingerprint != fingerprint:
+                return
+            state.preflight.status = "passed" if passed else "failed"
+            state.preflight.results = results
+            state.preflight.finished_at = time.time()
+            self.store.save_intake(state, state.preflight.by, "preflight_finished",
+                                   {"passed": passed, "failed": [r["label"] for r in results if not r["ok"]]})
+            if card_ts:
+                self.messenger.update(state.channel, card_ts, B.preflight_card(state, results, None, passed))
+            self._refresh(state)
+        log.info("preflight %s", "passed" if passed else "failed", extra={"intake": intake_id, "platform": request.platform})
+
+    def _launch(self, state: IntakeState, user: str) -> None:
+        gate = compute_gate(state, self.catalog)
+        if not gate.open:
+            self._reply(state, "Not launching: the launch gate is closed. Nothing was created.\n" + "\n".join(f"• {m}" for m in gate.missing))
+            return
+        if self.launcher is None:
+            self._reply(state, f"The launch gate is open for launch `{state.id}`, but this taobot has no launcher configured.")
+            return
+        self.launcher(state, user)
+
+    def recover(self) -> int:
+        """After a restart: a preflight that was running when the process died is marked failed, never left hanging."""
+        count = 0
+        with self.store._lock:
+            rows = self.store.db.execute(
+                "SELECT id FROM intakes WHERE json_extract(state, '$.preflight.status') = 'running'"
+            ).fetchall()
+        for (intake_id,) in rows:
+            with self._lock(intake_id):
+                state = self.store.get_intake(intake_id)
+                if state is None or state.preflight is None or state.preflight.status != "running":
+                    continue
+                state.preflight.status = "failed"
+                state.preflight.finished_at = time.time()
+                state.preflight.results = [{"check": "preflight", "label": "Preflight", "ok": False,
+                                            "detail": "interrupted by a restart of taobot", "remediation": "Run preflight again.",
+                                            "scope": "platform", "key": None}]
+                self.store.save_intake(state, "taobot", "preflight_interrupted", {})
+                if state.preflight.card_ts:
+                    try:
+                        self.messenger.update(state.channel, state.preflight.card_ts,
+                                              B.preflight_card(state, state.preflight.results, None, False))
+                    except TaobotError:
+                        pass
+                self._refresh(state)
+                count += 1
+        return count
 
     # ------------------------------------------------------------------ status
 

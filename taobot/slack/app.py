@@ -122,7 +122,9 @@ def build_app(settings: Settings, store: Store, catalog: Catalog, client: WebCli
         process_before_response=False,
         ignoring_self_events_enabled=True,
     )
-    service = IntakeService(store, catalog, SlackMessenger(client), settings.admin_ids, settings.intake_expiry_days)
+    service = IntakeService(store, catalog, SlackMessenger(client), settings.admin_ids, settings.intake_expiry_days,
+                            preflight_settings=settings.preflight_settings())
+    service.recover()
 
     @app.middleware
     def drop_retried_deliveries(body: dict, next) -> BoltResponse | None:  # noqa: A002 - Bolt's name

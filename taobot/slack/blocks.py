@@ -38,6 +38,9 @@ IMAGE_OVERRIDE = "image_override"
 OPEN_DATASETS = "open_datasets"
 COMPUTE_DEFAULTS = "compute_defaults"
 CANCEL_INTAKE = "cancel_intake"
+RUN_PREFLIGHT = "run_preflight"
+CONFIRM_MOUNTED = "confirm_mounted"
+LAUNCH = "launch"
 ACTION_IDS = (
     PLATFORM_SELECT,
     MONITOR_YES,
@@ -50,6 +53,9 @@ ACTION_IDS = (
     OPEN_DATASETS,
     COMPUTE_DEFAULTS,
     CANCEL_INTAKE,
+    RUN_PREFLIGHT,
+    CONFIRM_MOUNTED,
+    LAUNCH,
 )
 
 # callback ids (view_submission)
@@ -92,6 +98,17 @@ def clip(text: str, limit: int = MAX_SECTION) -> str:
         return text
     marker = "… (shortened)"
     return text[: limit - len(marker)] + marker
+
+
+def pack(lines: list[str], limit: int) -> list[str]:
+    """Join lines into as few chunks as fit within `limit` characters each."""
+    chunks: list[str] = []
+    for line in lines:
+        if chunks and len(chunks[-1]) + 1 + len(line) <= limit:
+            chunks[-1] += "\n" + line
+        else:
+            chunks.append(line[:limit])
+    return chunks
 
 
 def mrkdwn(text: str) -> dict:
@@ -263,13 +280,55 @@ def _question_blocks(state: IntakeState, catalog: Catalog, step: Step) -> list[d
             ),
             actions(f"a_{iid}", [button(f"Use defaults ({shown})", COMPUTE_DEFAULTS, iid, "primary")]),
         ]
-    return [
-        section(
-            "*Intake complete.* Every launch input is known. Answers can still be changed with "
-            "`key=value` replies; preflight checks them from the platform's point of view before anything is created.",
-            block_id=f"q_{iid}",
-        )
-    ]
+    from taobot.gate import compute_gate
+
+    gate = compute_gate(state, catalog)
+    record = state.preflight
+    if gate.open:
+        text = "*Preflight passed.* The launch gate is open for exactly these inputs; changing any of them closes it again."
+        elements = [button("Launch", LAUNCH, iid, "primary"), button("Run preflight again", RUN_PREFLIGHT, iid)]
+    else:
+        if record is None:
+            state_line = "Nothing has been created. Run preflight to check every input from the platform's point of view."
+        elif record.status == "running":
+            state_line = "Preflight is running; results appear below in this thread."
+        else:
+            state_line = "Preflight has not passed for these inputs, so nothing will be created."
+        text = "*Intake complete.* " + state_line + "\n" + "\n".join(f"• {m}" for m in gate.missing)
+        elements = [button("Run preflight", RUN_PREFLIGHT, iid, "primary")]
+    return [section(text, block_id=f"q_{iid}"), actions(f"a_{iid}", elements)]
+
+
+def preflight_card(state: IntakeState, results: list[dict], running: str | None, passed: bool | None) -> dict:
+    """One message per preflight run: a line per check, remediation under each failure."""
+    iid = state.id
+    platform = state.platform or "—"
+    if running is not None:
+        head = f":hourglass_flowing_sand: *Preflight for launch `{iid}` on {platform}* — checking {running}…"
+    elif passed:
+        head = f":white_check_mark: *Preflight passed for launch `{iid}` on {platform}.* The launch gate is open."
+    else:
+        head = f":x: *Preflight failed for launch `{iid}` on {platform}.* Nothing was created. Fix what is marked below, then run it again."
+    blocks: list[dict] = [section(head)]
+    lines = []
+    for r in results:
+        mark = ":white_check_mark:" if r["ok"] else ":x:"
+        text = f"{mark} *{r['label']}* — {r['detail']}"
+        if not r["ok"] and r.get("remediation"):
+            text += "\n" + "\n".join("> " + line for line in r["remediation"].splitlines())
+        lines.append(clip(text, MAX_SECTION // 2))
+    # Several checks share a section so a long path list never pushes the buttons past 50 blocks.
+    blocks += [section(chunk) for chunk in pack(lines, MAX_SECTION)][: MAX_BLOCKS - 3]
+    if running is None:
+        elements = [button("Run preflight again", RUN_PREFLIGHT, iid)]
+        if any(not r["ok"] and r.get("check") == "mount" for r in results):
+            elements.insert(0, button("Confirm paths are mounted", CONFIRM_MOUNTED, iid))
+        if passed:
+            elements.insert(0, button("Launch", LAUNCH, iid, "primary"))
+        blocks.append(actions(f"p_{iid}", elements))
+    failed = sum(1 for r in results if not r["ok"])
+    summary = f"Preflight {iid}: " + ("running" if running is not None else "passed" if passed else f"{failed} check(s) failed")
+    return {"text": summary, "blocks": _fit(blocks)}
 
 
 def intake_card(state: IntakeState, catalog: Catalog) -> dict:

@@ -1,0 +1,127 @@
+"""The launch gate: seven conditions computed from stored state, nothing else.
+
+Every code path that creates an artifact (spec, runner, remote folder,
+container, Kubernetes object, job) calls `require_open` first. A preflight
+result counts only for the exact inputs it checked: `input_fingerprint`
+covers platform, credentials (by fingerprint), image, datasets, results
+location, compute shape and mount confirmations, so changing any of them
+after a pass closes the gate again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from taobot.catalog import Catalog
+from taobot.conversation import (
+    IntakeState,
+    compute_fields,
+    credential_needs,
+    dataset_inputs,
+    missing_inputs,
+    optional_credentials,
+)
+from taobot.errors import GateClosedError
+
+
+@dataclass(frozen=True)
+class GateCondition:
+    number: int
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Gate:
+    conditions: tuple[GateCondition, ...]
+
+    @property
+    def open(self) -> bool:
+        return all(c.ok for c in self.conditions)
+
+    @property
+    def missing(self) -> list[str]:
+        return [f"{c.number}. {c.name}: {c.detail}" for c in self.conditions if not c.ok]
+
+
+def input_fingerprint(state: IntakeState, catalog: Catalog) -> str:
+    """A digest of every input a preflight checks. Values of secrets enter only as their keyed fingerprints."""
+    needed = {n.name for n in credential_needs(state, catalog)} | {c.name for c, _ in optional_credentials(state, catalog)}
+    body = {
+        "model": state.model,
+        "action": state.action,
+        "platform": state.platform,
+        "ssh_agent": state.ssh_agent,
+        "credentials": {k: v for k, v in sorted(state.credentials.items()) if k in needed},
+        "image": state.image.chosen,
+        "datasets": dataset_inputs(state, catalog) if state.platform else {},
+        "results": state.results_uri,
+        "compute": state.compute,
+        "mounts": sorted(state.mount_confirmations),
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def compute_gate(state: IntakeState, catalog: Catalog) -> Gate:
+    needs = credential_needs(state, catalog)
+    platform_needs = [n.name for n in needs if n.reason != "model"]
+    model_needs = [n.name for n in needs if n.reason == "model"]
+    missing_platform = [n for n in platform_needs if n not in state.credentials]
+    missing_model = [n for n in model_needs if n not in state.credentials]
+
+    record = state.preflight
+    current = record is not None and record.status != "running" and record.fingerprint == input_fingerprint(state, catalog)
+    results = record.results if (record and current) else []
+    platform_results = [r for r in results if r.get("scope") in ("platform", "credentials", "limits")]
+    if record is None:
+        access = (False, "preflight has not run")
+    elif record.status == "running":
+        access = (False, "preflight is running")
+    elif not current:
+        access = (False, "inputs changed since the last preflight; run it again")
+    elif record.status != "passed" or not platform_results or not all(r["ok"] for r in platform_results):
+        failed = [r["label"] for r in platform_results if not r["ok"]]
+        access = (False, "failed: " + ", ".join(failed) if failed else "no platform check ran")
+    else:
+        access = (True, "passed from the bot's host")
+
+    mapping = dataset_inputs(state, catalog) if state.platform else {}
+    unmapped = missing_inputs(state, catalog)
+    unverified = []
+    for key in mapping:
+        mine = [r for r in results if r.get("scope") == "dataset" and r.get("key") == key]
+        if not mine or not all(r["ok"] for r in mine):
+            unverified.append(key)
+    if unmapped:
+        datasets = (False, "not mapped: " + ", ".join(unmapped))
+    elif unverified:
+        datasets = (False, "not verified from the platform: " + ", ".join(unverified))
+    else:
+        datasets = (True, f"{len(mapping)} input(s) mapped and verified" if mapping else "this action takes no dataset input")
+
+    missing_compute = [f for f in compute_fields(state, catalog) if f not in state.compute]
+    conditions = (
+        GateCondition(1, "platform chosen", state.platform is not None, state.platform or "no platform"),
+        GateCondition(2, "platform credentials present", state.platform is not None and not missing_platform,
+                      "missing: " + ", ".join(missing_platform) if missing_platform else "present"),
+        GateCondition(3, "model credentials present", not missing_model,
+                      "missing: " + ", ".join(missing_model) if missing_model else "present" if model_needs else "none needed"),
+        GateCondition(4, "image confirmed or overridden", state.image.chosen is not None,
+                      state.image.chosen or "default not confirmed"),
+        GateCondition(5, "platform access check passed", *access),
+        GateCondition(6, "datasets mapped and verified", *datasets),
+        GateCondition(7, "compute shape known", not missing_compute,
+                      "missing: " + ", ".join(missing_compute) if missing_compute else ", ".join(f"{k}={v}" for k, v in state.compute.items())),
+    )
+    return Gate(conditions)
+
+
+def require_open(state: IntakeState, catalog: Catalog, what: str) -> Gate:
+    """Raise GateClosedError unless all seven conditions hold. `what` names the artifact about to be created."""
+    gate = compute_gate(state, catalog)
+    if not gate.open:
+        raise GateClosedError(f"Refusing to {what}: the launch gate is closed ({'; '.join(gate.missing)}).", gate.missing)
+    return gate
