@@ -21,6 +21,7 @@ from taobot.conversation import (
     credential_needs,
     dataset_inputs,
     missing_inputs,
+    model_of,
     optional_credentials,
 )
 from taobot.errors import GateClosedError
@@ -68,7 +69,8 @@ def input_fingerprint(state: IntakeState, catalog: Catalog) -> str:
 def compute_gate(state: IntakeState, catalog: Catalog) -> Gate:
     needs = credential_needs(state, catalog)
     platform_needs = [n.name for n in needs if n.reason != "model"]
-    model_needs = [n.name for n in needs if n.reason == "model"]
+    # The model's own credentials are needed whatever the platform, so they come from the model.
+    model_needs = list(model_of(state, catalog).credentials)
     missing_platform = [n for n in platform_needs if n not in state.credentials]
     missing_model = [n for n in model_needs if n not in state.credentials]
 

@@ -1,0 +1,579 @@
+"""Kubernetes preflight: the launch conditions as the cluster itself sees them.
+
+In order, stopping when a failure makes the rest meaningless:
+
+1. configuration - KUBECONFIG (else the default kubeconfig, else the in-cluster
+   service account) and TAO_K8S_CONTEXT load into a private ApiClient (the
+   client library's global default configuration is never touched);
+2. API server and namespace - the server answers and accepts the credentials
+   (GET /version), and TAO_K8S_NAMESPACE (default `default`) exists and is not
+   being deleted; a 403 on reading the namespace is noted, not fatal;
+3. permissions - SelfSubjectAccessReviews (evaluated, never persisted) for
+   create jobs.batch, create secrets and get pods/log in the namespace;
+4. GPUs - nodes offer allocatable nvidia.com/gpu.
+
+Nothing is created on the cluster. Every request has a connect/read timeout
+and no retries, so an unreachable server fails in about connect_timeout_s.
+Tokens and other credential values from the kubeconfig are redacted from
+every text this module returns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from taobot.preflight.base import CheckResult, PreflightRequest, quote
+
+GPU_RESOURCE = "nvidia.com/gpu"
+DEFAULT_NAMESPACE = "default"
+DEFAULT_KUBECONFIG = "~/.kube/config"
+ROLE_PREFIX = "taobot"
+
+# (check id, label, verb, API group, resource, subresource, why the launch needs it)
+PERMISSIONS = (
+    ("kubernetes.rbac.jobs", "Create Jobs", "create", "batch", "jobs", "", "the launch creates a batch/v1 Job"),
+    ("kubernetes.rbac.secrets", "Create Secrets", "create", "", "secrets", "", "the launch passes credentials in a per-launch Secret"),
+    ("kubernetes.rbac.pods-log", "Read Pod logs", "get", "", "pods", "log", "monitoring reads the job's Pod logs"),
+)
+
+# kubeconfig `user` keys whose values are credentials
+_SECRET_KEYS = {
+    "token", "password", "client-key-data", "id-token", "refresh-token", "access-token",
+    "client-secret", "apiKey", "api-key",
+}
+_USER_IN_403 = re.compile(r'User "([^"]+)" cannot')
+
+
+@dataclass
+class _Client:
+    api: object  # kubernetes.client.ApiClient
+    server: str
+    source: str  # what was loaded, for the card
+
+
+@dataclass
+class _Run:
+    request: PreflightRequest
+    secrets: set[str] = field(default_factory=set)
+    user: str | None = None  # the identity, as the API server names it in 403s
+    results: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        s = self.request.settings
+        return (float(s.connect_timeout_s), float(max(s.http_timeout_s, s.connect_timeout_s)))
+
+    def add(self, check: str, label: str, ok: bool, detail: str, remediation: str = "") -> CheckResult:
+        result = CheckResult(check, label, ok, detail, remediation, scope="platform")
+        self.results.append(result)
+        return result
+
+
+def check(request: PreflightRequest) -> list[CheckResult]:
+    run = _Run(request)
+    client = _configure(run)
+    if client is not None:
+        try:
+            if _api_and_namespace(run, client):
+                _permissions(run, client)
+                _gpus(run, client)
+        finally:
+            try:
+                client.api.close()
+            except Exception:  # closing a pool must not turn a result into a crash
+                pass
+    return [_redact(r, run.secrets) for r in run.results]
+
+
+# --------------------------------------------------------------------------- 1. configuration
+
+
+def _configure(run: _Run) -> _Client | None:
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+    from kubernetes.config.config_exception import ConfigException
+
+    label = "Kubeconfig"
+    given = run.request.cred("KUBECONFIG")
+    context = run.request.cred("TAO_K8S_CONTEXT")
+    if given:
+        spec, origin = given, "KUBECONFIG"
+    else:
+        spec, origin = os.environ.get("KUBECONFIG") or DEFAULT_KUBECONFIG, "default location"
+    paths = [str(Path(p).expanduser()) for p in spec.split(os.pathsep) if p]
+    existing = [p for p in paths if os.path.isfile(p)]
+
+    if not existing and given:
+        missing = ", ".join(f"`{p}`" for p in paths)
+        run.add("kubernetes.config", label, False, f"kubeconfig {missing} (from KUBECONFIG) does not exist on the bot's host",
+                "Point KUBECONFIG at the kubeconfig file on the bot's host (e.g. the one `aws eks update-kubeconfig` or "
+                "your cluster's setup command wrote), or clear it to use the default kubeconfig / in-cluster account.")
+        return None
+
+    cfg = type.__call__(k8s.Configuration)  # a private configuration, never the library's global default
+    cfg.retries = 0  # one attempt: a preflight must not hang in retries
+
+    if not existing:  # no kubeconfig anywhere: the in-cluster service account, if this runs in a Pod
+        if context:
+            run.add("kubernetes.config", label, False,
+                    f"TAO_K8S_CONTEXT is `{context}` but there is no kubeconfig (`{paths[0] if paths else DEFAULT_KUBECONFIG}` does not exist)",
+                    "Set KUBECONFIG to the kubeconfig that defines this context, or clear TAO_K8S_CONTEXT to use the "
+                    "in-cluster service account.")
+            return None
+        if not os.environ.get("KUBERNETES_SERVICE_HOST"):
+            run.add("kubernetes.config", label, False,
+                    f"no Kubernetes configuration: `{paths[0] if paths else DEFAULT_KUBECONFIG}` does not exist and the bot "
+                    "does not run inside a cluster (no in-cluster service account)",
+                    "Set KUBECONFIG to the path of a kubeconfig on the bot's host, or run the bot in the cluster with a "
+                    "service account.")
+            return None
+        try:
+            _collect_incluster_secret(run)
+            k8s_config.load_incluster_config(client_configuration=cfg)
+        except (ConfigException, OSError, ValueError) as exc:
+            run.add("kubernetes.config", label, False, f"in-cluster service account configuration is unusable: {_short(exc)}",
+                    "Mount the service account token (automountServiceAccountToken: true) or set KUBECONFIG.")
+            return None
+        _collect_config_secrets(run, cfg)
+        api = k8s.ApiClient(configuration=cfg)
+        return _Client(api, cfg.host, "in-cluster service account")
+
+    shown = os.pathsep.join(existing)
+    try:
+        contexts, active = k8s_config.list_kube_config_contexts(config_file=shown)
+    except ConfigException as exc:
+        _collect_file_secrets(run, existing)
+        run.add("kubernetes.config", label, False, f"kubeconfig `{shown}` ({origin}) has no usable contexts: {_short(exc)}",
+                "Regenerate the kubeconfig with your cluster's setup command (`kubectl config get-contexts` must list a context).")
+        return None
+    except Exception as exc:  # unreadable or not YAML
+        run.add("kubernetes.config", label, False, f"kubeconfig `{shown}` ({origin}) cannot be read: {type(exc).__name__}",
+                "Fix or regenerate the kubeconfig file; `kubectl config view` shows what is wrong with it.")
+        return None
+    _collect_file_secrets(run, existing)
+    names = [c.get("name") for c in contexts or [] if isinstance(c, dict)]
+    listed = ", ".join(f"`{n}`" for n in names) or "none"
+    if context and context not in names:
+        run.add("kubernetes.config", label, False,
+                f"context `{context}` is not in kubeconfig `{shown}`; contexts there: {listed}",
+                f"Set TAO_K8S_CONTEXT to one of {listed} (`kubectl config get-contexts` lists them), or clear it to use "
+                "the kubeconfig's current context.")
+        return None
+    if not context and not active:
+        run.add("kubernetes.config", label, False, f"kubeconfig `{shown}` has no current context; contexts there: {listed}",
+                f"Set TAO_K8S_CONTEXT to one of {listed}, or run `kubectl config use-context NAME`.")
+        return None
+    use = context or active.get("name")
+    try:
+        api = k8s_config.new_client_from_config(config_file=shown, context=use, persist_config=False, client_configuration=cfg)
+    except ConfigException as exc:
+        run.add("kubernetes.config", label, False, f"context `{use}` in kubeconfig `{shown}` is unusable: {_short(exc)}",
+                "Fix the context's cluster and user entries (`kubectl config view --minify --context "
+                f"{quote(use)}` shows them), or regenerate the kubeconfig.")
+        return None
+    except Exception as exc:  # e.g. an exec credential plugin that is not installed
+        run.add("kubernetes.config", label, False, f"context `{use}` in kubeconfig `{shown}` could not be loaded: {type(exc).__name__}: {_short(exc)}",
+                "Check the context's user entry (an exec plugin such as `aws` or `gke-gcloud-auth-plugin` must be installed "
+                "on the bot's host), or regenerate the kubeconfig.")
+        return None
+    _collect_config_secrets(run, cfg)
+    return _Client(api, cfg.host, f"kubeconfig `{shown}` ({origin}), context `{use}`")
+
+
+def _collect_file_secrets(run: _Run, paths: list[str]) -> None:
+    """Every credential value in the kubeconfig files' `users`, so no text can carry one."""
+    import yaml
+
+    def walk(node, key=None):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, k)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, key)
+        elif isinstance(node, str) and key in _SECRET_KEYS and len(node) >= 4:
+            run.secrets.add(node)
+
+    for p in paths:
+        try:
+            doc = yaml.safe_load(Path(p).read_text())
+        except Exception:
+            continue
+        if isinstance(doc, dict):
+            for user in doc.get("users") or []:
+                if isinstance(user, dict):
+                    walk(user.get("user"))
+                    env = ((user.get("user") or {}).get("exec") or {}).get("env") if isinstance(user.get("user"), dict) else None
+                    for item in env or []:
+                        if isinstance(item, dict) and isinstance(item.get("value"), str) and len(item["value"]) >= 4:
+                            run.secrets.add(item["value"])
+
+
+def _collect_incluster_secret(run: _Run) -> None:
+    from kubernetes.config.incluster_config import SERVICE_TOKEN_FILENAME
+
+    try:
+        token = Path(SERVICE_TOKEN_FILENAME).read_text().strip()
+    except OSError:
+        return
+    if token:
+        run.secrets.add(token)
+
+
+def _collect_config_secrets(run: _Run, cfg) -> None:
+    for value in (cfg.api_key or {}).values():
+        if isinstance(value, str) and len(value) >= 4:
+            run.secrets.add(value)
+            run.secrets.add(value.removeprefix("Bearer ").strip())
+    for value in (cfg.password, getattr(cfg, "access_token", None)):
+        if isinstance(value, str) and len(value) >= 4:
+            run.secrets.add(value)
+
+
+# --------------------------------------------------------------------------- 2. API server and namespace
+
+
+def _api_and_namespace(run: _Run, client: _Client) -> bool:
+    from kubernetes import client as k8s
+    from kubernetes.client.exceptions import ApiException
+
+    label = "API server"
+    try:
+        version = k8s.VersionApi(client.api).get_code(_request_timeout=run.timeout)
+        reached = f"{client.server} answered (Kubernetes {version.git_version}) using {client.source}"
+    except ApiException as exc:
+        if exc.status == 401:
+            run.add("kubernetes.api", label, False,
+                    f"{client.server} rejected the credentials of {client.source} (401 Unauthorized)",
+                    "The token or client certificate is wrong or expired: refresh the kubeconfig with your cluster's "
+                    "setup command (e.g. `aws eks update-kubeconfig`, `gcloud container clusters get-credentials`) and retry.")
+            return False
+        if exc.status == 403:  # authenticated, but /version is not public here: still reachable
+            reached = f"{client.server} answered (version not readable by this identity) using {client.source}"
+        elif exc.status == 0 or exc.status is None:  # TLS failures come back as status 0
+            _unreachable(run, client, exc.reason or "")
+            return False
+        else:
+            run.add("kubernetes.api", label, False, f"{client.server} answered HTTP {exc.status}: {_api_message(exc)}",
+                    f"Check that {client.server} is the Kubernetes API server (`kubectl cluster-info`) and that it is healthy.")
+            return False
+    except Exception as exc:  # connection refused, DNS, timeouts, TLS from urllib3
+        _unreachable(run, client, _describe_network_error(exc))
+        return False
+    run.add("kubernetes.api", label, True, reached)
+
+    ns = run.request.cred("TAO_K8S_NAMESPACE") or DEFAULT_NAMESPACE
+    label = f"Namespace {ns}"
+    try:
+        obj = k8s.CoreV1Api(client.api).read_namespace(ns, _request_timeout=run.timeout)
+    except ApiException as exc:
+        message = _api_message(exc)
+        if exc.status == 404:
+            run.add("kubernetes.namespace", label, False, f"namespace `{ns}` does not exist on {client.server}",
+                    f"Create it: `kubectl create namespace {quote(ns)}`, or set TAO_K8S_NAMESPACE to an existing namespace "
+                    "(`kubectl get namespaces`).")
+            return True  # permissions and GPUs are still worth knowing
+        if exc.status == 403:
+            run.user = run.user or _user_from(message)
+            if _anonymous(run.user):
+                run.add("kubernetes.namespace", label, False,
+                        f"{client.server} treated the request as anonymous ({run.user}): the context's user sent no credentials",
+                        "Give the kubeconfig user a token or client certificate (an exec credential plugin may have failed; "
+                        "run `kubectl get --raw /version -v=6` with the same kubeconfig to see why).")
+                return False
+            run.add("kubernetes.namespace", label, True,
+                    f"namespace `{ns}`: this identity may not read namespaces ({message}); its existence is not verified, "
+                    "the permission checks below show what may be done in it")
+            return True
+        if exc.status == 401:
+            run.add("kubernetes.namespace", label, False, f"{client.server} rejected the credentials (401 Unauthorized)",
+                    "Refresh the kubeconfig with your cluster's setup command and retry.")
+            return False
+        run.add("kubernetes.namespace", label, False, f"reading namespace `{ns}` failed: HTTP {exc.status} {message}",
+                f"Check the API server's health (`kubectl get namespace {quote(ns)}`).")
+        return False
+    except Exception as exc:
+        _unreachable(run, client, _describe_network_error(exc))
+        return False
+    phase = getattr(obj.status, "phase", None) if obj.status else None
+    if phase == "Terminating":
+        run.add("kubernetes.namespace", label, False, f"namespace `{ns}` is being deleted (phase Terminating); new Jobs are refused",
+                f"Wait for the deletion to finish and recreate it (`kubectl create namespace {quote(ns)}`), or set "
+                "TAO_K8S_NAMESPACE to another namespace.")
+        return True
+    run.add("kubernetes.namespace", label, True, f"namespace `{ns}` exists ({phase or 'Active'})")
+    return True
+
+
+def _unreachable(run: _Run, client: _Client, why: str) -> None:
+    run.add("kubernetes.api", "API server", False, f"cannot reach the API server at {client.server}: {why}",
+            f"Check that {client.server} is the right address and reachable from the bot's host (VPN, firewall, "
+            "cluster running; `kubectl cluster-info` with the same kubeconfig), and that the kubeconfig's "
+            "certificate-authority matches the server.")
+
+
+def _describe_network_error(exc: BaseException) -> str:
+    import urllib3.exceptions as u3
+
+    seen = exc
+    for _ in range(5):  # unwrap MaxRetryError / ProtocolError to the root cause
+        reason = getattr(seen, "reason", None)
+        if isinstance(reason, BaseException):
+            seen = reason
+            continue
+        break
+    text = str(seen)
+    if isinstance(seen, u3.ConnectTimeoutError) or "timed out" in text.lower():
+        return f"connection timed out after {_timeout_text(exc)}"
+    if isinstance(seen, u3.SSLError) or "CERTIFICATE_VERIFY_FAILED" in text or "SSL" in type(seen).__name__:
+        return f"TLS handshake failed ({_tls_text(text)})"
+    if isinstance(seen, u3.NameResolutionError) or "Name or service not known" in text or "resolve" in text.lower():
+        return "the host name does not resolve"
+    if isinstance(seen, ConnectionRefusedError) or "refused" in text.lower():
+        return "connection refused (nothing listens on that address)"
+    return f"{type(seen).__name__}: {_short(seen)}"
+
+
+def _timeout_text(exc: BaseException) -> str:
+    match = re.search(r"timeout=([0-9.]+)", str(exc))
+    return f"{match.group(1)} s" if match else "the connect timeout"
+
+
+def _tls_text(text: str) -> str:
+    match = re.search(r"certificate verify failed: ([^(\]]+)", text)
+    if match:
+        return "certificate verify failed: " + match.group(1).strip().rstrip(" ,")
+    return _short(text)
+
+
+# --------------------------------------------------------------------------- 3. permissions
+
+
+def _permissions(run: _Run, client: _Client) -> None:
+    from kubernetes import client as k8s
+    from kubernetes.client.exceptions import ApiException
+
+    ns = run.request.cred("TAO_K8S_NAMESPACE") or DEFAULT_NAMESPACE
+    authz = k8s.AuthorizationV1Api(client.api)
+    # one entry per permission, in order: a finished result, or (permission, server's reason) when denied
+    outcomes: list[CheckResult | tuple[tuple, str]] = []
+    for perm in PERMISSIONS:
+        check_id, label, verb, group, resource, sub, why = perm
+        what = _what(verb, group, resource, sub)
+        attrs = k8s.V1ResourceAttributes(namespace=ns, verb=verb, group=group, resource=resource,
+                                         subresource=sub or None)
+        review = k8s.V1SelfSubjectAccessReview(
+            api_version="authorization.k8s.io/v1", kind="SelfSubjectAccessReview",
+            spec=k8s.V1SelfSubjectAccessReviewSpec(resource_attributes=attrs),
+        )
+        try:
+            status = authz.create_self_subject_access_review(review, _request_timeout=run.timeout).status
+        except ApiException as exc:
+            message = _api_message(exc)
+            run.user = run.user or _user_from(message)
+            outcomes.append(CheckResult(
+                check_id, label, False,
+                f"could not ask whether this identity may {what} in `{ns}`: HTTP {exc.status} {message}",
+                "The identity may not create SelfSubjectAccessReviews (normally granted to every authenticated user "
+                f"by the system:basic-user ClusterRole); ask a cluster admin to confirm `kubectl auth can-i {verb} "
+                f"{_can_i_resource(group, resource, sub)} -n {quote(ns)}` for the bot's identity."))
+            continue
+        except Exception as exc:
+            outcomes.append(CheckResult(check_id, label, False,
+                                        f"could not ask whether this identity may {what}: {_describe_network_error(exc)}",
+                                        "Retry; check that the API server stays reachable."))
+            continue
+        if status is not None and status.allowed:
+            outcomes.append(CheckResult(check_id, label, True, f"may {what} in namespace `{ns}`"))
+        else:
+            extra = "; ".join(x for x in (getattr(status, "reason", None), getattr(status, "evaluation_error", None)) if x)
+            outcomes.append((perm, extra))
+
+    user = _identity(run, client) if any(isinstance(o, tuple) for o in outcomes) else run.user
+    for outcome in outcomes:
+        if isinstance(outcome, CheckResult):
+            run.results.append(outcome)
+            continue
+        (check_id, label, verb, group, resource, sub, why), extra = outcome
+        detail = f"denied: {_who(user)} may not {_what(verb, group, resource, sub)} in namespace `{ns}` ({why})"
+        if extra:
+            detail += f"; the API server says: {extra}"
+        run.add(check_id, label, False, detail, _role_remediation(ns, user, verb, group, resource, sub))
+
+
+def _what(verb: str, group: str, resource: str, sub: str) -> str:
+    res = f"{resource}/{sub}" if sub else resource
+    return f"{verb} {res}" + (f" ({group})" if group else "")
+
+
+def _can_i_resource(group: str, resource: str, sub: str) -> str:
+    res = f"{resource}.{group}" if group else resource
+    return f"{res} --subresource={sub}" if sub else res
+
+
+def _kubectl_resource(group: str, resource: str, sub: str) -> str:
+    res = f"{resource}.{group}" if group else resource
+    return f"{res}/{sub}" if sub else res
+
+
+def _subject_flag(user: str | None) -> str:
+    if user and user.startswith("system:serviceaccount:"):
+        sa_ns, _, sa_name = user[len("system:serviceaccount:"):].partition(":")
+        return f"--serviceaccount={quote(f'{sa_ns}:{sa_name}')}"
+    if user:
+        return f"--user={quote(user)}"
+    return "--user=BOT_USER"
+
+
+def _who(user: str | None) -> str:
+    return f"`{user}`" if user else "this identity"
+
+
+def _unknown_user_note(user: str | None) -> str:
+    if user:
+        return ""
+    return (" Replace BOT_USER with the user the bot's kubeconfig authenticates as (`kubectl auth whoami` on "
+            "Kubernetes 1.28+), or use --serviceaccount=NAMESPACE:NAME for a service account.")
+
+
+def _role_remediation(ns: str, user: str | None, verb: str, group: str, resource: str, sub: str) -> str:
+    slug = f"{resource}-{sub}" if sub else resource
+    name = f"{ROLE_PREFIX}-{verb}-{slug}"
+    return (
+        f"A namespace admin grants exactly this with a Role and a RoleBinding:\n"
+        f"`kubectl create role {name} --namespace={quote(ns)} --verb={verb} --resource={_kubectl_resource(group, resource, sub)}`\n"
+        f"`kubectl create rolebinding {name} --namespace={quote(ns)} --role={name} {_subject_flag(user)}`"
+        + _unknown_user_note(user)
+    )
+
+
+def _identity(run: _Run, client: _Client) -> str | None:
+    """The user name for remediations: from a 403 already seen, else a SelfSubjectReview (Kubernetes 1.28+)."""
+    if run.user:
+        return run.user
+    from kubernetes import client as k8s
+
+    try:
+        review = k8s.AuthenticationV1Api(client.api).create_self_subject_review(
+            k8s.V1SelfSubjectReview(api_version="authentication.k8s.io/v1", kind="SelfSubjectReview"),
+            _request_timeout=run.timeout,
+        )
+        name = review.status.user_info.username if review.status and review.status.user_info else None
+    except Exception:  # older servers have no SelfSubjectReview; the remediation says how to fill the name in
+        name = None
+    run.user = name
+    return name
+
+
+# --------------------------------------------------------------------------- 4. GPUs
+
+
+def _gpus(run: _Run, client: _Client) -> None:
+    from kubernetes import client as k8s
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.utils import parse_quantity
+
+    label = "GPU nodes"
+    try:
+        nodes = k8s.CoreV1Api(client.api).list_node(_request_timeout=run.timeout).items or []
+    except ApiException as exc:
+        message = _api_message(exc)
+        if exc.status == 403:
+            run.user = run.user or _user_from(message)
+            user = run.user
+            run.add("kubernetes.gpus", label, False,
+                    f"cannot check GPUs: {_who(user)} may not list nodes, so whether any node offers {GPU_RESOURCE} is "
+                    f"unknown (the API server says: {message})",
+                    "A cluster admin either grants read access to nodes with a ClusterRole and a ClusterRoleBinding:\n"
+                    f"`kubectl create clusterrole {ROLE_PREFIX}-read-nodes --verb=get,list --resource=nodes`\n"
+                    f"`kubectl create clusterrolebinding {ROLE_PREFIX}-read-nodes --clusterrole={ROLE_PREFIX}-read-nodes "
+                    f"{_subject_flag(user)}`\n"
+                    f"or confirms that nodes offer allocatable {GPU_RESOURCE} "
+                    "(`kubectl get nodes -o custom-columns=NAME:.metadata.name,GPU:.status.allocatable.nvidia\\.com/gpu`)."
+                    + _unknown_user_note(user))
+            return
+        run.add("kubernetes.gpus", label, False, f"listing nodes failed: HTTP {exc.status} {message}",
+                "Check the API server's health (`kubectl get nodes`).")
+        return
+    except Exception as exc:
+        run.add("kubernetes.gpus", label, False, f"listing nodes failed: {_describe_network_error(exc)}",
+                "Retry; check that the API server stays reachable.")
+        return
+
+    total, with_gpus, largest, cordoned = 0, 0, 0, 0
+    for node in nodes:
+        alloc = (node.status.allocatable if node.status else None) or {}
+        raw = alloc.get(GPU_RESOURCE)
+        try:
+            count = int(parse_quantity(raw)) if raw is not None else 0
+        except Exception:
+            count = 0
+        if count <= 0:
+            continue
+        if node.spec and node.spec.unschedulable:
+            cordoned += count
+            continue
+        total += count
+        with_gpus += 1
+        largest = max(largest, count)
+
+    ignored = f"; {cordoned} more on cordoned nodes, ignored" if cordoned else ""
+    if total <= 0:
+        run.add("kubernetes.gpus", label, False,
+                f"no node offers {GPU_RESOURCE}: 0 GPUs allocatable on {len(nodes)} node{'s' if len(nodes) != 1 else ''}{ignored}",
+                "Install the NVIDIA device plugin (or the NVIDIA GPU Operator: `helm install --wait gpu-operator "
+                "-n gpu-operator --create-namespace nvidia/gpu-operator`) on the GPU nodes, add GPU nodes to the cluster, "
+                f"or uncordon them; `kubectl describe nodes | grep {GPU_RESOURCE}` must show a non-zero allocatable count.")
+        return
+    detail = (f"{total} GPU{'s' if total != 1 else ''} allocatable on {with_gpus} node{'s' if with_gpus != 1 else ''} "
+              f"(largest: {largest} on one node; {len(nodes)} node{'s' if len(nodes) != 1 else ''} in the cluster{ignored})")
+    wanted = int(run.request.compute.get("num_gpus") or 0)
+    if wanted > largest:  # the Job's single Pod needs all its GPUs on one node
+        run.add("kubernetes.gpus", label, False,
+                f"the job asks for {wanted} GPUs on one node but the largest node offers {largest}: {detail}",
+                f"Lower num_gpus to at most {largest}, or add a node with {wanted} allocatable {GPU_RESOURCE}.")
+        return
+    run.add("kubernetes.gpus", label, True, detail)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _api_message(exc) -> str:
+    body = getattr(exc, "body", None)
+    if body:
+        try:
+            data = json.loads(body)
+            if isinstance(data, dict) and data.get("message"):
+                return _short(data["message"])
+        except (ValueError, TypeError):
+            pass
+    return _short(getattr(exc, "reason", "") or f"HTTP {getattr(exc, 'status', '?')}")
+
+
+def _user_from(message: str) -> str | None:
+    match = _USER_IN_403.search(message or "")
+    return match.group(1) if match else None
+
+
+def _anonymous(user: str | None) -> bool:
+    return user == "system:anonymous"
+
+
+def _short(value: object, limit: int = 300) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _redact(result: CheckResult, secrets: set[str]) -> CheckResult:
+    if not secrets:
+        return result
+    detail, remediation = result.detail, result.remediation
+    for s in sorted(secrets, key=len, reverse=True):
+        detail = detail.replace(s, "***")
+        remediation = remediation.replace(s, "***")
+    return replace(result, detail=detail, remediation=remediation)

@@ -1,0 +1,20 @@
+"""The real services the test setup started (tests/services/setup.sh), as a dict of their env file."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+
+@lru_cache(maxsize=1)
+def services() -> dict[str, str]:
+    path = Path(os.environ.get("TAOBOT_SERVICES_DIR", "/tmp/taobot-services")) / "services.env"
+    if not path.is_file():
+        raise AssertionError(f"{path} is missing: start the test services with `bash tests/services/setup.sh` (as root)")
+    values = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("export ") and "=" in line:
+            name, _, value = line[len("export "):].partition("=")
+            values[name] = value.strip().strip("'\"")
+    return values

@@ -1,0 +1,145 @@
+"""The seven gate conditions, computed from state alone."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from taobot.catalog import load_catalog
+from taobot.conversation import (
+    AcceptComputeDefaults,
+    ChoosePlatform,
+    ConfirmImage,
+    ConfirmMounted,
+    CredentialsStored,
+    PreflightRecord,
+    SetCompute,
+    SetMonitoring,
+    SetRoot,
+    SetSpecInput,
+    apply_all,
+    dataset_inputs,
+    start_intake,
+)
+from taobot.errors import GateClosedError
+from taobot.gate import compute_gate, input_fingerprint, require_open
+from taobot.preflight import DatasetPath, PreflightRequest
+
+CATALOG = load_catalog()
+SLURM_CREDS = {"SLURM_USER": "a1", "SLURM_HOSTNAME": "b1", "SLURM_PARTITION": "c1", "SSH_KEY_PATH": "d1", "HF_TOKEN": "e1"}
+
+
+def complete_slurm_state():
+    state = start_intake(CATALOG, "cosmos-rl", "train", "U1", "C1", "1.0")
+    out = apply_all(state, [
+        ChoosePlatform("slurm"), SetMonitoring(True, 5), CredentialsStored(SLURM_CREDS), ConfirmImage(),
+        SetRoot("train", "/lustre/a/train"), SetRoot("eval", "/lustre/a/val"), AcceptComputeDefaults(),
+    ], CATALOG)
+    assert out.state.status == "complete", out.errors
+    return out.state
+
+
+def passed(state, results=None):
+    keys = list(dataset_inputs(state, CATALOG))
+    results = results if results is not None else (
+        [{"check": "slurm.login", "label": "SSH login", "ok": True, "detail": "", "remediation": "", "scope": "platform", "key": None}]
+        + [{"check": "path", "label": k, "ok": True, "detail": "", "remediation": "", "scope": "dataset", "key": k} for k in keys]
+    )
+    state = state.model_copy(deep=True)
+    state.preflight = PreflightRecord(status="passed", fingerprint=input_fingerprint(state, CATALOG), results=results,
+                                      by="U1", started_at=time.time(), finished_at=time.time())
+    return state
+
+
+def cond(gate, n):
+    return gate.conditions[n - 1]
+
+
+def test_fresh_intake_has_every_condition_closed_but_nothing_else():
+    state = start_intake(CATALOG, "cosmos-rl", "train", "U1", "C1", "1.0")
+    gate = compute_gate(state, CATALOG)
+    assert not gate.open
+    assert [c.ok for c in gate.conditions] == [False, False, False, False, False, False, False]
+
+
+def test_complete_intake_without_preflight_keeps_5_and_6_closed():
+    gate = compute_gate(complete_slurm_state(), CATALOG)
+    assert [c.ok for c in gate.conditions] == [True, True, True, True, False, False, True]
+    assert "preflight has not run" in cond(gate, 5).detail
+    with pytest.raises(GateClosedError) as err:
+        require_open(complete_slurm_state(), CATALOG, "submit a job")
+    assert "5. platform access check passed" in " ".join(err.value.missing)
+
+
+def test_passed_preflight_for_the_same_inputs_opens_the_gate():
+    gate = require_open(passed(complete_slurm_state()), CATALOG, "submit a job")
+    assert gate.open and "4 input(s) mapped and verified" in cond(gate, 6).detail
+
+
+@pytest.mark.parametrize("change", [
+    SetCompute("num_gpus", 2),
+    SetRoot("eval", "/lustre/b/val"),
+    SetSpecInput("custom.train_dataset.annotation_path", "/lustre/a/other.json"),
+    ChoosePlatform("local-docker"),
+    CredentialsStored({"SSH_KEY_PATH": "changed-fingerprint"}),
+])
+def test_changing_any_input_after_a_pass_closes_the_gate_again(change):
+    state = passed(complete_slurm_state())
+    changed = apply_all(state, [change], CATALOG).state
+    gate = compute_gate(changed, CATALOG)
+    assert not gate.open
+    assert "inputs changed since the last preflight" in cond(gate, 5).detail
+
+
+def test_unrelated_answer_does_not_close_the_gate():
+    state = passed(complete_slurm_state())
+    changed = apply_all(state, [SetMonitoring(True, 15)], CATALOG).state
+    assert compute_gate(changed, CATALOG).open
+
+
+def test_failed_platform_check_or_unverified_dataset_keeps_it_closed():
+    state = complete_slurm_state()
+    keys = list(dataset_inputs(state, CATALOG))
+    bad_login = [{"check": "slurm.login", "label": "SSH login", "ok": False, "detail": "", "remediation": "", "scope": "platform", "key": None}]
+    gate = compute_gate(passed(state, bad_login), CATALOG)
+    assert not cond(gate, 5).ok
+    half = [{"check": "slurm.login", "label": "SSH login", "ok": True, "detail": "", "remediation": "", "scope": "platform", "key": None}]
+    half += [{"check": "path", "label": k, "ok": True, "detail": "", "remediation": "", "scope": "dataset", "key": k} for k in keys[:2]]
+    gate = compute_gate(passed(state, half), CATALOG)
+    assert cond(gate, 5).ok and not cond(gate, 6).ok and keys[3] in cond(gate, 6).detail
+
+
+def test_running_preflight_never_counts():
+    state = passed(complete_slurm_state())
+    state.preflight.status = "running"
+    assert "preflight is running" in cond(compute_gate(state, CATALOG), 5).detail
+
+
+def test_model_credentials_are_their_own_condition():
+    state = complete_slurm_state()
+    state.credentials.pop("HF_TOKEN")
+    gate = compute_gate(state, CATALOG)
+    assert cond(gate, 2).ok and not cond(gate, 3).ok and "HF_TOKEN" in cond(gate, 3).detail
+
+
+def test_mount_confirmation_is_recorded_and_changes_the_inputs():
+    state = start_intake(CATALOG, "dino", "train", "U1", "C1", "1.0")
+    out = apply_all(state, [ChoosePlatform("kubernetes"), SetRoot("train", "/mnt/shared/train")], CATALOG)
+    before = input_fingerprint(out.state, CATALOG)
+    confirmed = apply_all(out.state, [ConfirmMounted("U7", 1700000000.0)], CATALOG)
+    assert confirmed.state.mount_confirmations["/mnt/shared/train/images"].by == "U7"
+    assert input_fingerprint(confirmed.state, CATALOG) != before
+    again = apply_all(confirmed.state, [ConfirmMounted("U7", 1700000001.0)], CATALOG)
+    assert again.errors and "No path here needs a mount confirmation" in again.errors[0]
+
+
+def test_unconfirmed_mounts_fail_closed_and_confirmed_ones_pass():
+    from taobot.preflight import mount_checks
+
+    paths = (DatasetPath("train", "/mnt/shared/train"), DatasetPath("val", "s3://b/val"))
+    results = mount_checks(PreflightRequest("lepton", {}, paths))
+    assert [(r.key, r.ok) for r in results] == [("train", False)]
+    assert "confirm mounted" in results[0].remediation
+    results = mount_checks(PreflightRequest("lepton", {}, paths, results_uri="/mnt/out", mount_confirmed=frozenset({"/mnt/shared/train"})))
+    assert [(r.key, r.ok) for r in results] == [("train", True), ("results", False)]

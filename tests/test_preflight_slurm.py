@@ -1,0 +1,214 @@
+"""SLURM preflight against the real sshd + SLURM cluster on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from taobot.catalog import load_catalog
+from taobot.preflight import DatasetPath, PreflightRequest, PreflightSettings, run_preflight
+from taobot.preflight.slurm import parse_slurm_time, remote_script
+from tests.lab import services
+
+LAB = services()
+RES = load_catalog().platforms["slurm"].resources
+REQUIRED = ("SLURM_USER", "SLURM_HOSTNAME", "SLURM_PARTITION", "SSH_KEY_PATH")
+
+
+def creds(**over) -> dict[str, str]:
+    base = {
+        "SLURM_USER": LAB["TAOBOT_TEST_SSH_USER"],
+        "SLURM_HOSTNAME": f"127.0.0.1:{LAB['TAOBOT_TEST_SSH_PORT']}",
+        "SLURM_PARTITION": LAB["TAOBOT_TEST_SLURM_PARTITION"],
+        "SSH_KEY_PATH": LAB["TAOBOT_TEST_SSH_KEY"],
+    }
+    base.update(over)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def run(paths=(), known_hosts=None, ssh_config=None, **over):
+    request = PreflightRequest(
+        "slurm", creds(**over), tuple(paths), resources=RES,
+        settings=PreflightSettings(known_hosts_path=known_hosts or LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"],
+                                   ssh_config_path=ssh_config or "/nonexistent/ssh_config", connect_timeout_s=5),
+    )
+    return run_preflight(request, REQUIRED)
+
+
+def by_label(report, label):
+    return [r for r in report.results if r.label == label]
+
+
+def test_key_only_login_paths_and_annotation_fields_pass():
+    report = run([
+        DatasetPath("custom.train_dataset.annotation_path", LAB["TAOBOT_TEST_ANNOTATIONS"], ("video_fps",)),
+        DatasetPath("custom.train_dataset.media_path", "lustre://" + LAB["TAOBOT_TEST_TRAIN_DIR"]),
+    ])
+    assert report.passed, [r for r in report.results if not r.ok]
+    login = by_label(report, "SSH login")[0]
+    assert f"{LAB['TAOBOT_TEST_SSH_USER']}@127.0.0.1:{LAB['TAOBOT_TEST_SSH_PORT']}" in login.detail
+    ann = [r for r in report.results if r.check == "annotation"][0]
+    assert "all have `video_fps`" in ann.detail and ann.key == "custom.train_dataset.annotation_path"
+    assert by_label(report, f"Partition {LAB['TAOBOT_TEST_SLURM_PARTITION']}")[0].ok
+
+
+def test_missing_path_and_annotation_without_the_field_fail_per_path():
+    report = run([
+        DatasetPath("train_ann", LAB["TAOBOT_TEST_ANNOTATIONS_NOFPS"], ("video_fps",)),
+        DatasetPath("val_media", LAB["TAOBOT_TEST_LUSTRE_ROOT"] + "/does-not-exist"),
+    ])
+    assert not report.passed
+    missing = [r for r in report.results if r.key == "val_media"][0]
+    assert not missing.ok and "does not exist on the login node" in missing.detail
+    ann = [r for r in report.results if r.check == "annotation"][0]
+    assert not ann.ok and "`video_fps` missing in" in ann.detail
+    exists = [r for r in report.results if r.key == "train_ann" and r.check == "path"][0]
+    assert exists.ok
+
+
+def test_wrong_key_fails_with_one_remediation_and_the_five_steps():
+    report = run(SSH_KEY_PATH=LAB["TAOBOT_TEST_SSH_WRONG_KEY"])
+    login = by_label(report, "SSH login")[0]
+    assert not login.ok and "refused the key" in login.detail
+    for step in ("ssh-keygen", "ssh-copy-id", "ssh-keyscan", "chmod 600", "ssh -o BatchMode=yes -i", "SSH_KEY_PATH=/path/to/private_key"):
+        assert step in login.remediation
+    assert not [r for r in report.results if r.scope == "dataset"]
+
+
+def test_unknown_host_key_is_refused_never_added(tmp_path):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    report = run(known_hosts=str(empty))
+    login = by_label(report, "SSH login")[0]
+    assert not login.ok and "not in known_hosts" in login.detail and "ssh-keyscan" in login.remediation
+    assert empty.read_text() == ""
+
+
+def test_changed_host_key_is_reported_as_such():
+    report = run(known_hosts=LAB["TAOBOT_TEST_SSH_MISMATCH_KNOWN_HOSTS"])
+    login = by_label(report, "SSH login")[0]
+    assert not login.ok and "does not match known_hosts" in login.detail and "ssh-keygen -R" in login.remediation
+
+
+def test_password_only_server_is_a_failure_not_a_prompt():
+    report = run(SLURM_HOSTNAME=f"127.0.0.1:{LAB['TAOBOT_TEST_SSH_PASSWORD_PORT']}")
+    login = by_label(report, "SSH login")[0]
+    assert not login.ok and "does not accept key login" in login.detail and "password" in login.detail
+
+
+def test_comma_separated_hosts_fail_over_to_the_first_that_accepts_the_key():
+    hosts = f"login-a.invalid,127.0.0.1:{LAB['TAOBOT_TEST_SSH_PASSWORD_PORT']},127.0.0.1:{LAB['TAOBOT_TEST_SSH_PORT']}"
+    report = run(SLURM_HOSTNAME=hosts)
+    login = by_label(report, "SSH login")[0]
+    assert login.ok and "does not resolve" in login.detail and "does not accept key login" in login.detail
+
+
+def test_ssh_config_hostname_port_identityfile_and_known_hosts_are_honoured(tmp_path):
+    config = tmp_path / "config"
+    config.write_text(
+        "Host tao-login\n"
+        "  HostName 127.0.0.1\n"
+        f"  Port {LAB['TAOBOT_TEST_SSH_PORT']}\n"
+        f"  IdentityFile {LAB['TAOBOT_TEST_SSH_KEY']}\n"
+        f"  UserKnownHostsFile {LAB['TAOBOT_TEST_SSH_KNOWN_HOSTS']}\n"
+    )
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    # SSH_KEY_PATH is refused; the IdentityFile from the config logs in; known_hosts comes only from the config.
+    report = run(SLURM_HOSTNAME="tao-login", SSH_KEY_PATH=LAB["TAOBOT_TEST_SSH_WRONG_KEY"], known_hosts=str(empty), ssh_config=str(config))
+    login = by_label(report, "SSH login")[0]
+    assert login.ok, login.detail
+    assert f"127.0.0.1:{LAB['TAOBOT_TEST_SSH_PORT']}" in login.detail
+
+
+def test_key_file_readable_by_others_is_refused(tmp_path):
+    key = tmp_path / "id"
+    shutil.copy(LAB["TAOBOT_TEST_SSH_KEY"], key)
+    key.chmod(0o644)
+    report = run(SSH_KEY_PATH=str(key))
+    result = by_label(report, "SSH key file")[0]
+    assert not result.ok and "chmod 600" in result.detail
+    assert not by_label(report, "SSH login")  # no login attempted with a leaky key
+
+
+def test_missing_variables_are_named():
+    report = run(SLURM_PARTITION=None, SSH_KEY_PATH=None)
+    assert not report.passed
+    text = " ".join(r.detail for r in report.results)
+    assert "SLURM_PARTITION" in text and "SSH_KEY_PATH" in text
+
+
+def test_runtime_limits_refuse_too_long_and_inverted_timeouts():
+    report = run(SLURM_TIME_HOURS="6")
+    limits = by_label(report, "Runtime limits")[0]
+    assert not limits.ok and "above the platform maximum 4 h" in limits.detail
+    report = run(SLURM_TIME_HOURS="3", SLURM_TIMEOUT_HOURS="3")
+    limits = by_label(report, "Runtime limits")[0]
+    assert not limits.ok and "not below the wall time" in limits.detail
+    report = run(SLURM_TIME_HOURS="2", SLURM_TIMEOUT_HOURS="1.5")
+    assert by_label(report, "Runtime limits")[0].ok
+
+
+def test_partition_that_does_not_exist_fails():
+    report = run(SLURM_PARTITION="nosuchpartition")
+    part = by_label(report, "Partition nosuchpartition")[0]
+    assert not part.ok and "does not exist" in part.detail and "sinfo" in part.remediation
+
+
+def test_hostile_paths_are_tested_literally_and_create_nothing():
+    marker = Path(f"/tmp/pwned-{uuid.uuid4().hex}")
+    marker2 = Path(f"/tmp/pwned-{uuid.uuid4().hex}")
+    report = run([
+        DatasetPath("a", f"/data/x; touch {marker}"),
+        DatasetPath("b", f"/data/$(touch {marker2})"),
+        DatasetPath("c", f"/data/`touch {marker2}`", ("f'\"; touch {marker}",)),
+        DatasetPath("d", f"/tmp/it's \"quoted\"\n"),
+    ])
+    assert [r.ok for r in report.results if r.scope == "dataset"] == [False, False, False, False]
+    assert not marker.exists() and not marker2.exists()
+
+
+def test_all_path_checks_share_one_ssh_session():
+    # The script for many paths is one program for one `sh -s`; nothing is interpolated unquoted.
+    paths = [(i, f"/lustre/x/{i} $(reboot)") for i in range(10)]
+    script = remote_script(paths, ["gpu"], [(0, "/a'b.json")], 20)
+    assert script.count("\np ") == 10 and "'/lustre/x/3 $(reboot)'" in script and "/a'b.json" not in script
+
+
+def test_partition_time_formats():
+    assert parse_slurm_time("4:00:00") == 4
+    assert parse_slurm_time("1-00:00:00") == 24
+    assert parse_slurm_time("30") == 0.5
+    assert parse_slurm_time("infinite") is None
+
+
+def test_cli_preflight_prints_one_line_per_check_and_exits_0_or_2(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SSH_", "TAOBOT_"))}
+    env.update(creds(), TAOBOT_SSH_KNOWN_HOSTS=LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"], TAOBOT_SSH_CONFIG="/nonexistent",
+               TAOBOT_DB=str(tmp_path / "t.db"))
+    cmd = [os.sys.executable, "-m", "taobot.cli", "preflight", "--platform", "cluster",
+           "--path", f"ann={LAB['TAOBOT_TEST_ANNOTATIONS']}", "--path", f"media={LAB['TAOBOT_TEST_MEDIA_TARBALL']}",
+           "--json-required-field", "ann=video_fps"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.strip().endswith("TAO launch preflight passed")
+    assert "PASS  SSH login" in out.stdout and "PASS  ann:" in out.stdout
+    bad = cmd[:-4] + ["--path", f"ann={LAB['TAOBOT_TEST_ANNOTATIONS_NOFPS']}", "--json-required-field", "ann=video_fps"]
+    out = subprocess.run(bad, capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 2 and out.stdout.strip().endswith("TAO launch preflight failed")
+    assert "FAIL  ann:" in out.stdout and "video_fps" in out.stdout
+    dry = subprocess.run(cmd + ["--skip-platform-access"], capture_output=True, text=True, env=env, timeout=60)
+    assert dry.returncode == 0 and "NOT a launch preflight" in dry.stdout and "SSH login" not in dry.stdout
+    assert "TAO launch preflight passed" not in dry.stdout
+
+
+@pytest.mark.parametrize("flag", ["--path", "--json-required-field"])
+def test_cli_preflight_rejects_malformed_label_values(flag, tmp_path):
+    out = subprocess.run([os.sys.executable, "-m", "taobot.cli", "preflight", "--platform", "slurm", flag, "novalue"],
+                         capture_output=True, text=True, env={**os.environ, "TAOBOT_DB": str(tmp_path / "t.db")}, timeout=60)
+    assert out.returncode == 2 and "LABEL=VALUE" in out.stderr

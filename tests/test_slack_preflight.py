@@ -1,0 +1,167 @@
+"""Preflight and the launch gate in a Slack thread, against the real SSH + SLURM login node."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from tests.harness import BotProcess, SlackUser, Thread, blocks_text
+from tests.lab import services
+
+LAB = services()
+HF = "hf_PreflightSecretValue0123456789abcdefXYZ"
+ROOT = LAB["TAOBOT_TEST_TRAIN_DIR"]
+
+
+@pytest.fixture
+def ssh_bot(tmp_path, slack):
+    bot = BotProcess(tmp_path, slack, extra_env={
+        "TAOBOT_SSH_KNOWN_HOSTS": LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"],
+        "TAOBOT_SSH_CONFIG": str(tmp_path / "no-ssh-config"),
+    }).start()
+    yield bot
+    bot.kill()
+
+
+def slurm_intake(person: SlackUser, eval_annotation: str | None = None, key: str | None = None) -> Thread:
+    thread = person.launch("cosmos-rl")
+    thread.say("platform=slurm monitor=yes interval=1")
+    thread.wait_card("every 1 min")
+    view = thread.open_modal("open_credentials")
+    thread.submit(view, {
+        "cred_SLURM_USER": LAB["TAOBOT_TEST_SSH_USER"],
+        "cred_SLURM_HOSTNAME": f"127.0.0.1:{LAB['TAOBOT_TEST_SSH_PORT']}",
+        "cred_SLURM_PARTITION": LAB["TAOBOT_TEST_SLURM_PARTITION"],
+        "cred_SSH_KEY_PATH": key or LAB["TAOBOT_TEST_SSH_KEY"],
+        "cred_HF_TOKEN": HF,
+    })
+    thread.wait_card("`HF_TOKEN` set")
+    thread.press("image_use_default")
+    thread.wait_card("(default, confirmed)")
+    reply = f"train={ROOT} eval={ROOT}"
+    if eval_annotation:
+        reply += f" custom.val_dataset.annotation_path={eval_annotation}"
+    thread.say(reply + " num_gpus=2 num_nodes=1")
+    thread.wait_card("status: *complete*")
+    return thread
+
+
+def preflight_message(thread: Thread, final: str, timeout: float = 30) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for m in thread.replies():
+            text = blocks_text(m)
+            if f"Preflight {final}" in text:
+                return text
+        time.sleep(0.1)
+    raise AssertionError(f"no final preflight card ({final}); replies: {[blocks_text(m)[:120] for m in thread.replies()]}")
+
+
+def press_in_reply(thread: Thread, action_id: str):
+    """Press a button on the latest thread reply that has it (the preflight card)."""
+    from tests.fakes import post_block_action
+    from tests.harness import SIGNING_SECRET
+
+    for m in reversed(thread.replies()):
+        for block in m.get("blocks", []):
+            for el in block.get("elements", []) if block.get("type") == "actions" else []:
+                if el.get("action_id") == action_id:
+                    return post_block_action(thread.person.bot.url, SIGNING_SECRET, thread.person.user, thread.person.channel,
+                                             m["ts"], thread.thread_ts, action_id, value=el["value"], block_id=block["block_id"],
+                                             trigger_id=thread.slack.issue_trigger_id(thread.person.user), message=m)
+    raise AssertionError(f"no {action_id} button in the thread")
+
+
+def remote_ls(path: str) -> str:
+    out = subprocess.run(["ssh", "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={LAB['TAOBOT_TEST_SSH_KNOWN_HOSTS']}",
+                          "-i", LAB["TAOBOT_TEST_SSH_KEY"], "-p", LAB["TAOBOT_TEST_SSH_PORT"],
+                          f"{LAB['TAOBOT_TEST_SSH_USER']}@127.0.0.1", f"ls -A {path} 2>/dev/null; squeue -h -u $USER | wc -l"],
+                         capture_output=True, text=True, timeout=30)
+    return out.stdout
+
+
+def test_preflight_passes_opens_the_gate_and_shows_launch(ssh_bot, slack):
+    thread = slurm_intake(SlackUser(ssh_bot))
+    assert "Run preflight" in thread.card_text() and "Launch" not in thread.card_text().split("Run preflight")[0][-20:]
+    thread.press("run_preflight")
+    text = preflight_message(thread, "passed")
+    for line in ("SSH login", "key-only login", "exists on the login node", "all have `video_fps`", "Partition gpu"):
+        assert line in text
+    progress = [c for c in slack.calls_for("chat.update") if "checking" in blocks_text(c.params)]
+    assert progress, "the preflight card never showed progress"
+    card = thread.wait_card("Preflight passed.")
+    assert "Launch" in card
+    # any input change closes the gate again
+    thread.say("num_gpus=1")
+    card = thread.wait_card("inputs changed since the last preflight")
+    assert "Run preflight" in card
+    press_in_reply(thread, "launch")
+    reply = thread.wait_reply("Not launching: the launch gate is closed")
+    assert "Nothing was created" in reply
+
+
+def test_failing_preflight_reports_each_problem_with_remediation_and_creates_nothing(ssh_bot, slack):
+    before = remote_ls("~")
+    thread = slurm_intake(SlackUser(ssh_bot), eval_annotation=LAB["TAOBOT_TEST_ANNOTATIONS_NOFPS"])
+    thread.say(f"custom.train_dataset.media_path={LAB['TAOBOT_TEST_LUSTRE_ROOT']}/missing-media")
+    thread.wait_card("missing-media")
+    thread.press("run_preflight")
+    text = preflight_message(thread, "failed")
+    assert "`video_fps` missing in" in text and "regenerate the annotations" in text
+    assert "missing-media` does not exist on the login node" in text
+    assert "Run preflight again" in text
+    assert "Launch" not in [el.get("text", {}).get("text") for m in thread.replies() for b in m.get("blocks", [])
+                            for el in b.get("elements", []) if b.get("type") == "actions"]
+    assert remote_ls("~") == before  # no folder, no state file, no job on the cluster
+    files = sorted(p.name for p in ssh_bot.workdir.iterdir())
+    assert set(files) <= {"taobot.db", "taobot.db-wal", "taobot.db-shm", "taobot.db.key", "bot.log"}, files
+    # fix the inputs in the thread, run again: it passes
+    thread.say(f"custom.val_dataset.annotation_path={LAB['TAOBOT_TEST_ANNOTATIONS']} custom.train_dataset.media_path={ROOT}")
+    thread.wait_card("Run preflight")
+    press_in_reply(thread, "run_preflight")
+    preflight_message(thread, "passed")
+    thread.wait_card("Preflight passed.")
+    assert HF not in json.dumps([c.params for c in slack.calls]) and HF not in ssh_bot.log_text()
+
+
+def test_wrong_key_preflight_asks_for_ssh_key_path_with_the_five_steps(ssh_bot):
+    thread = slurm_intake(SlackUser(ssh_bot), key=LAB["TAOBOT_TEST_SSH_WRONG_KEY"])
+    thread.press("run_preflight")
+    text = preflight_message(thread, "failed")
+    assert "refused the key" in text and "SSH_KEY_PATH=/path/to/private_key" in text
+    for step in ("ssh-keygen", "ssh-copy-id", "ssh-keyscan", "chmod 600", "BatchMode=yes"):
+        assert step in text
+    assert "exists on the login node" not in text
+
+
+def test_preflight_before_the_intake_is_complete_lists_what_is_missing(person):
+    thread = person.launch("dino")
+    thread.say("preflight")
+    reply = thread.wait_reply("Preflight runs once the intake is complete")
+    assert "Execution platform" in reply
+
+
+def test_mount_confirmation_is_recorded_with_who_and_when(person):
+    thread = person.launch("dino")
+    thread.say("platform=kubernetes train=/mnt/shared/coco/train eval=/mnt/shared/coco/val")
+    thread.wait_card("/mnt/shared/coco/val/annotations.json")
+    thread.say("confirm mounted")
+    card = thread.wait_card("Confirmed mounted")
+    assert f"by <@{person.user}>" in card and "UTC" in card
+
+
+def test_restart_during_preflight_marks_it_interrupted_not_running(ssh_bot, slack):
+    thread = slurm_intake(SlackUser(ssh_bot))
+    with __import__("sqlite3").connect(ssh_bot.db) as db:
+        row = json.loads(db.execute("SELECT state FROM intakes WHERE id = ?", [thread.intake_id]).fetchone()[0])
+    ssh_bot.kill()
+    row["preflight"] = {"status": "running", "fingerprint": "x", "results": [], "by": "U", "started_at": time.time(), "card_ts": None}
+    with __import__("sqlite3").connect(ssh_bot.db) as db:
+        db.execute("UPDATE intakes SET state = ? WHERE id = ?", [json.dumps(row), thread.intake_id])
+    ssh_bot.proc = None
+    ssh_bot.start()
+    card = thread.wait_card("Preflight has not passed")
+    assert "Run preflight" in card
