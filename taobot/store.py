@@ -62,6 +62,51 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db["seen_deliveries"].create({"key": str, "at": float}, pk="key")
 
 
+@migrations()
+def m002_launches(db: sqlite_utils.Database) -> None:
+    db["launches"].create(
+        {
+            "id": str,  # launch id, shown as `/tao status <id>`
+            "intake_id": str,
+            "channel": str,
+            "thread_ts": str,
+            "owner": str,
+            "platform": str,
+            "model": str,
+            "action": str,
+            "job_id": str,
+            "details": str,  # JSON: what poll/cancel need (remote dir, namespace, host …)
+            "log_location": str,
+            "results_location": str,
+            "state": str,  # normalised JobState value
+            "native": str,  # the platform's own state text
+            "reason": str,
+            "exit_code": int,
+            "monitor": int,
+            "detached": int,
+            "interval_minutes": int,
+            "launched_at": float,
+            "state_since": float,
+            "ended_at": float,
+            "unreachable": str,  # why the last poll could not reach the platform, or null
+            "unreachable_since": float,
+            "next_poll_at": float,  # backoff while unreachable
+            "final_posted": int,
+        },
+        pk="id",
+    )
+    db["launches"].create_index(["state"])
+    db["launches"].create_index(["intake_id"])
+    db["launches"].create_index(["channel", "launched_at"])
+    # One row per (launch, interval slot), written BEFORE the post: a crash
+    # between record and post is retried; a slot is never posted twice.
+    db["updates"].create(
+        {"launch_id": str, "slot": int, "status": str, "ts": str, "state": str, "at": float},
+        pk=("launch_id", "slot"),
+    )
+    db["lease"].create({"name": str, "holder": str, "expires_at": float}, pk="name")
+
+
 class Store:
     def __init__(self, path: Path | str, box: SecretBox) -> None:
         self.path = Path(path)
@@ -218,6 +263,85 @@ class Store:
             rows = self.db.execute("SELECT ciphertext FROM secrets").fetchall()
         for (ciphertext,) in rows:
             REDACTOR.add(self.box.decrypt(ciphertext))
+
+    # ------------------------------------------------------------------ launches
+
+    def add_launch(self, row: dict, intake: IntakeState, actor: str) -> None:
+        """The launch row and the intake's new status, together."""
+        with self.transaction() as db:
+            db["launches"].insert(row, pk="id")
+            db["intakes"].update(intake.id, {"status": intake.status, "state": intake.model_dump_json(), "updated_at": intake.updated_at})
+            self._log(db, intake.id, actor, "launched", {"launch": row["id"], "job": row["job_id"], "platform": row["platform"]})
+
+    def get_launch(self, launch_id: str) -> dict | None:
+        with self._lock:
+            rows = list(self.db["launches"].rows_where("id = ?", [launch_id]))
+        return rows[0] if rows else None
+
+    def launches_for_intake(self, intake_id: str) -> list[dict]:
+        with self._lock:
+            return list(self.db["launches"].rows_where("intake_id = ?", [intake_id], order_by="launched_at desc"))
+
+    def launches_in_channel(self, channel: str, limit: int = 50) -> list[dict]:
+        with self._lock:
+            return list(self.db["launches"].rows_where("channel = ?", [channel], order_by="launched_at desc", limit=limit))
+
+    def find_launch_by_prefix(self, prefix: str) -> dict | None:
+        with self._lock:
+            rows = list(self.db["launches"].rows_where("id LIKE ?", [prefix + "%"], order_by="launched_at desc", limit=1))
+        return rows[0] if rows else None
+
+    def active_launches(self) -> list[dict]:
+        """Launches whose job has not reached a terminal state, or whose final reply is not posted yet."""
+        with self._lock:
+            return list(self.db["launches"].rows_where(
+                "state NOT IN ('Succeeded', 'Failed', 'Cancelled') OR (monitor = 1 AND final_posted = 0)", order_by="launched_at"))
+
+    def update_launch(self, launch_id: str, **fields: object) -> None:
+        with self.transaction() as db:
+            db["launches"].update(launch_id, fields)
+
+    def claim_slot(self, launch_id: str, slot: int, state: str) -> bool:
+        """Record that `slot` is about to be posted. False if it was already claimed."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO updates (launch_id, slot, status, state, at) VALUES (?, ?, 'pending', ?, ?)",
+                [launch_id, slot, state, time.time()],
+            )
+            return cursor.rowcount == 1
+
+    def mark_posted(self, launch_id: str, slot: int, ts: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE updates SET status = 'posted', ts = ? WHERE launch_id = ? AND slot = ?", [ts, launch_id, slot])
+
+    def pending_slots(self) -> list[dict]:
+        with self._lock:
+            return list(self.db["updates"].rows_where("status = 'pending'"))
+
+    def posted_slots(self, launch_id: str) -> list[dict]:
+        with self._lock:
+            return list(self.db["updates"].rows_where("launch_id = ?", [launch_id], order_by="slot"))
+
+    def last_slot(self, launch_id: str) -> int | None:
+        with self._lock:
+            row = self.db.execute("SELECT MAX(slot) FROM updates WHERE launch_id = ? AND slot >= 0", [launch_id]).fetchone()
+        return row[0] if row and row[0] is not None else None
+
+    # ------------------------------------------------------------------ single scheduler lease
+
+    def acquire_lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        """Take or renew the named lease; False while another holder's lease is unexpired."""
+        now = time.time()
+        with self.transaction() as db:
+            row = db.execute("SELECT holder, expires_at FROM lease WHERE name = ?", [name]).fetchone()
+            if row and row[0] != holder and row[1] > now:
+                return False
+            db.execute("INSERT OR REPLACE INTO lease (name, holder, expires_at) VALUES (?, ?, ?)", [name, holder, now + ttl_s])
+            return True
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM lease WHERE name = ? AND holder = ?", [name, holder])
 
     # ------------------------------------------------------------------ Slack retries
 

@@ -63,7 +63,7 @@ def walk_intake(person: SlackUser, platform: str, model: str, action: str = "tra
     asked: list[str] = []
     if "Enter credentials" in thread.card_text():
         asked += fill_credentials(thread)
-    thread.wait_card("Container image for")
+    thread.wait_card("Use default image")
     thread.press("image_use_default")
     thread.wait_card("(default, confirmed)")
     pairs = " ".join(f"{k}={v}" for k, v in paths_for(platform, model, action).items())

@@ -126,7 +126,7 @@ def _access_result(answer: Answer, base: str, secrets: tuple[str, ...]) -> Check
             ACCESS_LABEL,
             False,
             f"Brev answered HTTP {answer.status}{_said(answer, secrets)} for the current user",
-            "Re-run preflight; if this persists, report the answer to the taobot maintainers.",
+            "Run preflight again; if this persists, report the answer to the taobot maintainers.",
         )
     user = answer.body
     if not isinstance(user, dict) or not user.get("id"):
@@ -150,7 +150,7 @@ def _instances_result(base: str, token: str, timeout: float, secrets: tuple[str,
             INSTANCES_LABEL,
             False,
             "the token's user belongs to no Brev organization; Brev instances live in an organization",
-            "Create or join an organization in the Brev console, then re-run preflight.",
+            "Create or join an organization in the Brev console, then run preflight again.",
         )
     parts = []
     for org in orgs[:MAX_ORGS]:
@@ -178,7 +178,7 @@ def _listing_failure(answer: Answer, what: str, secrets: tuple[str, ...]) -> Che
             INSTANCES_LABEL,
             False,
             f"listing {what} answered HTTP {answer.status}{_said(answer, secrets)}",
-            "Re-run preflight; if this persists, report the answer to the taobot maintainers.",
+            "Run preflight again; if this persists, report the answer to the taobot maintainers.",
         )
     if not isinstance(answer.body, list):
         return CheckResult(

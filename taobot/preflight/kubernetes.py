@@ -168,8 +168,17 @@ def _configure(run: _Run) -> _Client | None:
                 f"Set TAO_K8S_CONTEXT to one of {listed}, or run `kubectl config use-context NAME`.")
         return None
     use = context or active.get("name")
+    limit = _load_limit(run)
     try:
-        api = k8s_config.new_client_from_config(config_file=shown, context=use, persist_config=False, client_configuration=cfg)
+        api = _bounded(limit, lambda: k8s_config.new_client_from_config(
+            config_file=shown, context=use, persist_config=False, client_configuration=cfg))
+    except TimeoutError:
+        run.add("kubernetes.config", label, False,
+                f"loading the credentials of context `{use}` in kubeconfig `{shown}` did not finish within {limit:.0f} s "
+                "(its exec credential plugin hangs)",
+                "Run the context's exec plugin by hand (`kubectl get --raw /version --context "
+                f"{quote(use)}` with the same kubeconfig) and fix what it waits for, e.g. an interactive login or SSO.")
+        return None
     except ConfigException as exc:
         run.add("kubernetes.config", label, False, f"context `{use}` in kubeconfig `{shown}` is unusable: {_short(exc)}",
                 "Fix the context's cluster and user entries (`kubectl config view --minify --context "
@@ -182,6 +191,33 @@ def _configure(run: _Run) -> _Client | None:
         return None
     _collect_config_secrets(run, cfg)
     return _Client(api, cfg.host, f"kubeconfig `{shown}` ({origin}), context `{use}`")
+
+
+def _load_limit(run: _Run) -> float:
+    """How long loading a context may take: exec credential plugins (aws, gcloud) run here, without a timeout."""
+    return max(10.0, 3 * float(run.request.settings.connect_timeout_s))
+
+
+def _bounded(limit: float, fn):
+    """fn() in a daemon thread; TimeoutError if it is not done within `limit` seconds (the thread is abandoned)."""
+    import threading
+
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=target, name="k8s-preflight-config", daemon=True)
+    worker.start()
+    worker.join(limit)
+    if worker.is_alive():
+        raise TimeoutError
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def _collect_file_secrets(run: _Run, paths: list[str]) -> None:

@@ -206,7 +206,7 @@ def unreachable(check: str, label: str, service: str, answer: Answer, secrets: t
         label,
         False,
         f"{service} at {answer.url} is unreachable: {what}. This is not a credential problem.",
-        "This is retriable: press *Re-run preflight* in a few minutes. "
+        "This is retriable: run preflight again in a few minutes. "
         + (fix or f"If it persists, check that this host can reach {urllib.parse.urlsplit(answer.url).netloc}."),
     )
 
@@ -338,7 +338,7 @@ def _access_result(answer: Answer, ws: str, secrets: tuple[str, ...]) -> CheckRe
             ACCESS_LABEL,
             False,
             f"workspace `{ws}`{named} accepted the token but is `{state}`: it will not start jobs",
-            "Resume the workspace in the Lepton dashboard, or ask the workspace admin to, then re-run preflight.",
+            "Resume the workspace in the Lepton dashboard, or ask the workspace admin to, then run preflight again.",
         )
     parts = [f"workspace `{ws}`{named} accepted the token", f"state {state}"]
     workloads = info.get("workloads")
@@ -369,7 +369,7 @@ def _node_group_result(answer: Answer, ws: str, secrets: tuple[str, ...]) -> Che
             NODE_GROUPS_LABEL,
             False,
             f"listing node groups of workspace `{ws}` answered HTTP {answer.status}{said}",
-            "Re-run preflight; if this persists, report it to the taobot maintainers.",
+            "Run preflight again; if this persists, report it to the taobot maintainers.",
         )
     groups = answer.body
     if isinstance(groups, dict):  # tolerate an enveloped list
@@ -388,7 +388,7 @@ def _node_group_result(answer: Answer, ws: str, secrets: tuple[str, ...]) -> Che
             NODE_GROUPS_LABEL,
             False,
             f"no node group is visible to this token in workspace `{ws}`; a Lepton job must run on one",
-            "Ask the workspace admin to give this workspace (and your user) access to a node group, then re-run preflight.",
+            "Ask the workspace admin to give this workspace (and your user) access to a node group, then run preflight again.",
         )
     shown = []
     for g in groups[:NAMES_SHOWN]:

@@ -271,7 +271,7 @@ def identity_result(ctx: _Ctx) -> CheckResult:
 # --------------------------------------------------------------------------- inputs
 
 
-def _not_checked_identity(ctx: _Ctx, check: str, label: str, key: str, uri: str) -> CheckResult:
+def _not_checked_identity(check: str, label: str, key: str, uri: str) -> CheckResult:
     return CheckResult(
         check, label, False, f"`{uri}` not checked: S3 access failed (see S3 access)",
         "Fix S3 access (above), then run preflight again.", scope="dataset", key=key,
@@ -285,14 +285,14 @@ def path_results(ctx: _Ctx, p: DatasetPath) -> list[CheckResult]:
         if not ctx.identity_reported:
             ctx.identity_reported = True
             out.append(identity_failure(ctx, *path_result))
-        path_result = _not_checked_identity(ctx, "s3.path", p.label, p.label, p.path)
+        path_result = _not_checked_identity("s3.path", p.label, p.label, p.path)
     out.append(path_result)
     if p.annotation_fields:
         out.append(annotation_result(ctx, p, found))
     return out
 
 
-def _fail(ctx: _Ctx, p: DatasetPath, detail: str, remediation: str) -> CheckResult:
+def _fail(p: DatasetPath, detail: str, remediation: str) -> CheckResult:
     return CheckResult("s3.path", p.label, False, detail, remediation, scope="dataset", key=p.label)
 
 
@@ -305,7 +305,7 @@ def _read_failure(ctx: _Ctx, p: DatasetPath, kind: str, code: str, what: str, bu
     if kind == "denied":
         need = "s3:ListBucket" if what == "prefix" else "s3:GetObject"
         return _fail(
-            ctx, p,
+            p,
             f"no permission to read `{uri}` with ACCESS_KEY `{ctx.key_hint}` ({code})",
             f"Grant this key pair {need} on `arn:aws:s3:::{bucket}"
             + ("`" if what == "prefix" else f"/{key}`")
@@ -313,14 +313,14 @@ def _read_failure(ctx: _Ctx, p: DatasetPath, kind: str, code: str, what: str, bu
         )
     if kind == "no_bucket":
         return _fail(
-            ctx, p,
+            p,
             f"bucket `{bucket}` does not exist on {ctx.where} ({code})",
             f"Fix the bucket name in `{p.label}` (`aws s3 ls{ctx.cli_opts}` lists the buckets this key can see), "
             "or check S3_ENDPOINT_URL/CLOUD_REGION point at the store that holds it.",
         )
     if kind == "not_found":
         return _fail(
-            ctx, p,
+            p,
             f"nothing at `{uri}`: no object `{key}` and no objects under `{key.rstrip('/')}/` in bucket `{bucket}` ({code})"
             if what == "object"
             else f"nothing at `{uri}`: no objects under prefix `{key}` in bucket `{bucket}` ({code})",
@@ -328,7 +328,7 @@ def _read_failure(ctx: _Ctx, p: DatasetPath, kind: str, code: str, what: str, bu
             f"or fix the key in `{p.label}`; {ls} must list it.",
         )
     return _fail(
-        ctx, p,
+        p,
         f"reading `{uri}` failed on {ctx.where} ({code})",
         f"Check the URI in `{p.label}` and that {ls} works with this key pair.",
     )
@@ -355,7 +355,7 @@ def object_or_prefix(ctx: _Ctx, p: DatasetPath):
     """('object'|'prefix'|None, CheckResult or (identity kind, code))."""
     bucket, key = split_s3(p.path)
     if not bucket:
-        return None, _fail(ctx, p, f"`{p.path}` names no bucket", f"Write `{p.label}` as `s3://BUCKET/KEY`.")
+        return None, _fail(p, f"`{p.path}` names no bucket", f"Write `{p.label}` as `s3://BUCKET/KEY`.")
     if key == "" or key.endswith("/"):
         return _list_prefix(ctx, p, bucket, key, via_missing_object=False)
 
@@ -403,7 +403,7 @@ def annotation_result(ctx: _Ctx, p: DatasetPath, found: str | None) -> CheckResu
     bucket, key = split_s3(p.path)
     resp, err = _call(ctx.client.get_object, Bucket=bucket, Key=key)
     if err:
-        kind, code = err
+        code = err[1]
         return result(False, f"`{p.path}` could not be downloaded ({code})", f"Check that this key pair can `s3:GetObject` `{p.path}`.")
     body = resp["Body"]
     try:

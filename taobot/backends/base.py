@@ -1,0 +1,136 @@
+"""What every platform backend does: launch, poll (batched), logs, cancel.
+
+A backend gets a `LaunchSpec` only after the launch gate opened (the
+launcher calls `gate.require_open` first). Job credentials reach the job
+only through the platform's secret mechanism; they never appear in the
+rendered spec, a script body, a log line or a message.
+
+States are normalised to `JobState`; the platform's own state text is kept
+beside it in `JobStatus.native`. A backend that cannot reach its platform
+raises `BackendUnreachable` from `poll`: the monitor reports that and
+retries, and never marks the job failed because of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+from taobot.catalog.schema import ResourceDefaults
+from taobot.errors import TaobotError
+
+
+class JobState(str, Enum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+    PAUSED = "Paused"
+    UNKNOWN = "Unknown"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+# A spec value equal to this is replaced by the launch's results folder once
+# the backend knows where that is.
+RESULTS_PLACEHOLDER = "{results_dir}"
+
+# Credentials the TAO container itself uses; everything else (SSH, platform
+# tokens) stays with the bot.
+JOB_ENV_CREDENTIALS = ("HF_TOKEN", "NGC_KEY", "ACCESS_KEY", "SECRET_KEY", "S3_ENDPOINT_URL", "CLOUD_REGION", "S3_BUCKET_NAME")
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    launch_id: str
+    platform: str
+    model: str
+    action: str
+    image: str
+    command: str  # the action's command with {config_path} still to fill
+    config_format: str  # yaml, toml or args
+    spec: Mapping[str, object]  # flat spec key -> value (datasets, compute keys, results key)
+    datasets: Mapping[str, str]
+    num_gpus: int
+    num_nodes: int
+    resources: ResourceDefaults
+    platform_credentials: Mapping[str, str]  # how the bot reaches the platform
+    job_env: Mapping[str, str]  # secrets the job needs, delivered through the platform's secret mechanism
+    results_uri: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job_id: str
+    log_location: str
+    results_location: str
+    details: Mapping[str, str] = field(default_factory=dict)  # what poll/cancel need later (remote dir, namespace …)
+
+
+@dataclass(frozen=True)
+class JobRef:
+    launch_id: str
+    job_id: str
+    details: Mapping[str, str]
+    platform_credentials: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    state: JobState
+    native: str
+    reason: str | None = None
+    exit_code: int | None = None
+    log_tail: tuple[str, ...] = ()
+
+
+class BackendUnreachable(TaobotError):
+    """The platform could not be asked (SSH down, API 5xx, daemon gone). Never a job failure."""
+
+
+class LaunchFailed(TaobotError):
+    """Submission was refused by the platform; the message says why."""
+
+
+class Backend(Protocol):
+    name: str
+
+    def launch(self, spec: LaunchSpec) -> Submitted: ...
+
+    def poll(self, jobs: list[JobRef]) -> dict[str, JobStatus]:
+        """Status of every job, with ONE query per cluster/daemon/namespace for all of them."""
+        ...
+
+    def logs(self, job: JobRef, lines: int = 20) -> list[str]: ...
+
+    def cancel(self, job: JobRef) -> None:
+        """Cancel; an already finished or unknown job counts as cancelled (no error)."""
+        ...
+
+    def connection_key(self, job: JobRef) -> str:
+        """Jobs with the same key are polled together over one connection."""
+        ...
+
+
+INFRA_PATTERNS = (
+    ("node failure", ("NODE_FAIL", "node failure", "Node failure", "slurmstepd: error: *** JOB", "DUE TO NODE")),
+    ("image pull", ("ErrImagePull", "ImagePullBackOff", "pull access denied", "manifest unknown", "failed to pull", "pyxis: failed to import")),
+    ("NCCL timeout", ("NCCL", "Watchdog caught collective operation timeout", "ncclSystemError", "ncclInternalError")),
+    ("GPU / driver", ("CUDA driver version is insufficient", "cudaErrorInitializationError", "Xid", "uncorrectable ECC", "NVRM")),
+    ("network fabric", ("InfiniBand", "ibv_", "RDMA", "mlx5")),
+)
+
+
+def infrastructure_cause(native_state: str, lines: list[str] | tuple[str, ...]) -> str | None:
+    """A known infrastructure failure in the state or logs: likely retriable."""
+    text = native_state + "\n" + "\n".join(lines)
+    for cause, needles in INFRA_PATTERNS:
+        if any(n in text for n in needles):
+            return cause
+    return None

@@ -1,0 +1,332 @@
+"""SLURM backend over one reused paramiko connection per cluster.
+
+Launch stages `<base>/<launch-id>/{specs,sbatch,logs,results}` over SFTP —
+the spec, an sbatch script, and a 0600 env file holding the job's secrets
+(sourced by the script, never written into it) — then `sbatch --parsable`.
+Poll asks `sacct -X -P` once per cluster for every job (or `squeue` where
+there is no accounting), reads `status.json` for COMPLETED jobs and the log
+tails it was asked for, all in the same single command.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+import threading
+from collections.abc import Iterable
+
+from taobot.backends.base import (
+    BackendUnreachable,
+    JobRef,
+    JobState,
+    JobStatus,
+    LaunchFailed,
+    LaunchSpec,
+    RESULTS_PLACEHOLDER,
+    Submitted,
+)
+from taobot.preflight.base import quote
+from taobot.render import render, render_args
+from taobot.ssh import connect_login_node
+
+log = logging.getLogger(__name__)
+
+STATE_MAP = {
+    "PENDING": JobState.PENDING,
+    "REQUEUED": JobState.PENDING,
+    "CONFIGURING": JobState.PENDING,
+    "RUNNING": JobState.RUNNING,
+    "COMPLETING": JobState.RUNNING,
+    "COMPLETED": JobState.SUCCEEDED,
+    "FAILED": JobState.FAILED,
+    "BOOT_FAIL": JobState.FAILED,
+    "DEADLINE": JobState.FAILED,
+    "OUT_OF_MEMORY": JobState.FAILED,
+    "NODE_FAIL": JobState.FAILED,
+    "TIMEOUT": JobState.FAILED,
+    "CANCELLED": JobState.CANCELLED,
+    "PREEMPTED": JobState.CANCELLED,
+    "REVOKED": JobState.CANCELLED,
+    "SUSPENDED": JobState.PAUSED,
+    "STOPPED": JobState.PAUSED,
+}
+MASTER_PORT = 29500
+TAIL_LINES = 20
+
+
+def normalise(native: str) -> JobState:
+    """`CANCELLED by 1001` -> Cancelled; unknown text -> Unknown."""
+    word = native.strip().split(" ", 1)[0].rstrip("+").upper()
+    return STATE_MAP.get(word, JobState.UNKNOWN)
+
+
+def parse_exit_code(text: str) -> int | None:
+    code = text.split(":", 1)[0].strip()
+    return int(code) if code.isdigit() else None
+
+
+def hours_to_slurm(hours: float) -> str:
+    minutes = max(1, round(hours * 60))
+    return f"{minutes // 60}:{minutes % 60:02d}:00"
+
+
+def sbatch_script(spec: LaunchSpec, launch_dir: str, config_path: str, container: str) -> str:
+    creds = spec.platform_credentials
+    res = spec.resources
+    time_hours = float(creds.get("SLURM_TIME_HOURS") or res.time_hours or 4)
+    timeout_hours = float(creds.get("SLURM_TIMEOUT_HOURS") or res.timeout_hours or time_hours * 0.95)
+    partition = creds.get("SLURM_PARTITION", "")
+    mounts = creds.get("SLURM_CONTAINER_MOUNTS") or res.container_mounts or ""
+    command = spec.command.replace("{config_path}", quote(config_path))
+    if spec.config_format == "args":
+        flat = {k: (f"{launch_dir}/results" if v == RESULTS_PLACEHOLDER else v) for k, v in spec.spec.items()}
+        command += " " + " ".join(quote(a) for a in render_args(flat))
+    lines = [
+        "#!/bin/bash",
+        f"#SBATCH --job-name=tao-{spec.model}-{spec.action}-{spec.launch_id}",
+        f"#SBATCH --partition={partition.split(',')[0]}",
+        f"#SBATCH --nodes={spec.num_nodes}",
+        f"#SBATCH --ntasks-per-node=1",
+    ]
+    if spec.num_gpus:
+        lines.append(f"#SBATCH --gres=gpu:{spec.num_gpus}")
+    cpus = creds.get("SLURM_CPUS_PER_TASK") or res.cpus_per_task
+    if cpus:
+        lines.append(f"#SBATCH --cpus-per-task={int(cpus)}")
+    lines += [
+        f"#SBATCH --time={hours_to_slurm(time_hours)}",
+        f"#SBATCH --output={launch_dir}/logs/slurm-%j.out",
+        f"#SBATCH --error={launch_dir}/logs/slurm-%j.out",
+    ]
+    if creds.get("SLURM_ACCOUNT"):
+        lines.append(f"#SBATCH --account={creds['SLURM_ACCOUNT']}")
+    run = command
+    if container == "pyxis":
+        run = f"srun --container-image={quote(spec.image)} --container-mounts={quote(mounts)} {command}"
+    lines += [
+        "set -euo pipefail",
+        "# Secrets come from a 0600 file beside this script; they are never written into it.",
+        f"set -a; . {quote(launch_dir + '/sbatch/job.env')}; set +a",
+        f"export TAO_API_RESULTS_DIR={quote(launch_dir + '/results')}",
+        f"export NUM_GPU_PER_NODE={spec.num_gpus}",
+        f"export WORLD_SIZE=$(( ${{SLURM_NNODES:-1}} * {spec.num_gpus} ))",
+        "export NODE_RANK=${SLURM_NODEID:-0}",
+        "export MASTER_ADDR=$(scontrol show hostnames \"${SLURM_JOB_NODELIST:-localhost}\" 2>/dev/null | head -n 1 || hostname)",
+        f"export MASTER_PORT={MASTER_PORT}",
+        f"echo \"taobot launch {spec.launch_id}: $(date -u +%FT%TZ) on $(hostname)\"",
+        "# The internal timeout ends the run before SLURM's wall time, so it can save and write status.json.",
+        f"timeout --signal=TERM --kill-after=120 {int(timeout_hours * 3600)} {run}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def env_file(values: dict[str, str]) -> str:
+    return "".join(f"{k}={quote(v)}\n" for k, v in sorted(values.items()))
+
+
+class SlurmBackend:
+    name = "slurm"
+
+    def __init__(self, settings=None, container: str = "pyxis") -> None:
+        from taobot.preflight.base import PreflightSettings
+
+        self.settings = settings or PreflightSettings()
+        self.container = container  # "pyxis" or "none" (bare command, for clusters without a container plugin)
+        self._connections: dict[str, object] = {}
+        self._lock = threading.Lock()
+        self.commands_run = 0  # remote commands issued; the benchmark reads it
+
+    # ------------------------------------------------------------------ connections
+
+    def connection_key(self, job: JobRef) -> str:
+        c = job.platform_credentials
+        return f"{c.get('SLURM_USER')}@{c.get('SLURM_HOSTNAME')}"
+
+    def _client(self, creds: dict) -> object:
+        key = f"{creds.get('SLURM_USER')}@{creds.get('SLURM_HOSTNAME')}"
+        with self._lock:
+            client = self._connections.get(key)
+            transport = client.get_transport() if client is not None else None
+            if transport is not None and transport.is_active():
+                return client
+            if client is not None:
+                client.close()
+            login = connect_login_node(
+                creds.get("SLURM_HOSTNAME", ""), creds.get("SLURM_USER", ""), creds.get("SSH_KEY_PATH"),
+                creds.get("SSH_AUTH_SOCK") if not creds.get("SSH_KEY_PATH") else None,
+                self.settings.ssh_config_path, self.settings.known_hosts_path, self.settings.connect_timeout_s,
+            )
+            if not login.ok:
+                self._connections.pop(key, None)
+                raise BackendUnreachable("cannot log in to " + (creds.get("SLURM_HOSTNAME") or "?") + ": "
+                                         + "; ".join(a.detail for a in login.attempts))
+            login.client.get_transport().set_keepalive(30)
+            self._connections[key] = login.client
+            return login.client
+
+    def _run(self, creds: dict, script: str, timeout: float = 60) -> str:
+        client = self._client(creds)
+        try:
+            stdin, stdout, stderr = client.exec_command("/bin/bash -s", timeout=timeout)
+            stdin.write(script)
+            stdin.channel.shutdown_write()
+            out = stdout.read().decode("utf-8", "replace")
+            self.commands_run += 1
+            return out
+        except Exception as exc:  # noqa: BLE001 - any transport failure means "could not ask"
+            self.close_connection(creds)
+            raise BackendUnreachable(f"SSH command failed: {type(exc).__name__}: {exc}") from exc
+
+    def close_connection(self, creds: dict) -> None:
+        key = f"{creds.get('SLURM_USER')}@{creds.get('SLURM_HOSTNAME')}"
+        with self._lock:
+            client = self._connections.pop(key, None)
+        if client is not None:
+            client.close()
+
+    def close(self) -> None:
+        with self._lock:
+            clients = list(self._connections.values())
+            self._connections.clear()
+        for client in clients:
+            client.close()
+
+    # ------------------------------------------------------------------ launch
+
+    def launch(self, spec: LaunchSpec) -> Submitted:
+        creds = dict(spec.platform_credentials)
+        client = self._client(creds)
+        try:
+            sftp = client.open_sftp()
+        except Exception as exc:  # noqa: BLE001
+            self.close_connection(creds)
+            raise BackendUnreachable(f"SFTP failed: {exc}") from exc
+        try:
+            home = sftp.normalize(".")
+            base = creds.get("SLURM_BASE_RESULTS_DIR") or "~/tao-results"
+            if base.startswith("~"):
+                base = home + base[1:]
+            launch_dir = posixpath.join(base, spec.launch_id)
+            for sub in ("", "specs", "sbatch", "logs", "results"):
+                _mkdir_p(sftp, posixpath.join(launch_dir, sub) if sub else launch_dir)
+            ext = "toml" if spec.config_format == "toml" else "yaml"
+            config_path = f"{launch_dir}/specs/{spec.action}.{ext}"
+            flat = {k: (f"{launch_dir}/results" if v == RESULTS_PLACEHOLDER else v) for k, v in spec.spec.items()}
+            if spec.config_format != "args":
+                _write(sftp, config_path, render(flat, spec.config_format))
+            _write(sftp, f"{launch_dir}/sbatch/job.env", env_file(dict(spec.job_env)), mode=0o600)
+            _write(sftp, f"{launch_dir}/sbatch/job.sh", sbatch_script(spec, launch_dir, config_path, self.container), mode=0o700)
+        finally:
+            sftp.close()
+        out = self._run(creds, f"cd {quote(launch_dir)} && sbatch --parsable sbatch/job.sh 2>&1; echo \"RC=$?\"\n")
+        lines = [line for line in out.strip().splitlines() if line]
+        rc = lines[-1].removeprefix("RC=") if lines and lines[-1].startswith("RC=") else "?"
+        if rc != "0":
+            raise LaunchFailed("sbatch refused the job: " + " ".join(lines[:-1])[:500])
+        job_id = lines[-2].split(";", 1)[0].strip()
+        return Submitted(
+            job_id=job_id,
+            log_location=f"{launch_dir}/logs/slurm-{job_id}.out",
+            results_location=f"{launch_dir}/results",
+            details={"launch_dir": launch_dir},
+        )
+
+    # ------------------------------------------------------------------ status
+
+    def poll(self, jobs: list[JobRef], tails_for: Iterable[str] = ()) -> dict[str, JobStatus]:
+        """One SSH command for all jobs of one cluster (callers group by connection_key)."""
+        if not jobs:
+            return {}
+        creds = dict(jobs[0].platform_credentials)
+        tails = set(tails_for)
+        ids = ",".join(j.job_id for j in jobs)
+        script = [
+            f"sacct -X -P -n -o JobID,State,ExitCode,Reason -j {quote(ids)} 2>/dev/null | sed 's/^/ACCT|/' "
+            f"|| squeue -h -t all -j {quote(ids)} -o 'SQ|%i|%T|%r' 2>/dev/null",
+            "echo 'END|acct'",
+            f"squeue -h -t all -j {quote(ids)} -o 'SQ|%i|%T|%r' 2>/dev/null; echo 'END|squeue'",
+        ]
+        for job in jobs:
+            d = job.details.get("launch_dir", "")
+            script.append(f"if [ -f {quote(d + '/results/status.json')} ]; then printf 'STATUS|{job.job_id}|'; "
+                          f"tr -d '\\n' < {quote(d + '/results/status.json')} | head -c 2000; echo; fi")
+            if job.job_id in tails:
+                script.append(f"tail -n {TAIL_LINES} {quote(f'{d}/logs/slurm-{job.job_id}.out')} 2>/dev/null | sed 's/^/TAIL|{job.job_id}|/'")
+        out = self._run(creds, "\n".join(script) + "\n")
+        return parse_poll_output(out, [j.job_id for j in jobs])
+
+    def logs(self, job: JobRef, lines: int = TAIL_LINES) -> list[str]:
+        d = job.details.get("launch_dir", "")
+        out = self._run(dict(job.platform_credentials), f"tail -n {int(lines)} {quote(f'{d}/logs/slurm-{job.job_id}.out')} 2>/dev/null\n")
+        return out.splitlines()
+
+    def cancel(self, job: JobRef) -> None:
+        # scancel on a finished or unknown job is not an error for us.
+        self._run(dict(job.platform_credentials), f"scancel {quote(job.job_id)} 2>&1 || true\n")
+
+
+def parse_poll_output(out: str, job_ids: list[str]) -> dict[str, JobStatus]:
+    acct: dict[str, tuple[str, str, str]] = {}
+    squeue: dict[str, tuple[str, str]] = {}
+    status_json: dict[str, dict] = {}
+    tails: dict[str, list[str]] = {}
+    for line in out.splitlines():
+        parts = line.split("|")
+        kind = parts[0]
+        if kind == "ACCT" and len(parts) >= 4:
+            acct[parts[1]] = (parts[2], parts[3], parts[4] if len(parts) > 4 else "")
+        elif kind == "SQ" and len(parts) >= 3:
+            squeue[parts[1]] = (parts[2], parts[3] if len(parts) > 3 else "")
+        elif kind == "STATUS" and len(parts) >= 3:
+            try:
+                status_json[parts[1]] = json.loads("|".join(parts[2:]))
+            except ValueError:
+                pass
+        elif kind == "TAIL" and len(parts) >= 3:
+            tails.setdefault(parts[1], []).append("|".join(parts[2:]))
+    result: dict[str, JobStatus] = {}
+    for job_id in job_ids:
+        reason = None
+        exit_code = None
+        if job_id in acct:
+            native, code, reason = acct[job_id]
+            exit_code = parse_exit_code(code)
+        elif job_id in squeue:
+            native, reason = squeue[job_id]
+        else:
+            result[job_id] = JobStatus(JobState.UNKNOWN, "not found", "the cluster no longer knows this job",
+                                       log_tail=tuple(tails.get(job_id, ())))
+            continue
+        # squeue may be more current than accounting for a job that just started
+        if job_id in squeue and normalise(native) is JobState.PENDING and normalise(squeue[job_id][0]) is not JobState.PENDING:
+            native, reason = squeue[job_id]
+        state = normalise(native)
+        if state is JobState.SUCCEEDED and job_id in status_json:
+            status = str(status_json[job_id].get("status", "")).upper()
+            if status in ("FAILURE", "FAILED", "ERROR"):
+                state = JobState.FAILED
+                reason = "status.json reports " + status.lower()
+        if reason in ("None", "", None):
+            reason = None
+        result[job_id] = JobStatus(state, native, reason, exit_code, tuple(tails.get(job_id, ())))
+    return result
+
+
+def _mkdir_p(sftp, path: str) -> None:
+    parts = path.split("/")
+    for i in range(2, len(parts) + 1):
+        current = "/".join(parts[:i])
+        if not current:
+            continue
+        try:
+            sftp.stat(current)
+        except FileNotFoundError:
+            sftp.mkdir(current, mode=0o700 if current == path else 0o755)
+
+
+def _write(sftp, path: str, content: str, mode: int = 0o644) -> None:
+    # Create empty, restrict, then write: a secret never sits in a file others can read.
+    with sftp.open(path, "w") as fh:
+        sftp.chmod(path, mode)
+        fh.write(content.encode())
