@@ -238,10 +238,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from taobot.slack.app import build_app, serve_http, serve_socket_mode
 
     runtime = build_app(settings, _store(settings), _catalog(settings), http=args.http)
-    if args.http:
-        serve_http(runtime, args.host, args.port)
-    else:
-        serve_socket_mode(runtime, settings.slack_app_token.get_secret_value())
+    import signal
+
+    def on_sigterm(signum, frame):  # stop taking work, let the scheduler finish its cycle, exit
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    runtime.start_monitoring()
+    try:
+        if args.http:
+            serve_http(runtime, args.host, args.port)
+        else:
+            serve_socket_mode(runtime, settings.slack_app_token.get_secret_value())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runtime.stop()
     return 0
 
 

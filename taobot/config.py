@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     brev_api_url: str = Field("https://brevapi.us-west-2-prod.control-plane.brev.dev", validation_alias="BREV_API_URL")
     ssh_config: str | None = Field(None, validation_alias="TAOBOT_SSH_CONFIG")
     ssh_known_hosts: str | None = Field(None, validation_alias="TAOBOT_SSH_KNOWN_HOSTS")
+    poll_seconds: int = Field(30, ge=1, le=300, validation_alias="TAOBOT_POLL_SECONDS")
+    slurm_container: Literal["pyxis", "none"] = Field("pyxis", validation_alias="TAOBOT_SLURM_CONTAINER")
+    work_dir: Path | None = Field(None, validation_alias="TAOBOT_WORK_DIR")
     default_status_interval_minutes: int = Field(5, ge=1, le=60, validation_alias="TAOBOT_STATUS_INTERVAL_MINUTES")
 
     @field_validator("log_level", mode="before")
@@ -60,6 +63,11 @@ class Settings(BaseSettings):
     @property
     def admin_ids(self) -> frozenset[str]:
         return frozenset(a.strip() for a in self.admins.split(",") if a.strip())
+
+    @property
+    def runs_dir(self) -> Path:
+        """Where local-docker launches keep their spec and results folders."""
+        return self.work_dir or self.db_path.parent / "taobot-runs"
 
     @property
     def key_file(self) -> Path:

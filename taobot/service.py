@@ -8,6 +8,7 @@ A per-intake lock serialises concurrent clicks and replies on one thread.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -57,7 +58,9 @@ log = logging.getLogger(__name__)
 class Messenger(Protocol):
     """What the service needs from Slack (or a stand-in)."""
 
-    def post(self, channel: str, message: dict, thread_ts: str | None = None) -> str: ...
+    def post(self, channel: str, message: dict, thread_ts: str | None = None, metadata: dict | None = None) -> str: ...
+
+    def find_posted(self, channel: str, thread_ts: str, launch_id: str, slot: int) -> str | None: ...
 
     def update(self, channel: str, ts: str, message: dict) -> None: ...
 
@@ -84,6 +87,7 @@ class IntakeService:
         expiry_days: int = 30,
         preflight_settings=None,
         launcher=None,
+        monitor=None,
     ) -> None:
         self.store = store
         self.catalog = catalog
@@ -96,6 +100,7 @@ class IntakeService:
 
         self.preflight_settings = preflight_settings or PreflightSettings()
         self.launcher = launcher
+        self.monitor = monitor
         # Preflights talk to clusters and APIs for seconds; they run here, not on Bolt's listener threads.
         self._work = ThreadPoolExecutor(max_workers=4, thread_name_prefix="preflight")
 
@@ -176,8 +181,8 @@ class IntakeService:
             self._start_preflight(state, user)
         elif command == "launch":
             self._launch(state, user)
-        else:  # detach, attach: only once a job is being monitored
-            self._reply(state, f"`{command}` applies once launch `{state.id}` has a running job.")
+        elif command in ("detach", "attach"):
+            self._launch_action(B.DETACH if command == "detach" else B.ATTACH, state, None, user)
 
     def _apply(self, state: IntakeState, user: str, events: list[Event], kind: str, detail: dict | None = None) -> None:
         outcome = apply_all(state, events, self.catalog)
@@ -191,7 +196,11 @@ class IntakeService:
 
     # ------------------------------------------------------------------ buttons and selects
 
-    def handle_action(self, action_id: str, intake_id: str, ctx: ActionContext) -> None:
+    LAUNCH_ACTIONS = (B.CANCEL_JOB, B.DETACH, B.ATTACH, B.RELAUNCH)
+
+    def handle_action(self, action_id: str, value: str, ctx: ActionContext) -> None:
+        # Intake buttons carry the intake id; launch buttons carry "<intake id>-<n>".
+        intake_id, launch_id = value.split("-", 1)[0], value if "-" in value else None
         state = self.store.get_intake(intake_id)
         if state is None:
             self.messenger.ephemeral(
@@ -211,6 +220,9 @@ class IntakeService:
             return
         if self._expired(state):
             self.messenger.ephemeral(ctx.channel, ctx.user, self._expired_text(state), state.thread_ts)
+            return
+        if action_id in self.LAUNCH_ACTIONS:
+            self._launch_action(action_id, state, launch_id, ctx.user)
             return
         if state.status in ("cancelled", "launched"):
             self.messenger.ephemeral(ctx.channel, ctx.user, f"Launch `{state.id}` is {state.status}.", state.thread_ts)
@@ -406,6 +418,7 @@ class IntakeService:
         log.info("preflight %s", "passed" if passed else "failed", extra={"intake": intake_id, "platform": request.platform})
 
     def _launch(self, state: IntakeState, user: str) -> None:
+        """Gate first; then submit off the listener thread. Caller holds the intake lock."""
         gate = compute_gate(state, self.catalog)
         if not gate.open:
             self._reply(state, "Not launching: the launch gate is closed. Nothing was created.\n" + "\n".join(f"• {m}" for m in gate.missing))
@@ -413,7 +426,102 @@ class IntakeService:
         if self.launcher is None:
             self._reply(state, f"The launch gate is open for launch `{state.id}`, but this taobot has no launcher configured.")
             return
-        self.launcher(state, user)
+        active = [r for r in self.store.launches_for_intake(state.id) if r["state"] in ("Submitting", "Pending", "Running", "Paused")]
+        if active or state.status == "launched":
+            self._reply(state, f"Launch `{state.id}` already has a job; press *Relaunch* on its final reply to run again.")
+            return
+        self._reply(state, f":hourglass_flowing_sand: Submitting {state.model} {state.action} to {state.platform}…")
+        self._work.submit(self._submit, state.id, user)
+
+    def _submit(self, intake_id: str, user: str) -> None:
+        from taobot.backends.base import BackendUnreachable, LaunchFailed
+        from taobot.errors import GateClosedError
+
+        with self._lock(intake_id):
+            state = self.store.get_intake(intake_id)
+            if state is None or state.status != "complete":
+                return
+            try:
+                row, _submitted = self.launcher.launch(state, user, self._credential_values(state))
+            except GateClosedError as exc:
+                self._reply(state, "Not launching: " + exc.message)
+                return
+            except LaunchFailed as exc:
+                self._reply(state, f":x: {state.platform} refused the job: {exc.message}\nNothing is running. Fix it and press *Launch* again.")
+                self._refresh(self.store.get_intake(intake_id) or state)
+                return
+            except BackendUnreachable as exc:
+                self._reply(state, f":x: Could not reach {state.platform}: {exc.message}\nNothing was submitted; press *Launch* to try again.")
+                self._refresh(self.store.get_intake(intake_id) or state)
+                return
+            except Exception as exc:  # noqa: BLE001 - the person must hear about it
+                log.exception("launch failed", extra={"intake": intake_id})
+                self._reply(state, f":x: Launch failed unexpectedly ({type(exc).__name__}). Nothing is running.")
+                self._refresh(self.store.get_intake(intake_id) or state)
+                return
+            self.messenger.post(state.channel, B.launch_message(row), thread_ts=state.thread_ts)
+            self._refresh(self.store.get_intake(intake_id) or state)
+
+    def _latest_launch(self, state: IntakeState, launch_id: str | None) -> dict | None:
+        if launch_id:
+            return self.store.get_launch(launch_id)
+        rows = self.store.launches_for_intake(state.id)
+        return rows[0] if rows else None
+
+    def _launch_action(self, action_id: str, state: IntakeState, launch_id: str | None, user: str) -> None:
+        row = self._latest_launch(state, launch_id)
+        if row is None:
+            self._reply(state, f"Launch `{state.id}` has no job yet.")
+            return
+        if action_id == B.DETACH:
+            self.store.update_launch(row["id"], detached=1)
+            self.store.log_event(state.id, user, "detach", {"launch": row["id"]})
+            self._reply(state, f"Stopped status updates for `{row['id']}`. The job keeps running; check it with `/tao status {row['id']}`, "
+                               "or reply `attach` to resume updates here.")
+        elif action_id == B.ATTACH:
+            if not row["monitor"]:
+                self.store.update_launch(row["id"], monitor=1)
+            self.store.update_launch(row["id"], detached=0)
+            self.store.log_event(state.id, user, "attach", {"launch": row["id"]})
+            self._reply(state, f"Resumed status updates for `{row['id']}` every {row['interval_minutes']} min.")
+        elif action_id == B.CANCEL_JOB:
+            self._work.submit(self._cancel_job, state.id, row["id"], user)
+        elif action_id == B.RELAUNCH:
+            with self._lock(state.id):
+                state = self.store.get_intake(state.id) or state
+                if row["state"] not in ("Succeeded", "Failed", "Cancelled", "Unknown"):
+                    self._reply(state, f"`{row['id']}` is still {row['state']}; cancel it first or wait for it to end.")
+                    return
+                state.status = "complete"
+                state.preflight = None
+                state.updated_at = time.time()
+                self.store.save_intake(state, user, "relaunch", {"after": row["id"]})
+                self._refresh(state)
+                self._reply(state, "Same inputs, ready to go again. Run preflight (it checks everything afresh), then Launch. "
+                                   "Change any input first with a `key=value` reply if you like.")
+
+    def _cancel_job(self, intake_id: str, launch_id: str, user: str) -> None:
+        from taobot.backends.base import BackendUnreachable, JobRef
+
+        state = self.store.get_intake(intake_id)
+        row = self.store.get_launch(launch_id)
+        if state is None or row is None:
+            return
+        if row["state"] in ("Succeeded", "Failed", "Cancelled"):
+            self._reply(state, f"`{launch_id}` already ended ({row['state']}); nothing to cancel.")
+            return
+        if self.monitor is None or not row["job_id"]:
+            self._reply(state, f"`{launch_id}` cannot be cancelled from here yet; it has no job id.")
+            return
+        creds = self.monitor.credentials(row["owner"], row["platform"])
+        ref = JobRef(row["id"], row["job_id"], json.loads(row["details"] or "{}"), creds)
+        try:
+            self.launcher.backend(row["platform"]).cancel(ref)
+        except BackendUnreachable as exc:
+            self._reply(state, f":x: Could not reach {row['platform']} to cancel `{launch_id}`: {exc.message}. Try again.")
+            return
+        self.store.log_event(intake_id, user, "cancel_job", {"launch": launch_id, "job": row["job_id"]})
+        self._reply(state, f"Cancel sent for job `{row['job_id']}` (`{launch_id}`) by <@{user}>.")
 
     def recover(self) -> int:
         """After a restart: a preflight that was running when the process died is marked failed, never left hanging."""
@@ -446,9 +554,18 @@ class IntakeService:
     # ------------------------------------------------------------------ status
 
     def channel_status(self, channel: str) -> dict:
-        return B.status_message(self.store.intakes_in_channel(channel, limit=500), self.catalog)
+        launches: dict[str, dict] = {}
+        for row in self.store.launches_in_channel(channel, limit=500):
+            launches.setdefault(row["intake_id"], row)
+        return B.status_message(self.store.intakes_in_channel(channel, limit=500), self.catalog, launches=launches)
 
     def one_status(self, intake_id: str) -> dict:
+        launch = self.store.find_launch_by_prefix(intake_id.strip())
+        if launch is None and "-" not in intake_id:
+            rows = self.store.launches_for_intake(intake_id.strip())
+            launch = rows[0] if rows else None
+        if launch is not None:
+            return B.launch_status_detail(launch, time.time())
         matches = self.store.find_intake_by_prefix(intake_id.strip())
         if not matches:
             return B.reply(f"No launch `{intake_id}` is known. `/tao status` lists this channel's launches.")
@@ -476,10 +593,20 @@ class IntakeService:
             f"Start a new one with `/tao launch {state.model} {state.action}`."
         )
 
+    def refresh_for_launch(self, row: dict) -> None:
+        """The monitor saw a state change: show it on the intake card."""
+        state = self.store.get_intake(row["intake_id"])
+        if state is not None:
+            self._refresh(state)
+
     def _refresh(self, state: IntakeState) -> None:
         if state.card_ts:
+            launch = None
+            if state.status == "launched":
+                rows = self.store.launches_for_intake(state.id)
+                launch = rows[0] if rows else None
             try:
-                self.messenger.update(state.channel, state.card_ts, B.intake_card(state, self.catalog))
+                self.messenger.update(state.channel, state.card_ts, B.intake_card(state, self.catalog, launch))
             except TaobotError as exc:
                 log.warning("card update failed: %s", exc, extra={"intake": state.id})
 

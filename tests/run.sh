@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
-# The whole test suite from nothing: a fresh virtualenv with taobot and its
-# test dependencies, then pytest. Extra arguments go to pytest.
+# The whole test suite from nothing: the real services the tests talk to
+# (sshd + SLURM, dockerd, kube-apiserver, S3; see tests/services/README.md),
+# a fresh virtualenv with taobot and its test dependencies, then pytest.
+# Needs root for the services (Debian packages, daemons on 127.0.0.1).
+# Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ]; then
+  echo "tests/run.sh starts real sshd/SLURM/dockerd/kube-apiserver/S3 servers and needs root (try: sudo bash tests/run.sh)" >&2
+  exit 2
+fi
+bash tests/services/setup.sh
 PY=${PYTHON:-python3}
 "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip

@@ -1,0 +1,56 @@
+"""Platform backends, created on first use so unused SDKs are never imported."""
+
+from __future__ import annotations
+
+import threading
+
+
+class Backends:
+    """platform name -> backend instance, built lazily from settings."""
+
+    def __init__(self, settings) -> None:
+        self.settings = settings
+        self._made: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def _make(self, platform: str):
+        s = self.settings
+        if platform == "slurm":
+            from taobot.backends.slurm import SlurmBackend
+
+            return SlurmBackend(s.preflight_settings(), container=s.slurm_container)
+        if platform == "local-docker":
+            from taobot.backends.docker import DockerBackend
+
+            return DockerBackend(s.runs_dir)
+        if platform == "kubernetes":
+            from taobot.backends.kubernetes import KubernetesBackend
+
+            return KubernetesBackend()
+        if platform == "lepton":
+            from taobot.backends.lepton import LeptonBackend
+
+            return LeptonBackend(s.lepton_api_url)
+        if platform == "brev":
+            from taobot.backends.brev import BrevBackend
+
+            return BrevBackend(s.brev_api_url)
+        raise KeyError(platform)
+
+    def __getitem__(self, platform: str):
+        with self._lock:
+            if platform not in self._made:
+                self._made[platform] = self._make(platform)
+            return self._made[platform]
+
+    def __setitem__(self, platform: str, backend) -> None:
+        with self._lock:
+            self._made[platform] = backend
+
+    def close(self) -> None:
+        with self._lock:
+            made = list(self._made.values())
+        for backend in made:
+            close = getattr(backend, "close", None)
+            if close:
+                close()

@@ -32,6 +32,9 @@ GPU_RESOURCE = "nvidia.com/gpu"
 DEFAULT_NAMESPACE = "default"
 DEFAULT_KUBECONFIG = "~/.kube/config"
 ROLE_PREFIX = "taobot"
+# where a Pod's service account credentials are mounted (module-level so tests can point elsewhere)
+INCLUSTER_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+INCLUSTER_CA_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
 
 # (check id, label, verb, API group, resource, subresource, why the launch needs it)
 PERMISSIONS = (
@@ -131,9 +134,11 @@ def _configure(run: _Run) -> _Client | None:
                     "Set KUBECONFIG to the path of a kubeconfig on the bot's host, or run the bot in the cluster with a "
                     "service account.")
             return None
+        from kubernetes.config.incluster_config import InClusterConfigLoader
+
         try:
             _collect_incluster_secret(run)
-            k8s_config.load_incluster_config(client_configuration=cfg)
+            InClusterConfigLoader(token_filename=INCLUSTER_TOKEN_FILE, cert_filename=INCLUSTER_CA_FILE).load_and_set(cfg)
         except (ConfigException, OSError, ValueError) as exc:
             run.add("kubernetes.config", label, False, f"in-cluster service account configuration is unusable: {_short(exc)}",
                     "Mount the service account token (automountServiceAccountToken: true) or set KUBECONFIG.")
@@ -250,10 +255,8 @@ def _collect_file_secrets(run: _Run, paths: list[str]) -> None:
 
 
 def _collect_incluster_secret(run: _Run) -> None:
-    from kubernetes.config.incluster_config import SERVICE_TOKEN_FILENAME
-
     try:
-        token = Path(SERVICE_TOKEN_FILENAME).read_text().strip()
+        token = Path(INCLUSTER_TOKEN_FILE).read_text().strip()
     except OSError:
         return
     if token:
@@ -290,8 +293,9 @@ def _api_and_namespace(run: _Run, client: _Client) -> bool:
             return False
         if exc.status == 403:  # authenticated, but /version is not public here: still reachable
             reached = f"{client.server} answered (version not readable by this identity) using {client.source}"
-        elif exc.status == 0 or exc.status is None:  # TLS failures come back as status 0
-            _unreachable(run, client, exc.reason or "")
+        elif exc.status == 0 or exc.status is None:  # the client turns bare TLS errors into status 0
+            reason = str(exc.reason or "")
+            _unreachable(run, client, f"TLS handshake failed ({_tls_text(reason)})" if "SSL" in reason else _short(reason))
             return False
         else:
             run.add("kubernetes.api", label, False, f"{client.server} answered HTTP {exc.status}: {_api_message(exc)}",
@@ -363,14 +367,17 @@ def _describe_network_error(exc: BaseException) -> str:
             continue
         break
     text = str(seen)
-    if isinstance(seen, u3.ConnectTimeoutError) or "timed out" in text.lower():
-        return f"connection timed out after {_timeout_text(exc)}"
-    if isinstance(seen, u3.SSLError) or "CERTIFICATE_VERIFY_FAILED" in text or "SSL" in type(seen).__name__:
-        return f"TLS handshake failed ({_tls_text(text)})"
+    # order matters: urllib3 2 makes NewConnectionError (refused, unreachable) a subclass of ConnectTimeoutError
     if isinstance(seen, u3.NameResolutionError) or "Name or service not known" in text or "resolve" in text.lower():
         return "the host name does not resolve"
     if isinstance(seen, ConnectionRefusedError) or "refused" in text.lower():
         return "connection refused (nothing listens on that address)"
+    if isinstance(seen, u3.SSLError) or "CERTIFICATE_VERIFY_FAILED" in text or "SSL" in type(seen).__name__:
+        return f"TLS handshake failed ({_tls_text(text)})"
+    if isinstance(seen, (u3.ConnectTimeoutError, u3.ReadTimeoutError, TimeoutError)) or "timed out" in text.lower():
+        return f"no answer within {_timeout_text(exc)}"
+    if isinstance(seen, (u3.NewConnectionError, OSError)):
+        return f"cannot connect ({_short(text)})"
     return f"{type(seen).__name__}: {_short(seen)}"
 
 
@@ -561,8 +568,9 @@ def _gpus(run: _Run, client: _Client) -> None:
     if total <= 0:
         run.add("kubernetes.gpus", label, False,
                 f"no node offers {GPU_RESOURCE}: 0 GPUs allocatable on {len(nodes)} node{'s' if len(nodes) != 1 else ''}{ignored}",
-                "Install the NVIDIA device plugin (or the NVIDIA GPU Operator: `helm install --wait gpu-operator "
-                "-n gpu-operator --create-namespace nvidia/gpu-operator`) on the GPU nodes, add GPU nodes to the cluster, "
+                "Install the NVIDIA device plugin on the GPU nodes, or the NVIDIA GPU Operator, which includes it: "
+                "`helm repo add nvidia https://helm.ngc.nvidia.com/nvidia && helm install --wait gpu-operator "
+                "-n gpu-operator --create-namespace nvidia/gpu-operator`; or add GPU nodes to the cluster, "
                 f"or uncordon them; `kubectl describe nodes | grep {GPU_RESOURCE}` must show a non-zero allocatable count.")
         return
     detail = (f"{total} GPU{'s' if total != 1 else ''} allocatable on {with_gpus} node{'s' if with_gpus != 1 else ''} "

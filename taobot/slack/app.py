@@ -39,6 +39,7 @@ SCOPES_FOR_METHOD = {
     "chat.update": "chat:write",
     "chat.postEphemeral": "chat:write",
     "views.open": None,  # needs only the trigger_id of an interaction
+    "conversations.replies": "channels:history",  # finding a status post after a crash
 }
 SCOPES_FOR_EVENT = {
     "app_mention": "app_mentions:read",
@@ -79,11 +80,26 @@ class SlackMessenger:
             error = exc.response.get("error") if exc.response is not None else None
             raise SlackError(f"Slack {method} failed: {error}", method=method, error=error) from exc
 
-    def post(self, channel: str, message: dict, thread_ts: str | None = None) -> str:
-        body = {"channel": channel, "text": REDACTOR.redact(message.get("text", "")), "blocks": message.get("blocks")}
+    def post(self, channel: str, message: dict, thread_ts: str | None = None, metadata: dict | None = None) -> str:
+        body = {"channel": channel, "text": REDACTOR.redact(message.get("text", "")), "blocks": message.get("blocks"),
+                "metadata": metadata}
         if thread_ts:
             body["thread_ts"] = thread_ts
         return str(self._call("chat.postMessage", **body)["ts"])
+
+    def find_posted(self, channel: str, thread_ts: str, launch_id: str, slot: int) -> str | None:
+        """The ts of a status post for (launch, slot) already in the thread, found by its metadata."""
+        cursor = None
+        while True:
+            data = self._call("conversations.replies", channel=channel, ts=thread_ts, include_all_metadata=True,
+                              limit=200, cursor=cursor)
+            for message in data.get("messages", []):
+                payload = (message.get("metadata") or {}).get("event_payload") or {}
+                if payload.get("launch") == launch_id and payload.get("slot") == slot:
+                    return str(message["ts"])
+            cursor = (data.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return None
 
     def update(self, channel: str, ts: str, message: dict) -> None:
         self._call("chat.update", channel=channel, ts=ts, text=REDACTOR.redact(message.get("text", "")), blocks=message.get("blocks"))
@@ -109,6 +125,21 @@ class Runtime:
     service: IntakeService
     store: Store
     client: WebClient
+    settings: Settings | None = None
+    scheduler: object | None = None
+
+    def start_monitoring(self) -> None:
+        from taobot import scheduler
+
+        self.scheduler = scheduler.start(str(self.store.path), self.service.monitor, self.store, self.settings.poll_seconds)
+
+    def stop(self) -> None:
+        from taobot import scheduler
+
+        if self.scheduler is not None:
+            scheduler.stop(self.scheduler)
+            self.scheduler = None
+        self.service.monitor.backends.close()
 
 
 def build_app(settings: Settings, store: Store, catalog: Catalog, client: WebClient | None = None, http: bool = True) -> Runtime:
@@ -122,8 +153,15 @@ def build_app(settings: Settings, store: Store, catalog: Catalog, client: WebCli
         process_before_response=False,
         ignoring_self_events_enabled=True,
     )
-    service = IntakeService(store, catalog, SlackMessenger(client), settings.admin_ids, settings.intake_expiry_days,
-                            preflight_settings=settings.preflight_settings())
+    from taobot.backends import Backends
+    from taobot.launcher import Launcher
+    from taobot.monitor import Monitor
+
+    messenger = SlackMessenger(client)
+    backends = Backends(settings)
+    service = IntakeService(store, catalog, messenger, settings.admin_ids, settings.intake_expiry_days,
+                            preflight_settings=settings.preflight_settings(), launcher=Launcher(store, catalog, backends))
+    service.monitor = Monitor(store, catalog, backends, messenger, on_state_change=service.refresh_for_launch)
     service.recover()
 
     @app.middleware
@@ -142,7 +180,7 @@ def build_app(settings: Settings, store: Store, catalog: Catalog, client: WebCli
     messages.register(app, service, catalog)
     actions.register(app, service)
     views.register(app, service)
-    return Runtime(app=app, service=service, store=store, client=client)
+    return Runtime(app=app, service=service, store=store, client=client, settings=settings)
 
 
 def wsgi_app(runtime: Runtime):

@@ -41,6 +41,10 @@ CANCEL_INTAKE = "cancel_intake"
 RUN_PREFLIGHT = "run_preflight"
 CONFIRM_MOUNTED = "confirm_mounted"
 LAUNCH = "launch"
+CANCEL_JOB = "cancel_job"
+DETACH = "detach"
+ATTACH = "attach"
+RELAUNCH = "relaunch"
 ACTION_IDS = (
     PLATFORM_SELECT,
     MONITOR_YES,
@@ -56,6 +60,10 @@ ACTION_IDS = (
     RUN_PREFLIGHT,
     CONFIRM_MOUNTED,
     LAUNCH,
+    CANCEL_JOB,
+    DETACH,
+    ATTACH,
+    RELAUNCH,
 )
 
 # callback ids (view_submission)
@@ -331,7 +339,7 @@ def preflight_card(state: IntakeState, results: list[dict], running: str | None,
     return {"text": summary, "blocks": _fit(blocks)}
 
 
-def intake_card(state: IntakeState, catalog: Catalog) -> dict:
+def intake_card(state: IntakeState, catalog: Catalog, launch: dict | None = None) -> dict:
     """The one message per thread that shows where the intake stands. Updated in place."""
     step = next_step(state, catalog)
     title = f"TAO launch: {state.model} {state.action}"
@@ -340,6 +348,10 @@ def intake_card(state: IntakeState, catalog: Catalog) -> dict:
         context(f"Launch `{state.id}` · started by <@{state.owner}> · status: *{state.status}*"),
         section("\n".join(_value_line(state, catalog))),
     ]
+    if launch is not None and state.status == "launched":
+        blocks.append(section(f"*Job:* `{launch['job_id']}` on {launch['platform']} · "
+                              + status_line(launch, time.time()) + f"\n`/tao status {launch['id']}`"))
+        return {"text": f"{title} — {launch['state']}", "blocks": blocks}
     if state.status == "cancelled":
         blocks.append(section(":no_entry_sign: *Cancelled.* Nothing was created."))
         return {"text": f"{title} — cancelled", "blocks": blocks}
@@ -529,7 +541,8 @@ def _age(seconds: float) -> str:
     return f"{seconds // 86400} d"
 
 
-def status_message(intakes: list[IntakeState], catalog: Catalog, now: float | None = None) -> dict:
+def status_message(intakes: list[IntakeState], catalog: Catalog, now: float | None = None,
+                   launches: dict[str, dict] | None = None) -> dict:
     now = now if now is not None else time.time()
     if not intakes:
         return reply("No launches in this channel yet. Start one with `/tao launch <model> [action]`.")
@@ -538,8 +551,10 @@ def status_message(intakes: list[IntakeState], catalog: Catalog, now: float | No
     lines = [f"*Launches in this channel*{more}"]
     for s in shown:
         platform = find_platform(catalog, s.platform).display_name if s.platform else "—"
+        launch = (launches or {}).get(s.id)
+        where = f"job `{launch['job_id']}` *{launch['state']}* (`{launch['id']}`)" if launch else f"*{s.status}*"
         lines.append(
-            f"• `{s.id}` {s.model} {s.action} · {platform} · *{s.status}* · <@{s.owner}> · {_age(now - s.created_at)} ago"
+            f"• `{s.id}` {s.model} {s.action} · {platform} · {where} · <@{s.owner}> · {_age(now - s.created_at)} ago"
         )
     return reply("\n".join(lines))
 
@@ -552,4 +567,117 @@ def status_detail(state: IntakeState, catalog: Catalog, now: float | None = None
         f"Status: *{state.status}*" + (f" · next: {STEP_TITLES[step]}" if state.status == "collecting" else ""),
         *_value_line(state, catalog),
     ]
+    return reply("\n".join(lines))
+
+
+# --------------------------------------------------------------------------- launches and status
+
+STATE_MARK = {
+    "Submitting": ":outbox_tray:",
+    "Pending": ":hourglass:",
+    "Running": ":arrow_forward:",
+    "Succeeded": ":white_check_mark:",
+    "Failed": ":x:",
+    "Cancelled": ":no_entry_sign:",
+    "Paused": ":double_vertical_bar:",
+    "Unknown": ":grey_question:",
+}
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def _log_block(lines) -> list[dict]:
+    if not lines:
+        return []
+    # Log text goes in a code block; a stray fence inside it would end the block early.
+    text = "\n".join(lines)[-2400:].replace("```", "` ` `")
+    return [section("*Last log lines*\n```" + text + "```")]
+
+
+def _cancel_button(launch_id: str) -> dict:
+    return button("Cancel job", CANCEL_JOB, launch_id, "danger", confirm={
+        "title": plain("Cancel this job?"),
+        "text": plain("The job is cancelled on the platform. This cannot be undone.", 300),
+        "confirm": plain("Cancel job"),
+        "deny": plain("Keep it running"),
+    })
+
+
+def launch_message(row: dict) -> dict:
+    lines = [
+        f":rocket: *Launched `{row['id']}`* — {row['model']} {row['action']} on {row['platform']}",
+        f"Job id: `{row['job_id']}`",
+        f"Logs: `{row['log_location']}`",
+        f"Results: `{row['results_location']}`",
+    ]
+    if row["monitor"]:
+        lines.append(f"I will post status here every {row['interval_minutes']} min until it ends. Reply `detach` to stop updates.")
+    else:
+        lines.append(f"Monitoring is off. Check it any time with `/tao status {row['id']}`.")
+    elements = [_cancel_button(row["id"])]
+    if row["monitor"]:
+        elements.append(button("Stop updates", DETACH, row["id"]))
+    return {"text": f"Launched {row['id']}: job {row['job_id']}",
+            "blocks": [section("\n".join(lines)), actions(f"l_{row['id']}", elements)]}
+
+
+def status_line(row: dict, now: float) -> str:
+    state = row["state"]
+    text = f"{STATE_MARK.get(state, '')} *{state}* for {_duration(now - (row['state_since'] or row['launched_at']))}"
+    if row.get("native") and row["native"].upper() != state.upper():
+        text += f" (`{row['native']}`)"
+    if state == "Pending" and row.get("reason"):
+        text += f" — waiting: {row['reason']}"
+    return text
+
+
+def status_update(row: dict, lines, now: float) -> dict:
+    head = f"*`{row['id']}`* {row['model']} {row['action']} · job `{row['job_id']}` · " + status_line(row, now)
+    body = [section(head)]
+    if row.get("unreachable"):
+        body.append(section(f":warning: Could not reach {row['platform']}: {row['unreachable']}. "
+                            "The job is not marked failed; taobot keeps retrying with backoff."))
+    body += _log_block(lines)
+    body.append(context(f"Full logs: `{row['log_location']}` · {_duration(now - row['launched_at'])} since launch · "
+                        f"`/tao status {row['id']}` · reply `detach` to stop updates"))
+    body.append(actions(f"u_{row['id']}", [_cancel_button(row["id"]), button("Stop updates", DETACH, row["id"])]))
+    return {"text": f"{row['id']}: {row['state']}", "blocks": _fit(body)}
+
+
+def final_update(row: dict, lines, cause: str | None, now: float) -> dict:
+    state = row["state"]
+    took = _duration((row.get("ended_at") or now) - row["launched_at"])
+    head = f"{STATE_MARK.get(state, '')} *`{row['id']}` {state}* — {row['model']} {row['action']} on {row['platform']}, after {took}"
+    facts = [head, f"Job `{row['job_id']}` · platform state `{row['native']}`"]
+    if row.get("exit_code") is not None:
+        facts.append(f"Exit code: {row['exit_code']}")
+    if row.get("reason"):
+        facts.append(f"Reason: {row['reason']}")
+    facts.append(f"Results: `{row['results_location']}`")
+    facts.append(f"Logs: `{row['log_location']}`")
+    if cause:
+        facts.append(f":recycle: The logs point to an infrastructure problem ({cause}); this failure is likely retriable.")
+    body = [section("\n".join(facts))] + _log_block(lines)
+    body.append(actions(f"f_{row['id']}", [button("Relaunch", RELAUNCH, row["id"], "primary")]))
+    return {"text": f"{row['id']} {state}", "blocks": _fit(body)}
+
+
+def launch_status_detail(row: dict, now: float) -> dict:
+    lines = [
+        f"*Launch `{row['id']}`* — {row['model']} {row['action']} on {row['platform']}, by <@{row['owner']}>",
+        status_line(row, now),
+        f"Job id: `{row['job_id']}` · elapsed {_duration((row.get('ended_at') or now) - row['launched_at'])}",
+        f"Logs: `{row['log_location']}`",
+        f"Results: `{row['results_location']}`",
+        "Updates: " + ("off" if not row["monitor"] else "detached" if row["detached"] else f"every {row['interval_minutes']} min"),
+    ]
+    if row.get("unreachable"):
+        lines.append(f":warning: last poll could not reach {row['platform']}: {row['unreachable']}")
     return reply("\n".join(lines))

@@ -1,0 +1,137 @@
+"""Turn an intake whose gate is open into a submitted job.
+
+`build_launch_spec` is pure: the rendered inputs for a backend. `Launcher`
+asks the gate first (`require_open`), records the launch row as
+"Submitting" BEFORE it talks to the platform (so a crash mid-submit is
+visible after a restart instead of leaving an unknown job), submits, and
+records the job id.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from taobot.backends.base import (
+    JOB_ENV_CREDENTIALS,
+    RESULTS_PLACEHOLDER,
+    Backend,
+    JobState,
+    LaunchSpec,
+    Submitted,
+)
+from taobot.catalog import Catalog
+from taobot.conversation import IntakeState, action_of, dataset_inputs, model_of, platform_of
+from taobot.gate import require_open
+from taobot.preflight.base import local_path
+
+log = logging.getLogger(__name__)
+
+SUBMITTING = "Submitting"
+
+
+def build_launch_spec(state: IntakeState, catalog: Catalog, credentials: dict[str, str], launch_id: str) -> LaunchSpec:
+    model, action, platform = model_of(state, catalog), action_of(state, catalog), platform_of(state, catalog)
+    assert platform is not None and state.image.chosen is not None
+    flat: dict[str, object] = {}
+    for key, path in dataset_inputs(state, catalog).items():
+        # lustre:/// and file:/// are how people write paths; the container sees plain absolute paths.
+        flat[key] = local_path(path) or path
+    num_gpus = state.compute.get("num_gpus", platform.resources.num_gpus)
+    num_nodes = state.compute.get("num_nodes", 1)
+    if model.gpus_key:
+        flat[model.gpus_key] = num_gpus
+    if model.nodes_key:
+        flat[model.nodes_key] = num_nodes
+    if action.results_key:
+        flat[action.results_key] = state.results_uri or RESULTS_PLACEHOLDER
+    job_env = {k: v for k, v in credentials.items() if k in JOB_ENV_CREDENTIALS}
+    return LaunchSpec(
+        launch_id=launch_id,
+        platform=platform.name,
+        model=model.name,
+        action=action.name,
+        image=state.image.chosen,
+        command=action.command,
+        config_format=action.config_format,
+        spec=flat,
+        datasets=dataset_inputs(state, catalog),
+        num_gpus=num_gpus,
+        num_nodes=num_nodes,
+        resources=platform.resources,
+        platform_credentials=dict(credentials),
+        job_env=job_env,
+        results_uri=state.results_uri,
+        labels={"taobot.intake": state.id, "taobot.owner": state.owner},
+    )
+
+
+class Launcher:
+    def __init__(self, store, catalog: Catalog, backends: dict[str, Backend]) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.backends = backends
+
+    def backend(self, platform: str) -> Backend:
+        return self.backends[platform]
+
+    def launch(self, state: IntakeState, user: str, credentials: dict[str, str]) -> tuple[dict, Submitted]:
+        """Submit the job. Raises GateClosedError, LaunchFailed or BackendUnreachable; the row says what happened."""
+        require_open(state, self.catalog, "submit a job")
+        launch_id = f"{state.id}-{int(time.time()) % 100000:05d}"
+        spec = build_launch_spec(state, self.catalog, credentials, launch_id)
+        now = time.time()
+        row = {
+            "id": launch_id,
+            "intake_id": state.id,
+            "channel": state.channel,
+            "thread_ts": state.thread_ts,
+            "owner": state.owner,
+            "platform": spec.platform,
+            "model": spec.model,
+            "action": spec.action,
+            "job_id": None,
+            "details": "{}",
+            "log_location": None,
+            "results_location": None,
+            "state": SUBMITTING,
+            "native": "submitting",
+            "reason": None,
+            "exit_code": None,
+            "monitor": 1 if state.monitor else 0,
+            "detached": 0,
+            "interval_minutes": state.interval_minutes or self.catalog.default_status_interval_minutes,
+            "launched_at": now,
+            "state_since": now,
+            "ended_at": None,
+            "unreachable": None,
+            "unreachable_since": None,
+            "next_poll_at": None,
+            "final_posted": 0,
+        }
+        state.status = "launched"
+        state.updated_at = now
+        self.store.add_launch(row, state, user)
+        try:
+            submitted = self.backend(spec.platform).launch(spec)
+        except Exception as exc:
+            # Nothing runs: the intake goes back to complete so the person can fix and launch again.
+            self.store.update_launch(launch_id, state=JobState.FAILED.value, native="submit failed",
+                                     reason=str(getattr(exc, "message", exc))[:500], ended_at=time.time(), final_posted=1)
+            state.status = "complete"
+            self.store.save_intake(state, user, "launch_failed", {"launch": launch_id, "error": type(exc).__name__})
+            raise
+        import json
+
+        self.store.update_launch(
+            launch_id,
+            job_id=submitted.job_id,
+            details=json.dumps(dict(submitted.details)),
+            log_location=submitted.log_location,
+            results_location=submitted.results_location,
+            state=JobState.PENDING.value,
+            native="submitted",
+            state_since=time.time(),
+        )
+        log.info("launched", extra={"intake": state.id, "launch": launch_id, "job": submitted.job_id, "platform": spec.platform})
+        return self.store.get_launch(launch_id), submitted

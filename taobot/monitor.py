@@ -1,0 +1,250 @@
+"""One monitoring cycle: poll every active job (batched), post what is due.
+
+`Monitor.cycle()` is pure of scheduling: the scheduler calls it every few
+seconds, tests call it directly. Per cycle and per cluster/daemon/namespace
+there is ONE status query for all its jobs. For each monitored launch, an
+update is due when a new interval slot starts (slot n covers
+[launched_at + n·interval, launched_at + (n+1)·interval)); after downtime
+only the current slot is posted, so a restart produces one catch-up update,
+not a burst.
+
+Exactly-once posting: the slot is claimed in the database BEFORE posting,
+and the post carries Slack message metadata naming launch and slot. A slot
+left "pending" by a crash is retried on the next cycle, after checking the
+thread for a message with that metadata, so it is neither lost nor doubled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from taobot.backends.base import BackendUnreachable, JobRef, JobState, JobStatus, infrastructure_cause
+from taobot.catalog import Catalog, find_platform
+from taobot.errors import TaobotError
+from taobot.secrets import REDACTOR
+from taobot.slack import blocks as B
+
+log = logging.getLogger(__name__)
+
+FINAL_SLOT = -1
+SUBMIT_STALE_S = 600
+MAX_BACKOFF_S = 600
+
+
+@dataclass
+class CycleStats:
+    launches: int = 0
+    polls: int = 0  # backend.poll calls (one per cluster/daemon/namespace)
+    posted: int = 0
+    unreachable: int = 0
+    durations: dict[str, float] = field(default_factory=dict)
+
+
+def platform_credential_names(catalog: Catalog, platform: str) -> list[str]:
+    p = find_platform(catalog, platform)
+    names = list(p.required_credentials) + [m for g in p.credential_groups for m in g.one_of]
+    names += [o.name for o in p.optional_credentials] + list(catalog.s3_required) + list(catalog.s3_optional)
+    return list(dict.fromkeys(names + ["HF_TOKEN", "NGC_KEY"]))
+
+
+class Monitor:
+    def __init__(self, store, catalog: Catalog, backends: dict, messenger, clock=time.time, on_state_change=None) -> None:
+        self.on_state_change = on_state_change
+        self.store = store
+        self.catalog = catalog
+        self.backends = backends
+        self.messenger = messenger
+        self.clock = clock
+
+    # ------------------------------------------------------------------ helpers
+
+    def credentials(self, owner: str, platform: str) -> dict[str, str]:
+        values = {}
+        saved = self.store.secret_fingerprints(owner)
+        for name in platform_credential_names(self.catalog, platform):
+            if name in saved:
+                value = self.store.get_secret(owner, name)
+                if value:
+                    values[name] = value
+        return values
+
+    def ref(self, row: dict, creds: dict[str, str]) -> JobRef:
+        return JobRef(row["id"], row["job_id"] or "", json.loads(row["details"] or "{}"), creds)
+
+    @staticmethod
+    def slot_of(row: dict, now: float) -> int:
+        interval = max(1, int(row["interval_minutes"] or 5)) * 60
+        return int((now - row["launched_at"]) // interval)
+
+    def update_due(self, row: dict, now: float) -> int | None:
+        """The slot to post now, or None."""
+        if not row["monitor"] or row["detached"]:
+            return None
+        slot = self.slot_of(row, now)
+        if slot < 1:
+            return None
+        last = self.store.last_slot(row["id"])
+        return slot if last is None or slot > last else None
+
+    # ------------------------------------------------------------------ the cycle
+
+    def cycle(self) -> CycleStats:
+        stats = CycleStats()
+        now = self.clock()
+        self.retry_pending()
+        rows = self.store.active_launches()
+        stats.launches = len(rows)
+        groups: dict[tuple[str, str], list[tuple[dict, JobRef]]] = defaultdict(list)
+        creds_cache: dict[tuple[str, str], dict] = {}
+        for row in rows:
+            if row["state"] == "Submitting":
+                if now - row["launched_at"] > SUBMIT_STALE_S:
+                    self._finish_unknown_submit(row)
+                continue
+            if row["state"] in ("Succeeded", "Failed", "Cancelled"):
+                self._post_final(row, None)  # terminal but final reply not posted yet (crash)
+                continue
+            key = (row["owner"], row["platform"])
+            if key not in creds_cache:
+                creds_cache[key] = self.credentials(*key)
+            ref = self.ref(row, creds_cache[key])
+            backend = self.backends[row["platform"]]
+            groups[(row["platform"], backend.connection_key(ref))].append((row, ref))
+        for (platform, _conn), members in groups.items():
+            backend = self.backends[platform]
+            if all((r["next_poll_at"] or 0) > now for r, _ in members):
+                continue  # backing off an unreachable platform
+            due = {r["id"]: self.update_due(r, now) for r, _ in members}
+            tails = [ref.job_id for r, ref in members if due[r["id"]] is not None]
+            start = time.perf_counter()
+            try:
+                statuses = backend.poll([ref for _, ref in members], tails_for=tails)
+                stats.polls += 1
+            except BackendUnreachable as exc:
+                stats.polls += 1
+                stats.unreachable += len(members)
+                for row, _ref in members:
+                    self._unreachable(row, str(exc.message), now, due[row["id"]])
+                continue
+            except Exception as exc:  # a backend bug must not stop monitoring of everything else
+                log.exception("poll failed", extra={"platform": platform})
+                for row, _ref in members:
+                    self._unreachable(row, f"{type(exc).__name__} while asking {platform}", now, due[row["id"]])
+                continue
+            finally:
+                stats.durations[platform] = stats.durations.get(platform, 0.0) + time.perf_counter() - start
+            for row, ref in members:
+                status = statuses.get(ref.job_id) or JobStatus(JobState.UNKNOWN, "not reported")
+                row = self._record(row, status, now)
+                if JobState(row["state"]).terminal:
+                    self._post_final(row, status, backend, ref)
+                    stats.posted += 1
+                elif due[row["id"]] is not None:
+                    if self._post_update(row, due[row["id"]], status):
+                        stats.posted += 1
+        return stats
+
+    # ------------------------------------------------------------------ state
+
+    def _record(self, row: dict, status: JobStatus, now: float) -> dict:
+        changes: dict = {"unreachable": None, "unreachable_since": None, "next_poll_at": None}
+        if status.state.value != row["state"]:
+            changes["state"] = status.state.value
+            changes["state_since"] = now
+            if status.state.terminal:
+                changes["ended_at"] = now
+        changes["native"] = status.native
+        changes["reason"] = status.reason
+        if status.exit_code is not None:
+            changes["exit_code"] = status.exit_code
+        self.store.update_launch(row["id"], **changes)
+        if "state" in changes and self.on_state_change is not None:
+            try:
+                self.on_state_change({**row, **changes})
+            except Exception:  # noqa: BLE001 - the card is a courtesy; monitoring goes on
+                log.exception("card refresh failed", extra={"launch": row["id"]})
+        if "state" in changes:
+            log.info("job state %s -> %s", row["state"], status.state.value,
+                     extra={"launch": row["id"], "job": row["job_id"], "platform": row["platform"]})
+        return {**row, **changes}
+
+    def _unreachable(self, row: dict, why: str, now: float, due_slot: int | None) -> None:
+        since = row["unreachable_since"] or now
+        failures = max(1, int((now - since) // 30) + 1)
+        backoff = min(MAX_BACKOFF_S, 15 * 2 ** min(failures, 6))
+        self.store.update_launch(row["id"], unreachable=why[:500], unreachable_since=since, next_poll_at=now + backoff)
+        row = {**row, "unreachable": why, "unreachable_since": since}
+        if due_slot is not None:
+            self._post_update(row, due_slot, None)
+
+    def _finish_unknown_submit(self, row: dict) -> None:
+        self.store.update_launch(row["id"], state=JobState.UNKNOWN.value, native="submit interrupted",
+                                 reason=f"taobot stopped while submitting; look for a job named tao-{row['model']}-{row['action']}-{row['id']} "
+                                        "on the platform", ended_at=self.clock(), final_posted=1)
+
+    # ------------------------------------------------------------------ posting
+
+    def _post(self, row: dict, slot: int, message: dict) -> bool:
+        if not self.store.claim_slot(row["id"], slot, row["state"]):
+            return False  # this slot was already claimed: never post it twice
+        metadata = {"event_type": "taobot_status", "event_payload": {"launch": row["id"], "slot": slot}}
+        try:
+            ts = self.messenger.post(row["channel"], message, thread_ts=row["thread_ts"], metadata=metadata)
+        except TaobotError as exc:
+            log.warning("status post failed, will retry: %s", exc, extra={"launch": row["id"]})
+            return False
+        self.store.mark_posted(row["id"], slot, ts)
+        return True
+
+    def _post_update(self, row: dict, slot: int, status: JobStatus | None) -> bool:
+        lines = [REDACTOR.redact(line) for line in (status.log_tail if status else ())]
+        return self._post(row, slot, B.status_update(row, lines, self.clock()))
+
+    def _post_final(self, row: dict, status: JobStatus | None, backend=None, ref: JobRef | None = None) -> None:
+        if row["final_posted"]:
+            return
+        if not row["monitor"] or row["detached"]:
+            self.store.update_launch(row["id"], final_posted=1)
+            return
+        tail = list(status.log_tail) if status else []
+        if not tail and backend is not None and ref is not None:
+            try:
+                tail = backend.logs(ref)
+            except (BackendUnreachable, TaobotError):
+                tail = []
+            except Exception:  # noqa: BLE001 - logs are a courtesy in the final reply
+                log.exception("logs failed", extra={"launch": row["id"]})
+        tail = [REDACTOR.redact(line) for line in tail]
+        cause = infrastructure_cause(row["native"] or "", tail) if row["state"] == JobState.FAILED.value else None
+        if self._post(row, FINAL_SLOT, B.final_update(row, tail, cause, self.clock())):
+            self.store.update_launch(row["id"], final_posted=1)
+        elif any(s["slot"] == FINAL_SLOT and s["status"] == "posted" for s in self.store.posted_slots(row["id"])):
+            self.store.update_launch(row["id"], final_posted=1)
+
+    def retry_pending(self) -> None:
+        """Slots claimed but not confirmed posted (a crash in between): find or post them now."""
+        for pending in self.store.pending_slots():
+            row = self.store.get_launch(pending["launch_id"])
+            if row is None:
+                continue
+            ts = self.messenger.find_posted(row["channel"], row["thread_ts"], row["id"], pending["slot"])
+            if ts:
+                self.store.mark_posted(row["id"], pending["slot"], ts)
+                continue
+            metadata = {"event_type": "taobot_status", "event_payload": {"launch": row["id"], "slot": pending["slot"]}}
+            if pending["slot"] == FINAL_SLOT:
+                message = B.final_update(row, [], infrastructure_cause(row["native"] or "", []), self.clock())
+            else:
+                message = B.status_update(row, [], self.clock())
+            try:
+                ts = self.messenger.post(row["channel"], message, thread_ts=row["thread_ts"], metadata=metadata)
+            except TaobotError as exc:
+                log.warning("retry of a pending status post failed: %s", exc, extra={"launch": row["id"]})
+                continue
+            self.store.mark_posted(row["id"], pending["slot"], ts)
+            if pending["slot"] == FINAL_SLOT:
+                self.store.update_launch(row["id"], final_posted=1)
