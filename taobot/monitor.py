@@ -174,8 +174,8 @@ class Monitor:
 
     def _unreachable(self, row: dict, why: str, now: float, due_slot: int | None) -> None:
         since = row["unreachable_since"] or now
-        failures = max(1, int((now - since) // 30) + 1)
-        backoff = min(MAX_BACKOFF_S, 15 * 2 ** min(failures, 6))
+        # Back off exponentially with the length of the outage: 5 s, 10 s, 20 s … capped at 10 min.
+        backoff = min(MAX_BACKOFF_S, 5 * 2 ** min(int((now - since) // 60), 7))
         self.store.update_launch(row["id"], unreachable=why[:500], unreachable_since=since, next_poll_at=now + backoff)
         row = {**row, "unreachable": why, "unreachable_since": since}
         if due_slot is not None:

@@ -1,0 +1,245 @@
+"""Launch and monitor real SLURM jobs from Slack threads, at a 1-minute status interval.
+
+The jobs run the stand-in TAO entrypoints installed on the test node
+(tests/services). What a stand-in does (sleep, epochs, exit code, ignore
+SIGTERM) rides on the dataset: a `standin.env` beside the annotation file.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+
+from tests.fakes import post_block_action
+from tests.harness import SIGNING_SECRET, BotProcess, SlackUser, Thread, blocks_text
+from tests.lab import services
+
+LAB = services()
+GOOD_ANN = LAB["TAOBOT_TEST_ANNOTATIONS"]
+
+
+def ssh(command: str) -> str:
+    out = subprocess.run(
+        ["ssh", "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={LAB['TAOBOT_TEST_SSH_KNOWN_HOSTS']}", "-i",
+         LAB["TAOBOT_TEST_SSH_KEY"], "-p", LAB["TAOBOT_TEST_SSH_PORT"], f"{LAB['TAOBOT_TEST_SSH_USER']}@127.0.0.1", command],
+        capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def scenario(name: str, **env: str) -> str:
+    """A dataset root on the login node whose stand-in behaves as `env` says."""
+    root = f"{LAB['TAOBOT_TEST_LUSTRE_ROOT']}/cases/{name}-{uuid.uuid4().hex[:6]}"
+    lines = "".join(f"{k}={v}\n" for k, v in env.items())
+    ssh(f"mkdir -p {shlex.quote(root)}/media && cp {shlex.quote(GOOD_ANN)} {shlex.quote(root)}/annotations.json && "
+        f"printf %s {shlex.quote(lines)} > {shlex.quote(root)}/standin.env")
+    return root
+
+
+@pytest.fixture
+def slurm_bot(tmp_path, slack):
+    bot = BotProcess(tmp_path, slack, extra_env={
+        "TAOBOT_SSH_KNOWN_HOSTS": LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"],
+        "TAOBOT_SSH_CONFIG": str(tmp_path / "no-ssh-config"),
+        "TAOBOT_SLURM_CONTAINER": "none",
+        "TAOBOT_POLL_SECONDS": "2",
+    }).start()
+    yield bot
+    bot.kill()
+
+
+def launch(person: SlackUser, root: str, cpus: int = 1, time_hours: str | None = None, timeout_hours: str | None = None,
+           monitor: str = "monitor=yes interval=1") -> tuple[Thread, str]:
+    thread = person.launch("cosmos-rl")
+    thread.say(f"platform=slurm {monitor}")
+    thread.wait_card("*Platform:* SLURM")
+    view = thread.open_modal("open_credentials")
+    values = {
+        "cred_SLURM_USER": LAB["TAOBOT_TEST_SSH_USER"],
+        "cred_SLURM_HOSTNAME": f"127.0.0.1:{LAB['TAOBOT_TEST_SSH_PORT']}",
+        "cred_SLURM_PARTITION": LAB["TAOBOT_TEST_SLURM_PARTITION"],
+        "cred_SSH_KEY_PATH": LAB["TAOBOT_TEST_SSH_KEY"],
+        "cred_HF_TOKEN": "hf_LaunchTestSecret0123456789abcdefABCDEF",
+        "cred_SLURM_CPUS_PER_TASK": str(cpus),
+        "cred_SLURM_TIME_HOURS": time_hours or "",
+        "cred_SLURM_TIMEOUT_HOURS": timeout_hours or "",
+    }
+    thread.submit(view, values)
+    thread.wait_card("`HF_TOKEN` set")
+    thread.press("image_use_default")
+    thread.wait_card("(default, confirmed)")
+    thread.say(f"train={root} eval={root} num_gpus=1 num_nodes=1")
+    thread.wait_card("status: *complete*")
+    thread.press("run_preflight")
+    thread.wait_card("Preflight passed.", timeout=30)
+    thread.press("launch")
+    text = thread.wait_reply("Launched `", timeout=30)
+    launch_id = text.split("Launched `", 1)[1].split("`", 1)[0]
+    return thread, launch_id
+
+
+def status_posts(thread: Thread, launch_id: str) -> dict[int, list[dict]]:
+    """slot -> thread messages carrying that slot's metadata (should be exactly one each)."""
+    out: dict[int, list[dict]] = {}
+    for m in thread.slack.messages_in_thread(thread.person.channel, thread.thread_ts):
+        payload = (m.get("metadata") or {}).get("event_payload") or {}
+        if payload.get("launch") == launch_id:
+            out.setdefault(payload["slot"], []).append(m)
+    return out
+
+
+def wait_final(thread: Thread, launch_id: str, timeout: float) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        posts = status_posts(thread, launch_id)
+        if -1 in posts:
+            return blocks_text(posts[-1][0])
+        time.sleep(1)
+    raise AssertionError(f"no final reply for {launch_id}; posts: { {k: [blocks_text(m)[:80] for m in v] for k, v in status_posts(thread, launch_id).items()} }")
+
+
+def press_on(thread: Thread, text_in_message: str, action_id: str) -> None:
+    for m in reversed(thread.replies()):
+        if text_in_message not in blocks_text(m):
+            continue
+        for block in m.get("blocks", []):
+            for el in block.get("elements", []) if block.get("type") == "actions" else []:
+                if el.get("action_id") == action_id:
+                    resp = post_block_action(thread.person.bot.url, SIGNING_SECRET, thread.person.user, thread.person.channel,
+                                             m["ts"], thread.thread_ts, action_id, value=el["value"], block_id=block["block_id"],
+                                             message=m)
+                    assert resp.status_code == 200
+                    return
+    raise AssertionError(f"no {action_id} on a message containing {text_in_message!r}")
+
+
+def test_jobs_reach_every_end_state_with_one_update_per_interval(slurm_bot, slack):
+    person = SlackUser(slurm_bot)
+    ok_root = scenario("ok", TAO_STANDIN_SLEEP="20", TAO_STANDIN_EPOCHS="4")
+    fail_root = scenario("fail", TAO_STANDIN_SLEEP="1", TAO_STANDIN_EXIT="1")
+    hung_root = scenario("hung", TAO_STANDIN_SLEEP="30", TAO_STANDIN_EPOCHS="10", TAO_STANDIN_IGNORE_TERM="1")
+    long_root = scenario("long", TAO_STANDIN_SLEEP="30", TAO_STANDIN_EPOCHS="20")
+    queued_root = scenario("queued", TAO_STANDIN_SLEEP="3", TAO_STANDIN_EPOCHS="2")
+
+    long_t, long_id = launch(person, long_root)
+    long_t.say("detach")
+    long_t.wait_reply("Stopped status updates")
+    detached_at = time.time()
+    ok_t, ok_id = launch(person, ok_root)
+    fail_t, fail_id = launch(person, fail_root)
+    hung_t, hung_id = launch(person, hung_root, time_hours="0.0167", timeout_hours="0.008")
+    # Needs every CPU of the node, so it waits behind the others: Pending (Resources).
+    queued_t, queued_id = launch(person, queued_root, cpus=int(LAB["TAOBOT_TEST_SLURM_CPUS_PER_NODE"]))
+
+    fail_final = wait_final(fail_t, fail_id, 60)
+    assert "Failed" in fail_final and "Exit code: 1" in fail_final and "training finished: FAILURE" in fail_final
+
+    hung_final = wait_final(hung_t, hung_id, 150)
+    assert "Failed" in hung_final and "TIMEOUT" in hung_final
+
+    # slot 1 of the queued job: still pending, with the queue reason, never "finished"
+    deadline = time.time() + 100
+    while 1 not in status_posts(queued_t, queued_id) and time.time() < deadline:
+        time.sleep(1)
+    first = blocks_text(status_posts(queued_t, queued_id)[1][0])
+    assert "Pending" in first and "Resources" in first and "Succeeded" not in first
+
+    ok_final = wait_final(ok_t, ok_id, 150)
+    assert "Succeeded" in ok_final and "Exit code: 0" in ok_final and "training finished: SUCCESS" in ok_final
+    ok_posts = status_posts(ok_t, ok_id)
+    assert 1 in ok_posts and "Running" in blocks_text(ok_posts[1][0])
+
+    # detached: no update while detached, then attach and updates resume
+    assert not [s for s in status_posts(long_t, long_id) if s >= 0], "posted while detached"
+    assert time.time() - detached_at > 60
+    long_t.say("attach")
+    long_t.wait_reply("Resumed status updates")
+    deadline = time.time() + 80
+    while not [s for s in status_posts(long_t, long_id) if s >= 1] and time.time() < deadline:
+        time.sleep(1)
+    resumed = [s for s in status_posts(long_t, long_id) if s >= 1]
+    assert resumed and "Running" in blocks_text(status_posts(long_t, long_id)[resumed[0]][0])
+
+    # cancel from the thread: the job ends Cancelled; the queued job then runs and succeeds
+    press_on(long_t, "Launched `", "cancel_job")
+    long_t.wait_reply("Cancel sent")
+    long_final = wait_final(long_t, long_id, 60)
+    assert "Cancelled" in long_final
+    queued_final = wait_final(queued_t, queued_id, 120)
+    assert "Succeeded" in queued_final
+
+    for thread, launch_id in ((ok_t, ok_id), (fail_t, fail_id), (hung_t, hung_id), (long_t, long_id), (queued_t, queued_id)):
+        posts = status_posts(thread, launch_id)
+        assert all(len(v) == 1 for v in posts.values()), f"{launch_id} posted a slot twice: {sorted(posts)}"
+        assert len(posts[-1]) == 1
+        card = thread.card_text()
+        assert launch_id in card
+    with sqlite3.connect(slurm_bot.db) as db:
+        pending = db.execute("SELECT COUNT(*) FROM updates WHERE status != 'posted'").fetchone()[0]
+    assert pending == 0
+    status = person.slash(f"status {ok_id}").text
+    assert "Succeeded" in status and "Logs:" in status and ok_id in status
+
+
+def _sshd_stop() -> None:
+    pid = int(open(os.path.join(LAB["TAOBOT_SERVICES_DIR"], "ssh", "key", "sshd.pid")).read().strip())
+    os.kill(pid, signal.SIGTERM)
+    # the per-connection sshd processes too: a real outage drops open sessions
+    subprocess.run(["pkill", "-f", f"sshd: {LAB['TAOBOT_TEST_SSH_USER']}"], check=False)
+
+
+def _sshd_start() -> None:
+    subprocess.run(["bash", "tests/services/setup.sh", "ssh-slurm"], check=True, capture_output=True,
+                   cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_kill_9_restart_and_ssh_outage_lose_no_update_and_post_none_twice(slurm_bot, slack):
+    person = SlackUser(slurm_bot)
+    root = scenario("outage", TAO_STANDIN_SLEEP="20", TAO_STANDIN_EPOCHS="9")
+    thread, launch_id = launch(person, root)
+    deadline = time.time() + 90
+    while 1 not in status_posts(thread, launch_id) and time.time() < deadline:
+        time.sleep(1)
+    assert 1 in status_posts(thread, launch_id)
+    slurm_bot.kill(signal.SIGKILL)
+    slurm_bot.proc = None
+    time.sleep(5)
+    slurm_bot.start()
+    _sshd_stop()
+    try:
+        deadline = time.time() + 90
+        while 2 not in status_posts(thread, launch_id) and time.time() < deadline:
+            time.sleep(1)
+        outage = blocks_text(status_posts(thread, launch_id)[2][0])
+        assert "Could not reach slurm" in outage and "not marked failed" in outage
+    finally:
+        _sshd_start()
+    final = wait_final(thread, launch_id, 150)
+    assert "Succeeded" in final
+    posts = status_posts(thread, launch_id)
+    assert all(len(v) == 1 for v in posts.values()), {k: len(v) for k, v in posts.items()}
+    assert 1 in posts and 2 in posts
+
+
+def test_launch_without_monitoring_posts_the_durable_status_command(slurm_bot):
+    person = SlackUser(slurm_bot)
+    root = scenario("quiet", TAO_STANDIN_SLEEP="1", TAO_STANDIN_EPOCHS="1")
+    thread, launch_id = launch(person, root, monitor="monitor=no")
+    text = thread.wait_reply("Monitoring is off")
+    assert f"/tao status {launch_id}" in text and "Job id:" in text and "Logs:" in text
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        status = person.slash(f"status {launch_id}").text
+        if "Succeeded" in status:
+            break
+        time.sleep(1)
+    assert "Succeeded" in status
+    assert not status_posts(thread, launch_id)
