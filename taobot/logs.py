@@ -56,3 +56,5 @@ def configure(level: str = "INFO", fmt: str = "text", stream=None) -> None:
     # hold modal submissions, so they never go below INFO.
     for name in ("slack_bolt", "slack_sdk", "urllib3", "paramiko", "botocore", "kubernetes"):
         logging.getLogger(name).setLevel(max(logging.getLevelName(level), logging.INFO))
+    # APScheduler logs every run of the poll job at INFO; only its problems matter.
+    logging.getLogger("apscheduler").setLevel(max(logging.getLevelName(level), logging.WARNING))

@@ -142,7 +142,7 @@ class SlackUser:
         before = len([c for c in self.slack.calls if posted(c)])
         resp = self.slash(f"launch {model} {action}")
         assert resp.elapsed < 3.0, f"ack took {resp.elapsed:.2f}s"
-        card = self.slack.wait_for(posted, count=before + 1)[before]
+        card = self.slack.wait_for(posted, count=before + 1, timeout=45)[before]
         ts = card.response["ts"]
         thread = Thread(self, ts, ts, intake_id_of(card.params))
         self.bot.wait_saved(thread.intake_id, ts)
@@ -180,7 +180,7 @@ class Thread:
         return [m for m in self.slack.messages_in_thread(self.person.channel, self.thread_ts) if m.get("ts") != self.card_ts
                 and m.get("ts") != self.thread_ts]
 
-    def wait_card(self, needle: str, timeout: float = 10) -> str:
+    def wait_card(self, needle: str, timeout: float = 45) -> str:
         deadline = time.time() + timeout
         while time.time() < deadline:
             text = self.card_text()
@@ -189,7 +189,7 @@ class Thread:
             time.sleep(0.05)
         raise AssertionError(f"card never showed {needle!r}; it shows:\n{self.card_text()}")
 
-    def wait_reply(self, needle: str, timeout: float = 10) -> str:
+    def wait_reply(self, needle: str, timeout: float = 45) -> str:
         deadline = time.time() + timeout
         while time.time() < deadline:
             for m in self.replies():
@@ -224,7 +224,7 @@ class Thread:
     def open_modal(self, action_id: str) -> dict:
         before = len(self.slack.calls_for("views.open"))
         self.press(action_id)
-        call = self.slack.wait_for("views.open", count=before + 1)[before]
+        call = self.slack.wait_for("views.open", count=before + 1, timeout=45)[before]
         assert call.ok, call.response
         return call.response["view"]
 

@@ -235,8 +235,9 @@ def grant_bot_launch_role(admin, kenv, ns: str) -> None:
 
     rbac = admin[1]
     rules = [
-        client.V1PolicyRule(api_groups=["batch"], resources=["jobs"], verbs=["create"]),
-        client.V1PolicyRule(api_groups=[""], resources=["secrets"], verbs=["create"]),
+        client.V1PolicyRule(api_groups=["batch"], resources=["jobs"], verbs=["create", "get", "list", "patch", "delete"]),
+        client.V1PolicyRule(api_groups=[""], resources=["secrets", "configmaps"], verbs=["create"]),
+        client.V1PolicyRule(api_groups=[""], resources=["pods"], verbs=["get", "list"]),
         client.V1PolicyRule(api_groups=[""], resources=["pods/log"], verbs=["get"]),
     ]
     rbac.create_namespaced_role(ns, client.V1Role(metadata=client.V1ObjectMeta(name="taobot-launch"), rules=rules))
@@ -247,7 +248,8 @@ def grant_bot_launch_role(admin, kenv, ns: str) -> None:
     ))
 
 
-RBAC_IDS = ("kubernetes.rbac.jobs", "kubernetes.rbac.secrets", "kubernetes.rbac.pods-log")
+RBAC_IDS = ("kubernetes.rbac.jobs", "kubernetes.rbac.secrets", "kubernetes.rbac.configmaps", "kubernetes.rbac.jobs-read",
+            "kubernetes.rbac.jobs-patch", "kubernetes.rbac.jobs-delete", "kubernetes.rbac.pods", "kubernetes.rbac.pods-log")
 
 
 # --------------------------------------------------------------------------- pass path
@@ -317,6 +319,14 @@ def test_bot_without_rbac_is_denied_job_creation_with_a_role_remediation(kenv, a
             f"--user={user}") in jobs.remediation
     assert not r["kubernetes.rbac.secrets"].ok and "--verb=create --resource=secrets`" in r["kubernetes.rbac.secrets"].remediation
     assert not r["kubernetes.rbac.pods-log"].ok and "--verb=get --resource=pods/log`" in r["kubernetes.rbac.pods-log"].remediation
+    assert not r["kubernetes.rbac.configmaps"].ok and "--verb=create --resource=configmaps`" in r["kubernetes.rbac.configmaps"].remediation
+    read = r["kubernetes.rbac.jobs-read"]
+    assert not read.ok and f"`{user}` may not get/list jobs (batch) in namespace `{namespace}`" in read.detail
+    assert (f"kubectl create role taobot-get-list-jobs --namespace={namespace} --verb=get,list --resource=jobs.batch"
+            in read.remediation)
+    assert "--verb=patch --resource=jobs.batch`" in r["kubernetes.rbac.jobs-patch"].remediation
+    assert "--verb=delete --resource=jobs.batch`" in r["kubernetes.rbac.jobs-delete"].remediation
+    assert "--verb=get,list --resource=pods`" in r["kubernetes.rbac.pods"].remediation
     # reading the namespace is forbidden to the bot: noted, not fatal
     assert r["kubernetes.namespace"].ok and "may not read namespaces" in r["kubernetes.namespace"].detail
 
@@ -324,17 +334,51 @@ def test_bot_without_rbac_is_denied_job_creation_with_a_role_remediation(kenv, a
 def test_applying_the_role_remediations_grants_exactly_the_missing_permissions(kenv, admin, namespace):
     denied = [r for r in run(kenv, KUBECONFIG=kenv["TAOBOT_TEST_KUBECONFIG_BOT"], TAO_K8S_NAMESPACE=namespace)
               if r.check in RBAC_IDS]
-    assert [r.ok for r in denied] == [False, False, False]
+    assert [r.ok for r in denied] == [False] * len(RBAC_IDS)
     for r in denied:
         apply_kubectl_create(admin, namespace, r.remediation, suffix="")
 
-    after = by_id(run(kenv, KUBECONFIG=kenv["TAOBOT_TEST_KUBECONFIG_BOT"], TAO_K8S_NAMESPACE=namespace))
+    # the API server's RBAC authorizer learns of new Roles/RoleBindings through an informer: allow it a moment
+    deadline = time.monotonic() + 10
+    while True:
+        after = by_id(run(kenv, KUBECONFIG=kenv["TAOBOT_TEST_KUBECONFIG_BOT"], TAO_K8S_NAMESPACE=namespace))
+        if all(after[i].ok for i in RBAC_IDS) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
 
     assert all(after[i].ok for i in RBAC_IDS), [after[i].detail for i in RBAC_IDS]
     # exactly: the roles hold one verb on one resource each, nothing more
     rules = sorted((tuple(rule.api_groups), tuple(rule.resources), tuple(rule.verbs))
                    for role in admin[1].list_namespaced_role(namespace).items for rule in role.rules)
-    assert rules == [(("",), ("pods/log",), ("get",)), (("",), ("secrets",), ("create",)), (("batch",), ("jobs",), ("create",))]
+    assert rules == [
+        (("",), ("configmaps",), ("create",)),
+        (("",), ("pods",), ("get", "list")),
+        (("",), ("pods/log",), ("get",)),
+        (("",), ("secrets",), ("create",)),
+        (("batch",), ("jobs",), ("create",)),
+        (("batch",), ("jobs",), ("delete",)),
+        (("batch",), ("jobs",), ("get", "list")),
+        (("batch",), ("jobs",), ("patch",)),
+    ]
+
+
+def test_a_partly_granted_multi_verb_permission_names_only_the_missing_verb(kenv, admin, namespace):
+    from kubernetes import client
+
+    rbac = admin[1]
+    rbac.create_namespaced_role(namespace, client.V1Role(metadata=client.V1ObjectMeta(name="taobot-get-jobs"), rules=[
+        client.V1PolicyRule(api_groups=["batch"], resources=["jobs"], verbs=["get"])]))
+    rbac.create_namespaced_role_binding(namespace, client.V1RoleBinding(
+        metadata=client.V1ObjectMeta(name="taobot-get-jobs"),
+        role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="taobot-get-jobs"),
+        subjects=[client.RbacV1Subject(kind="User", name=kenv["TAOBOT_TEST_KUBE_BOT_USER"], api_group="rbac.authorization.k8s.io")],
+    ))
+
+    read = by_id(run(kenv, KUBECONFIG=kenv["TAOBOT_TEST_KUBECONFIG_BOT"], TAO_K8S_NAMESPACE=namespace))["kubernetes.rbac.jobs-read"]
+
+    assert not read.ok
+    assert f"may not list jobs (batch) in namespace `{namespace}`" in read.detail
+    assert f"kubectl create role taobot-list-jobs --namespace={namespace} --verb=list --resource=jobs.batch" in read.remediation
 
 
 def test_bot_granted_jobs_secrets_and_pod_logs_in_one_namespace_passes_there_but_cannot_list_nodes(

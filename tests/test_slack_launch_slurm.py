@@ -44,8 +44,13 @@ def scenario(name: str, **env: str) -> str:
     return root
 
 
+def cancel_all_jobs() -> None:
+    ssh("scancel -u $USER; for i in $(seq 1 50); do [ -z \"$(squeue -h -u $USER)\" ] && break; sleep 0.2; done")
+
+
 @pytest.fixture
 def slurm_bot(tmp_path, slack):
+    cancel_all_jobs()  # an idle node, so queue positions are what each test arranges
     bot = BotProcess(tmp_path, slack, extra_env={
         "TAOBOT_SSH_KNOWN_HOSTS": LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"],
         "TAOBOT_SSH_CONFIG": str(tmp_path / "no-ssh-config"),
@@ -54,6 +59,7 @@ def slurm_bot(tmp_path, slack):
     }).start()
     yield bot
     bot.kill()
+    cancel_all_jobs()
 
 
 def launch(person: SlackUser, root: str, cpus: int = 1, time_hours: str | None = None, timeout_hours: str | None = None,
@@ -140,7 +146,7 @@ def test_jobs_reach_every_end_state_with_one_update_per_interval(slurm_bot, slac
     queued_t, queued_id = launch(person, queued_root, cpus=int(LAB["TAOBOT_TEST_SLURM_CPUS_PER_NODE"]))
 
     fail_final = wait_final(fail_t, fail_id, 60)
-    assert "Failed" in fail_final and "Exit code: 1" in fail_final and "training finished: FAILURE" in fail_final
+    assert "Failed" in fail_final and "Exit code: 1" in fail_final and "training failed: exit code 1" in fail_final
 
     hung_final = wait_final(hung_t, hung_id, 150)
     assert "Failed" in hung_final and "TIMEOUT" in hung_final

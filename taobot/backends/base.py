@@ -13,7 +13,7 @@ retries, and never marks the job failed because of it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -103,8 +103,9 @@ class Backend(Protocol):
 
     def launch(self, spec: LaunchSpec) -> Submitted: ...
 
-    def poll(self, jobs: list[JobRef]) -> dict[str, JobStatus]:
-        """Status of every job, with ONE query per cluster/daemon/namespace for all of them."""
+    def poll(self, jobs: list[JobRef], tails_for: Iterable[str] = ()) -> dict[str, JobStatus]:
+        """Status of every job, with ONE query per cluster/daemon/namespace for all of them;
+        the last log lines of the jobs named in `tails_for` come back in `log_tail`."""
         ...
 
     def logs(self, job: JobRef, lines: int = 20) -> list[str]: ...

@@ -414,7 +414,8 @@ class DockerBackend:
                 summary = _find(by_id, job.job_id)
                 launch_dir = job.details.get("launch_dir") or str(self.work_root / safe_name(job.launch_id))
                 oom = False
-                if summary is not None and str(summary.get("State", "")).lower() == "exited" and exit_code_of(summary) == 137:
+                if (summary is not None and str(summary.get("State", "")).lower() == "exited"
+                        and exit_code_of(summary) == 137 and not cancelled(launch_dir)):
                     oom = self._oom_killed(client, summary["Id"])
                 status = container_status(summary, launch_dir, flag(job.details.get("auto_remove")), oom)
                 if job.job_id in tails and summary is not None:
@@ -433,25 +434,34 @@ class DockerBackend:
 
     def _tail(self, client, container_id: str, lines: int) -> list[str]:
         try:
-            raw = client.api.logs(container_id, stdout=True, stderr=True, tail=int(lines))
+            return self._read_logs(client, container_id, lines) or []
         except Exception:  # noqa: BLE001 - a missing tail never fails a poll
             return []
-        return raw.decode("utf-8", "replace").splitlines()
+
+    def _read_logs(self, client, container_id: str, lines: int) -> list[str] | None:
+        """The last `lines` log lines in ONE request (the SDK's logs() inspects first to learn about a TTY);
+        None when the container is gone. Our containers have no TTY, so the answer is the multiplexed stream."""
+        api = client.api
+        response = api.get(
+            f"{api.base_url}/v{api.api_version}/containers/{container_id}/logs",
+            params={"stdout": 1, "stderr": 1, "tail": int(lines)},
+            timeout=self.timeout_s,
+        )
+        if response.status_code == 404:
+            return None
+        if response.status_code >= 400:
+            raise BackendUnreachable(f"Docker answered {response.status_code} for the logs of {container_id[:12]}")
+        return demultiplex(response.content).decode("utf-8", "replace").splitlines()
 
     def logs(self, job: JobRef, lines: int = TAIL_LINES) -> list[str]:
-        from docker.errors import NotFound
-
         creds = dict(job.platform_credentials)
         client = self._client(creds)
         try:
-            raw = client.api.logs(job.job_id, stdout=True, stderr=True, tail=int(lines))
-        except NotFound:
-            return []  # removed (auto-remove or by hand): nothing left to read
+            return self._read_logs(client, job.job_id, lines) or []  # removed: nothing left to read
+        except BackendUnreachable:
+            raise
         except Exception as exc:  # noqa: BLE001
-            if _is_api_error(exc):
-                return []
             raise self._unreachable(creds, exc, "reading logs") from exc
-        return raw.decode("utf-8", "replace").splitlines()
 
     def cancel(self, job: JobRef) -> None:
         """Stop the container (SIGTERM, SIGKILL after 10 s); finished or missing counts as cancelled."""
@@ -500,6 +510,16 @@ def registry_auth(creds: Mapping[str, str], job_env: Mapping[str, str], image: s
     if not (username and password):
         return None
     return {"username": username, "password": password}
+
+
+def demultiplex(raw: bytes) -> bytes:
+    """Docker's log stream for a container without TTY: 8-byte frame headers (stream, 0, 0, 0, size BE32)."""
+    out, i = bytearray(), 0
+    while i + 8 <= len(raw) and raw[i] in (0, 1, 2) and raw[i + 1:i + 4] == b"\0\0\0":
+        size = int.from_bytes(raw[i + 4:i + 8], "big")
+        out += raw[i + 8:i + 8 + size]
+        i += 8 + size
+    return bytes(out) + raw[i:]  # anything unframed (a TTY container) as it is
 
 
 def _find(by_id: Mapping[str, Mapping], job_id: str) -> Mapping | None:

@@ -352,7 +352,7 @@ def parse_mounts(text: str) -> list[dict]:
     return mounts
 
 
-def container_script(spec: LaunchSpec, results_dir: str, config_path: str, env_names: Iterable[str] = ()) -> str:
+def container_script(spec: LaunchSpec, results_dir: str, config_path: str) -> str:
     """The bash script the container runs: write the spec from its env var, set the topology, run the action."""
     command = spec.command.replace("{config_path}", quote(config_path))
     if spec.config_format == "args":

@@ -298,9 +298,11 @@ def parse_poll_output(out: str, job_ids: list[str]) -> dict[str, JobStatus]:
             result[job_id] = JobStatus(JobState.UNKNOWN, "not found", "the cluster no longer knows this job",
                                        log_tail=tuple(tails.get(job_id, ())))
             continue
-        # squeue may be more current than accounting for a job that just started
-        if job_id in squeue and normalise(native) is JobState.PENDING and normalise(squeue[job_id][0]) is not JobState.PENDING:
-            native, reason = squeue[job_id]
+        # squeue is more current than accounting for a job that just started, and
+        # it is where the queue reason (Resources, Priority, …) is reliable.
+        if job_id in squeue and normalise(native) is JobState.PENDING:
+            if normalise(squeue[job_id][0]) is not JobState.PENDING or reason in (None, "", "None"):
+                native, reason = squeue[job_id]
         state = normalise(native)
         if state is JobState.SUCCEEDED and job_id in status_json:
             status = str(status_json[job_id].get("status", "")).upper()

@@ -9,13 +9,19 @@ In order, stopping when a failure makes the rest meaningless:
    (GET /version), and TAO_K8S_NAMESPACE (default `default`) exists and is not
    being deleted; a 403 on reading the namespace is noted, not fatal;
 3. permissions - SelfSubjectAccessReviews (evaluated, never persisted) for
-   create jobs.batch, create secrets and get pods/log in the namespace;
+   everything the launch and the monitor do in the namespace (`PERMISSIONS`):
+   create jobs.batch, secrets and configmaps; get/list, patch and delete
+   jobs.batch; get/list pods and get pods/log;
 4. GPUs - nodes offer allocatable nvidia.com/gpu.
 
 Nothing is created on the cluster. Every request has a connect/read timeout
 and no retries, so an unreachable server fails in about connect_timeout_s.
 Tokens and other credential values from the kubeconfig are redacted from
 every text this module returns.
+
+`load_client` is the same configuration step for other modules (the
+Kubernetes backend): one private ApiClient built exactly as the check builds
+it, or the failing result that says why not.
 """
 
 from __future__ import annotations
@@ -23,10 +29,11 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from taobot.preflight.base import CheckResult, PreflightRequest, quote
+from taobot.preflight.base import CheckResult, PreflightRequest, PreflightSettings, quote
 
 GPU_RESOURCE = "nvidia.com/gpu"
 DEFAULT_NAMESPACE = "default"
@@ -36,10 +43,19 @@ ROLE_PREFIX = "taobot"
 INCLUSTER_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 INCLUSTER_CA_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
 
-# (check id, label, verb, API group, resource, subresource, why the launch needs it)
+# (check id, label, verb(s, comma-separated), API group, resource, subresource, why the launch needs it);
+# a check with several verbs passes when every one is allowed, and its remediation grants the denied ones.
 PERMISSIONS = (
     ("kubernetes.rbac.jobs", "Create Jobs", "create", "batch", "jobs", "", "the launch creates a batch/v1 Job"),
     ("kubernetes.rbac.secrets", "Create Secrets", "create", "", "secrets", "", "the launch passes credentials in a per-launch Secret"),
+    ("kubernetes.rbac.configmaps", "Create ConfigMaps", "create", "", "configmaps", "",
+     "the launch puts the rendered spec file in a per-launch ConfigMap"),
+    ("kubernetes.rbac.jobs-read", "Read Jobs", "get,list", "batch", "jobs", "", "monitoring lists the bot's Jobs"),
+    ("kubernetes.rbac.jobs-patch", "Patch Jobs", "patch", "batch", "jobs", "",
+     "the launch starts the Job once its Secret and ConfigMap exist, and cancel marks it cancelled"),
+    ("kubernetes.rbac.jobs-delete", "Delete Jobs", "delete", "batch", "jobs", "",
+     "cancel deletes the Job (with its Pod, Secret and ConfigMap)"),
+    ("kubernetes.rbac.pods", "Read Pods", "get,list", "", "pods", "", "monitoring lists the Jobs' Pods"),
     ("kubernetes.rbac.pods-log", "Read Pod logs", "get", "", "pods", "log", "monitoring reads the job's Pod logs"),
 )
 
@@ -56,6 +72,10 @@ class _Client:
     api: object  # kubernetes.client.ApiClient
     server: str
     source: str  # what was loaded, for the card
+    context: str = ""  # the kubeconfig context used ("" for the in-cluster service account)
+
+
+KubeClient = _Client  # the public name, for load_client's callers
 
 
 @dataclass
@@ -195,7 +215,25 @@ def _configure(run: _Run) -> _Client | None:
                 "on the bot's host), or regenerate the kubeconfig.")
         return None
     _collect_config_secrets(run, cfg)
-    return _Client(api, cfg.host, f"kubeconfig `{shown}` ({origin}), context `{use}`")
+    return _Client(api, cfg.host, f"kubeconfig `{shown}` ({origin}), context `{use}`", use)
+
+
+def load_client(credentials: Mapping[str, str], settings: PreflightSettings | None = None,
+                ) -> tuple[KubeClient | None, CheckResult | None, frozenset[str]]:
+    """The private ApiClient `check` would use for these credentials (KUBECONFIG, TAO_K8S_CONTEXT).
+
+    Returns (client, None, secrets) or (None, failing result, secrets): the result's detail and remediation
+    are redacted; `secrets` are the credential values found in the kubeconfig, for the caller's own redaction.
+    The client makes one attempt per request (no retries); the caller closes `client.api`.
+    """
+    run = _Run(PreflightRequest("kubernetes", {k: v for k, v in credentials.items() if v},
+                                settings=settings or PreflightSettings()))
+    client = _configure(run)
+    failure = next((r for r in run.results if not r.ok), None)
+    if client is None and failure is None:  # _configure always says why; keep the contract if it ever does not
+        failure = CheckResult("kubernetes.config", "Kubeconfig", False, "no usable Kubernetes configuration",
+                              "Set KUBECONFIG to the path of a kubeconfig on the bot's host.", scope="platform")
+    return client, (_redact(failure, run.secrets) if failure is not None else None), frozenset(run.secrets)
 
 
 def _load_limit(run: _Run) -> float:
@@ -402,55 +440,65 @@ def _permissions(run: _Run, client: _Client) -> None:
 
     ns = run.request.cred("TAO_K8S_NAMESPACE") or DEFAULT_NAMESPACE
     authz = k8s.AuthorizationV1Api(client.api)
-    # one entry per permission, in order: a finished result, or (permission, server's reason) when denied
-    outcomes: list[CheckResult | tuple[tuple, str]] = []
+    # one entry per permission, in order: a finished result, or (permission, denied verbs, server's reason) when denied
+    outcomes: list[CheckResult | tuple[tuple, str, str]] = []
     for perm in PERMISSIONS:
-        check_id, label, verb, group, resource, sub, why = perm
-        what = _what(verb, group, resource, sub)
-        attrs = k8s.V1ResourceAttributes(namespace=ns, verb=verb, group=group, resource=resource,
-                                         subresource=sub or None)
-        review = k8s.V1SelfSubjectAccessReview(
-            api_version="authorization.k8s.io/v1", kind="SelfSubjectAccessReview",
-            spec=k8s.V1SelfSubjectAccessReviewSpec(resource_attributes=attrs),
-        )
-        try:
-            status = authz.create_self_subject_access_review(review, _request_timeout=run.timeout).status
-        except ApiException as exc:
-            message = _api_message(exc)
-            run.user = run.user or _user_from(message)
-            outcomes.append(CheckResult(
-                check_id, label, False,
-                f"could not ask whether this identity may {what} in `{ns}`: HTTP {exc.status} {message}",
-                "The identity may not create SelfSubjectAccessReviews (normally granted to every authenticated user "
-                f"by the system:basic-user ClusterRole); ask a cluster admin to confirm `kubectl auth can-i {verb} "
-                f"{_can_i_resource(group, resource, sub)} -n {quote(ns)}` for the bot's identity."))
-            continue
-        except Exception as exc:
-            outcomes.append(CheckResult(check_id, label, False,
-                                        f"could not ask whether this identity may {what}: {_describe_network_error(exc)}",
-                                        "Retry; check that the API server stays reachable."))
-            continue
-        if status is not None and status.allowed:
-            outcomes.append(CheckResult(check_id, label, True, f"may {what} in namespace `{ns}`"))
+        check_id, label, verbs, group, resource, sub, why = perm
+        what = _what(verbs, group, resource, sub)
+        denied: list[str] = []
+        reasons: list[str] = []
+        failed: CheckResult | None = None
+        for verb in verbs.split(","):
+            attrs = k8s.V1ResourceAttributes(namespace=ns, verb=verb, group=group, resource=resource,
+                                             subresource=sub or None)
+            review = k8s.V1SelfSubjectAccessReview(
+                api_version="authorization.k8s.io/v1", kind="SelfSubjectAccessReview",
+                spec=k8s.V1SelfSubjectAccessReviewSpec(resource_attributes=attrs),
+            )
+            try:
+                status = authz.create_self_subject_access_review(review, _request_timeout=run.timeout).status
+            except ApiException as exc:
+                message = _api_message(exc)
+                run.user = run.user or _user_from(message)
+                failed = CheckResult(
+                    check_id, label, False,
+                    f"could not ask whether this identity may {what} in `{ns}`: HTTP {exc.status} {message}",
+                    "The identity may not create SelfSubjectAccessReviews (normally granted to every authenticated user "
+                    f"by the system:basic-user ClusterRole); ask a cluster admin to confirm `kubectl auth can-i {verb} "
+                    f"{_can_i_resource(group, resource, sub)} -n {quote(ns)}` for the bot's identity.")
+                break
+            except Exception as exc:
+                failed = CheckResult(check_id, label, False,
+                                     f"could not ask whether this identity may {what}: {_describe_network_error(exc)}",
+                                     "Retry; check that the API server stays reachable.")
+                break
+            if status is None or not status.allowed:
+                denied.append(verb)
+                extra = "; ".join(x for x in (getattr(status, "reason", None), getattr(status, "evaluation_error", None)) if x)
+                if extra and extra not in reasons:
+                    reasons.append(extra)
+        if failed is not None:
+            outcomes.append(failed)
+        elif denied:
+            outcomes.append((perm, ",".join(denied), "; ".join(reasons)))
         else:
-            extra = "; ".join(x for x in (getattr(status, "reason", None), getattr(status, "evaluation_error", None)) if x)
-            outcomes.append((perm, extra))
+            outcomes.append(CheckResult(check_id, label, True, f"may {what} in namespace `{ns}`"))
 
     user = _identity(run, client) if any(isinstance(o, tuple) for o in outcomes) else run.user
     for outcome in outcomes:
         if isinstance(outcome, CheckResult):
             run.results.append(outcome)
             continue
-        (check_id, label, verb, group, resource, sub, why), extra = outcome
-        detail = f"denied: {_who(user)} may not {_what(verb, group, resource, sub)} in namespace `{ns}` ({why})"
+        (check_id, label, _verbs, group, resource, sub, why), denied_verbs, extra = outcome
+        detail = f"denied: {_who(user)} may not {_what(denied_verbs, group, resource, sub)} in namespace `{ns}` ({why})"
         if extra:
             detail += f"; the API server says: {extra}"
-        run.add(check_id, label, False, detail, _role_remediation(ns, user, verb, group, resource, sub))
+        run.add(check_id, label, False, detail, _role_remediation(ns, user, denied_verbs, group, resource, sub))
 
 
-def _what(verb: str, group: str, resource: str, sub: str) -> str:
+def _what(verbs: str, group: str, resource: str, sub: str) -> str:
     res = f"{resource}/{sub}" if sub else resource
-    return f"{verb} {res}" + (f" ({group})" if group else "")
+    return f"{verbs.replace(',', '/')} {res}" + (f" ({group})" if group else "")
 
 
 def _can_i_resource(group: str, resource: str, sub: str) -> str:
@@ -484,8 +532,9 @@ def _unknown_user_note(user: str | None) -> str:
 
 
 def _role_remediation(ns: str, user: str | None, verb: str, group: str, resource: str, sub: str) -> str:
+    """`verb` may be several, comma-separated (kubectl's --verb takes that form)."""
     slug = f"{resource}-{sub}" if sub else resource
-    name = f"{ROLE_PREFIX}-{verb}-{slug}"
+    name = f"{ROLE_PREFIX}-{verb.replace(',', '-')}-{slug}"
     return (
         f"A namespace admin grants exactly this with a Role and a RoleBinding:\n"
         f"`kubectl create role {name} --namespace={quote(ns)} --verb={verb} --resource={_kubectl_resource(group, resource, sub)}`\n"
