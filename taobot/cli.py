@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from taobot.errors import TaobotError
 
@@ -34,6 +35,15 @@ def _store(settings):
     from taobot.secrets import SecretBox, load_or_create_key
     from taobot.store import Store
 
+    import os
+
+    from taobot.errors import ConfigError
+
+    folder = settings.db_path.resolve().parent
+    if not folder.is_dir() and not folder.parent.exists():
+        raise ConfigError(f"TAOBOT_DB: folder {folder} does not exist", "TAOBOT_DB")
+    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"TAOBOT_DB: folder {folder} is not writable by this user (the database and its WAL files live there)", "TAOBOT_DB")
     secret = settings.secret_key.get_secret_value() if settings.secret_key else None
     key = load_or_create_key(secret, settings.key_file)
     store = Store(settings.db_path, SecretBox(key))
@@ -122,6 +132,61 @@ def cmd_image(args: argparse.Namespace) -> int:
         via = f" via versions key {resolved.key}" if resolved.key else ""
         print(f"Container image for {model.name}/{action.name}: default={resolved.image}")
         print(f"  from {resolved.source}{via} ({catalog.source} catalog)")
+    return 0
+
+
+# --------------------------------------------------------------------------- operations
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    store = _store(settings)
+    store.backup(args.path)
+    print(f"Backed up {settings.db_path} to {args.path}.")
+    print("The backup's credentials are encrypted: keep the encryption key "
+          + ("(TAOBOT_SECRET_KEY)" if settings.secret_key else f"({settings.key_file})") + " safe, separately; without it they cannot be read.")
+    return 0
+
+
+def cmd_rotate_key(args: argparse.Namespace) -> int:
+    import os
+    import tempfile
+
+    from cryptography.fernet import Fernet
+
+    from taobot.scheduler import LEASE
+    from taobot.secrets import SecretBox, load_or_create_key
+
+    settings = _settings(args)
+    if not settings.secret_key and not settings.key_file.exists():
+        print(f"taobot: no encryption key at {settings.key_file} and TAOBOT_SECRET_KEY is unset: nothing to rotate.", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    store = _store(settings)  # opens with the OLD key; every secret must decrypt with it
+    holder = store.lease_holder(LEASE)
+    if holder and not args.force:
+        print(f"taobot: a running taobot ({holder[0]}) uses this database. Stop it first (or pass --force if it is gone).",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.new_key_file:
+        new_key = load_or_create_key(None, Path(args.new_key_file))
+    else:
+        new_key = Fernet.generate_key()
+    count = store.reencrypt(SecretBox(new_key))
+    if settings.secret_key:
+        out = Path(args.new_key_file) if args.new_key_file else None
+        if out is None:
+            fd, name = tempfile.mkstemp(prefix="taobot-new-key-", dir=str(settings.db_path.parent))
+            os.write(fd, new_key + b"\n")
+            os.close(fd)
+            out = Path(name)
+        print(f"Re-encrypted {count} secret(s). Set TAOBOT_SECRET_KEY to the new key in {out} (mode 0600) before the next start.")
+    else:
+        tmp = settings.key_file.with_name(settings.key_file.name + ".new")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(new_key + b"\n")
+        os.replace(tmp, settings.key_file)
+        print(f"Re-encrypted {count} secret(s) and replaced {settings.key_file} with the new key.")
     return 0
 
 
@@ -249,6 +314,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.http:
             serve_http(runtime, args.host, args.port)
         else:
+            from taobot.slack.app import serve_health_in_background
+
+            serve_health_in_background(runtime, settings.health_host, settings.health_port)
             serve_socket_mode(runtime, settings.slack_app_token.get_secret_value())
     except KeyboardInterrupt:
         pass
@@ -297,6 +365,17 @@ def build_parser() -> argparse.ArgumentParser:
                            help="dry check of variables and local paths only; NOT a launch preflight")
     preflight.set_defaults(func=cmd_preflight)
 
+    backup = sub.add_parser("backup", help="online backup of the database to PATH")
+    backup.add_argument("path")
+    backup.add_argument("--db", help="database path (default TAOBOT_DB)")
+    backup.set_defaults(func=cmd_backup)
+
+    rotate = sub.add_parser("rotate-key", help="re-encrypt stored credentials under a new key (the current key is required)")
+    rotate.add_argument("--new-key-file", help="take the new key from (or write a new one to) this file")
+    rotate.add_argument("--force", action="store_true", help="rotate even though a bot's scheduler lease is still live")
+    rotate.add_argument("--db", help="database path (default TAOBOT_DB)")
+    rotate.set_defaults(func=cmd_rotate_key)
+
     status = sub.add_parser("status", help="launches recorded in the database")
     status.add_argument("id", nargs="?")
     status.add_argument("--db", help="database path (default TAOBOT_DB)")
@@ -310,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except TaobotError as exc:
         print(f"taobot: {exc.message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:  # a file or folder the settings point at cannot be used
+        print(f"taobot: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("", file=sys.stderr)

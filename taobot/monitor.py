@@ -136,7 +136,11 @@ class Monitor:
                     self._unreachable(row, f"{type(exc).__name__} while asking {platform}", now, due[row["id"]])
                 continue
             finally:
-                stats.durations[platform] = stats.durations.get(platform, 0.0) + time.perf_counter() - start
+                took = time.perf_counter() - start
+                stats.durations[platform] = stats.durations.get(platform, 0.0) + took
+                from taobot import metrics
+
+                metrics.POLL_SECONDS.labels(backend=platform).observe(took)
             for row, ref in members:
                 status = statuses.get(ref.job_id) or JobStatus(JobState.UNKNOWN, "not reported")
                 row = self._record(row, status, now)

@@ -125,7 +125,11 @@ def load_or_create_key(explicit: str | None, key_file: Path) -> bytes:
         key = explicit.strip().encode()
         _check_key(key, "TAOBOT_SECRET_KEY")
         return key
-    if key_file.exists():
+    try:
+        present = key_file.exists()
+    except OSError as exc:
+        raise ConfigError(f"TAOBOT_SECRET_KEY_FILE: cannot look at {key_file}: {exc.strerror}", "TAOBOT_SECRET_KEY_FILE") from exc
+    if present:
         try:
             key = key_file.read_bytes().strip()
         except OSError as exc:

@@ -46,6 +46,7 @@ from taobot.conversation import (
     parse_reply,
     start_intake,
 )
+from taobot import metrics
 from taobot.gate import compute_gate, input_fingerprint
 from taobot.errors import TaobotError
 from taobot.secrets import REDACTOR
@@ -122,6 +123,7 @@ class IntakeService:
             if state.thread_ts is None:
                 state.thread_ts = ts
             self.store.save_intake(state, user, "card_posted", {"ts": ts})
+        metrics.INTAKES_STARTED.inc()
         log.info("intake started", extra={"intake": state.id, "channel": channel, "thread_ts": state.thread_ts})
         return state
 
@@ -156,7 +158,7 @@ class IntakeService:
             errors = parsed.errors + outcome.errors
             if outcome.changed:
                 new = self._with_saved_credentials(outcome.state)
-                self.store.save_intake(new, user, "reply", {"events": [type(e).__name__ for e in parsed.events]})
+                self._save(state, new, user, "reply", {"events": [type(e).__name__ for e in parsed.events]})
                 self._refresh(new)
             lines = outcome.notes + [f":x: {e}" for e in errors]
             self._reply(state, "\n".join(lines) if lines else expected_shape())
@@ -184,11 +186,16 @@ class IntakeService:
         elif command in ("detach", "attach"):
             self._launch_action(B.DETACH if command == "detach" else B.ATTACH, state, None, user)
 
+    def _save(self, before: IntakeState, new: IntakeState, user: str, kind: str, detail: dict | None) -> None:
+        self.store.save_intake(new, user, kind, detail)
+        if new.status == "complete" and before.status != "complete" and before.status != "launched":
+            metrics.INTAKES_COMPLETED.inc()
+
     def _apply(self, state: IntakeState, user: str, events: list[Event], kind: str, detail: dict | None = None) -> None:
         outcome = apply_all(state, events, self.catalog)
         if outcome.changed:
             new = self._with_saved_credentials(outcome.state)
-            self.store.save_intake(new, user, kind, detail)
+            self._save(state, new, user, kind, detail)
             self._refresh(new)
         lines = outcome.notes + [f":x: {e}" for e in outcome.errors]
         if lines:
@@ -415,6 +422,7 @@ class IntakeService:
             if card_ts:
                 self.messenger.update(state.channel, card_ts, B.preflight_card(state, results, None, passed))
             self._refresh(state)
+        metrics.PREFLIGHTS.labels(platform=request.platform, result="passed" if passed else "failed").inc()
         log.info("preflight %s", "passed" if passed else "failed", extra={"intake": intake_id, "platform": request.platform})
 
     def _launch(self, state: IntakeState, user: str) -> None:
@@ -444,21 +452,26 @@ class IntakeService:
             try:
                 row, _submitted = self.launcher.launch(state, user, self._credential_values(state))
             except GateClosedError as exc:
+                metrics.LAUNCHES.labels(platform=state.platform, outcome="gate_closed").inc()
                 self._reply(state, "Not launching: " + exc.message)
                 return
             except LaunchFailed as exc:
+                metrics.LAUNCHES.labels(platform=state.platform, outcome="refused").inc()
                 self._reply(state, f":x: {state.platform} refused the job: {exc.message}\nNothing is running. Fix it and press *Launch* again.")
                 self._refresh(self.store.get_intake(intake_id) or state)
                 return
             except BackendUnreachable as exc:
+                metrics.LAUNCHES.labels(platform=state.platform, outcome="unreachable").inc()
                 self._reply(state, f":x: Could not reach {state.platform}: {exc.message}\nNothing was submitted; press *Launch* to try again.")
                 self._refresh(self.store.get_intake(intake_id) or state)
                 return
             except Exception as exc:  # noqa: BLE001 - the person must hear about it
+                metrics.LAUNCHES.labels(platform=state.platform, outcome="error").inc()
                 log.exception("launch failed", extra={"intake": intake_id})
                 self._reply(state, f":x: Launch failed unexpectedly ({type(exc).__name__}). Nothing is running.")
                 self._refresh(self.store.get_intake(intake_id) or state)
                 return
+            metrics.LAUNCHES.labels(platform=state.platform, outcome="submitted").inc()
             self.messenger.post(state.channel, B.launch_message(row), thread_ts=state.thread_ts)
             self._refresh(self.store.get_intake(intake_id) or state)
 
@@ -522,6 +535,14 @@ class IntakeService:
             return
         self.store.log_event(intake_id, user, "cancel_job", {"launch": launch_id, "job": row["job_id"]})
         self._reply(state, f"Cancel sent for job `{row['job_id']}` (`{launch_id}`) by <@{user}>.")
+
+    def shutdown(self, grace_s: float) -> None:
+        """Stop taking work; give running preflights and submissions up to `grace_s` to finish."""
+        self._work.shutdown(wait=False, cancel_futures=True)
+        done = threading.Event()
+        threading.Thread(target=lambda: (self._work.shutdown(wait=True), done.set()), daemon=True).start()
+        if not done.wait(grace_s):
+            log.warning("shutdown: work still running after %ss; leaving it", grace_s)
 
     def recover(self) -> int:
         """After a restart: a preflight that was running when the process died is marked failed, never left hanging."""

@@ -327,6 +327,44 @@ class Store:
             row = self.db.execute("SELECT MAX(slot) FROM updates WHERE launch_id = ? AND slot >= 0", [launch_id]).fetchone()
         return row[0] if row and row[0] is not None else None
 
+    # ------------------------------------------------------------------ operations
+
+    def backup(self, dest: Path | str) -> None:
+        """An online, consistent copy of the database (SQLite's backup API); the bot may keep running."""
+        dest = Path(dest)
+        if dest.exists():
+            raise StoreError(f"{dest} already exists; choose a new backup path", path=str(dest))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            target = sqlite3.connect(str(dest))
+            try:
+                self.db.conn.backup(target)
+            finally:
+                target.close()
+        dest.chmod(0o600)
+
+    def reencrypt(self, new_box: SecretBox) -> int:
+        """Re-encrypt every stored secret under a new key, in one transaction.
+
+        Every value must decrypt with the current key first, so a wrong old key
+        changes nothing. Fingerprints are kept: intakes and past preflights
+        still match their credentials after a rotation.
+        """
+        with self._lock:
+            rows = self.db.execute("SELECT owner, name, ciphertext FROM secrets").fetchall()
+        plain = [(owner, name, self.box.decrypt(ciphertext)) for owner, name, ciphertext in rows]
+        with self.transaction() as db:
+            for owner, name, value in plain:
+                db.execute("UPDATE secrets SET ciphertext = ? WHERE owner = ? AND name = ?",
+                           [new_box.encrypt(value), owner, name])
+        self.box = new_box
+        return len(plain)
+
+    def lease_holder(self, name: str) -> tuple[str, float] | None:
+        with self._lock:
+            row = self.db.execute("SELECT holder, expires_at FROM lease WHERE name = ?", [name]).fetchone()
+        return (row[0], row[1]) if row and row[1] > time.time() else None
+
     # ------------------------------------------------------------------ single scheduler lease
 
     def acquire_lease(self, name: str, holder: str, ttl_s: float) -> bool:

@@ -9,6 +9,7 @@ set, and retries 429s after Retry-After, connection errors and 5xx.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from slack_bolt import App, BoltResponse
@@ -49,6 +50,18 @@ SCOPES_FOR_EVENT = {
 COMMAND_SCOPE = "commands"
 
 
+class CountingRateLimitHandler(RateLimitErrorRetryHandler):
+    """Slack's 429 handler (waits Retry-After), counting each 429 in /metrics."""
+
+    def _can_retry(self, *, state, request, response=None, error=None) -> bool:
+        if response is not None and response.status_code == 429:
+            from taobot import metrics
+
+            method = request.url.rstrip("/").rsplit("/", 1)[-1]
+            metrics.SLACK_ERRORS.labels(method=method, error="ratelimited").inc()
+        return super()._can_retry(state=state, request=request, response=response, error=error)
+
+
 def make_client(settings: Settings) -> WebClient:
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     kwargs = {"token": token, "timeout": 15}
@@ -58,7 +71,7 @@ def make_client(settings: Settings) -> WebClient:
     client = WebClient(**kwargs)
     client.retry_handlers.extend(
         [
-            RateLimitErrorRetryHandler(max_retry_count=5),
+            CountingRateLimitHandler(max_retry_count=5),
             ServerErrorRetryHandler(max_retry_count=2),
             ConnectionErrorRetryHandler(max_retry_count=2),
         ]
@@ -73,12 +86,19 @@ class SlackMessenger:
         self.client = client
 
     def _call(self, method: str, **kwargs: object) -> dict:
+        from taobot import metrics
+
+        metrics.SLACK_CALLS.labels(method=method).inc()
         try:
             body = {k: v for k, v in kwargs.items() if v is not None}
             return self.client.api_call(method, json=body).data  # type: ignore[return-value]
         except SlackApiError as exc:
             error = exc.response.get("error") if exc.response is not None else None
+            metrics.SLACK_ERRORS.labels(method=method, error=str(error)).inc()
             raise SlackError(f"Slack {method} failed: {error}", method=method, error=error) from exc
+        except Exception as exc:  # connection errors after the SDK's own retries
+            metrics.SLACK_ERRORS.labels(method=method, error=type(exc).__name__).inc()
+            raise SlackError(f"Slack {method} failed: {type(exc).__name__}", method=method, error=type(exc).__name__) from exc
 
     def post(self, channel: str, message: dict, thread_ts: str | None = None, metadata: dict | None = None) -> str:
         body = {"channel": channel, "text": REDACTOR.redact(message.get("text", "")), "blocks": message.get("blocks"),
@@ -127,6 +147,53 @@ class Runtime:
     client: WebClient
     settings: Settings | None = None
     scheduler: object | None = None
+    http_mode: bool = True
+    last_slack_at: float = 0.0  # when Slack last sent us anything (Socket Mode readiness)
+    socket_client: object | None = None
+
+    def readiness(self) -> tuple[bool, list[str]]:
+        """Database writable, scheduler running (and holding the lease), Slack connection healthy."""
+        import sqlite3
+        import time as _time
+
+        from taobot import scheduler as sched
+
+        lines, ok = [], True
+        try:
+            conn = sqlite3.connect(str(self.store.path), timeout=2)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("ROLLBACK")
+            finally:
+                conn.close()
+            lines.append("database: writable")
+        except sqlite3.Error as exc:
+            ok = False
+            lines.append(f"database: NOT writable ({exc})")
+        status = sched.status()
+        poll = self.settings.poll_seconds if self.settings else 30
+        if self.scheduler is None or not getattr(self.scheduler, "running", False):
+            ok = False
+            lines.append("scheduler: not running")
+        elif status.get("role") == "standby":
+            ok = False
+            lines.append("scheduler: standby (another instance holds the lease; this one takes over if it stops renewing)")
+        elif status.get("last_cycle") and _time.time() - status["last_cycle"] > max(60, poll * 4):
+            ok = False
+            lines.append(f"scheduler: stalled (last cycle {int(_time.time() - status['last_cycle'])} s ago)")
+        else:
+            lines.append(f"scheduler: {status.get('role') or 'starting'}")
+        if self.http_mode:
+            lines.append("slack: HTTP mode (token verified at start)")
+        else:
+            last = max(self.last_slack_at, float(getattr(self.socket_client, "last_ping_pong_time", 0) or 0))
+            age = _time.time() - last if last else None
+            if age is None or age > 120:
+                ok = False
+                lines.append("slack: no message from Slack " + (f"for {int(age)} s" if age else "yet"))
+            else:
+                lines.append(f"slack: last message {int(age)} s ago")
+        return ok, lines
 
     def start_monitoring(self) -> None:
         from taobot import scheduler
@@ -136,6 +203,8 @@ class Runtime:
     def stop(self) -> None:
         from taobot import scheduler
 
+        grace = self.settings.shutdown_grace_seconds if self.settings else 20
+        self.service.shutdown(grace)
         if self.scheduler is not None:
             scheduler.stop(self.scheduler)
             self.scheduler = None
@@ -164,8 +233,12 @@ def build_app(settings: Settings, store: Store, catalog: Catalog, client: WebCli
     service.monitor = Monitor(store, catalog, backends, messenger, on_state_change=service.refresh_for_launch)
     service.recover()
 
+    runtime_ref: dict = {}
+
     @app.middleware
     def drop_retried_deliveries(body: dict, next) -> BoltResponse | None:  # noqa: A002 - Bolt's name
+        if "runtime" in runtime_ref:
+            runtime_ref["runtime"].last_slack_at = time.time()
         # Slack re-sends an event it thinks we missed (X-Slack-Retry-Num). The
         # event_id stays the same, so the first delivery's record wins.
         event_id = body.get("event_id") if isinstance(body, dict) else None
@@ -180,7 +253,14 @@ def build_app(settings: Settings, store: Store, catalog: Catalog, client: WebCli
     messages.register(app, service, catalog)
     actions.register(app, service)
     views.register(app, service)
-    return Runtime(app=app, service=service, store=store, client=client, settings=settings)
+    from taobot import metrics
+    from taobot import scheduler as sched
+
+    metrics.STATE.store = store
+    metrics.STATE.scheduler_status = sched.status
+    runtime = Runtime(app=app, service=service, store=store, client=client, settings=settings, http_mode=http)
+    runtime_ref["runtime"] = runtime
+    return runtime
 
 
 def wsgi_app(runtime: Runtime):
@@ -191,12 +271,52 @@ def wsgi_app(runtime: Runtime):
 
     def application(environ, start_response):
         path = environ.get("PATH_INFO", "")
-        if path == "/healthz" and environ.get("REQUEST_METHOD") == "GET":
-            start_response("200 OK", [("Content-Type", "text/plain")])
-            return [b"ok\n"]
+        if environ.get("REQUEST_METHOD") == "GET" and path in HEALTH_PATHS:
+            return health(runtime, path, start_response)
         return slack(environ, start_response)
 
     return application
+
+
+HEALTH_PATHS = ("/healthz", "/readyz", "/metrics")
+
+
+def health(runtime: Runtime, path: str, start_response):
+    if path == "/healthz":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok\n"]
+    if path == "/readyz":
+        ok, lines = runtime.readiness()
+        start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
+        return [("\n".join(lines) + "\n").encode()]
+    from taobot import metrics
+
+    start_response("200 OK", [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")])
+    return [metrics.render()]
+
+
+def health_app(runtime: Runtime):
+    """Only /healthz, /readyz and /metrics: the separate port used in Socket Mode."""
+
+    def application(environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if environ.get("REQUEST_METHOD") == "GET" and path in HEALTH_PATHS:
+            return health(runtime, path, start_response)
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"not found\n"]
+
+    return application
+
+
+def serve_health_in_background(runtime: Runtime, host: str, port: int):
+    import threading
+
+    import waitress.server
+
+    server = waitress.server.create_server(health_app(runtime), host=host, port=port, threads=2, ident="taobot")
+    threading.Thread(target=server.run, name="health", daemon=True).start()
+    log.info("health and metrics on http://%s:%d (/healthz, /readyz, /metrics)", host, port)
+    return server
 
 
 def serve_http(runtime: Runtime, host: str, port: int, threads: int = 8) -> None:
@@ -210,4 +330,6 @@ def serve_socket_mode(runtime: Runtime, app_token: str) -> None:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     log.info("connecting to Slack in Socket Mode")
-    SocketModeHandler(runtime.app, app_token).start()
+    handler = SocketModeHandler(runtime.app, app_token)
+    runtime.socket_client = handler.client
+    handler.start()
