@@ -206,7 +206,13 @@ class Monitor:
 
     def _post_update(self, row: dict, slot: int, status: JobStatus | None) -> bool:
         lines = [REDACTOR.redact(line) for line in (status.log_tail if status else ())]
-        return self._post(row, slot, B.status_update(row, lines, self.clock()))
+        posted = self._post(row, slot, B.status_update(row, lines, self.clock()))
+        if posted and self.on_state_change is not None:
+            try:  # the card's status line ("Running for 12 min") follows each update
+                self.on_state_change(row)
+            except Exception:  # noqa: BLE001
+                log.exception("card refresh failed", extra={"launch": row["id"]})
+        return posted
 
     def _post_final(self, row: dict, status: JobStatus | None, backend=None, ref: JobRef | None = None) -> None:
         if row["final_posted"]:

@@ -147,6 +147,10 @@ def test_jobs_reach_every_end_state_with_one_update_per_interval(slurm_bot, slac
 
     fail_final = wait_final(fail_t, fail_id, 60)
     assert "Failed" in fail_final and "Exit code: 1" in fail_final and "training failed: exit code 1" in fail_final
+    # Relaunch keeps the inputs and asks for a fresh preflight before anything is created again
+    press_on(fail_t, "Failed", "relaunch")
+    fail_t.wait_reply("Same inputs, ready to go again")
+    fail_t.wait_card("Run preflight")
 
     hung_final = wait_final(hung_t, hung_id, 150)
     assert "Failed" in hung_final and "TIMEOUT" in hung_final
