@@ -210,3 +210,43 @@ def test_database_in_a_read_only_folder_is_named():
     assert out.returncode == 2, out.stdout + out.stderr
     assert "TAOBOT_DB" in out.stderr and "not writable" in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_socket_mode_serves_health_and_metrics_on_their_own_port(tmp_path, slack):
+    """In Socket Mode there is no Slack HTTP endpoint; probes get a separate port."""
+    from taobot.catalog import load_catalog
+    from taobot.config import load_settings
+    from taobot.secrets import SecretBox, load_or_create_key
+    from taobot.slack.app import build_app, make_client, serve_health_in_background
+    from tests.harness import BOT_TOKEN, free_port
+
+    settings = load_settings(slack_bot_token=BOT_TOKEN, slack_app_token="xapp-1-test", slack_api_url=slack.url,
+                             db_path=tmp_path / "t.db", poll_seconds=1)
+    from taobot.store import Store
+
+    store = Store(settings.db_path, SecretBox(load_or_create_key(None, settings.key_file)))
+    runtime = build_app(settings, store, load_catalog(), client=make_client(settings), http=False)
+    runtime.start_monitoring()
+    port = free_port()
+    server = serve_health_in_background(runtime, "127.0.0.1", port)
+    try:
+        def fetch(path):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                    return r.status, r.read().decode()
+            except urllib.error.HTTPError as exc:
+                return exc.code, exc.read().decode()
+
+        assert fetch("/healthz") == (200, "ok\n")
+        status, body = fetch("/readyz")
+        assert status == 503 and "no message from Slack yet" in body  # never connected to Slack
+        runtime.last_slack_at = time.time()
+        deadline = time.time() + 10
+        while fetch("/readyz")[0] != 200 and time.time() < deadline:
+            time.sleep(0.2)
+        assert fetch("/readyz")[0] == 200
+        assert "taobot_intakes_started_total" in fetch("/metrics")[1]
+        assert fetch("/slack/events")[0] == 404
+    finally:
+        server.close()
+        runtime.stop()

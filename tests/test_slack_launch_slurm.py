@@ -7,6 +7,7 @@ SIGTERM) rides on the dataset: a `standin.env` beside the annotation file.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -24,6 +25,7 @@ from tests.lab import services
 
 LAB = services()
 GOOD_ANN = LAB["TAOBOT_TEST_ANNOTATIONS"]
+HF_SECRET = "hf_LaunchTestSecret0123456789abcdefABCDEF"
 
 
 def ssh(command: str) -> str:
@@ -73,7 +75,7 @@ def launch(person: SlackUser, root: str, cpus: int = 1, time_hours: str | None =
         "cred_SLURM_HOSTNAME": f"127.0.0.1:{LAB['TAOBOT_TEST_SSH_PORT']}",
         "cred_SLURM_PARTITION": LAB["TAOBOT_TEST_SLURM_PARTITION"],
         "cred_SSH_KEY_PATH": LAB["TAOBOT_TEST_SSH_KEY"],
-        "cred_HF_TOKEN": "hf_LaunchTestSecret0123456789abcdefABCDEF",
+        "cred_HF_TOKEN": HF_SECRET,
         "cred_SLURM_CPUS_PER_TASK": str(cpus),
         "cred_SLURM_TIME_HOURS": time_hours or "",
         "cred_SLURM_TIMEOUT_HOURS": timeout_hours or "",
@@ -197,6 +199,13 @@ def test_jobs_reach_every_end_state_with_one_update_per_interval(slurm_bot, slac
     assert pending == 0
     status = person.slash(f"status {ok_id}").text
     assert "Succeeded" in status and "Logs:" in status and ok_id in status
+    # the job's secret reached it only through the 0600 env file beside the script
+    staged = ssh(f"cd ~/tao-results/{ok_id} && stat -c '%a %n' sbatch/job.env && cat sbatch/job.sh specs/*")
+    assert staged.startswith("600 sbatch/job.env") and HF_SECRET not in staged
+    assert HF_SECRET in ssh(f"cat ~/tao-results/{ok_id}/sbatch/job.env")
+    assert HF_SECRET not in slurm_bot.log_text()
+    assert HF_SECRET not in json.dumps([c.params for c in slack.calls])
+    assert HF_SECRET.encode() not in b"".join(p.read_bytes() for p in slurm_bot.workdir.glob("taobot.db*"))
 
 
 def _sshd_stop() -> None:
