@@ -20,7 +20,6 @@ import io
 import json
 import os
 import shlex
-import signal
 import socket
 import subprocess
 import tarfile
@@ -42,9 +41,9 @@ from taobot.backends.base import (
 )
 from taobot.backends.docker import CANCEL_MARKER, DockerBackend, container_status
 from taobot.catalog.schema import ResourceDefaults
+from tests.dockerd import private_dockerd
 
 ENV_FILE = Path(os.environ.get("TAOBOT_SERVICES_ENV", "/tmp/taobot-services/services.env"))
-DOCKERD = "/usr/sbin/dockerd"
 BUSYBOX = "/bin/busybox"
 STANDIN = Path(__file__).parent / "images" / "standin" / "tao-standin"
 STANDIN_IMAGE = "taobot-test/tao-standin:backend"
@@ -91,70 +90,11 @@ def lab():
     return host, image
 
 
-def _wait_for_socket(sock: str, proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"private dockerd exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        if os.path.exists(sock):
-            try:
-                c = docker_client(f"unix://{sock}")
-                c.ping()
-                c.close()
-                return
-            except Exception:
-                pass
-        time.sleep(0.2)
-    pytest.fail(f"private dockerd did not answer on {sock} in {timeout}s:\n{log.read_text()[-3000:]}")
-
-
-def _unmount_below(root: str) -> None:
-    prefix = root.rstrip("/") + "/"
-    with open("/proc/mounts") as f:
-        points = [line.split()[1] for line in f if line.split()[1].startswith(prefix)]
-    for point in sorted(points, reverse=True):
-        if subprocess.run(["umount", point], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", point], capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def private_host():
     """A second dockerd of our own; the whole data root goes away afterwards."""
-    if not os.access(DOCKERD, os.X_OK):
-        pytest.fail(f"{DOCKERD} is missing: run `bash tests/services/setup.sh docker` (installs docker.io)")
-    root = tempfile.mkdtemp(prefix="tbbk-", dir="/tmp")  # short: unix socket paths under it must stay < 108 bytes
-    sock = f"{root}/d.sock"
-    config = Path(root, "daemon.json")
-    config.write_text("{}")  # ignore /etc/docker/daemon.json
-    log = Path(root, "dockerd.log")
-    cmd = [
-        DOCKERD, "--config-file", str(config), "-H", f"unix://{sock}",
-        "--data-root", f"{root}/data", "--exec-root", f"{root}/exec", "--pidfile", f"{root}/dockerd.pid",
-        "--iptables=false", "--ip6tables=false", "--ip-masq=false", "--bridge=none", "--storage-driver=vfs",
-        "--log-level=warn",
-    ]  # fmt: skip
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        _wait_for_socket(sock, proc, log)
-        yield f"unix://{sock}"
-    finally:
-        try:
-            c = docker_client(f"unix://{sock}")
-            for ct in c.containers.list(all=True):
-                ct.remove(force=True)
-            c.close()
-        except Exception:
-            pass
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)  # dockerd stops the containerd it started
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        _unmount_below(root)
-        subprocess.run(["rm", "-rf", root], capture_output=True)
+    with private_dockerd(prefix="tbbk-") as host:
+        yield host
 
 
 def standin_rootfs() -> bytes:
