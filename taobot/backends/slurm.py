@@ -87,7 +87,7 @@ def sbatch_script(spec: LaunchSpec, launch_dir: str, config_path: str, container
         f"#SBATCH --job-name=tao-{spec.model}-{spec.action}-{spec.launch_id}",
         f"#SBATCH --partition={partition.split(',')[0]}",
         f"#SBATCH --nodes={spec.num_nodes}",
-        f"#SBATCH --ntasks-per-node=1",
+        "#SBATCH --ntasks-per-node=1",
     ]
     if spec.num_gpus:
         lines.append(f"#SBATCH --gres=gpu:{spec.num_gpus}")

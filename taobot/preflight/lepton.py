@@ -291,7 +291,7 @@ def _access_result(answer: Answer, ws: str, secrets: tuple[str, ...]) -> CheckRe
             ACCESS_LABEL,
             False,
             f"Lepton denied access to workspace `{ws}`: HTTP 403{said}; the token is not valid for this workspace",
-            WORKSPACE_FIX + f" Then create the token inside that same workspace (Settings > Tokens), "
+            WORKSPACE_FIX + " Then create the token inside that same workspace (Settings > Tokens), "
             "press *Enter credentials* and give LEPTON_AUTH_TOKEN.",
         )
     if status == 404:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 
 from taobot.preflight.base import (
     RECORD_KEYS,
@@ -236,7 +235,7 @@ def _remote_checks(client, request: PreflightRequest) -> list[CheckResult]:
         results.append(CheckResult(
             "path", item.label, ok,
             f"`{local}` exists on the login node" if ok else f"`{local}` does not exist on the login node",
-            "" if ok else f"Fix the path (checked with `test -e` as the SLURM user), or create it on the shared filesystem.",
+            "" if ok else "Fix the path (checked with `test -e` as the SLURM user), or create it on the shared filesystem.",
             scope="dataset", key=item.label))
     for idx, local in annotations:
         item = request.paths[idx]
