@@ -942,6 +942,7 @@ _VALUE_RULES: dict[str, tuple[re.Pattern[str], str]] = {
     "KUBECONFIG": (re.compile(r"^(?:/|~/)\S.*$"), "an absolute path on the bot's host"),
     "HOST_SSH_PATH": (re.compile(r"^(?:/|~/)\S.*$"), "an absolute path"),
     "SLURM_BASE_RESULTS_DIR": (re.compile(r"^(?:/|~/)\S.*$"), "an absolute path on the cluster"),
+    "TAO_K8S_IMAGE_PULL_SECRET": (re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$"), "a Secret name"),
     "TAO_K8S_NAMESPACE": (re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"), "a namespace name (lowercase, digits, -)"),
     "S3_ENDPOINT_URL": (re.compile(r"^https?://\S+$"), "an http(s) URL"),
     "SLURM_CPUS_PER_TASK": (re.compile(r"^[1-9]\d{0,3}$"), "a whole number of CPUs, e.g. 16"),

@@ -150,14 +150,16 @@ def ref_for(spec: LaunchSpec, submitted) -> JobRef:
     return JobRef(spec.launch_id, submitted.job_id, dict(submitted.details), dict(spec.platform_credentials))
 
 
-def wait_for(fn, timeout: float = 20.0, what: str = "condition"):
+def wait_for(fn, timeout: float = 20.0, what: str = "condition", show=None):
+    """fn() until truthy; on timeout the message shows show() (what was seen last)."""
     deadline = time.monotonic() + timeout
     while True:
         value = fn()
+        last = show() if show else None
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last: {last})" if show else ""))
         time.sleep(0.1)
 
 
@@ -417,11 +419,13 @@ def test_out_of_memory_and_deadline_exceeded_are_failures_with_their_reason(kenv
     oom, late = backend.launch(oom_spec), backend.launch(late_spec)
     kubelet(admin, namespace, pod_of(admin, namespace, oom.job_id).metadata.name, "Failed", exit_code=137, reason="OOMKilled")
     pod_of(admin, namespace, late.job_id)
+    # the 1.20 job controller arms the deadline timer on this change only once the Job has a startTime
+    wait_for(lambda: admin[2].read_namespaced_job_status(late.job_id, namespace).status.start_time, what="a startTime")
     admin[2].patch_namespaced_job(late.job_id, namespace, {"spec": {"activeDeadlineSeconds": 1}})
 
     refs = [ref_for(oom_spec, oom), ref_for(late_spec, late)]
     got = wait_for(lambda: (s := backend.poll(refs)) and all(x.state.terminal for x in s.values()) and s,
-                   what="both jobs to end")
+                   what="both jobs to end", show=lambda: backend.poll(refs))
 
     assert got[oom.job_id].state is JobState.FAILED and got[oom.job_id].exit_code == 137
     assert "ran out of memory (OOMKilled, exit code 137)" in got[oom.job_id].reason
@@ -473,7 +477,8 @@ def test_cancel_deletes_the_job_and_the_garbage_collector_removes_its_pod_secret
 
     status = backend.poll([ref])[sub.job_id]
     assert status.state is JobState.CANCELLED and status.reason.startswith("cancelled from taobot")
-    wait_for(lambda: objects(admin, namespace) == NOTHING, GC_WAIT_S, "the Job, Pod, Secret and ConfigMap to be deleted")
+    wait_for(lambda: objects(admin, namespace) == NOTHING, GC_WAIT_S, "the Job, Pod, Secret and ConfigMap to be deleted",
+             show=lambda: objects(admin, namespace))
     assert backend.poll([ref])[sub.job_id].state is JobState.CANCELLED  # remembered by this process
     backend.cancel(ref)  # again: already gone, no error
 
@@ -507,11 +512,15 @@ def test_a_cancelled_job_still_being_deleted_is_cancelled_even_after_a_restart(k
         finally:
             restarted.close()
         assert status.state is JobState.CANCELLED and status.native == "Job cancelled (deleting)"
-        # the garbage collector does not wait for the Job to remove its Pod, Secret and ConfigMap
-        wait_for(lambda: objects(admin, namespace) == {**NOTHING, "jobs": [sub.job_id]}, GC_WAIT_S, "the dependents to go")
+        # parallelism 0 stops the Pod while the Job is still there (the Secret and ConfigMap may stay until the Job
+        # goes: the garbage collector deletes non-blocking dependents of a held owner only if it had seen them first)
+        wait_for(lambda: objects(admin, namespace)["pods"] == [], GC_WAIT_S, "the Pod to go",
+                 show=lambda: objects(admin, namespace))
+        assert objects(admin, namespace)["jobs"] == [sub.job_id]
     finally:
         batch.patch_namespaced_job(sub.job_id, namespace, {"metadata": {"finalizers": None}})
-    wait_for(lambda: objects(admin, namespace) == NOTHING, GC_WAIT_S, "the Job to go")
+    wait_for(lambda: objects(admin, namespace) == NOTHING, GC_WAIT_S, "the Job and all it owned to go",
+             show=lambda: objects(admin, namespace))
 
 
 def test_cancel_of_a_missing_job_is_no_error_and_a_finished_job_is_left_alone(kenv, admin, namespace, backend):
@@ -561,7 +570,8 @@ def test_a_launch_refused_halfway_removes_what_it_created(kenv, admin, namespace
     assert err.value.message.startswith(step.format(id=spec.launch_id) + ": HTTP 403"), err.value.message
     assert "could not be deleted" not in err.value.message
     assert not any(v in err.value.message for v in spec.job_env.values())
-    wait_for(lambda: objects(admin, namespace) == NOTHING, GC_WAIT_S, "the half-made launch to be cleaned up")
+    wait_for(lambda: objects(admin, namespace) == NOTHING, GC_WAIT_S, "the half-made launch to be cleaned up",
+             show=lambda: objects(admin, namespace))
 
 
 def test_the_preflight_permissions_are_enough_to_launch_monitor_and_cancel(kenv, admin, namespace, backend):
@@ -576,7 +586,8 @@ def test_the_preflight_permissions_are_enough_to_launch_monitor_and_cancel(kenv,
     assert len(backend._conns) == 2 and len(set(map(id, backend._conns.values()))) == 1  # one client, current + named context
     backend.cancel(ref)
     assert backend.poll([ref])[sub.job_id].state is JobState.CANCELLED
-    wait_for(lambda: objects(admin, namespace) == NOTHING, GC_WAIT_S, "the cancelled launch to be removed")
+    wait_for(lambda: objects(admin, namespace) == NOTHING, GC_WAIT_S, "the cancelled launch to be removed",
+             show=lambda: objects(admin, namespace))
 
 
 def test_unreachable_api_server_is_backend_unreachable_fast_and_never_a_job_failure(kenv, namespace, backend, tmp_path):

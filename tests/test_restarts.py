@@ -11,7 +11,7 @@ import sqlite3
 import time
 
 from tests.harness import SlackUser
-from tests.test_slack_launch_slurm import launch, scenario, slurm_bot, status_posts, wait_final  # noqa: F401 - fixture
+from tests.slurm_flow import launch, scenario, slurm_bot, status_posts, wait_final  # noqa: F401 - slurm_bot is a fixture
 
 INTAKE_STEPS = [
     ("dino", "platform=slurm monitor=yes interval=5"),

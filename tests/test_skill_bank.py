@@ -338,7 +338,8 @@ def test_embedded_and_bank_agree_on_model_facts(bank: Catalog, embedded: Catalog
 def test_embedded_and_bank_agree_on_credentials(bank: Catalog, embedded: Catalog) -> None:
     # taobot adds runtime settings (SLURM limits, Lepton placement, the Brev instance) the bank leaves to its helper's environment.
     assert set(embedded.credentials) - {"SLURM_TIME_HOURS", "SLURM_TIMEOUT_HOURS", "SLURM_CPUS_PER_TASK",
-                                               "LEPTON_NODE_GROUP", "LEPTON_RESOURCE_SHAPE", "LEPTON_MOUNTS", "BREV_INSTANCE"} == set(bank.credentials)
+                                               "LEPTON_NODE_GROUP", "LEPTON_RESOURCE_SHAPE", "LEPTON_MOUNTS", "BREV_INSTANCE",
+                                               "TAO_K8S_IMAGE_PULL_SECRET"} == set(bank.credentials)
     for name, cred in bank.credentials.items():
         assert embedded.credentials[name].secret == cred.secret, name
     for name, platform in bank.platforms.items():

@@ -9,125 +9,23 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import signal
 import sqlite3
 import subprocess
-import threading
 import time
-import uuid
 
-import pytest
-
-from tests.fakes import post_block_action
-from tests.harness import SIGNING_SECRET, BotProcess, SlackUser, Thread, blocks_text
-from tests.lab import services
-
-LAB = services()
-GOOD_ANN = LAB["TAOBOT_TEST_ANNOTATIONS"]
-HF_SECRET = "hf_LaunchTestSecret0123456789abcdefABCDEF"
-
-
-def ssh(command: str) -> str:
-    out = subprocess.run(
-        ["ssh", "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={LAB['TAOBOT_TEST_SSH_KNOWN_HOSTS']}", "-i",
-         LAB["TAOBOT_TEST_SSH_KEY"], "-p", LAB["TAOBOT_TEST_SSH_PORT"], f"{LAB['TAOBOT_TEST_SSH_USER']}@127.0.0.1", command],
-        capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    return out.stdout
-
-
-def scenario(name: str, **env: str) -> str:
-    """A dataset root on the login node whose stand-in behaves as `env` says."""
-    root = f"{LAB['TAOBOT_TEST_LUSTRE_ROOT']}/cases/{name}-{uuid.uuid4().hex[:6]}"
-    lines = "".join(f"{k}={v}\n" for k, v in env.items())
-    ssh(f"mkdir -p {shlex.quote(root)}/media && cp {shlex.quote(GOOD_ANN)} {shlex.quote(root)}/annotations.json && "
-        f"printf %s {shlex.quote(lines)} > {shlex.quote(root)}/standin.env")
-    return root
-
-
-def cancel_all_jobs() -> None:
-    ssh("scancel -u $USER; for i in $(seq 1 50); do [ -z \"$(squeue -h -u $USER)\" ] && break; sleep 0.2; done")
-
-
-@pytest.fixture
-def slurm_bot(tmp_path, slack):
-    cancel_all_jobs()  # an idle node, so queue positions are what each test arranges
-    bot = BotProcess(tmp_path, slack, extra_env={
-        "TAOBOT_SSH_KNOWN_HOSTS": LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"],
-        "TAOBOT_SSH_CONFIG": str(tmp_path / "no-ssh-config"),
-        "TAOBOT_SLURM_CONTAINER": "none",
-        "TAOBOT_POLL_SECONDS": "2",
-    }).start()
-    yield bot
-    bot.kill()
-    cancel_all_jobs()
-
-
-def launch(person: SlackUser, root: str, cpus: int = 1, time_hours: str | None = None, timeout_hours: str | None = None,
-           monitor: str = "monitor=yes interval=1") -> tuple[Thread, str]:
-    thread = person.launch("cosmos-rl")
-    thread.say(f"platform=slurm {monitor}")
-    thread.wait_card("*Platform:* SLURM")
-    view = thread.open_modal("open_credentials")
-    values = {
-        "cred_SLURM_USER": LAB["TAOBOT_TEST_SSH_USER"],
-        "cred_SLURM_HOSTNAME": f"127.0.0.1:{LAB['TAOBOT_TEST_SSH_PORT']}",
-        "cred_SLURM_PARTITION": LAB["TAOBOT_TEST_SLURM_PARTITION"],
-        "cred_SSH_KEY_PATH": LAB["TAOBOT_TEST_SSH_KEY"],
-        "cred_HF_TOKEN": HF_SECRET,
-        "cred_SLURM_CPUS_PER_TASK": str(cpus),
-        "cred_SLURM_TIME_HOURS": time_hours or "",
-        "cred_SLURM_TIMEOUT_HOURS": timeout_hours or "",
-    }
-    thread.submit(view, values)
-    thread.wait_card("`HF_TOKEN` set")
-    thread.press("image_use_default")
-    thread.wait_card("(default, confirmed)")
-    thread.say(f"train={root} eval={root} num_gpus=1 num_nodes=1")
-    thread.wait_card("status: *complete*")
-    thread.press("run_preflight")
-    thread.wait_card("Preflight passed.", timeout=30)
-    thread.press("launch")
-    text = thread.wait_reply("Launched `", timeout=30)
-    launch_id = text.split("Launched `", 1)[1].split("`", 1)[0]
-    return thread, launch_id
-
-
-def status_posts(thread: Thread, launch_id: str) -> dict[int, list[dict]]:
-    """slot -> thread messages carrying that slot's metadata (should be exactly one each)."""
-    out: dict[int, list[dict]] = {}
-    for m in thread.slack.messages_in_thread(thread.person.channel, thread.thread_ts):
-        payload = (m.get("metadata") or {}).get("event_payload") or {}
-        if payload.get("launch") == launch_id:
-            out.setdefault(payload["slot"], []).append(m)
-    return out
-
-
-def wait_final(thread: Thread, launch_id: str, timeout: float) -> str:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        posts = status_posts(thread, launch_id)
-        if -1 in posts:
-            return blocks_text(posts[-1][0])
-        time.sleep(1)
-    raise AssertionError(f"no final reply for {launch_id}; posts: { {k: [blocks_text(m)[:80] for m in v] for k, v in status_posts(thread, launch_id).items()} }")
-
-
-def press_on(thread: Thread, text_in_message: str, action_id: str) -> None:
-    for m in reversed(thread.replies()):
-        if text_in_message not in blocks_text(m):
-            continue
-        for block in m.get("blocks", []):
-            for el in block.get("elements", []) if block.get("type") == "actions" else []:
-                if el.get("action_id") == action_id:
-                    resp = post_block_action(thread.person.bot.url, SIGNING_SECRET, thread.person.user, thread.person.channel,
-                                             m["ts"], thread.thread_ts, action_id, value=el["value"], block_id=block["block_id"],
-                                             message=m)
-                    assert resp.status_code == 200
-                    return
-    raise AssertionError(f"no {action_id} on a message containing {text_in_message!r}")
-
+from tests.harness import SlackUser, blocks_text
+from tests.slurm_flow import (  # noqa: F401, F811 - slurm_bot is a fixture
+    HF_SECRET,
+    LAB,
+    launch,
+    press_on,
+    scenario,
+    slurm_bot,
+    ssh,
+    status_posts,
+    wait_final,
+)
 
 def test_jobs_reach_every_end_state_with_one_update_per_interval(slurm_bot, slack):
     person = SlackUser(slurm_bot)

@@ -26,7 +26,7 @@ class Backends:
         if platform == "kubernetes":
             from taobot.backends.kubernetes import KubernetesBackend
 
-            return KubernetesBackend()
+            return KubernetesBackend(s.preflight_settings())
         if platform == "lepton":
             from taobot.backends.lepton import LeptonBackend
 
