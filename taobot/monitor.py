@@ -80,14 +80,13 @@ class Monitor:
         interval = max(1, int(row["interval_minutes"] or 5)) * 60
         return int((now - row["launched_at"]) // interval)
 
-    def update_due(self, row: dict, now: float) -> int | None:
-        """The slot to post now, or None."""
+    def update_due(self, row: dict, now: float, last: int | None) -> int | None:
+        """The slot to post now, or None. `last` is the highest slot already claimed."""
         if not row["monitor"] or row["detached"]:
             return None
         slot = self.slot_of(row, now)
         if slot < 1:
             return None
-        last = self.store.last_slot(row["id"])
         return slot if last is None or slot > last else None
 
     # ------------------------------------------------------------------ the cycle
@@ -106,7 +105,7 @@ class Monitor:
                     self._finish_unknown_submit(row)
                 continue
             if row["state"] in ("Succeeded", "Failed", "Cancelled"):
-                self._post_final(row, None)  # terminal but final reply not posted yet (crash)
+                self._post_final(row, None)  # terminal but its final reply not posted yet (a crash in between)
                 continue
             key = (row["owner"], row["platform"])
             if key not in creds_cache:
@@ -114,11 +113,12 @@ class Monitor:
             ref = self.ref(row, creds_cache[key])
             backend = self.backends[row["platform"]]
             groups[(row["platform"], backend.connection_key(ref))].append((row, ref))
+        last_slots = self.store.last_slots() if groups else {}
         for (platform, _conn), members in groups.items():
             backend = self.backends[platform]
             if all((r["next_poll_at"] or 0) > now for r, _ in members):
                 continue  # backing off an unreachable platform
-            due = {r["id"]: self.update_due(r, now) for r, _ in members}
+            due = {r["id"]: self.update_due(r, now, last_slots.get(r["id"])) for r, _ in members}
             tails = [ref.job_id for r, ref in members if due[r["id"]] is not None]
             start = time.perf_counter()
             try:
@@ -128,12 +128,12 @@ class Monitor:
                 stats.polls += 1
                 stats.unreachable += len(members)
                 for row, _ref in members:
-                    self._unreachable(row, str(exc.message), now, due[row["id"]])
+                    stats.posted += self._unreachable(row, str(exc.message), now, due[row["id"]])
                 continue
             except Exception as exc:  # a backend bug must not stop monitoring of everything else
                 log.exception("poll failed", extra={"platform": platform})
                 for row, _ref in members:
-                    self._unreachable(row, f"{type(exc).__name__} while asking {platform}", now, due[row["id"]])
+                    stats.posted += self._unreachable(row, f"{type(exc).__name__} while asking {platform}", now, due[row["id"]])
                 continue
             finally:
                 took = time.perf_counter() - start
@@ -141,12 +141,24 @@ class Monitor:
                 from taobot import metrics
 
                 metrics.POLL_SECONDS.labels(backend=platform).observe(took)
+            recorded = []
             for row, ref in members:
                 status = statuses.get(ref.job_id) or JobStatus(JobState.UNKNOWN, "not reported")
-                row = self._record(row, status, now)
+                recorded.append((self._record(row, status, now), ref, status))
+            # Jobs that just ended get their last log lines in ONE more query, not one each.
+            ended = [(r, ref) for r, ref, st in recorded
+                     if JobState(r["state"]).terminal and r["monitor"] and not r["detached"] and not st.log_tail]
+            extra_tails: dict[str, JobStatus] = {}
+            if ended:
+                try:
+                    extra_tails = backend.poll([ref for _, ref in ended], tails_for=[ref.job_id for _, ref in ended])
+                except Exception:  # noqa: BLE001 - the final reply goes out without log lines then
+                    log.warning("could not fetch the last log lines of %d ended job(s)", len(ended))
+            for row, ref, status in recorded:
                 if JobState(row["state"]).terminal:
-                    self._post_final(row, status, backend, ref)
-                    stats.posted += 1
+                    tail = status.log_tail or (extra_tails[ref.job_id].log_tail if ref.job_id in extra_tails else ())
+                    if self._post_final(row, JobStatus(status.state, status.native, status.reason, status.exit_code, tail)):
+                        stats.posted += 1
                 elif due[row["id"]] is not None:
                     if self._post_update(row, due[row["id"]], status):
                         stats.posted += 1
@@ -155,17 +167,23 @@ class Monitor:
     # ------------------------------------------------------------------ state
 
     def _record(self, row: dict, status: JobStatus, now: float) -> dict:
-        changes: dict = {"unreachable": None, "unreachable_since": None, "next_poll_at": None}
+        """Store what changed (nothing is written for an unchanged job)."""
+        changes: dict = {}
+        if row["unreachable"] or row["unreachable_since"] or row["next_poll_at"]:
+            changes.update(unreachable=None, unreachable_since=None, next_poll_at=None)
         if status.state.value != row["state"]:
             changes["state"] = status.state.value
             changes["state_since"] = now
             if status.state.terminal:
                 changes["ended_at"] = now
-        changes["native"] = status.native
-        changes["reason"] = status.reason
-        if status.exit_code is not None:
+        if status.native != row["native"]:
+            changes["native"] = status.native
+        if status.reason != row["reason"]:
+            changes["reason"] = status.reason
+        if status.exit_code is not None and status.exit_code != row["exit_code"]:
             changes["exit_code"] = status.exit_code
-        self.store.update_launch(row["id"], **changes)
+        if changes:
+            self.store.update_launch(row["id"], **changes)
         if "state" in changes and self.on_state_change is not None:
             try:
                 self.on_state_change({**row, **changes})
@@ -176,14 +194,15 @@ class Monitor:
                      extra={"launch": row["id"], "job": row["job_id"], "platform": row["platform"]})
         return {**row, **changes}
 
-    def _unreachable(self, row: dict, why: str, now: float, due_slot: int | None) -> None:
+    def _unreachable(self, row: dict, why: str, now: float, due_slot: int | None) -> bool:
         since = row["unreachable_since"] or now
         # Back off exponentially with the length of the outage: 5 s, 10 s, 20 s … capped at 10 min.
         backoff = min(MAX_BACKOFF_S, 5 * 2 ** min(int((now - since) // 60), 7))
         self.store.update_launch(row["id"], unreachable=why[:500], unreachable_since=since, next_poll_at=now + backoff)
         row = {**row, "unreachable": why, "unreachable_since": since}
-        if due_slot is not None:
-            self._post_update(row, due_slot, None)
+        if due_slot is not None and self._post_update(row, due_slot, None):
+            return True
+        return False
 
     def _finish_unknown_submit(self, row: dict) -> None:
         self.store.update_launch(row["id"], state=JobState.UNKNOWN.value, native="submit interrupted",
@@ -214,26 +233,20 @@ class Monitor:
                 log.exception("card refresh failed", extra={"launch": row["id"]})
         return posted
 
-    def _post_final(self, row: dict, status: JobStatus | None, backend=None, ref: JobRef | None = None) -> None:
+    def _post_final(self, row: dict, status: JobStatus | None) -> bool:
         if row["final_posted"]:
-            return
+            return False
         if not row["monitor"] or row["detached"]:
             self.store.update_launch(row["id"], final_posted=1)
-            return
-        tail = list(status.log_tail) if status else []
-        if not tail and backend is not None and ref is not None:
-            try:
-                tail = backend.logs(ref)
-            except (BackendUnreachable, TaobotError):
-                tail = []
-            except Exception:  # noqa: BLE001 - logs are a courtesy in the final reply
-                log.exception("logs failed", extra={"launch": row["id"]})
-        tail = [REDACTOR.redact(line) for line in tail]
+            return False
+        tail = [REDACTOR.redact(line) for line in (status.log_tail if status else ())]
         cause = infrastructure_cause(row["native"] or "", tail) if row["state"] == JobState.FAILED.value else None
         if self._post(row, FINAL_SLOT, B.final_update(row, tail, cause, self.clock())):
             self.store.update_launch(row["id"], final_posted=1)
-        elif any(s["slot"] == FINAL_SLOT and s["status"] == "posted" for s in self.store.posted_slots(row["id"])):
+            return True
+        if any(s["slot"] == FINAL_SLOT and s["status"] == "posted" for s in self.store.posted_slots(row["id"])):
             self.store.update_launch(row["id"], final_posted=1)
+        return False
 
     def retry_pending(self) -> None:
         """Slots claimed but not confirmed posted (a crash in between): find or post them now."""

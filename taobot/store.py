@@ -322,6 +322,12 @@ class Store:
         with self._lock:
             return list(self.db["updates"].rows_where("launch_id = ?", [launch_id], order_by="slot"))
 
+    def last_slots(self) -> dict[str, int]:
+        """launch id -> highest interval slot claimed, for every launch, in one query."""
+        with self._lock:
+            rows = self.db.execute("SELECT launch_id, MAX(slot) FROM updates WHERE slot >= 0 GROUP BY launch_id").fetchall()
+        return {launch_id: slot for launch_id, slot in rows}
+
     def last_slot(self, launch_id: str) -> int | None:
         with self._lock:
             row = self.db.execute("SELECT MAX(slot) FROM updates WHERE launch_id = ? AND slot >= 0", [launch_id]).fetchone()

@@ -36,13 +36,15 @@ def scenario(name: str, **env: str) -> str:
     return root
 
 
-def cancel_all_jobs() -> None:
-    ssh("scancel -u $USER; for i in $(seq 1 50); do [ -z \"$(squeue -h -u $USER)\" ] && break; sleep 0.2; done")
+def cancel_taobot_jobs() -> None:
+    # Only taobot's own jobs (named tao-*): a benchmark sharing the test user keeps its own.
+    ssh("squeue -h -u $USER -o '%i %j' | awk '$2 ~ /^tao-/ {print $1}' | xargs -r scancel; "
+        "for i in $(seq 1 50); do [ -z \"$(squeue -h -u $USER -o '%j' | grep '^tao-')\" ] && break; sleep 0.2; done")
 
 
 @pytest.fixture
 def slurm_bot(tmp_path, slack):
-    cancel_all_jobs()  # an idle node, so queue positions are what each test arranges
+    cancel_taobot_jobs()  # an idle node, so queue positions are what each test arranges
     bot = BotProcess(tmp_path, slack, extra_env={
         "TAOBOT_SSH_KNOWN_HOSTS": LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"],
         "TAOBOT_SSH_CONFIG": str(tmp_path / "no-ssh-config"),
@@ -51,7 +53,7 @@ def slurm_bot(tmp_path, slack):
     }).start()
     yield bot
     bot.kill()
-    cancel_all_jobs()
+    cancel_taobot_jobs()
 
 
 def launch(person: SlackUser, root: str, cpus: int = 1, time_hours: str | None = None, timeout_hours: str | None = None,

@@ -58,3 +58,14 @@ def test_time_and_exit_code_formats():
 ])
 def test_infrastructure_failures_are_recognised_as_retriable(native, log, cause):
     assert infrastructure_cause(native, [log]) == cause
+
+
+def test_one_tail_for_many_logs_is_split_back_by_its_file_headers():
+    out = "\n".join([
+        "ACCT|21|RUNNING|0:0|None", "ACCT|22|RUNNING|0:0|None", "END|acct", "END|squeue",
+        "T|==> /r/a/logs/slurm-21.out <==", "T|epoch 1", "T|epoch 2", "T|",
+        "T|==> /r/b c/logs/slurm-22.out <==", "T|==> not a header of ours <==", "T|done",
+    ])
+    got = parse_poll_output(out, ["21", "22"], {"/r/a/logs/slurm-21.out": "21", "/r/b c/logs/slurm-22.out": "22"})
+    assert got["21"].log_tail == ("epoch 1", "epoch 2")
+    assert got["22"].log_tail == ("==> not a header of ours <==", "done")

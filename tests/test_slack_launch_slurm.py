@@ -90,8 +90,8 @@ def test_jobs_reach_every_end_state_with_one_update_per_interval(slurm_bot, slac
         posts = status_posts(thread, launch_id)
         assert all(len(v) == 1 for v in posts.values()), f"{launch_id} posted a slot twice: {sorted(posts)}"
         assert len(posts[-1]) == 1
-        card = thread.card_text()
-        assert launch_id in card
+        if thread is not fail_t:  # relaunched above: its card is back at the intake
+            assert launch_id in thread.card_text()
     with sqlite3.connect(slurm_bot.db) as db:
         pending = db.execute("SELECT COUNT(*) FROM updates WHERE status != 'posted'").fetchone()[0]
     assert pending == 0

@@ -64,6 +64,7 @@ from taobot.backends.base import (
     Submitted,
 )
 from taobot.preflight.base import PreflightSettings, quote
+from taobot.preflight.kubernetes import namespace_for
 from taobot.render import render, render_args
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ def kubeconfig_of(creds: Mapping[str, str]) -> str:
 
 
 def namespace_of(job: JobRef) -> str:
-    return job.details.get("namespace") or job.platform_credentials.get("TAO_K8S_NAMESPACE") or DEFAULT_NAMESPACE
+    return job.details.get("namespace") or namespace_for(job.platform_credentials)
 
 
 def context_of(job: JobRef) -> str:
@@ -474,7 +475,7 @@ class KubernetesBackend:
 
     def launch(self, spec: LaunchSpec) -> Submitted:
         creds = dict(spec.platform_credentials)
-        namespace = creds.get("TAO_K8S_NAMESPACE") or DEFAULT_NAMESPACE
+        namespace = namespace_for(creds)
         if spec.num_nodes > 1:
             raise LaunchFailed(f"the Kubernetes backend runs one Pod per launch; num_nodes is {spec.num_nodes}, use 1")
         try:

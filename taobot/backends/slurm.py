@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import posixpath
+import re
 import threading
 from collections.abc import Iterable
 
@@ -247,14 +248,19 @@ class SlurmBackend:
             "echo 'END|acct'",
             f"squeue -h -t all -j {quote(ids)} -o 'SQ|%i|%T|%r' 2>/dev/null; echo 'END|squeue'",
         ]
+        tail_files = []
         for job in jobs:
             d = job.details.get("launch_dir", "")
             script.append(f"if [ -f {quote(d + '/results/status.json')} ]; then printf 'STATUS|{job.job_id}|'; "
                           f"tr -d '\\n' < {quote(d + '/results/status.json')} | head -c 2000; echo; fi")
             if job.job_id in tails:
-                script.append(f"tail -n {TAIL_LINES} {quote(f'{d}/logs/slurm-{job.job_id}.out')} 2>/dev/null | sed 's/^/TAIL|{job.job_id}|/'")
+                tail_files.append((job.job_id, f"{d}/logs/slurm-{job.job_id}.out"))
+        if tail_files:
+            # One `tail` for every wanted log: its "==> file <==" headers say which job each line is from.
+            script.append(f"tail -v -n {TAIL_LINES} -- " + " ".join(quote(path) for _, path in tail_files)
+                          + " 2>/dev/null | sed 's/^/T|/'")
         out = self._run(creds, "\n".join(script) + "\n")
-        return parse_poll_output(out, [j.job_id for j in jobs])
+        return parse_poll_output(out, [j.job_id for j in jobs], {path: job_id for job_id, path in tail_files})
 
     def logs(self, job: JobRef, lines: int = TAIL_LINES) -> list[str]:
         d = job.details.get("launch_dir", "")
@@ -266,8 +272,10 @@ class SlurmBackend:
         self._run(dict(job.platform_credentials), f"scancel {quote(job.job_id)} 2>&1 || true\n")
 
 
-def parse_poll_output(out: str, job_ids: list[str]) -> dict[str, JobStatus]:
+def parse_poll_output(out: str, job_ids: list[str], tail_paths: dict[str, str] | None = None) -> dict[str, JobStatus]:
     acct: dict[str, tuple[str, str, str]] = {}
+    tail_paths = tail_paths or {}
+    tail_job: str | None = None
     squeue: dict[str, tuple[str, str]] = {}
     status_json: dict[str, dict] = {}
     tails: dict[str, list[str]] = {}
@@ -285,6 +293,16 @@ def parse_poll_output(out: str, job_ids: list[str]) -> dict[str, JobStatus]:
                 pass
         elif kind == "TAIL" and len(parts) >= 3:
             tails.setdefault(parts[1], []).append("|".join(parts[2:]))
+        elif kind == "T":
+            text = line[2:]
+            header = re.match(r"^==> (.*) <==$", text)
+            if header and header.group(1) in tail_paths:
+                tail_job = tail_paths[header.group(1)]
+            elif tail_job is not None:
+                tails.setdefault(tail_job, []).append(text)
+    for lines in tails.values():
+        while lines and not lines[-1].strip():
+            lines.pop()  # the blank line `tail` puts before the next file's header
     result: dict[str, JobStatus] = {}
     for job_id in job_ids:
         reason = None

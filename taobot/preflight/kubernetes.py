@@ -37,6 +37,23 @@ from taobot.preflight.base import CheckResult, PreflightRequest, PreflightSettin
 
 GPU_RESOURCE = "nvidia.com/gpu"
 DEFAULT_NAMESPACE = "default"
+INCLUSTER_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def namespace_for(credentials) -> str:
+    """TAO_K8S_NAMESPACE; else, in a cluster without a kubeconfig, the pod's own namespace; else `default`."""
+    named = credentials.get("TAO_K8S_NAMESPACE")
+    if named:
+        return named
+    if not credentials.get("KUBECONFIG") and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        try:
+            with open(INCLUSTER_NAMESPACE_FILE, encoding="utf-8") as fh:
+                own = fh.read().strip()
+            if own:
+                return own
+        except OSError:
+            pass
+    return DEFAULT_NAMESPACE
 DEFAULT_KUBECONFIG = "~/.kube/config"
 ROLE_PREFIX = "taobot"
 # where a Pod's service account credentials are mounted (module-level so tests can point elsewhere)
@@ -344,7 +361,7 @@ def _api_and_namespace(run: _Run, client: _Client) -> bool:
         return False
     run.add("kubernetes.api", label, True, reached)
 
-    ns = run.request.cred("TAO_K8S_NAMESPACE") or DEFAULT_NAMESPACE
+    ns = namespace_for(run.request.credentials)
     label = f"Namespace {ns}"
     try:
         obj = k8s.CoreV1Api(client.api).read_namespace(ns, _request_timeout=run.timeout)
@@ -438,7 +455,7 @@ def _permissions(run: _Run, client: _Client) -> None:
     from kubernetes import client as k8s
     from kubernetes.client.exceptions import ApiException
 
-    ns = run.request.cred("TAO_K8S_NAMESPACE") or DEFAULT_NAMESPACE
+    ns = namespace_for(run.request.credentials)
     authz = k8s.AuthorizationV1Api(client.api)
     # one entry per permission, in order: a finished result, or (permission, denied verbs, server's reason) when denied
     outcomes: list[CheckResult | tuple[tuple, str, str]] = []

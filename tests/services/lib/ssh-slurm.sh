@@ -197,7 +197,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill
 # finished jobs stay visible in squeue -t all / scontrol show job for a day
-MinJobAge=86400
+MinJobAge=300
 # reject submissions over a partition limit (e.g. --time above MaxTime) at sbatch time instead of leaving them PENDING
 EnforcePartLimits=ALL
 ReturnToService=2
