@@ -6,7 +6,7 @@ DK_DIR=$SVC_DIR/docker
 DK_SOCK=$DK_DIR/docker.sock
 DK_HOST=unix://$DK_SOCK
 
-docker_packages() { echo docker.io busybox-static; }
+docker_packages() { echo docker.io busybox-static debootstrap; }
 
 _dk() { docker -H "$DK_HOST" "$@"; }
 
