@@ -73,9 +73,9 @@ from taobot.backends.base import (
     RESULTS_PLACEHOLDER,
     Submitted,
 )
-from taobot.backends.lepton import RestClient, Reply, said
 from taobot.preflight.base import quote
 from taobot.render import render, render_args
+from taobot.rest import Reply, RestClient, RetryRule, said
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +176,10 @@ class BrevBackend:
             self.requests_made += 1
 
     def _client(self, creds: Mapping[str, str], secrets: Iterable[str] = ()) -> RestClient:
+        # A 429 waits what Retry-After asks (capped) once; a 5xx is not repeated.
         return RestClient(self.api_url, (creds.get(TOKEN) or "").strip(), self.timeout, "the Brev API",
-                          secrets=(creds.get(TOKEN) or "", *secrets), on_request=self._count)
+                          secrets=(creds.get(TOKEN) or "", *secrets), retry=RetryRule(gateway=False),
+                          on_request=self._count)
 
     def connection_key(self, job: JobRef) -> str:
         return f"{self.api_url}|brev|{job.details.get('org_id', '')}"

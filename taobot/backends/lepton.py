@@ -64,19 +64,11 @@ secret are scrubbed from every message.
 from __future__ import annotations
 
 import base64
-import http.client
-import json
 import logging
 import re
-import socket
-import ssl
 import threading
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from taobot.backends.base import (
@@ -91,6 +83,7 @@ from taobot.backends.base import (
 )
 from taobot.preflight.base import quote
 from taobot.render import render, render_args
+from taobot.rest import DEFAULT_RETRY_AFTER_S, MAX_RETRY_AFTER_S, Reply, RestClient, RetryRule, said, scrub
 
 log = logging.getLogger(__name__)
 
@@ -112,12 +105,6 @@ SPEC_ENV = "TAO_SPEC_B64"
 TAIL_LINES = 20
 MASTER_PORT = 29500
 
-# 429: wait what Retry-After asks (at most this long), once.
-MAX_RETRY_AFTER_S = 30.0
-DEFAULT_RETRY_AFTER_S = 1.0
-MAX_BODY = 1024 * 1024
-USER_AGENT = "taobot"
-
 STATE_MAP = {
     "Starting": JobState.PENDING,
     "Queueing": JobState.PENDING,
@@ -137,177 +124,6 @@ STATE_MAP = {
 
 def normalise(native: str) -> JobState:
     return STATE_MAP.get(native, JobState.UNKNOWN)
-
-
-# =========================================================================== REST (shared with the Brev backend)
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Refuse redirects: urllib would resend the Authorization header to the new host."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D401 - urllib API
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect())
-
-
-@dataclass(frozen=True)
-class Reply:
-    """One HTTP exchange: a status with its body, or (status None) a transport failure."""
-
-    method: str
-    url: str
-    status: int | None = None
-    body: Any = None  # parsed JSON or None
-    text: str = ""  # first part of the raw body, secrets scrubbed
-    failure: str = ""
-    retry_after: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status is not None and 200 <= self.status < 300
-
-    @property
-    def where(self) -> str:
-        """Method and path, without host or query (for messages)."""
-        return f"{self.method} {urllib.parse.urlsplit(self.url).path}"
-
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    for s in secrets:
-        if s and len(s) >= 4:
-            text = text.replace(s, "***")
-    return text
-
-
-def said(reply: Reply, secrets: Iterable[str], limit: int = 200) -> str:
-    """The API's own words for an error answer, one line, secret-free."""
-    msg = ""
-    body = reply.body
-    if isinstance(body, dict):
-        for key in ("message", "error", "detail", "code"):
-            if isinstance(body.get(key), str) and body[key]:
-                msg = body[key]
-                break
-        errors = body.get("errors")  # Brev's {"errors": [{"message"|"type": ...}]}
-        if not msg and isinstance(errors, list) and errors and isinstance(errors[0], dict):
-            msg = str(errors[0].get("message") or errors[0].get("type") or "")
-    if not msg:
-        msg = reply.text
-    msg = " ".join(scrub(msg, secrets).split())
-    return msg if len(msg) <= limit else msg[: limit - 1] + "…"
-
-
-def retry_delay(header: str | None) -> float:
-    """Seconds to wait for a 429: Retry-After in seconds (capped), else a short default."""
-    try:
-        value = float(header) if header is not None else DEFAULT_RETRY_AFTER_S
-    except ValueError:  # an HTTP date: not worth parsing for a single retry
-        value = DEFAULT_RETRY_AFTER_S
-    return min(max(value, 0.0), MAX_RETRY_AFTER_S)
-
-
-def _transport(reason: object, url: str, timeout: float) -> str:
-    host = urllib.parse.urlsplit(url).netloc
-    if isinstance(reason, ConnectionRefusedError):
-        return f"connection to {host} refused"
-    if isinstance(reason, (TimeoutError, socket.timeout)):
-        return f"no answer from {host} within {timeout:g} s"
-    if isinstance(reason, socket.gaierror):
-        return f"host name `{urllib.parse.urlsplit(url).hostname}` does not resolve"
-    if isinstance(reason, ssl.SSLError):
-        return f"TLS handshake with {host} failed ({type(reason).__name__})"
-    if isinstance(reason, OSError) and reason.strerror:
-        return f"connection to {host} failed ({reason.strerror})"
-    return f"request to {host} failed ({reason if isinstance(reason, str) else type(reason).__name__})"
-
-
-class RestClient:
-    """JSON over HTTP with a bearer token: no redirects, one Retry-After-honouring retry on 429.
-
-    `request` raises `BackendUnreachable` for transport failures, 5xx and a
-    second 429, and returns every other answer (2xx, 3xx, 4xx) for the caller
-    to judge. Every message is scrubbed of the token and of `secrets`.
-    """
-
-    def __init__(
-        self,
-        base_url: str,
-        token: str,
-        timeout: float,
-        service: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        secrets: Iterable[str] = (),
-        on_request: Callable[[], None] | None = None,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.token = token
-        self.timeout = timeout
-        self.service = service
-        self.headers = dict(headers or {})
-        self.secrets = tuple(s for s in (token, *secrets) if s)
-        self.on_request = on_request
-
-    def send(self, method: str, path: str, query: Mapping[str, Any] | None = None, body: Any = None) -> Reply:
-        """One exchange; never raises."""
-        url = self.base_url + path
-        if query:
-            url += "?" + urllib.parse.urlencode(query, doseq=True)
-        data = None if body is None else json.dumps(body).encode()
-        headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json", "User-Agent": USER_AGENT}
-        headers.update(self.headers)
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        req = urllib.request.Request(url, data=data, method=method, headers=headers)
-        if self.on_request:
-            self.on_request()
-        try:
-            with _OPENER.open(req, timeout=self.timeout) as resp:
-                return self._reply(method, url, resp.status, resp.headers, resp.read(MAX_BODY))
-        except urllib.error.HTTPError as exc:
-            try:
-                raw = exc.read(MAX_BODY) if exc.fp else b""
-            except (OSError, http.client.HTTPException):
-                raw = b""
-            finally:
-                exc.close()
-            return self._reply(method, url, exc.code, exc.headers, raw)
-        except urllib.error.URLError as exc:
-            return Reply(method, url, failure=_transport(exc.reason, url, self.timeout))
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            return Reply(method, url, failure=_transport(exc, url, self.timeout))
-
-    def _reply(self, method: str, url: str, status: int, headers, raw: bytes) -> Reply:
-        text = raw.decode("utf-8", errors="replace")
-        try:
-            parsed = json.loads(text) if text.strip() else None
-        except ValueError:
-            parsed = None
-        retry_after = headers.get("Retry-After") if headers else None
-        return Reply(method, url, status, parsed, scrub(text[:2000], self.secrets), retry_after=retry_after)
-
-    def request(self, method: str, path: str, query: Mapping[str, Any] | None = None, body: Any = None) -> Reply:
-        reply = self.send(method, path, query, body)
-        if reply.status == 429:
-            time.sleep(retry_delay(reply.retry_after))
-            reply = self.send(method, path, query, body)
-            if reply.status == 429:
-                wait = f"; it asks to wait {reply.retry_after} s" if reply.retry_after else ""
-                raise BackendUnreachable(
-                    f"{self.service} is rate limiting requests (HTTP 429 twice for {reply.where}{wait}); "
-                    "this is not a job failure, it will be asked again"
-                )
-        if reply.status is None:
-            raise BackendUnreachable(f"{self.service} could not be asked ({reply.where}): {reply.failure}")
-        if reply.status >= 500:
-            words = said(reply, self.secrets)
-            raise BackendUnreachable(
-                f"{self.service} answered HTTP {reply.status} for {reply.where}" + (f" ({words})" if words else "")
-                + "; this is not a job failure, it will be asked again"
-            )
-        return reply
 
 
 # =========================================================================== helpers
@@ -468,6 +284,8 @@ class LeptonBackend:
             "the Lepton API",
             headers={"Origin": f"{parts.scheme}://{parts.netloc}"},
             secrets=(creds.get(AUTH_TOKEN) or "", *secrets),
+            # A 429 waits what Retry-After asks (at most MAX_RETRY_AFTER_S) once; a 5xx is not repeated.
+            retry=RetryRule(gateway=False, max_wait_s=MAX_RETRY_AFTER_S, default_wait_s=DEFAULT_RETRY_AFTER_S),
             on_request=self._count,
         )
 

@@ -34,7 +34,8 @@ from __future__ import annotations
 import urllib.parse
 
 from taobot.preflight.base import CheckResult, PreflightRequest
-from taobot.preflight.lepton import Answer, excerpt, get_with_retry, unreachable
+from taobot.preflight.lepton import excerpt, http_client, unreachable
+from taobot.rest import Reply, RestClient
 
 TOKEN = "BREV_API_TOKEN"
 
@@ -62,21 +63,21 @@ def check(request: PreflightRequest) -> list[CheckResult]:
     token = request.cred(TOKEN).strip()
     secrets = (token, request.cred(TOKEN))
     base = request.settings.brev_api_url.rstrip("/")
-    timeout = request.settings.http_timeout_s
+    client = http_client(base, token, request.settings.http_timeout_s, secrets)
 
-    me = get_with_retry(f"{base}/api/me", token, timeout)
+    me = client.call("GET", "/api/me")
     access = _access_result(me, base, secrets)
     if not access.ok:
         return [access]
-    return [access, _instances_result(base, token, timeout, secrets)]
+    return [access, _instances_result(client, secrets)]
 
 
-def _said(answer: Answer, secrets: tuple[str, ...]) -> str:
+def _said(answer: Reply, secrets: tuple[str, ...]) -> str:
     said = excerpt(answer, secrets)
     return f" (\"{said}\")" if said else ""
 
 
-def _credential_failure(check_id: str, label: str, answer: Answer, secrets: tuple[str, ...]) -> CheckResult | None:
+def _credential_failure(check_id: str, label: str, answer: Reply, secrets: tuple[str, ...]) -> CheckResult | None:
     if answer.status == 401:
         return CheckResult(
             check_id,
@@ -97,7 +98,7 @@ def _credential_failure(check_id: str, label: str, answer: Answer, secrets: tupl
     return None
 
 
-def _access_result(answer: Answer, base: str, secrets: tuple[str, ...]) -> CheckResult:
+def _access_result(answer: Reply, base: str, secrets: tuple[str, ...]) -> CheckResult:
     down = unreachable(ACCESS, ACCESS_LABEL, "The Brev API", answer, secrets)
     if down:
         return down
@@ -138,8 +139,8 @@ def _access_result(answer: Answer, base: str, secrets: tuple[str, ...]) -> Check
     return CheckResult(ACCESS, ACCESS_LABEL, True, f"Brev accepted the token for user `{who}`")
 
 
-def _instances_result(base: str, token: str, timeout: float, secrets: tuple[str, ...]) -> CheckResult:
-    orgs_answer = get_with_retry(f"{base}/api/organizations", token, timeout)
+def _instances_result(client: RestClient, secrets: tuple[str, ...]) -> CheckResult:
+    orgs_answer = client.call("GET", "/api/organizations")
     failed = _listing_failure(orgs_answer, "organizations", secrets)
     if failed:
         return failed
@@ -155,7 +156,7 @@ def _instances_result(base: str, token: str, timeout: float, secrets: tuple[str,
     parts = []
     for org in orgs[:MAX_ORGS]:
         org_id = urllib.parse.quote(str(org["id"]), safe="")
-        answer = get_with_retry(f"{base}/api/organizations/{org_id}/workspaces", token, timeout)
+        answer = client.call("GET", f"/api/organizations/{org_id}/workspaces")
         failed = _listing_failure(answer, f"instances of organization `{org.get('name') or org['id']}`", secrets)
         if failed:
             return failed
@@ -165,7 +166,7 @@ def _instances_result(base: str, token: str, timeout: float, secrets: tuple[str,
     return CheckResult(INSTANCES, INSTANCES_LABEL, True, "; ".join(parts) + more)
 
 
-def _listing_failure(answer: Answer, what: str, secrets: tuple[str, ...]) -> CheckResult | None:
+def _listing_failure(answer: Reply, what: str, secrets: tuple[str, ...]) -> CheckResult | None:
     down = unreachable(INSTANCES, INSTANCES_LABEL, "The Brev API", answer, secrets)
     if down:
         return down

@@ -38,18 +38,10 @@ appears in any result text, even when a server echoes it back.
 
 from __future__ import annotations
 
-import http.client
-import json
-import socket
-import ssl
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from dataclasses import dataclass
-from typing import Any
 
 from taobot.preflight.base import CheckResult, PreflightRequest
+from taobot.rest import RETRY_PAUSE_S, Reply, RestClient, RetryRule, said, scrub
 
 WORKSPACE_ID = "LEPTON_WORKSPACE_ID"
 AUTH_TOKEN = "LEPTON_AUTH_TOKEN"
@@ -60,9 +52,7 @@ NODE_GROUPS = "lepton.node_groups"
 ACCESS_LABEL = "Lepton workspace API"
 NODE_GROUPS_LABEL = "Lepton node groups"
 
-RETRY_STATUSES = (502, 503, 504)
-RETRY_PAUSE_S = 0.5
-MAX_BODY = 256 * 1024
+EXCERPT_LIMIT = 160
 NAMES_SHOWN = 5
 USER_AGENT = "taobot-preflight"
 
@@ -80,116 +70,24 @@ WORKSPACE_FIX = (
 # --------------------------------------------------------------------------- HTTP
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Refuse redirects: urllib would resend the Authorization header to the new host."""
+def http_client(
+    base_url: str, token: str, timeout: float, secrets: tuple[str, ...], headers: dict[str, str] | None = None
+) -> RestClient:
+    """The preflight's client (Brev's preflight uses it too); GETs only.
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D401 - urllib API
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect())
-
-
-@dataclass(frozen=True)
-class Answer:
-    """What one GET produced: an HTTP status with its body, or a transport failure."""
-
-    url: str
-    status: int | None = None  # None: no HTTP answer at all
-    body: Any = None  # parsed JSON, or None
-    text: str = ""  # first part of the raw body, secrets scrubbed
-    content_type: str = ""
-    failure: str = ""  # transport failure, for status None
-    retry_after: str | None = None
+    A 502/503/504 is asked once more after RETRY_PAUSE_S; a 429 is reported at
+    once (a preflight answers now rather than wait).
+    """
+    return RestClient(base_url, token, timeout, headers=headers, secrets=secrets, user_agent=USER_AGENT,
+                      retry=RetryRule(rate_limited=False, pause_s=RETRY_PAUSE_S))
 
 
-def scrub(text: str, secrets: tuple[str, ...]) -> str:
-    for s in secrets:
-        if s and len(s) >= 4:
-            text = text.replace(s, "***")
-    return text
-
-
-def excerpt(answer: Answer, secrets: tuple[str, ...], limit: int = 160) -> str:
+def excerpt(answer: Reply, secrets: tuple[str, ...]) -> str:
     """A short, single-line, secret-free description of an error body."""
-    msg = ""
-    if isinstance(answer.body, dict):
-        for key in ("message", "error", "code", "detail"):
-            if isinstance(answer.body.get(key), str) and answer.body[key]:
-                msg = answer.body[key]
-                break
-        errors = answer.body.get("errors")  # Brev's {"errors": [{"message"|"type": ...}]}
-        if not msg and isinstance(errors, list) and errors and isinstance(errors[0], dict):
-            msg = str(errors[0].get("message") or errors[0].get("type") or "")
-    if not msg:
-        msg = answer.text
-    msg = " ".join(scrub(msg, secrets).split())
-    return msg if len(msg) <= limit else msg[: limit - 1] + "…"
+    return said(answer, secrets, limit=EXCERPT_LIMIT)
 
 
-def get(url: str, token: str, timeout: float, extra_headers: dict[str, str] | None = None) -> Answer:
-    """One GET with a bearer token; never raises for network or HTTP failures."""
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", "User-Agent": USER_AGENT}
-    headers.update(extra_headers or {})
-    req = urllib.request.Request(url, method="GET", headers=headers)
-    secrets = (token,)
-    try:
-        with _OPENER.open(req, timeout=timeout) as resp:
-            return _answer(url, resp.status, resp.headers, resp.read(MAX_BODY), secrets)
-    except urllib.error.HTTPError as exc:
-        try:
-            raw = exc.read(MAX_BODY) if exc.fp else b""
-        except (OSError, http.client.HTTPException):
-            raw = b""
-        finally:
-            exc.close()
-        return _answer(url, exc.code, exc.headers, raw, secrets)
-    except urllib.error.URLError as exc:
-        return Answer(url, failure=_transport(exc.reason, url, timeout))
-    except (TimeoutError, socket.timeout) as exc:
-        return Answer(url, failure=_transport(exc, url, timeout))
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        return Answer(url, failure=_transport(exc, url, timeout))
-
-
-def _answer(url: str, status: int, headers, raw: bytes, secrets: tuple[str, ...]) -> Answer:
-    text = raw.decode("utf-8", errors="replace")
-    ctype = (headers.get("Content-Type", "") if headers else "") or ""
-    try:
-        body = json.loads(text) if text.strip() else None
-    except ValueError:
-        body = None
-    retry_after = headers.get("Retry-After") if headers else None
-    return Answer(url, status, body, scrub(text[:2000], secrets), ctype, retry_after=retry_after)
-
-
-def _transport(reason: object, url: str, timeout: float) -> str:
-    host = urllib.parse.urlsplit(url).netloc
-    if isinstance(reason, ConnectionRefusedError):
-        return f"connection to {host} refused"
-    if isinstance(reason, (TimeoutError, socket.timeout)):
-        return f"no answer from {host} within {timeout:g} s"
-    if isinstance(reason, socket.gaierror):
-        return f"host name `{urllib.parse.urlsplit(url).hostname}` does not resolve"
-    if isinstance(reason, ssl.SSLError):
-        return f"TLS handshake with {host} failed ({type(reason).__name__})"
-    if isinstance(reason, ConnectionError):
-        return f"connection to {host} failed ({type(reason).__name__})"
-    if isinstance(reason, OSError) and reason.strerror:
-        return f"connection to {host} failed ({reason.strerror})"
-    return f"request to {host} failed ({type(reason).__name__ if not isinstance(reason, str) else reason})"
-
-
-def get_with_retry(url: str, token: str, timeout: float, extra_headers: dict[str, str] | None = None) -> Answer:
-    """GET, retried once after a short pause when a gateway answers 502/503/504."""
-    answer = get(url, token, timeout, extra_headers)
-    if answer.status in RETRY_STATUSES:
-        time.sleep(RETRY_PAUSE_S)
-        answer = get(url, token, timeout, extra_headers)
-    return answer
-
-
-def unreachable(check: str, label: str, service: str, answer: Answer, secrets: tuple[str, ...], fix: str = "") -> CheckResult | None:
+def unreachable(check: str, label: str, service: str, answer: Reply, secrets: tuple[str, ...], fix: str = "") -> CheckResult | None:
     """The failed result for a transport failure, 429 or 5xx; None for any other answer."""
     if answer.status is None:
         what = answer.failure
@@ -259,18 +157,17 @@ def check(request: PreflightRequest) -> list[CheckResult]:
 
     base = request.settings.lepton_api_url.rstrip("/")
     ws_url = f"{base}/api/v2/workspaces/{urllib.parse.quote(ws, safe='')}"
-    headers = {"Origin": origin_of(base)}
-    timeout = request.settings.http_timeout_s
+    client = http_client(ws_url, token, request.settings.http_timeout_s, secrets, {"Origin": origin_of(base)})
 
-    info = get_with_retry(f"{ws_url}/workspace", token, timeout, headers)
+    info = client.call("GET", "/workspace")
     access = _access_result(info, ws, secrets)
     if not access.ok:
         return [access]
-    groups = get_with_retry(f"{ws_url}/dedicated-node-groups", token, timeout, headers)
+    groups = client.call("GET", "/dedicated-node-groups")
     return [access, _node_group_result(groups, ws, secrets)]
 
 
-def _access_result(answer: Answer, ws: str, secrets: tuple[str, ...]) -> CheckResult:
+def _access_result(answer: Reply, ws: str, secrets: tuple[str, ...]) -> CheckResult:
     down = unreachable(ACCESS, ACCESS_LABEL, "The Lepton API", answer, secrets)
     if down:
         return down
@@ -348,7 +245,7 @@ def _access_result(answer: Answer, ws: str, secrets: tuple[str, ...]) -> CheckRe
     return CheckResult(ACCESS, ACCESS_LABEL, True, "; ".join(parts))
 
 
-def _node_group_result(answer: Answer, ws: str, secrets: tuple[str, ...]) -> CheckResult:
+def _node_group_result(answer: Reply, ws: str, secrets: tuple[str, ...]) -> CheckResult:
     down = unreachable(NODE_GROUPS, NODE_GROUPS_LABEL, "The Lepton API", answer, secrets)
     if down:
         return down
