@@ -137,7 +137,9 @@ class SlackUser:
 
     def launch(self, model: str, action: str = "train") -> "Thread":
         def posted(c):
-            return c.method == "chat.postMessage" and c.ok
+            # the card is a new root message; other threads' replies may be posted meanwhile
+            return (c.method == "chat.postMessage" and c.ok and "thread_ts" not in c.params
+                    and "TAO launch:" in blocks_text(c.params))
 
         before = len([c for c in self.slack.calls if posted(c)])
         resp = self.slash(f"launch {model} {action}")
