@@ -18,3 +18,17 @@ def services() -> dict[str, str]:
             name, _, value = line[len("export "):].partition("=")
             values[name] = value.strip().strip("'\"")
     return values
+
+
+def require(*names: str) -> dict[str, str]:
+    """The services env with these names present; a test FAILS (never skips) without them."""
+    import pytest
+
+    try:
+        env = services()
+    except AssertionError as exc:
+        pytest.fail(str(exc))
+    missing = [n for n in names if not env.get(n)]
+    if missing:
+        pytest.fail(f"the services env lacks {', '.join(missing)}: run `bash tests/services/setup.sh`")
+    return env

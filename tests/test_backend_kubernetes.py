@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import shlex
 import socket
 import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,10 +23,8 @@ import yaml
 from taobot.backends.base import BackendUnreachable, JobRef, JobState, LaunchFailed, LaunchSpec, RESULTS_PLACEHOLDER
 from taobot.catalog.schema import ResourceDefaults
 from taobot.preflight.base import PreflightSettings
+from tests.kube import admin, ignore_404, kenv, uid  # noqa: F401 - admin and kenv are fixtures
 
-ENV_FILE = Path(os.environ.get("TAOBOT_SERVICES_DIR", "/tmp/taobot-services")) / "services.env"
-NEEDED = ("TAOBOT_TEST_KUBE_API", "TAOBOT_TEST_KUBECONFIG_ADMIN", "TAOBOT_TEST_KUBECONFIG_BOT",
-          "TAOBOT_TEST_KUBE_BOT_TOKEN", "TAOBOT_TEST_KUBE_BOT_USER")
 PREFIX = "tbk"
 IMAGE = "nvcr.io/nvidia/tao/tao-toolkit:6.0.0-pyt"
 GC_WAIT_S = 30
@@ -38,67 +33,20 @@ GC_WAIT_S = 30
 # --------------------------------------------------------------------------- environment
 
 
-@pytest.fixture(scope="module")
-def kenv() -> dict[str, str]:
-    if not ENV_FILE.is_file():
-        pytest.fail(f"{ENV_FILE} is missing: run `bash tests/services/setup.sh kube` first")
-    env = {}
-    for line in ENV_FILE.read_text().splitlines():
-        m = re.match(r"^export ([A-Za-z_][A-Za-z0-9_]*)=(.*)$", line.strip())
-        if m:
-            env[m.group(1)] = shlex.split(m.group(2))[0] if m.group(2) else ""
-    missing = [n for n in NEEDED if not env.get(n)]
-    if missing:
-        pytest.fail(f"{ENV_FILE} lacks {', '.join(missing)}: run `bash tests/services/setup.sh kube`")
-    return env
-
-
-@pytest.fixture(scope="module")
-def admin(kenv):
-    """(CoreV1Api, RbacAuthorizationV1Api, BatchV1Api) as cluster admin."""
-    from kubernetes import client, config
-
-    cfg = type.__call__(client.Configuration)
-    cfg.retries = 0
-    api = config.new_client_from_config(config_file=kenv["TAOBOT_TEST_KUBECONFIG_ADMIN"], persist_config=False,
-                                        client_configuration=cfg)
-    try:
-        client.VersionApi(api).get_code(_request_timeout=(5.0, 10.0))
-    except Exception as exc:
-        pytest.fail(f"kube-apiserver {kenv['TAOBOT_TEST_KUBE_API']} does not answer ({type(exc).__name__}): "
-                    "run `bash tests/services/setup.sh kube`")
-    yield client.CoreV1Api(api), client.RbacAuthorizationV1Api(api), client.BatchV1Api(api)
-    api.close()
-
-
-def _uid() -> str:
-    return uuid.uuid4().hex[:8]
-
-
-def _ignore_404(fn, *args, **kwargs):
-    from kubernetes.client.exceptions import ApiException
-
-    try:
-        fn(*args, **kwargs)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
-
-
 @pytest.fixture
 def new_namespace(admin):
     core = admin[0]
     made: list[str] = []
 
     def make() -> str:
-        name = f"{PREFIX}-{_uid()}"
+        name = f"{PREFIX}-{uid()}"
         core.create_namespace({"metadata": {"name": name}})
         made.append(name)
         return name
 
     yield make
     for name in made:
-        _ignore_404(core.delete_namespace, name)
+        ignore_404(core.delete_namespace, name)
 
 
 @pytest.fixture
@@ -118,9 +66,9 @@ def backend():
 def spec_for(kenv, namespace: str, kubeconfig: str | None = None, **over) -> LaunchSpec:
     creds = {"KUBECONFIG": kubeconfig or kenv["TAOBOT_TEST_KUBECONFIG_ADMIN"], "TAO_K8S_NAMESPACE": namespace}
     creds.update(over.pop("creds", {}))
-    job_env = over.pop("job_env", {"NGC_KEY": f"ngc-secret-{_uid()}", "HF_TOKEN": f"hf_secret_{_uid()}"})
+    job_env = over.pop("job_env", {"NGC_KEY": f"ngc-secret-{uid()}", "HF_TOKEN": f"hf_secret_{uid()}"})
     fields = dict(
-        launch_id=f"{_uid()}-{int(time.time()) % 100000:05d}",
+        launch_id=f"{uid()}-{int(time.time()) % 100000:05d}",
         platform="kubernetes",
         model="cosmos-predict2",
         action="train",
@@ -628,7 +576,7 @@ def test_unusable_kubeconfig_refuses_the_launch_and_cannot_ask_for_status(kenv, 
 
 
 def test_launch_into_a_namespace_that_does_not_exist_is_refused_with_the_servers_message(kenv, admin, backend):
-    ns = f"{PREFIX}-absent-{_uid()}"
+    ns = f"{PREFIX}-absent-{uid()}"
     spec = spec_for(kenv, ns)
 
     with pytest.raises(LaunchFailed) as err:

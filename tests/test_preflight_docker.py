@@ -11,38 +11,22 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import socket
 import subprocess
 import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
 from taobot.preflight import docker as dk
 from taobot.preflight.base import CheckResult, DatasetPath, PreflightRequest, PreflightSettings
 from tests.dockerd import private_dockerd
+from tests.lab import require
 
-ENV_FILE = Path(os.environ.get("TAOBOT_SERVICES_ENV", "/tmp/taobot-services/services.env"))
 
 
 def services_env(*required: str) -> dict[str, str]:
-    """The `export NAME=VALUE` lines of the services env file; fails (never skips) when it or a name is missing."""
-    if not ENV_FILE.is_file():
-        pytest.fail(f"{ENV_FILE} is missing: start the services with `bash tests/services/setup.sh docker s3`")
-    env: dict[str, str] = {}
-    for line in ENV_FILE.read_text().splitlines():
-        line = line.strip()
-        if not line.startswith("export ") or "=" not in line:
-            continue
-        name, _, value = line[len("export ") :].partition("=")
-        parts = shlex.split(value) if value else [""]
-        env[name.strip()] = parts[0] if parts else ""
-    missing = [n for n in required if not env.get(n)]
-    if missing:
-        pytest.fail(f"{ENV_FILE} lacks {', '.join(missing)}: run `bash tests/services/setup.sh docker s3`")
-    return env
+    return require(*required)
 
 
 @pytest.fixture(scope="module")

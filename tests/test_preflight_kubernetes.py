@@ -8,22 +8,18 @@ or the server these tests FAIL: they are the only proof the preflight works agai
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import socket
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 
 from taobot.preflight.base import CheckResult, PreflightRequest, PreflightSettings
+from tests.kube import admin, ignore_404, kenv, uid  # noqa: F401 - admin and kenv are fixtures
 
-ENV_FILE = Path(os.environ.get("TAOBOT_SERVICES_DIR", "/tmp/taobot-services")) / "services.env"
-NEEDED = ("TAOBOT_TEST_KUBE_API", "TAOBOT_TEST_KUBECONFIG_ADMIN", "TAOBOT_TEST_KUBECONFIG_BOT",
-          "TAOBOT_TEST_KUBE_ADMIN_TOKEN", "TAOBOT_TEST_KUBE_BOT_TOKEN", "TAOBOT_TEST_KUBE_BOT_USER")
 PREFIX = "tpf"  # every object these tests create starts with this
 GPU = "nvidia.com/gpu"
 DURATIONS: list[float] = []
@@ -32,66 +28,15 @@ DURATIONS: list[float] = []
 # --------------------------------------------------------------------------- environment
 
 
-@pytest.fixture(scope="module")
-def kenv() -> dict[str, str]:
-    if not ENV_FILE.is_file():
-        pytest.fail(f"{ENV_FILE} is missing: run `bash tests/services/setup.sh kube` first")
-    env = {}
-    for line in ENV_FILE.read_text().splitlines():
-        m = re.match(r"^export ([A-Za-z_][A-Za-z0-9_]*)=(.*)$", line.strip())
-        if m:
-            value = m.group(2)
-            env[m.group(1)] = shlex.split(value)[0] if value else ""
-    missing = [n for n in NEEDED if not env.get(n)]
-    if missing:
-        pytest.fail(f"{ENV_FILE} lacks {', '.join(missing)}: run `bash tests/services/setup.sh kube`")
-    absent = [env[n] for n in ("TAOBOT_TEST_KUBECONFIG_ADMIN", "TAOBOT_TEST_KUBECONFIG_BOT") if not Path(env[n]).is_file()]
-    if absent:
-        pytest.fail(f"kubeconfig {', '.join(absent)} named in {ENV_FILE} is missing: run `bash tests/services/setup.sh kube`")
-    return env
-
-
-@pytest.fixture(scope="module")
-def admin(kenv):
-    """(CoreV1Api, RbacAuthorizationV1Api, BatchV1Api) as cluster admin; fails if the server does not answer."""
-    from kubernetes import client, config
-
-    cfg = type.__call__(client.Configuration)
-    cfg.retries = 0
-    api = config.new_client_from_config(config_file=kenv["TAOBOT_TEST_KUBECONFIG_ADMIN"], persist_config=False,
-                                        client_configuration=cfg)
-    try:
-        client.VersionApi(api).get_code(_request_timeout=(5.0, 10.0))
-    except Exception as exc:
-        pytest.fail(f"kube-apiserver {kenv['TAOBOT_TEST_KUBE_API']} does not answer ({type(exc).__name__}): "
-                    "run `bash tests/services/setup.sh kube`")
-    yield client.CoreV1Api(api), client.RbacAuthorizationV1Api(api), client.BatchV1Api(api)
-    api.close()
-
-
-def _uid() -> str:
-    return uuid.uuid4().hex[:8]
-
-
-def _ignore_404(fn, *args, **kwargs):
-    from kubernetes.client.exceptions import ApiException
-
-    try:
-        fn(*args, **kwargs)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
-
-
 @pytest.fixture
 def namespace(admin):
     from kubernetes import client
 
     core = admin[0]
-    name = f"{PREFIX}-{_uid()}"
+    name = f"{PREFIX}-{uid()}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
-    _ignore_404(core.delete_namespace, name)
+    ignore_404(core.delete_namespace, name)
 
 
 @pytest.fixture
@@ -103,7 +48,7 @@ def nodes(admin):
     made: list[str] = []
 
     def make(gpus: str | None, unschedulable: bool = False) -> str:
-        name = f"{PREFIX}-node-{_uid()}"
+        name = f"{PREFIX}-node-{uid()}"
         core.create_node(client.V1Node(metadata=client.V1ObjectMeta(name=name),
                                        spec=client.V1NodeSpec(unschedulable=unschedulable or None)))
         made.append(name)
@@ -117,7 +62,7 @@ def nodes(admin):
 
     yield make
     for name in made:
-        _ignore_404(core.delete_node, name)
+        ignore_404(core.delete_node, name)
 
 
 @pytest.fixture
@@ -128,9 +73,9 @@ def cluster_rbac(admin):
     yield lambda kind, name: made.append((kind, name))
     for kind, name in made:
         if kind == "ClusterRoleBinding":
-            _ignore_404(rbac.delete_cluster_role_binding, name)
+            ignore_404(rbac.delete_cluster_role_binding, name)
         else:
-            _ignore_404(rbac.delete_cluster_role, name)
+            ignore_404(rbac.delete_cluster_role, name)
 
 
 def foreign_gpu_nodes(admin) -> dict[str, int]:
@@ -408,7 +353,7 @@ def test_applying_the_nodes_remediation_lets_the_bot_count_gpus(kenv, admin, nam
     before = by_id(run(kenv, KUBECONFIG=kenv["TAOBOT_TEST_KUBECONFIG_BOT"], TAO_K8S_NAMESPACE=namespace))
     assert not before["kubernetes.gpus"].ok
 
-    apply_kubectl_create(admin, None, before["kubernetes.gpus"].remediation, suffix=f"-{_uid()}", cluster_rbac=cluster_rbac)
+    apply_kubectl_create(admin, None, before["kubernetes.gpus"].remediation, suffix=f"-{uid()}", cluster_rbac=cluster_rbac)
     after = run(kenv, KUBECONFIG=kenv["TAOBOT_TEST_KUBECONFIG_BOT"], TAO_K8S_NAMESPACE=namespace)
 
     assert all(r.ok for r in after), [r.detail for r in after if not r.ok]
@@ -471,7 +416,7 @@ def test_job_wanting_more_gpus_than_the_largest_node_offers_fails(kenv, admin, n
 
 
 def test_missing_namespace_fails_with_the_create_command(kenv, admin):
-    ns = f"{PREFIX}-absent-{_uid()}"
+    ns = f"{PREFIX}-absent-{uid()}"
     results = run(kenv, KUBECONFIG=kenv["TAOBOT_TEST_KUBECONFIG_ADMIN"], TAO_K8S_NAMESPACE=ns)
     r = by_id(results)
 
@@ -627,7 +572,7 @@ def test_server_with_untrusted_certificate_fails_as_tls_error(kenv, tmp_path):
 
 
 def test_rejected_token_is_reported_as_credentials_rejected_without_echoing_it(kenv, tmp_path):
-    wrong = f"wrong-token-{_uid()}"
+    wrong = f"wrong-token-{uid()}"
     path = write_kubeconfig(tmp_path, kenv["TAOBOT_TEST_KUBECONFIG_BOT"], token=wrong)
 
     results = run(kenv, KUBECONFIG=path)
@@ -646,7 +591,7 @@ def test_bot_token_never_appears_in_any_result_text(kenv, admin, namespace, tmp_
     assert token in Path(bot).read_text()  # the kubeconfig does hold it
     runs = [
         run(kenv, KUBECONFIG=bot, TAO_K8S_NAMESPACE=namespace),  # denied everywhere
-        run(kenv, KUBECONFIG=bot, TAO_K8S_NAMESPACE=f"{PREFIX}-absent-{_uid()}"),
+        run(kenv, KUBECONFIG=bot, TAO_K8S_NAMESPACE=f"{PREFIX}-absent-{uid()}"),
         run(kenv, KUBECONFIG=bot, TAO_K8S_CONTEXT="no-such-context"),
         run(kenv, KUBECONFIG=write_kubeconfig(tmp_path, bot, "closed", server="https://127.0.0.1:9")),
         run(kenv, KUBECONFIG=write_kubeconfig(tmp_path, bot, "noca", drop_ca=True)),

@@ -7,19 +7,16 @@ are compared with what was there before: preflight must create nothing.
 
 from __future__ import annotations
 
-import os
-import shlex
 import socket
 import time
-from pathlib import Path
 
 import pytest
 
 from taobot.preflight import run_preflight
 from taobot.preflight import s3
 from taobot.preflight.base import CheckResult, DatasetPath, PreflightRequest
+from tests.lab import require
 
-ENV_FILE = Path(os.environ.get("TAOBOT_SERVICES_ENV", "/tmp/taobot-services/services.env"))
 S3_NAMES = (
     "TAOBOT_TEST_S3_ENDPOINT",
     "TAOBOT_TEST_S3_ACCESS_KEY",
@@ -37,21 +34,7 @@ MISSING_BUCKET = "taobot-no-such-bucket"
 
 
 def services_env(*required: str) -> dict[str, str]:
-    """The `export NAME=VALUE` lines of the services env file; fails (never skips) when it or a name is missing."""
-    if not ENV_FILE.is_file():
-        pytest.fail(f"{ENV_FILE} is missing: start the services with `bash tests/services/setup.sh docker s3`")
-    env: dict[str, str] = {}
-    for line in ENV_FILE.read_text().splitlines():
-        line = line.strip()
-        if not line.startswith("export ") or "=" not in line:
-            continue
-        name, _, value = line[len("export ") :].partition("=")
-        parts = shlex.split(value) if value else [""]
-        env[name.strip()] = parts[0] if parts else ""
-    missing = [n for n in required if not env.get(n)]
-    if missing:
-        pytest.fail(f"{ENV_FILE} lacks {', '.join(missing)}: run `bash tests/services/setup.sh s3`")
-    return env
+    return require(*required)
 
 
 class Lab:
