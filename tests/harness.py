@@ -30,7 +30,7 @@ from tests.fakes import (
 )
 
 SIGNING_SECRET = "test-signing-secret-8f2c"
-BOT_TOKEN = "xoxb-fake-bot-token"
+BOT_TOKEN = "xoxb-fake"
 ENV_PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
 
 

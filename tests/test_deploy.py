@@ -46,7 +46,7 @@ BASE_IMAGE = "taobot-test/debian-python:bookworm"
 IMAGE = "taobot-test/taobot:dev"
 BUILDER_IMAGE = "taobot-test/taobot-builder:dev"
 UID = 10001
-BOT_TOKEN = "xoxb-deploy-test-token"
+BOT_TOKEN = "xoxb-deploy"
 SIGNING_SECRET = "deploy-test-signing-secret-5b1e"
 
 # What the kubernetes platform does in its namespace (taobot/backends/kubernetes.py), as (API group, resource, verb).

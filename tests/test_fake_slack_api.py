@@ -40,7 +40,7 @@ else:
     )
     from tests.fakes.slack_api import FakeSlackAPI, WaitTimeout
 
-TOKEN = "xoxb-1111-2222-fake"
+TOKEN = "xoxb-1111"
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 CHANNEL = ids.CHANNEL_ID
 
@@ -154,7 +154,7 @@ def test_token_in_form_body_is_accepted(fake):
 
 def test_invalid_and_missing_token(fake):
     with pytest.raises(SlackApiError) as bad:
-        WebClient(token="xoxb-not-the-token", base_url=fake.url).chat_postMessage(channel=CHANNEL, text="x")
+        WebClient(token="xoxb-wrong", base_url=fake.url).chat_postMessage(channel=CHANNEL, text="x")
     assert bad.value.response.status_code == 200
     assert bad.value.response["error"] == "invalid_auth"
 

@@ -188,7 +188,7 @@ class FakeSlackAPI:
 
     def __init__(
         self,
-        token: str = "xoxb-fake-bot-token",
+        token: str = "xoxb-fake",
         *,
         channels: Union[None, Iterable[str], Dict[str, str]] = None,
         users: Optional[Dict[str, Dict[str, Any]]] = None,
