@@ -37,11 +37,10 @@ class _StateCollector:
         jobs = GaugeMetricFamily("taobot_monitored_jobs", "Launches by normalised job state", labels=["state"])
         if self.store is not None:
             try:
-                with self.store._lock:
-                    rows = self.store.db.execute("SELECT state, COUNT(*) FROM launches GROUP BY state").fetchall()
+                counts = self.store.launch_counts_by_state()
             except Exception:  # noqa: BLE001 - a scrape must not fail because the DB is busy
-                rows = []
-            for state, count in rows:
+                counts = {}
+            for state, count in counts.items():
                 jobs.add_metric([state], count)
         yield jobs
         lag = GaugeMetricFamily("taobot_scheduler_lag_seconds", "Seconds since the last completed monitor cycle")

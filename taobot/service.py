@@ -547,11 +547,7 @@ class IntakeService:
     def recover(self) -> int:
         """After a restart: a preflight that was running when the process died is marked failed, never left hanging."""
         count = 0
-        with self.store._lock:
-            rows = self.store.db.execute(
-                "SELECT id FROM intakes WHERE json_extract(state, '$.preflight.status') = 'running'"
-            ).fetchall()
-        for (intake_id,) in rows:
+        for intake_id in self.store.intakes_with_running_preflight():
             with self._lock(intake_id):
                 state = self.store.get_intake(intake_id)
                 if state is None or state.preflight is None or state.preflight.status != "running":

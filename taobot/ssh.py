@@ -148,6 +148,18 @@ def _load_pkey(path: str):
     raise ValueError(f"`{path}` is not a private key paramiko can read ({type(last).__name__})")
 
 
+def _strict_client(target: HostTarget):
+    """A client that knows only the known_hosts entries and refuses any other host key."""
+    import paramiko
+
+    client = paramiko.SSHClient()
+    for known in target.known_hosts_files:
+        if Path(known).is_file():
+            client.load_host_keys(known)
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    return client
+
+
 def _connect_one(target: HostTarget, agent_sock: str | None, timeout: float) -> tuple[object | None, Attempt]:
     import paramiko
 
@@ -155,11 +167,7 @@ def _connect_one(target: HostTarget, agent_sock: str | None, timeout: float) -> 
         socket.getaddrinfo(target.hostname, target.port)
     except socket.gaierror as exc:
         return None, Attempt(target, False, "resolve", f"{target.hostname} does not resolve ({exc.strerror})")
-    client = paramiko.SSHClient()
-    for known in target.known_hosts_files:
-        if Path(known).is_file():
-            client.load_host_keys(known)
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    client = _strict_client(target)
     kwargs: dict = {
         "hostname": target.hostname,
         "port": target.port,
@@ -183,11 +191,7 @@ def _connect_one(target: HostTarget, agent_sock: str | None, timeout: float) -> 
                 except paramiko.AuthenticationException as exc:
                     last_exc = exc
                     client.close()
-                    client = paramiko.SSHClient()
-                    for known in target.known_hosts_files:
-                        if Path(known).is_file():
-                            client.load_host_keys(known)
-                    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+                    client = _strict_client(target)
             raise last_exc or paramiko.AuthenticationException("no agent key accepted")
         pkeys = []
         for path in target.identity_files:

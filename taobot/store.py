@@ -273,6 +273,16 @@ class Store:
             db["intakes"].update(intake.id, {"status": intake.status, "state": intake.model_dump_json(), "updated_at": intake.updated_at})
             self._log(db, intake.id, actor, "launched", {"launch": row["id"], "job": row["job_id"], "platform": row["platform"]})
 
+    def intakes_with_running_preflight(self) -> list[str]:
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT id FROM intakes WHERE json_extract(state, '$.preflight.status') = 'running'").fetchall()
+        return [r[0] for r in rows]
+
+    def launch_counts_by_state(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.db.execute("SELECT state, COUNT(*) FROM launches GROUP BY state").fetchall())
+
     def get_launch(self, launch_id: str) -> dict | None:
         with self._lock:
             rows = list(self.db["launches"].rows_where("id = ?", [launch_id]))

@@ -223,6 +223,22 @@ class Thread:
         assert resp.elapsed < 3.0
         return resp
 
+    def press_on_reply(self, action_id: str, containing: str = "") -> None:
+        """Press a button on the newest thread reply that has it (and contains `containing`)."""
+        for m in reversed(self.replies()):
+            if containing not in blocks_text(m):
+                continue
+            for block in m.get("blocks", []):
+                for el in block.get("elements", []) if block.get("type") == "actions" else []:
+                    if el.get("action_id") == action_id:
+                        resp = post_block_action(
+                            self.person.bot.url, SIGNING_SECRET, self.person.user, self.person.channel, m["ts"],
+                            self.thread_ts, action_id, value=el["value"], block_id=block["block_id"],
+                            trigger_id=self.slack.issue_trigger_id(self.person.user), message=m)
+                        assert resp.status_code == 200, resp
+                        return
+        raise AssertionError(f"no {action_id} on a reply containing {containing!r}")
+
     def open_modal(self, action_id: str) -> dict:
         before = len(self.slack.calls_for("views.open"))
         self.press(action_id)

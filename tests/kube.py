@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab import services
+from tests.lab import require
 
 NEEDED = ("TAOBOT_TEST_KUBE_API", "TAOBOT_TEST_KUBECONFIG_ADMIN", "TAOBOT_TEST_KUBECONFIG_BOT",
           "TAOBOT_TEST_KUBE_ADMIN_TOKEN", "TAOBOT_TEST_KUBE_BOT_TOKEN", "TAOBOT_TEST_KUBE_BOT_USER")
@@ -16,13 +16,7 @@ NEEDED = ("TAOBOT_TEST_KUBE_API", "TAOBOT_TEST_KUBECONFIG_ADMIN", "TAOBOT_TEST_K
 @pytest.fixture(scope="module")
 def kenv() -> dict[str, str]:
     """The services env, failing (never skipping) when the kube part is missing."""
-    try:
-        env = services()
-    except AssertionError as exc:
-        pytest.fail(str(exc))
-    missing = [n for n in NEEDED if not env.get(n)]
-    if missing:
-        pytest.fail(f"the services env lacks {', '.join(missing)}: run `bash tests/services/setup.sh kube`")
+    env = require(*NEEDED)
     absent = [env[n] for n in ("TAOBOT_TEST_KUBECONFIG_ADMIN", "TAOBOT_TEST_KUBECONFIG_BOT") if not Path(env[n]).is_file()]
     if absent:
         pytest.fail(f"kubeconfig {', '.join(absent)} is missing: run `bash tests/services/setup.sh kube`")

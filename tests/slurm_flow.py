@@ -9,8 +9,7 @@ import uuid
 
 import pytest
 
-from tests.fakes import post_block_action
-from tests.harness import SIGNING_SECRET, BotProcess, SlackUser, Thread, blocks_text
+from tests.harness import BotProcess, SlackUser, Thread, blocks_text
 from tests.lab import services
 
 LAB = services()
@@ -106,16 +105,3 @@ def wait_final(thread: Thread, launch_id: str, timeout: float) -> str:
     raise AssertionError(f"no final reply for {launch_id}; posts: { {k: [blocks_text(m)[:80] for m in v] for k, v in status_posts(thread, launch_id).items()} }")
 
 
-def press_on(thread: Thread, text_in_message: str, action_id: str) -> None:
-    for m in reversed(thread.replies()):
-        if text_in_message not in blocks_text(m):
-            continue
-        for block in m.get("blocks", []):
-            for el in block.get("elements", []) if block.get("type") == "actions" else []:
-                if el.get("action_id") == action_id:
-                    resp = post_block_action(thread.person.bot.url, SIGNING_SECRET, thread.person.user, thread.person.channel,
-                                             m["ts"], thread.thread_ts, action_id, value=el["value"], block_id=block["block_id"],
-                                             message=m)
-                    assert resp.status_code == 200
-                    return
-    raise AssertionError(f"no {action_id} on a message containing {text_in_message!r}")

@@ -19,7 +19,6 @@ from tests.slurm_flow import (  # noqa: F401, F811 - slurm_bot is a fixture
     HF_SECRET,
     LAB,
     launch,
-    press_on,
     scenario,
     slurm_bot,
     ssh,
@@ -48,7 +47,7 @@ def test_jobs_reach_every_end_state_with_one_update_per_interval(slurm_bot, slac
     fail_final = wait_final(fail_t, fail_id, 60)
     assert "Failed" in fail_final and "Exit code: 1" in fail_final and "training failed: exit code 1" in fail_final
     # Relaunch keeps the inputs and asks for a fresh preflight before anything is created again
-    press_on(fail_t, "Failed", "relaunch")
+    fail_t.press_on_reply("relaunch", "Failed")
     fail_t.wait_reply("Same inputs, ready to go again")
     fail_t.wait_card("Run preflight")
 
@@ -79,7 +78,7 @@ def test_jobs_reach_every_end_state_with_one_update_per_interval(slurm_bot, slac
     assert resumed and "Running" in blocks_text(status_posts(long_t, long_id)[resumed[0]][0])
 
     # cancel from the thread: the job ends Cancelled; the queued job then runs and succeeds
-    press_on(long_t, "Launched `", "cancel_job")
+    long_t.press_on_reply("cancel_job", "Launched `")
     long_t.wait_reply("Cancel sent")
     long_final = wait_final(long_t, long_id, 60)
     assert "Cancelled" in long_final

@@ -60,21 +60,6 @@ def preflight_message(thread: Thread, final: str, timeout: float = 30) -> str:
     raise AssertionError(f"no final preflight card ({final}); replies: {[blocks_text(m)[:120] for m in thread.replies()]}")
 
 
-def press_in_reply(thread: Thread, action_id: str):
-    """Press a button on the latest thread reply that has it (the preflight card)."""
-    from tests.fakes import post_block_action
-    from tests.harness import SIGNING_SECRET
-
-    for m in reversed(thread.replies()):
-        for block in m.get("blocks", []):
-            for el in block.get("elements", []) if block.get("type") == "actions" else []:
-                if el.get("action_id") == action_id:
-                    return post_block_action(thread.person.bot.url, SIGNING_SECRET, thread.person.user, thread.person.channel,
-                                             m["ts"], thread.thread_ts, action_id, value=el["value"], block_id=block["block_id"],
-                                             trigger_id=thread.slack.issue_trigger_id(thread.person.user), message=m)
-    raise AssertionError(f"no {action_id} button in the thread")
-
-
 def remote_ls(path: str) -> str:
     out = subprocess.run(["ssh", "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={LAB['TAOBOT_TEST_SSH_KNOWN_HOSTS']}",
                           "-i", LAB["TAOBOT_TEST_SSH_KEY"], "-p", LAB["TAOBOT_TEST_SSH_PORT"],
@@ -98,7 +83,7 @@ def test_preflight_passes_opens_the_gate_and_shows_launch(ssh_bot, slack):
     thread.say("num_gpus=1")
     card = thread.wait_card("inputs changed since the last preflight")
     assert "Run preflight" in card
-    press_in_reply(thread, "launch")
+    thread.press_on_reply("launch")
     reply = thread.wait_reply("Not launching: the launch gate is closed")
     assert "Nothing was created" in reply
 
@@ -121,7 +106,7 @@ def test_failing_preflight_reports_each_problem_with_remediation_and_creates_not
     # fix the inputs in the thread, run again: it passes
     thread.say(f"custom.val_dataset.annotation_path={LAB['TAOBOT_TEST_ANNOTATIONS']} custom.train_dataset.media_path={ROOT}")
     thread.wait_card("Run preflight")
-    press_in_reply(thread, "run_preflight")
+    thread.press_on_reply("run_preflight")
     preflight_message(thread, "passed")
     thread.wait_card("Preflight passed.")
     assert HF not in json.dumps([c.params for c in slack.calls]) and HF not in ssh_bot.log_text()
