@@ -26,9 +26,9 @@ def _settings(args: argparse.Namespace):
 
 
 def _catalog(settings):
-    from taobot.catalog import load_catalog
+    from taobot.catalog import load_catalog, with_operator_defaults
 
-    return load_catalog(settings.skill_bank_path)
+    return with_operator_defaults(load_catalog(settings.skill_bank_path), settings.default_status_interval_minutes)
 
 
 def _store(settings):
@@ -236,7 +236,7 @@ def cmd_preflight(args: argparse.Namespace) -> int:
         paths=tuple(DatasetPath(label, value, fields.get(label, ())) for label, value in paths),
         results_uri=args.results,
         resources=platform.resources,
-        settings=settings.preflight_settings(),
+        settings=settings.platform_settings(),
         skip_platform_access=args.skip_platform_access,
     )
     if args.skip_platform_access:
@@ -260,7 +260,11 @@ def cmd_preflight(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from taobot.slack.blocks import status_detail, status_message
+    import time
+
+    from taobot.catalog import find_platform
+    from taobot.view_text import channel_status_text, intake_detail_text
+    from taobot.views import ChannelEntry, ChannelStatus, IntakeDetail, intake_facts
 
     settings = _settings(args)
     catalog = _catalog(settings)
@@ -270,12 +274,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         if not matches:
             print(f"No launch {args.id} in {settings.db_path}.", file=sys.stderr)
             return EXIT_BAD_INPUT
-        print(status_detail(matches[0], catalog)["text"])
+        print(intake_detail_text(IntakeDetail(intake_facts(matches[0], catalog), time.time())))
     else:
-        rows = store.db.execute("SELECT state FROM intakes ORDER BY updated_at DESC LIMIT 40").fetchall()
-        from taobot.conversation import IntakeState
-
-        print(status_message([IntakeState.model_validate_json(r[0]) for r in rows], catalog)["text"])
+        intakes = store.recent_intakes(limit=40)
+        entries = tuple(
+            ChannelEntry(s, find_platform(catalog, s.platform).display_name if s.platform else "—", None) for s in intakes
+        )
+        print(channel_status_text(ChannelStatus(entries, len(entries), time.time())))
     return 0
 
 

@@ -6,6 +6,7 @@ stops the bot with one line naming the setting (see `load_settings`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -13,6 +14,42 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from taobot.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class PlatformSettings:
+    """What preflight and the backends need to reach the platforms, built once from `Settings`.
+
+    A plain value so checks and backends never read the environment
+    themselves: the bot's own DOCKER_HOST, KUBECONFIG and in-cluster service
+    address arrive here (`Settings.platform_settings`), and a launch's
+    credential of the same name still wins over them. Built bare, every
+    environment-derived field is None: nothing from the process leaks in.
+    """
+
+    lepton_api_url: str = "https://gateway.dgxc-lepton.nvidia.com"
+    brev_api_url: str = "https://brevapi.us-west-2-prod.control-plane.brev.dev"
+    ssh_config_path: str | None = None  # default ~/.ssh/config
+    known_hosts_path: str | None = None  # default ~/.ssh/known_hosts (plus UserKnownHostsFile)
+    connect_timeout_s: float = 10.0
+    http_timeout_s: float = 10.0
+    annotation_sample: int = 20
+    docker_host: str | None = None  # the bot's DOCKER_HOST; None: the default socket
+    docker_tls_verify: str | None = None  # the bot's DOCKER_TLS_VERIFY
+    docker_cert_path: str | None = None  # the bot's DOCKER_CERT_PATH
+    kubeconfig: str | None = None  # the bot's KUBECONFIG (os.pathsep-separated); None: ~/.kube/config
+    kubernetes_service_host: str | None = None  # set inside a Pod: the in-cluster API server
+    kubernetes_service_port: str | None = None
+
+    @property
+    def docker_tls(self) -> dict[str, str | None]:
+        """The bot's own Docker TLS variables by name, as docker's `kwargs_from_env` reads them."""
+        return {"DOCKER_TLS_VERIFY": self.docker_tls_verify, "DOCKER_CERT_PATH": self.docker_cert_path}
+
+    @property
+    def in_cluster(self) -> bool:
+        """Whether the bot runs in a Pod (Kubernetes sets KUBERNETES_SERVICE_HOST there)."""
+        return bool(self.kubernetes_service_host)
 
 
 class Settings(BaseSettings):
@@ -41,7 +78,14 @@ class Settings(BaseSettings):
     poll_seconds: int = Field(30, ge=1, le=300, validation_alias="TAOBOT_POLL_SECONDS")
     slurm_container: Literal["pyxis", "none"] = Field("pyxis", validation_alias="TAOBOT_SLURM_CONTAINER")
     work_dir: Path | None = Field(None, validation_alias="TAOBOT_WORK_DIR")
-    default_status_interval_minutes: int = Field(5, ge=1, le=60, validation_alias="TAOBOT_STATUS_INTERVAL_MINUTES")
+    # None: the catalog's default (5). Resolved once, into the catalog, when the CLI loads it.
+    default_status_interval_minutes: int | None = Field(None, ge=1, le=60, validation_alias="TAOBOT_STATUS_INTERVAL_MINUTES")
+    docker_host: str | None = Field(None, validation_alias="DOCKER_HOST")
+    docker_tls_verify: str | None = Field(None, validation_alias="DOCKER_TLS_VERIFY")
+    docker_cert_path: str | None = Field(None, validation_alias="DOCKER_CERT_PATH")
+    kubeconfig: str | None = Field(None, validation_alias="KUBECONFIG")
+    kubernetes_service_host: str | None = Field(None, validation_alias="KUBERNETES_SERVICE_HOST")
+    kubernetes_service_port: str | None = Field(None, validation_alias="KUBERNETES_SERVICE_PORT")
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -53,15 +97,21 @@ class Settings(BaseSettings):
     def _lower(cls, v: object) -> object:
         return v.lower() if isinstance(v, str) else v
 
-    def preflight_settings(self):
-        from taobot.preflight.base import PreflightSettings
-
-        return PreflightSettings(
+    def platform_settings(self) -> PlatformSettings:
+        return PlatformSettings(
             lepton_api_url=self.lepton_api_url,
             brev_api_url=self.brev_api_url,
             ssh_config_path=self.ssh_config,
             known_hosts_path=self.ssh_known_hosts,
+            docker_host=self.docker_host,
+            docker_tls_verify=self.docker_tls_verify,
+            docker_cert_path=self.docker_cert_path,
+            kubeconfig=self.kubeconfig,
+            kubernetes_service_host=self.kubernetes_service_host,
+            kubernetes_service_port=self.kubernetes_service_port,
         )
+
+    preflight_settings = platform_settings  # kept for callers being migrated
 
     @property
     def admin_ids(self) -> frozenset[str]:

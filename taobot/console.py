@@ -8,11 +8,12 @@ the same encrypted store. Every answer is saved as it is given, so
 from __future__ import annotations
 
 import getpass
-import os
+import time
 from collections.abc import Callable
 
 from taobot.catalog import Catalog, find_platform
-from taobot.conversation import (
+from taobot.errors import TaobotError
+from taobot.intake import (
     INTERVAL_ADVICE,
     AcceptComputeDefaults,
     Cancel,
@@ -33,9 +34,11 @@ from taobot.conversation import (
     parse_reply,
     start_intake,
 )
-from taobot.errors import TaobotError
-from taobot.slack.blocks import status_detail
+from taobot.intake.intents import Answer, ShowHelp, ShowStatus
+from taobot.secrets import REDACTOR
 from taobot.store import Store
+from taobot.view_text import intake_detail_text
+from taobot.views import IntakeDetail, intake_facts
 
 CONSOLE_CHANNEL = "console"
 
@@ -47,7 +50,12 @@ class ConsoleIO:
 
 
 def _owner() -> str:
-    return "console:" + (os.environ.get("USER") or getpass.getuser() or "local")
+    return "console:" + (getpass.getuser() or "local")
+
+
+def _detail(state: IntakeState, catalog: Catalog) -> str:
+    """The intake's status as plain text: the same view Slack shows, without mrkdwn emphasis; redacted here, at the edge."""
+    return REDACTOR.redact(intake_detail_text(IntakeDetail(intake_facts(state, catalog), time.time())).replace("*", ""))
 
 
 def run_console(store: Store, catalog: Catalog, model: str | None, action: str | None,
@@ -92,7 +100,7 @@ def run_console(store: Store, catalog: Catalog, model: str | None, action: str |
         if outcome.changed:
             state = outcome.state
             store.save_intake(state, owner, "console", {"events": [type(e).__name__ for e in events]})
-    io.say(status_detail(state, catalog)["text"].replace("*", ""))
+    io.say(_detail(state, catalog))
     if state.status == "cancelled":
         return 1
     io.say("Intake complete.")
@@ -104,23 +112,19 @@ def _free_text(answer: str, state: IntakeState, catalog: Catalog, io: ConsoleIO)
     if parsed.secret_warning:
         io.say(parsed.secret_warning.replace("*", ""))
         return None
-    if parsed.command == "cancel":
-        return [Cancel()]
-    if parsed.command == "help":
+    intent = parsed.intent
+    if isinstance(intent, ShowHelp):
         io.say(dataset_help(state, catalog))
         return None
-    if parsed.command == "status":
-        io.say(status_detail(state, catalog)["text"].replace("*", ""))
+    if isinstance(intent, ShowStatus):
+        io.say(_detail(state, catalog))
         return None
-    if parsed.command == "use_image":
-        return [ConfirmImage()]
-    if parsed.command == "compute_defaults":
-        return [AcceptComputeDefaults()]
-    if parsed.command == "ssh_agent":
-        return [UseSshAgent(True)]
     for err in parsed.errors:
         io.say("  ✗ " + err)
-    return parsed.events or None
+    if intent is not None and not isinstance(intent, Answer):
+        io.say(f"  ✗ `{answer.strip()}` is for a launch thread in Slack; the console runs the intake only.")
+        return None
+    return list(intent.events) if intent else None
 
 
 def _ask_step(state: IntakeState, catalog: Catalog, step: Step, store: Store, io: ConsoleIO) -> list[Event] | None:
@@ -140,7 +144,7 @@ def _ask_step(state: IntakeState, catalog: Catalog, step: Step, store: Store, io
             default = catalog.default_status_interval_minutes
             interval = io.ask(f"Status interval in minutes ({INTERVAL_ADVICE}) [{default}]: ").strip()
             if not interval:
-                return [SetMonitoring(True, default)]
+                return [SetMonitoring(True)]  # the transition fills in the default
             if not interval.isdigit():
                 io.say("  ✗ Give a whole number of minutes, 1–60.")
                 return None
@@ -158,11 +162,11 @@ def _ask_step(state: IntakeState, catalog: Catalog, step: Step, store: Store, io
         value = reader(f"{cred.name}{' (hidden)' if cred.secret else ''}: ").strip()
         if value.lower() in ("agent", "cancel") and not cred.secret:
             return [UseSshAgent(True)] if value.lower() == "agent" else [Cancel()]
-        problem = check_credential_value(cred.name, value)
+        problem = check_credential_value(catalog, cred.name, value)
         if problem:
             io.say("  ✗ " + problem)
             return None
-        return [CredentialsStored({cred.name: store.put_secret(state.owner, cred.name, value)})]
+        return [CredentialsStored({cred.name: store.put_secret(state.owner, cred.name, value, secret=cred.secret)})]
     if step is Step.IMAGE:
         io.say(f"Container image for {state.model}/{state.action}: default={state.image.default}")
         answer = io.ask("Press Enter to use it, or type image=<registry/name:tag>: ").strip()

@@ -71,3 +71,11 @@ class SlackError(TaobotError):
         super().__init__(message, method=method, error=error)
         self.method = method
         self.error = error
+
+
+class BackendUnreachable(TaobotError):
+    """The platform could not be asked (SSH down, API 5xx, daemon gone). Never a job failure."""
+
+
+class LaunchFailed(TaobotError):
+    """Submission was refused by the platform; the message says why."""

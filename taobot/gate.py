@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 
 from taobot.catalog import Catalog
-from taobot.conversation import (
+from taobot.intake import (
     IntakeState,
     compute_fields,
     credential_needs,

@@ -9,26 +9,18 @@ records the job id.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
-from taobot.backends.base import (
-    JOB_ENV_CREDENTIALS,
-    RESULTS_PLACEHOLDER,
-    Backend,
-    JobState,
-    LaunchSpec,
-    Submitted,
-)
+from taobot.backends.base import JOB_ENV_CREDENTIALS, RESULTS_PLACEHOLDER, Backend, LaunchSpec, Submitted
 from taobot.catalog import Catalog
-from taobot.conversation import IntakeState, action_of, dataset_inputs, model_of, platform_of
+from taobot.intake import IntakeState, action_of, dataset_inputs, model_of, platform_of, status_interval
+from taobot.launches import JobState, Launch
 from taobot.gate import require_open
 from taobot.preflight.base import local_path
 
 log = logging.getLogger(__name__)
-
-SUBMITTING = "Submitting"
-
 
 def build_launch_spec(state: IntakeState, catalog: Catalog, credentials: dict[str, str], launch_id: str) -> LaunchSpec:
     model, action, platform = model_of(state, catalog), action_of(state, catalog), platform_of(state, catalog)
@@ -75,61 +67,47 @@ class Launcher:
     def backend(self, platform: str) -> Backend:
         return self.backends[platform]
 
-    def launch(self, state: IntakeState, user: str, credentials: dict[str, str]) -> tuple[dict, Submitted]:
+    def launch(self, state: IntakeState, user: str, credentials: dict[str, str]) -> tuple[Launch, Submitted]:
         """Submit the job. Raises GateClosedError, LaunchFailed or BackendUnreachable; the row says what happened."""
         require_open(state, self.catalog, "submit a job")
         launch_id = f"{state.id}-{int(time.time()) % 100000:05d}"
         spec = build_launch_spec(state, self.catalog, credentials, launch_id)
         now = time.time()
-        row = {
-            "id": launch_id,
-            "intake_id": state.id,
-            "channel": state.channel,
-            "thread_ts": state.thread_ts,
-            "owner": state.owner,
-            "platform": spec.platform,
-            "model": spec.model,
-            "action": spec.action,
-            "job_id": None,
-            "details": "{}",
-            "log_location": None,
-            "results_location": None,
-            "state": SUBMITTING,
-            "native": "submitting",
-            "reason": None,
-            "exit_code": None,
-            "monitor": 1 if state.monitor else 0,
-            "detached": 0,
-            "interval_minutes": state.interval_minutes or self.catalog.default_status_interval_minutes,
-            "launched_at": now,
-            "state_since": now,
-            "ended_at": None,
-            "unreachable": None,
-            "unreachable_since": None,
-            "next_poll_at": None,
-            "final_posted": 0,
-        }
+        launch = Launch(
+            id=launch_id,
+            intake_id=state.id,
+            channel=state.channel,
+            thread_ts=state.thread_ts,
+            owner=state.owner,
+            platform=spec.platform,
+            model=spec.model,
+            action=spec.action,
+            state=JobState.SUBMITTING,
+            native="submitting",
+            monitor=bool(state.monitor),
+            interval_minutes=status_interval(state, self.catalog),
+            launched_at=now,
+            state_since=now,
+        )
         state.status = "launched"
         state.updated_at = now
-        self.store.add_launch(row, state, user)
+        self.store.add_launch(launch, state, user)
         try:
             submitted = self.backend(spec.platform).launch(spec)
         except Exception as exc:
             # Nothing runs: the intake goes back to complete so the person can fix and launch again.
-            self.store.update_launch(launch_id, state=JobState.FAILED.value, native="submit failed",
-                                     reason=str(getattr(exc, "message", exc))[:500], ended_at=time.time(), final_posted=1)
+            self.store.update_launch(launch_id, state=JobState.FAILED, native="submit failed",
+                                     reason=str(getattr(exc, "message", exc))[:500], ended_at=time.time(), final_posted=True)
             state.status = "complete"
             self.store.save_intake(state, user, "launch_failed", {"launch": launch_id, "error": type(exc).__name__})
             raise
-        import json
-
         self.store.update_launch(
             launch_id,
             job_id=submitted.job_id,
             details=json.dumps(dict(submitted.details)),
             log_location=submitted.log_location,
             results_location=submitted.results_location,
-            state=JobState.PENDING.value,
+            state=JobState.PENDING,
             native="submitted",
             state_since=time.time(),
         )

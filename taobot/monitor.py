@@ -16,17 +16,16 @@ thread for a message with that metadata, so it is neither lost nor doubled.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from taobot.backends.base import BackendUnreachable, JobRef, JobState, JobStatus, infrastructure_cause
+from taobot.backends.base import JobRef, JobStatus, infrastructure_cause
 from taobot.catalog import Catalog, find_platform
-from taobot.errors import TaobotError
-from taobot.secrets import REDACTOR
-from taobot.slack import blocks as B
+from taobot.errors import BackendUnreachable, TaobotError
+from taobot.launches import JobState, Launch
+from taobot.views import FinalUpdate, StatusUpdate
 
 log = logging.getLogger(__name__)
 
@@ -72,17 +71,17 @@ class Monitor:
                     values[name] = value
         return values
 
-    def ref(self, row: dict, creds: dict[str, str]) -> JobRef:
-        return JobRef(row["id"], row["job_id"] or "", json.loads(row["details"] or "{}"), creds)
+    def ref(self, row: Launch, creds: dict[str, str]) -> JobRef:
+        return JobRef(row.id, row.job_id or "", row.detail_map, creds)
 
     @staticmethod
-    def slot_of(row: dict, now: float) -> int:
-        interval = max(1, int(row["interval_minutes"] or 5)) * 60
-        return int((now - row["launched_at"]) // interval)
+    def slot_of(row: Launch, now: float) -> int:
+        interval = max(1, row.interval_minutes) * 60
+        return int((now - row.launched_at) // interval)
 
-    def update_due(self, row: dict, now: float, last: int | None) -> int | None:
+    def update_due(self, row: Launch, now: float, last: int | None) -> int | None:
         """The slot to post now, or None. `last` is the highest slot already claimed."""
-        if not row["monitor"] or row["detached"]:
+        if not row.watched:
             return None
         slot = self.slot_of(row, now)
         if slot < 1:
@@ -97,29 +96,29 @@ class Monitor:
         self.retry_pending()
         rows = self.store.active_launches()
         stats.launches = len(rows)
-        groups: dict[tuple[str, str], list[tuple[dict, JobRef]]] = defaultdict(list)
+        groups: dict[tuple[str, str], list[tuple[Launch, JobRef]]] = defaultdict(list)
         creds_cache: dict[tuple[str, str], dict] = {}
         for row in rows:
-            if row["state"] == "Submitting":
-                if now - row["launched_at"] > SUBMIT_STALE_S:
+            if row.state is JobState.SUBMITTING:
+                if now - row.launched_at > SUBMIT_STALE_S:
                     self._finish_unknown_submit(row)
                 continue
-            if row["state"] in ("Succeeded", "Failed", "Cancelled"):
+            if row.state.terminal:
                 self._post_final(row, None)  # terminal but its final reply not posted yet (a crash in between)
                 continue
-            key = (row["owner"], row["platform"])
+            key = (row.owner, row.platform)
             if key not in creds_cache:
                 creds_cache[key] = self.credentials(*key)
             ref = self.ref(row, creds_cache[key])
-            backend = self.backends[row["platform"]]
-            groups[(row["platform"], backend.connection_key(ref))].append((row, ref))
+            backend = self.backends[row.platform]
+            groups[(row.platform, backend.connection_key(ref))].append((row, ref))
         last_slots = self.store.last_slots() if groups else {}
         for (platform, _conn), members in groups.items():
             backend = self.backends[platform]
-            if all((r["next_poll_at"] or 0) > now for r, _ in members):
+            if all((r.next_poll_at or 0) > now for r, _ in members):
                 continue  # backing off an unreachable platform
-            due = {r["id"]: self.update_due(r, now, last_slots.get(r["id"])) for r, _ in members}
-            tails = [ref.job_id for r, ref in members if due[r["id"]] is not None]
+            due = {r.id: self.update_due(r, now, last_slots.get(r.id)) for r, _ in members}
+            tails = [ref.job_id for r, ref in members if due[r.id] is not None]
             start = time.perf_counter()
             try:
                 statuses = backend.poll([ref for _, ref in members], tails_for=tails)
@@ -128,12 +127,12 @@ class Monitor:
                 stats.polls += 1
                 stats.unreachable += len(members)
                 for row, _ref in members:
-                    stats.posted += self._unreachable(row, str(exc.message), now, due[row["id"]])
+                    stats.posted += self._unreachable(row, str(exc.message), now, due[row.id])
                 continue
             except Exception as exc:  # a backend bug must not stop monitoring of everything else
                 log.exception("poll failed", extra={"platform": platform})
                 for row, _ref in members:
-                    stats.posted += self._unreachable(row, f"{type(exc).__name__} while asking {platform}", now, due[row["id"]])
+                    stats.posted += self._unreachable(row, f"{type(exc).__name__} while asking {platform}", now, due[row.id])
                 continue
             finally:
                 took = time.perf_counter() - start
@@ -146,8 +145,7 @@ class Monitor:
                 status = statuses.get(ref.job_id) or JobStatus(JobState.UNKNOWN, "not reported")
                 recorded.append((self._record(row, status, now), ref, status))
             # Jobs that just ended get their last log lines in ONE more query, not one each.
-            ended = [(r, ref) for r, ref, st in recorded
-                     if JobState(r["state"]).terminal and r["monitor"] and not r["detached"] and not st.log_tail]
+            ended = [(r, ref) for r, ref, st in recorded if r.state.terminal and r.watched and not st.log_tail]
             extra_tails: dict[str, JobStatus] = {}
             if ended:
                 try:
@@ -155,97 +153,97 @@ class Monitor:
                 except Exception:  # noqa: BLE001 - the final reply goes out without log lines then
                     log.warning("could not fetch the last log lines of %d ended job(s)", len(ended))
             for row, ref, status in recorded:
-                if JobState(row["state"]).terminal:
+                if row.state.terminal:
                     tail = status.log_tail or (extra_tails[ref.job_id].log_tail if ref.job_id in extra_tails else ())
                     if self._post_final(row, JobStatus(status.state, status.native, status.reason, status.exit_code, tail)):
                         stats.posted += 1
-                elif due[row["id"]] is not None:
-                    if self._post_update(row, due[row["id"]], status):
+                elif due[row.id] is not None:
+                    if self._post_update(row, due[row.id], status):
                         stats.posted += 1
         return stats
 
     # ------------------------------------------------------------------ state
 
-    def _record(self, row: dict, status: JobStatus, now: float) -> dict:
+    def _record(self, row: Launch, status: JobStatus, now: float) -> Launch:
         """Store what changed (nothing is written for an unchanged job)."""
         changes: dict = {}
-        if row["unreachable"] or row["unreachable_since"] or row["next_poll_at"]:
+        if row.unreachable or row.unreachable_since or row.next_poll_at:
             changes.update(unreachable=None, unreachable_since=None, next_poll_at=None)
-        if status.state.value != row["state"]:
-            changes["state"] = status.state.value
+        if status.state != row.state:
+            changes["state"] = status.state
             changes["state_since"] = now
             if status.state.terminal:
                 changes["ended_at"] = now
-        if status.native != row["native"]:
+        if status.native != row.native:
             changes["native"] = status.native
-        if status.reason != row["reason"]:
+        if status.reason != row.reason:
             changes["reason"] = status.reason
-        if status.exit_code is not None and status.exit_code != row["exit_code"]:
+        if status.exit_code is not None and status.exit_code != row.exit_code:
             changes["exit_code"] = status.exit_code
         if changes:
-            self.store.update_launch(row["id"], **changes)
+            self.store.update_launch(row.id, **changes)
         if "state" in changes and self.on_state_change is not None:
             try:
-                self.on_state_change({**row, **changes})
+                self.on_state_change(row.with_changes(**changes))
             except Exception:  # noqa: BLE001 - the card is a courtesy; monitoring goes on
-                log.exception("card refresh failed", extra={"launch": row["id"]})
+                log.exception("card refresh failed", extra={"launch": row.id})
         if "state" in changes:
-            log.info("job state %s -> %s", row["state"], status.state.value,
-                     extra={"launch": row["id"], "job": row["job_id"], "platform": row["platform"]})
-        return {**row, **changes}
+            log.info("job state %s -> %s", row.state.value, status.state.value,
+                     extra={"launch": row.id, "job": row.job_id, "platform": row.platform})
+        return row.with_changes(**changes)
 
-    def _unreachable(self, row: dict, why: str, now: float, due_slot: int | None) -> bool:
-        since = row["unreachable_since"] or now
+    def _unreachable(self, row: Launch, why: str, now: float, due_slot: int | None) -> bool:
+        since = row.unreachable_since or now
         # Back off exponentially with the length of the outage: 5 s, 10 s, 20 s … capped at 10 min.
         backoff = min(MAX_BACKOFF_S, 5 * 2 ** min(int((now - since) // 60), 7))
-        self.store.update_launch(row["id"], unreachable=why[:500], unreachable_since=since, next_poll_at=now + backoff)
-        row = {**row, "unreachable": why, "unreachable_since": since}
+        self.store.update_launch(row.id, unreachable=why[:500], unreachable_since=since, next_poll_at=now + backoff)
+        row = row.with_changes(unreachable=why, unreachable_since=since)
         if due_slot is not None and self._post_update(row, due_slot, None):
             return True
         return False
 
-    def _finish_unknown_submit(self, row: dict) -> None:
-        self.store.update_launch(row["id"], state=JobState.UNKNOWN.value, native="submit interrupted",
-                                 reason=f"taobot stopped while submitting; look for a job named tao-{row['model']}-{row['action']}-{row['id']} "
-                                        "on the platform", ended_at=self.clock(), final_posted=1)
+    def _finish_unknown_submit(self, row: Launch) -> None:
+        self.store.update_launch(row.id, state=JobState.UNKNOWN, native="submit interrupted",
+                                 reason=f"taobot stopped while submitting; look for a job named tao-{row.model}-{row.action}-{row.id} "
+                                        "on the platform", ended_at=self.clock(), final_posted=True)
 
     # ------------------------------------------------------------------ posting
 
-    def _post(self, row: dict, slot: int, message: dict) -> bool:
-        if not self.store.claim_slot(row["id"], slot, row["state"]):
+    def _post(self, row: Launch, slot: int, view) -> bool:
+        if not self.store.claim_slot(row.id, slot, row.state):
             return False  # this slot was already claimed: never post it twice
-        metadata = {"event_type": "taobot_status", "event_payload": {"launch": row["id"], "slot": slot}}
+        metadata = {"event_type": "taobot_status", "event_payload": {"launch": row.id, "slot": slot}}
         try:
-            ts = self.messenger.post(row["channel"], message, thread_ts=row["thread_ts"], metadata=metadata)
+            ts = self.messenger.post(row.channel, view, thread_ts=row.thread_ts, metadata=metadata)
         except TaobotError as exc:
-            log.warning("status post failed, will retry: %s", exc, extra={"launch": row["id"]})
+            log.warning("status post failed, will retry: %s", exc, extra={"launch": row.id})
             return False
-        self.store.mark_posted(row["id"], slot, ts)
+        self.store.mark_posted(row.id, slot, ts)
         return True
 
-    def _post_update(self, row: dict, slot: int, status: JobStatus | None) -> bool:
-        lines = [REDACTOR.redact(line) for line in (status.log_tail if status else ())]
-        posted = self._post(row, slot, B.status_update(row, lines, self.clock()))
+    def _post_update(self, row: Launch, slot: int, status: JobStatus | None) -> bool:
+        lines = tuple(status.log_tail) if status else ()
+        posted = self._post(row, slot, StatusUpdate(row, lines, self.clock()))
         if posted and self.on_state_change is not None:
             try:  # the card's status line ("Running for 12 min") follows each update
                 self.on_state_change(row)
             except Exception:  # noqa: BLE001
-                log.exception("card refresh failed", extra={"launch": row["id"]})
+                log.exception("card refresh failed", extra={"launch": row.id})
         return posted
 
-    def _post_final(self, row: dict, status: JobStatus | None) -> bool:
-        if row["final_posted"]:
+    def _post_final(self, row: Launch, status: JobStatus | None) -> bool:
+        if row.final_posted:
             return False
-        if not row["monitor"] or row["detached"]:
-            self.store.update_launch(row["id"], final_posted=1)
+        if not row.watched:
+            self.store.update_launch(row.id, final_posted=True)
             return False
-        tail = [REDACTOR.redact(line) for line in (status.log_tail if status else ())]
-        cause = infrastructure_cause(row["native"] or "", tail) if row["state"] == JobState.FAILED.value else None
-        if self._post(row, FINAL_SLOT, B.final_update(row, tail, cause, self.clock())):
-            self.store.update_launch(row["id"], final_posted=1)
+        tail = tuple(status.log_tail) if status else ()
+        cause = infrastructure_cause(row.native or "", tail) if row.state is JobState.FAILED else None
+        if self._post(row, FINAL_SLOT, FinalUpdate(row, tail, cause, self.clock())):
+            self.store.update_launch(row.id, final_posted=True)
             return True
-        if any(s["slot"] == FINAL_SLOT and s["status"] == "posted" for s in self.store.posted_slots(row["id"])):
-            self.store.update_launch(row["id"], final_posted=1)
+        if any(s["slot"] == FINAL_SLOT and s["status"] == "posted" for s in self.store.posted_slots(row.id)):
+            self.store.update_launch(row.id, final_posted=True)
         return False
 
     def retry_pending(self) -> None:
@@ -254,20 +252,20 @@ class Monitor:
             row = self.store.get_launch(pending["launch_id"])
             if row is None:
                 continue
-            ts = self.messenger.find_posted(row["channel"], row["thread_ts"], row["id"], pending["slot"])
+            ts = self.messenger.find_posted(row.channel, row.thread_ts, row.id, pending["slot"])
             if ts:
-                self.store.mark_posted(row["id"], pending["slot"], ts)
+                self.store.mark_posted(row.id, pending["slot"], ts)
                 continue
-            metadata = {"event_type": "taobot_status", "event_payload": {"launch": row["id"], "slot": pending["slot"]}}
+            metadata = {"event_type": "taobot_status", "event_payload": {"launch": row.id, "slot": pending["slot"]}}
             if pending["slot"] == FINAL_SLOT:
-                message = B.final_update(row, [], infrastructure_cause(row["native"] or "", []), self.clock())
+                view = FinalUpdate(row, (), infrastructure_cause(row.native or "", []), self.clock())
             else:
-                message = B.status_update(row, [], self.clock())
+                view = StatusUpdate(row, (), self.clock())
             try:
-                ts = self.messenger.post(row["channel"], message, thread_ts=row["thread_ts"], metadata=metadata)
+                ts = self.messenger.post(row.channel, view, thread_ts=row.thread_ts, metadata=metadata)
             except TaobotError as exc:
-                log.warning("retry of a pending status post failed: %s", exc, extra={"launch": row["id"]})
+                log.warning("retry of a pending status post failed: %s", exc, extra={"launch": row.id})
                 continue
-            self.store.mark_posted(row["id"], pending["slot"], ts)
+            self.store.mark_posted(row.id, pending["slot"], ts)
             if pending["slot"] == FINAL_SLOT:
-                self.store.update_launch(row["id"], final_posted=1)
+                self.store.update_launch(row.id, final_posted=True)

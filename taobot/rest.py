@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from taobot.backends.base import BackendUnreachable
+from taobot.errors import BackendUnreachable
 
 MAX_BODY = 1024 * 1024  # bytes of an answer read
 TEXT_KEPT = 2000  # characters of the raw body kept in `Reply.text`

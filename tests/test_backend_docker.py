@@ -32,15 +32,16 @@ from pathlib import Path
 import pytest
 
 from taobot.backends.base import (
-    BackendUnreachable,
     JobRef,
     JobState,
-    LaunchFailed,
     LaunchSpec,
     RESULTS_PLACEHOLDER,
 )
-from taobot.backends.docker import CANCEL_MARKER, DockerBackend, container_status
+from taobot.backends.docker import DockerBackend
+from taobot.backends.docker_status import CANCEL_MARKER, container_status
 from taobot.catalog.schema import ResourceDefaults
+from taobot.config import PlatformSettings
+from taobot.errors import BackendUnreachable, LaunchFailed
 from tests.dockerd import private_dockerd
 
 ENV_FILE = Path(os.environ.get("TAOBOT_SERVICES_ENV", "/tmp/taobot-services/services.env"))
@@ -691,11 +692,14 @@ def test_daemon_going_away_after_a_good_poll_is_backend_unreachable(tmp_path, pr
 
 
 def test_connection_key_is_the_docker_host_or_default(monkeypatch, tmp_path):
-    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.setenv("DOCKER_HOST", "unix:///ignored.sock")  # the backend reads its settings, never the environment
     b = DockerBackend(tmp_path)
     assert b.connection_key(JobRef("l", "c", {}, {"DOCKER_HOST": "unix:///x.sock"})) == "unix:///x.sock"
     assert b.connection_key(JobRef("l", "c", {}, {})) == "default"
     assert b.name == "local-docker"
+    bots_own = DockerBackend(tmp_path, settings=PlatformSettings(docker_host="unix:///bot.sock"))
+    assert bots_own.connection_key(JobRef("l", "c", {}, {})) == "unix:///bot.sock"
+    assert bots_own.connection_key(JobRef("l", "c", {}, {"DOCKER_HOST": "unix:///x.sock"})) == "unix:///x.sock"
 
 
 def test_state_mapping_of_list_entries(tmp_path):

@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from taobot.backends.base import BackendUnreachable, JobRef, JobState, LaunchFailed, LaunchSpec, RESULTS_PLACEHOLDER
+from taobot.backends.base import JobRef, JobState, LaunchSpec, RESULTS_PLACEHOLDER
 from taobot.catalog.schema import ResourceDefaults
-from taobot.preflight.base import PreflightSettings
+from taobot.config import PlatformSettings
+from taobot.errors import BackendUnreachable, LaunchFailed
 from tests.kube import admin, ignore_404, kenv, uid  # noqa: F401 - admin and kenv are fixtures
 
 PREFIX = "tbk"
@@ -58,7 +59,7 @@ def namespace(new_namespace):
 def backend():
     from taobot.backends.kubernetes import KubernetesBackend
 
-    b = KubernetesBackend(PreflightSettings(connect_timeout_s=5.0, http_timeout_s=5.0))
+    b = KubernetesBackend(PlatformSettings(connect_timeout_s=5.0, http_timeout_s=5.0))
     yield b
     b.close()
 
@@ -430,7 +431,7 @@ def test_cancel_deletes_the_job_and_the_garbage_collector_removes_its_pod_secret
     assert backend.poll([ref])[sub.job_id].state is JobState.CANCELLED  # remembered by this process
     backend.cancel(ref)  # again: already gone, no error
 
-    restarted = KubernetesBackend(PreflightSettings(connect_timeout_s=5.0, http_timeout_s=5.0))
+    restarted = KubernetesBackend(PlatformSettings(connect_timeout_s=5.0, http_timeout_s=5.0))
     try:  # after a restart the cluster has no record of a deleted Job: Unknown, as documented
         after = restarted.poll([ref])[sub.job_id]
     finally:
@@ -454,7 +455,7 @@ def test_a_cancelled_job_still_being_deleted_is_cancelled_even_after_a_restart(k
         assert job.metadata.deletion_timestamp is not None
         assert job.metadata.annotations["taobot/cancelled"] == "true" and job.spec.parallelism == 0
 
-        restarted = KubernetesBackend(PreflightSettings(connect_timeout_s=5.0, http_timeout_s=5.0))
+        restarted = KubernetesBackend(PlatformSettings(connect_timeout_s=5.0, http_timeout_s=5.0))
         try:
             status = restarted.poll([ref])[sub.job_id]
         finally:
@@ -531,7 +532,7 @@ def test_the_preflight_permissions_are_enough_to_launch_monitor_and_cancel(kenv,
     kubelet(admin, namespace, pod_of(admin, namespace, sub.job_id).metadata.name, "Running")
     assert backend.poll([ref], tails_for=[sub.job_id])[sub.job_id].state is JobState.RUNNING
     assert backend.logs(ref) == []
-    assert len(backend._conns) == 2 and len(set(map(id, backend._conns.values()))) == 1  # one client, current + named context
+    assert len(backend.clients) == 2 and len(set(map(id, backend.clients.values()))) == 1  # one client, current + named context
     backend.cancel(ref)
     assert backend.poll([ref])[sub.job_id].state is JobState.CANCELLED
     wait_for(lambda: objects(admin, namespace) == NOTHING, GC_WAIT_S, "the cancelled launch to be removed",
@@ -600,7 +601,7 @@ def test_an_evicted_pod_fails_the_job_with_the_eviction_reason(kenv, admin, name
 
 
 def test_names_and_quantities():
-    from taobot.backends.kubernetes import label_value, object_name, shm_quantity
+    from taobot.backends.kube_manifests import label_value, object_name, shm_quantity
 
     assert object_name("a1b2c3d4-12345") == "tao-a1b2c3d4-12345"
     long = object_name("Intake_" * 20)

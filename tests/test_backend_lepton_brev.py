@@ -23,15 +23,14 @@ import yaml
 from taobot.backends import lepton as lepton_backend
 from taobot.backends.base import (
     RESULTS_PLACEHOLDER,
-    BackendUnreachable,
     JobRef,
     JobState,
-    LaunchFailed,
     LaunchSpec,
 )
 from taobot.backends.brev import BrevBackend
 from taobot.backends.lepton import LeptonBackend
 from taobot.catalog.schema import ResourceDefaults
+from taobot.errors import BackendUnreachable, LaunchFailed
 from taobot.render import render
 from tests.fakes.brev_api import FakeBrevAPI
 from tests.fakes.lepton_api import JOB_STATES, FakeLeptonAPI, make_node_group

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import re
 
 import pytest
@@ -9,7 +11,7 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
 from taobot.catalog import load_catalog
-from taobot.conversation import (
+from taobot.intake import (
     STEP_ORDER,
     Cancel,
     ChoosePlatform,
@@ -28,6 +30,10 @@ from taobot.conversation import (
     optional_credentials,
 )
 from taobot.slack import blocks as B
+from taobot.slack import forms as F
+from taobot.slack.render import render
+from taobot import views as V
+from taobot.intake import help_text
 from tests.fakes._blocks import validate_message_blocks, validate_view
 from tests.test_conversation import PLATFORMS, drive_to, new, ok, store_missing_credentials
 
@@ -41,6 +47,11 @@ MODELS = [
 ]
 STEPS = [*STEP_ORDER, Step.COMPLETE]
 LONG_PATH = "/lustre/fsw/" + "deep/" * 998 + "x"  # 5,000+ characters
+
+
+def channel_status(intakes, now=None):
+    entries = tuple(V.ChannelEntry(s, s.platform or "—", None) for s in intakes[:40])
+    return render(V.ChannelStatus(entries, len(intakes), now if now is not None else time.time()))
 
 
 def _reachable() -> list[tuple[str, str, str, Step]]:
@@ -132,14 +143,14 @@ def _state(platform: str, model: str, action: str, step: Step) -> IntakeState:
 @pytest.mark.parametrize("platform,model,action,step", CASES, ids=lambda v: getattr(v, "value", v))
 def test_every_builder_is_valid_at_every_step(platform, model, action, step):
     state = _state(platform, model, action, step)
-    card = B.intake_card(state, CATALOG)
+    card = render(V.intake_card(state, CATALOG))
     assert_message_ok(card)
     assert B.STEP_TITLES[step] in card["text"]
-    assert_view_ok(B.credentials_modal(state, CATALOG))
-    assert_view_ok(B.datasets_modal(state, CATALOG))
-    assert_view_ok(B.image_modal(state))
-    assert_message_ok(B.status_detail(state, CATALOG, now=state.created_at + 3600))
-    assert_message_ok(B.status_message([state], CATALOG))
+    assert_view_ok(render(V.CredentialsForm(V.intake_facts(state, CATALOG))))
+    assert_view_ok(render(V.datasets_form(state, CATALOG)))
+    assert_view_ok(render(V.ImageForm(state)))
+    assert_message_ok(render(V.IntakeDetail(V.intake_facts(state, CATALOG), state.created_at + 3600)))
+    assert_message_ok(channel_status([state]))
     # the card asks the question of the current step, in the block identified for it
     question = next(b for b in card["blocks"] if b.get("block_id") == f"q_{state.id}")
     assert question["type"] == "section"
@@ -147,7 +158,7 @@ def test_every_builder_is_valid_at_every_step(platform, model, action, step):
 
 @pytest.mark.parametrize("model,action", MODELS)
 def test_card_before_a_platform_offers_every_platform(model, action):
-    card = B.intake_card(new(model, action), CATALOG)
+    card = render(V.intake_card(new(model, action), CATALOG))
     assert_message_ok(card)
     select = next(s for s in _selects(card["blocks"]) if s["action_id"] == B.PLATFORM_SELECT)
     assert [o["value"] for o in select["options"]] == list(CATALOG.platforms)
@@ -157,7 +168,7 @@ def test_card_before_a_platform_offers_every_platform(model, action):
 @pytest.mark.parametrize("model,action", MODELS)
 def test_card_shows_the_default_image_at_the_image_step(platform, model, action):
     state = _state(platform, model, action, Step.IMAGE)
-    card = B.intake_card(state, CATALOG)
+    card = render(V.intake_card(state, CATALOG))
     text = _unformatted(_card_text(card))
     assert f"Container image for {model}/{action}: default={state.image.default}" in text
     action_ids = {el["action_id"] for b in card["blocks"] if b["type"] == "actions" for el in b["elements"]}
@@ -165,7 +176,7 @@ def test_card_shows_the_default_image_at_the_image_step(platform, model, action)
 
 
 def test_monitoring_question_offers_interval_choices_within_range():
-    card = B.intake_card(_state("slurm", "dino", "train", Step.MONITORING), CATALOG)
+    card = render(V.intake_card(_state("slurm", "dino", "train", Step.MONITORING), CATALOG))
     assert_message_ok(card)
     select = next(s for s in _selects(card["blocks"]) if s["action_id"] == B.INTERVAL_SELECT)
     values = [int(o["value"]) for o in select["options"]]
@@ -174,7 +185,7 @@ def test_monitoring_question_offers_interval_choices_within_range():
 
 def test_cancelled_card_is_valid_and_says_so():
     state = ok(_state("slurm", "cosmos-rl", "train", Step.DATASETS), Cancel())
-    card = B.intake_card(state, CATALOG)
+    card = render(V.intake_card(state, CATALOG))
     assert_message_ok(card)
     assert "Cancelled" in _card_text(card)
     assert not any(b["type"] == "actions" for b in card["blocks"])
@@ -185,9 +196,9 @@ def test_cancelled_card_is_valid_and_says_so():
 
 def _cred_inputs(view: dict) -> list[str]:
     return [
-        b["block_id"].removeprefix(B.CRED_BLOCK_PREFIX)
+        b["block_id"].removeprefix(F.CRED_BLOCK_PREFIX)
         for b in view["blocks"]
-        if b["type"] == "input" and b["block_id"].startswith(B.CRED_BLOCK_PREFIX)
+        if b["type"] == "input" and b["block_id"].startswith(F.CRED_BLOCK_PREFIX)
     ]
 
 
@@ -203,7 +214,7 @@ def test_credentials_modal_has_one_input_per_needed_credential(platform, model, 
     state = _state(platform, model, action, Step.IMAGE)
     if s3:
         state = ok(state, SetResults("s3://bucket/results"))
-    view = B.credentials_modal(state, CATALOG)
+    view = render(V.CredentialsForm(V.intake_facts(state, CATALOG)))
     assert_view_ok(view)
     inputs = _cred_inputs(view)
     assert len(inputs) == len(set(inputs))
@@ -215,7 +226,7 @@ def test_credentials_modal_has_one_input_per_needed_credential(platform, model, 
     # required ones that are missing are not optional in the form
     by_id = {b["block_id"]: b for b in view["blocks"] if b["type"] == "input"}
     for need in missing_credentials(state, CATALOG):
-        assert by_id[B.CRED_BLOCK_PREFIX + need.name]["optional"] is False
+        assert by_id[F.CRED_BLOCK_PREFIX + need.name]["optional"] is False
     foreign = set().union(*(_owned(q) for q in PLATFORMS if q != platform)) - _owned(platform)
     foreign -= set(CATALOG.s3_required) | set(CATALOG.s3_optional)
     assert not set(inputs) & foreign
@@ -223,28 +234,28 @@ def test_credentials_modal_has_one_input_per_needed_credential(platform, model, 
 
 def test_credentials_modal_on_slurm_follows_the_agent_choice():
     state = _state("slurm", "dino", "train", Step.CREDENTIALS)
-    card = B.intake_card(state, CATALOG)
+    card = render(V.intake_card(state, CATALOG))
     assert B.USE_SSH_AGENT in {el["action_id"] for b in card["blocks"] if b["type"] == "actions" for el in b["elements"]}
-    inputs = _cred_inputs(B.credentials_modal(state, CATALOG))
+    inputs = _cred_inputs(render(V.CredentialsForm(V.intake_facts(state, CATALOG))))
     assert "SSH_KEY_PATH" in inputs and "SSH_AUTH_SOCK" not in inputs
     assert not {"LEPTON_AUTH_TOKEN", "LEPTON_WORKSPACE_ID", "BREV_API_TOKEN", "KUBECONFIG"} & set(inputs)
     state = ok(state, UseSshAgent(True))
-    inputs = _cred_inputs(B.credentials_modal(state, CATALOG))
+    inputs = _cred_inputs(render(V.CredentialsForm(V.intake_facts(state, CATALOG))))
     assert "SSH_AUTH_SOCK" in inputs and "SSH_KEY_PATH" not in inputs
 
 
 @pytest.mark.parametrize("platform", [p for p in PLATFORMS if p != "slurm"])
 def test_no_agent_button_off_slurm(platform):
     state = _state(platform, "cosmos-rl", "train", Step.CREDENTIALS)
-    card = B.intake_card(state, CATALOG)
+    card = render(V.intake_card(state, CATALOG))
     assert B.USE_SSH_AGENT not in {el["action_id"] for b in card["blocks"] if b["type"] == "actions" for el in b["elements"]}
 
 
 def test_credentials_already_set_are_optional_and_marked():
     state = _state("lepton", "cosmos-rl", "train", Step.CREDENTIALS)
     state = ok(state, CredentialsStored({"HF_TOKEN": "fp"}))
-    view = B.credentials_modal(state, CATALOG)
-    block = next(b for b in view["blocks"] if b.get("block_id") == B.CRED_BLOCK_PREFIX + "HF_TOKEN")
+    view = render(V.CredentialsForm(V.intake_facts(state, CATALOG)))
+    block = next(b for b in view["blocks"] if b.get("block_id") == F.CRED_BLOCK_PREFIX + "HF_TOKEN")
     assert block["optional"] is True and "(set)" in block["label"]["text"]
 
 
@@ -256,7 +267,7 @@ def test_card_and_modal_never_contain_a_secret_value():
     dumped = state.model_dump_json()
     assert secret not in dumped
     assert set(state.credentials.values()) == {"3f2a9c1d4e5b6a70", "aa11bb22cc33dd44", "ff00ee11dd22cc33"}
-    rendered = [B.intake_card(state, CATALOG), B.credentials_modal(state, CATALOG), B.status_detail(state, CATALOG)]
+    rendered = [render(V.intake_card(state, CATALOG)), render(V.CredentialsForm(V.intake_facts(state, CATALOG))), render(V.IntakeDetail(V.intake_facts(state, CATALOG), time.time()))]
     for payload in rendered:
         text = repr(payload)
         assert secret not in text
@@ -281,17 +292,17 @@ def test_very_long_paths_still_produce_valid_blocks(platform):
         SetResults(long),
     )
     for step_state in (state, store_missing_credentials(state)):
-        assert_message_ok(B.intake_card(step_state, CATALOG))
-        assert_view_ok(B.datasets_modal(step_state, CATALOG))
-        assert_view_ok(B.credentials_modal(step_state, CATALOG))
-        assert_message_ok(B.status_detail(step_state, CATALOG))
+        assert_message_ok(render(V.intake_card(step_state, CATALOG)))
+        assert_view_ok(render(V.datasets_form(step_state, CATALOG)))
+        assert_view_ok(render(V.CredentialsForm(V.intake_facts(step_state, CATALOG))))
+        assert_message_ok(render(V.IntakeDetail(V.intake_facts(step_state, CATALOG), time.time())))
 
 
 def test_very_long_image_reference_in_the_modal():
     state = _state("slurm", "dino", "train", Step.IMAGE)
     state = state.model_copy(update={"image": state.image.model_copy(update={"default": "nvcr.io/" + "a" * 5000 + ":1"})})
-    assert_view_ok(B.image_modal(state))
-    assert_message_ok(B.intake_card(state, CATALOG))
+    assert_view_ok(render(V.ImageForm(state)))
+    assert_message_ok(render(V.intake_card(state, CATALOG)))
 
 
 @pytest.mark.parametrize("length", [0, 1, 2999, 3000, 3001, 10_000, 50_000])
@@ -311,7 +322,7 @@ def test_a_very_long_error_is_valid():
 
 
 def test_help_message_is_valid_and_lists_platforms_and_models():
-    message = B.help_message(CATALOG)
+    message = render(V.Reply(help_text(CATALOG)))
     assert_message_ok(message)
     text = "".join(_section_texts(message["blocks"]))
     for name in [*CATALOG.platforms, *CATALOG.models]:
@@ -321,36 +332,36 @@ def test_help_message_is_valid_and_lists_platforms_and_models():
 def test_status_message_with_many_intakes_is_valid():
     states = [_state(*case) for case in CASES[::3]]
     assert len(states) > 40  # more than the message lists
-    message = B.status_message(states, CATALOG, now=states[0].created_at + 90_000)
+    message = channel_status(states, now=states[0].created_at + 90_000)
     assert_message_ok(message)
-    assert_message_ok(B.status_message([], CATALOG))
+    assert_message_ok(channel_status([]))
 
 
 def test_modal_titles_fit():
     state = _state("slurm", "cosmos-rl", "train", Step.CREDENTIALS)
-    for view in (B.credentials_modal(state, CATALOG), B.datasets_modal(state, CATALOG), B.image_modal(state)):
+    for view in (render(V.CredentialsForm(V.intake_facts(state, CATALOG))), render(V.datasets_form(state, CATALOG)), render(V.ImageForm(state))):
         assert 0 < len(view["title"]["text"]) <= 24
-        assert view["callback_id"] in B.CALLBACK_IDS
+        assert view["callback_id"] in F.CALLBACK_IDS
         assert view["private_metadata"] == state.id
 
 
 def test_datasets_modal_offers_both_modes():
     state = _state("slurm", "cosmos-rl", "train", Step.DATASETS)
-    view = B.datasets_modal(state, CATALOG)
+    view = render(V.datasets_form(state, CATALOG))
     ids = [b.get("block_id") for b in view["blocks"]]
-    assert B.ROOT_BLOCK_PREFIX + "train" in ids and B.ROOT_BLOCK_PREFIX + "eval" in ids
-    assert B.SPEC_BLOCK in ids and B.RESULTS_BLOCK in ids
+    assert F.ROOT_BLOCK_PREFIX + "train" in ids and F.ROOT_BLOCK_PREFIX + "eval" in ids
+    assert F.SPEC_BLOCK in ids and F.RESULTS_BLOCK in ids
     text = view["blocks"][0]["text"]["text"]
     assert "Root mode" in text and "Spec mode" in text and "/lustre/" in text
 
 
 def test_fit_keeps_messages_within_fifty_blocks():
     blocks = [B.section(f"line {i}") for i in range(80)]
-    fitted = B._fit(blocks)
+    fitted = B.fit(blocks)
     assert len(fitted) == 50
     assert validate_message_blocks(fitted) == []
-    assert len(B._fit(blocks, B.MAX_MODAL_BLOCKS)) == 80
-    assert len(B._fit([B.section("x")] * 150, B.MAX_MODAL_BLOCKS)) == 100
+    assert len(B.fit(blocks, B.MAX_MODAL_BLOCKS)) == 80
+    assert len(B.fit([B.section("x")] * 150, B.MAX_MODAL_BLOCKS)) == 100
 
 
 def test_clip_marks_shortened_text():
@@ -369,14 +380,14 @@ def test_datasets_modal_never_prefills_a_shortened_path():
         SetSpecInput("custom.val_dataset.annotation_path", LONG_PATH + "/ann.json"),
         SetResults(LONG_PATH),
     )
-    view = B.datasets_modal(state, CATALOG)
+    view = render(V.datasets_form(state, CATALOG))
     assert_view_ok(view)
     inputs = {b["block_id"]: b for b in view["blocks"] if b["type"] == "input"}
     current = {
-        B.ROOT_BLOCK_PREFIX + "train": state.roots["train"],
-        B.ROOT_BLOCK_PREFIX + "eval": state.roots["eval"],
-        B.SPEC_BLOCK: "\n".join(f"{k}={v}" for k, v in state.spec_inputs.items()),
-        B.RESULTS_BLOCK: state.results_uri,
+        F.ROOT_BLOCK_PREFIX + "train": state.roots["train"],
+        F.ROOT_BLOCK_PREFIX + "eval": state.roots["eval"],
+        F.SPEC_BLOCK: "\n".join(f"{k}={v}" for k, v in state.spec_inputs.items()),
+        F.RESULTS_BLOCK: state.results_uri,
     }
     for block_id, value in current.items():
         element = inputs[block_id]["element"]
@@ -385,4 +396,4 @@ def test_datasets_modal_never_prefills_a_shortened_path():
         else:
             assert len(value) > 3000
             assert "leave this empty to keep it" in inputs[block_id]["hint"]["text"]
-    assert inputs[B.ROOT_BLOCK_PREFIX + "eval"]["element"]["initial_value"] == "/lustre/short/val"
+    assert inputs[F.ROOT_BLOCK_PREFIX + "eval"]["element"]["initial_value"] == "/lustre/short/val"

@@ -7,7 +7,9 @@ import json
 import pytest
 
 from taobot.catalog import find_action, find_model, load_catalog, resolve_image
-from taobot.conversation import (
+from taobot.intake.intents import CANCEL_INTAKE, COMPUTE_DEFAULTS, HELP, IMAGE_USE_DEFAULT, LAUNCH, USE_SSH_AGENT
+from taobot.slack.text import slack_plain_text
+from taobot.intake import (
     MAX_INTERVAL,
     MAX_REPLY_CHARS,
     MIN_INTERVAL,
@@ -41,7 +43,6 @@ from taobot.conversation import (
     optional_credentials,
     parse_reply,
     path_kind,
-    slack_plain_text,
     start_intake,
 )
 from taobot.errors import UnknownNameError
@@ -315,7 +316,7 @@ def test_slurm_asks_for_a_key_file_first_and_the_agent_only_when_told():
 
 def test_ssh_agent_reply_words_map_to_the_agent_event():
     state = drive_to(Step.CREDENTIALS, "slurm")
-    assert parse_reply("I use an SSH agent", state, CATALOG).command == "ssh_agent"
+    assert parse_reply("I use an SSH agent", state, CATALOG).command == USE_SSH_AGENT
     assert parse_reply("ssh_agent=yes", state, CATALOG).events == [UseSshAgent(True)]
 
 
@@ -395,7 +396,7 @@ def test_unknown_credential_name_is_refused():
     ],
 )
 def test_credential_value_checks_never_echo_the_value(name, value, good):
-    problem = check_credential_value(name, value)
+    problem = check_credential_value(CATALOG, name, value)
     assert (problem is None) is good
     if problem and value.strip():
         assert value not in problem
@@ -880,7 +881,8 @@ def test_pasted_secret_is_detected_and_not_echoed(text, label):
 
 
 def test_secret_in_a_slack_encoded_reply_is_still_detected():
-    reply = parse_reply("train=/data &amp; <http://x|hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789>", new(), CATALOG)
+    text = slack_plain_text("train=/data &amp; <http://x|hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789>")
+    reply = parse_reply(text, new(), CATALOG)
     assert reply.secret_warning and not reply.events
 
 
@@ -914,9 +916,10 @@ def test_slack_encoding_is_undone_before_parsing():
     assert slack_plain_text("“x” ‘y’") == "\"x\" 'y'"
     assert slack_plain_text("<@U123> hi") == "<@U123> hi"
     state = drive_to(Step.IMAGE, "slurm")
-    reply = parse_reply("image=<http://nvcr.io/nvidia/tao/tao-toolkit:6.0.0-pyt|nvcr.io/nvidia/tao/tao-toolkit:6.0.0-pyt>", state, CATALOG)
+    encoded = "image=<http://nvcr.io/nvidia/tao/tao-toolkit:6.0.0-pyt|nvcr.io/nvidia/tao/tao-toolkit:6.0.0-pyt>"
+    reply = parse_reply(slack_plain_text(encoded), state, CATALOG)
     assert reply.events == [OverrideImage(IMAGE)]
-    reply = parse_reply("train=/lustre/a&amp;b", state, CATALOG)
+    reply = parse_reply(slack_plain_text("train=/lustre/a&amp;b"), state, CATALOG)
     assert reply.events == [SetRoot("train", "/lustre/a&b")]
 
 
@@ -939,7 +942,8 @@ def test_quoted_paths_with_spaces(text, path):
 
 @pytest.mark.parametrize(
     "word,command",
-    [("cancel", "cancel"), ("Help", "help"), ("use default image", "use_image"), ("use defaults.", "compute_defaults"), ("launch!", "launch")],
+    [("cancel", CANCEL_INTAKE), ("Help", HELP), ("use default image", IMAGE_USE_DEFAULT), ("use defaults.", COMPUTE_DEFAULTS),
+     ("launch!", LAUNCH)],
 )
 def test_one_word_commands(word, command):
     reply = parse_reply(word, new(), CATALOG)
@@ -1025,7 +1029,7 @@ def _walk(platform: str, model: str, action: str) -> IntakeState:
         assert needs[-2 if model_obj.credentials else -1] == "SSH_KEY_PATH"
     state = store_missing_credentials(state)
     steps.append(next_step(state, CATALOG))
-    assert parse_reply("use default image", state, CATALOG).command == "use_image"
+    assert parse_reply("use default image", state, CATALOG).command == IMAGE_USE_DEFAULT
     state = ok(state, ConfirmImage())
     steps.append(next_step(state, CATALOG))
     action_obj = find_action(model_obj, action)

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from taobot.catalog import load_catalog
-from taobot.conversation import (
+from taobot.intake import (
     AcceptComputeDefaults,
     ChoosePlatform,
     ConfirmImage,

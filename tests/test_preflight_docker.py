@@ -19,7 +19,8 @@ import time
 import pytest
 
 from taobot.preflight import docker as dk
-from taobot.preflight.base import CheckResult, DatasetPath, PreflightRequest, PreflightSettings
+from taobot.config import PlatformSettings
+from taobot.preflight.base import CheckResult, DatasetPath, PreflightRequest
 from tests.dockerd import private_dockerd
 from tests.lab import require
 
@@ -45,7 +46,7 @@ def lab_host() -> str:
 
 def request(host: str | None, *paths: DatasetPath, **settings) -> PreflightRequest:
     creds = {"DOCKER_HOST": host} if host else {}
-    return PreflightRequest("local-docker", creds, paths=tuple(paths), settings=PreflightSettings(**settings))
+    return PreflightRequest("local-docker", creds, paths=tuple(paths), settings=PlatformSettings(**settings))
 
 
 def by_check(results: list[CheckResult], check: str, key: str | None = None) -> CheckResult:
@@ -160,7 +161,11 @@ def test_lab_daemon_answers_but_has_no_nvidia_runtime(lab_host):
 
 def test_docker_host_from_the_environment_is_used_when_no_credential(lab_host, monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", lab_host)
-    daemon = by_check(dk.check(request(None)), "docker.daemon")
+    from taobot.config import load_settings
+
+    bots_own = load_settings().platform_settings()  # the bot's DOCKER_HOST arrives through its settings
+    assert bots_own.docker_host == lab_host
+    daemon = by_check(dk.check(request(None, docker_host=bots_own.docker_host)), "docker.daemon")
     assert daemon.ok and lab_host in daemon.detail and "environment" in daemon.detail
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from taobot.preflight.base import CheckResult, PreflightRequest, PreflightSettings
+from taobot.config import PlatformSettings
+from taobot.preflight.base import CheckResult, PreflightRequest
 from tests.kube import admin, ignore_404, kenv, uid  # noqa: F401 - admin and kenv are fixtures
 
 PREFIX = "tpf"  # every object these tests create starts with this
@@ -91,12 +92,12 @@ def foreign_gpu_nodes(admin) -> dict[str, int]:
 # --------------------------------------------------------------------------- running the check
 
 
-def run(kenv, timeout: float = 5.0, compute=None, **creds) -> list[CheckResult]:
-    """The check under test, with the invariants every run must keep."""
+def run(kenv, timeout: float = 5.0, compute=None, bot=None, **creds) -> list[CheckResult]:
+    """The check under test, with the invariants every run must keep; `bot`: the bot's own settings (KUBECONFIG …)."""
     from taobot.preflight import kubernetes as kp
 
     request = PreflightRequest("kubernetes", {k: v for k, v in creds.items() if v}, compute=compute or {},
-                               settings=PreflightSettings(connect_timeout_s=timeout, http_timeout_s=timeout))
+                               settings=PlatformSettings(connect_timeout_s=timeout, http_timeout_s=timeout, **(bot or {})))
     t0 = time.monotonic()
     results = kp.check(request)
     DURATIONS.append(time.monotonic() - t0)
@@ -247,6 +248,17 @@ def test_default_kubeconfig_location_is_used_when_kubeconfig_is_unset(kenv, admi
 
     assert all(r.ok for r in results), [r.detail for r in results if not r.ok]
     assert f"{home}/.kube/config" in by_id(results)["kubernetes.api"].detail
+
+
+def test_the_bots_own_kubeconfig_is_used_when_no_credential_names_one(kenv, admin, namespace, nodes, monkeypatch, tmp_path):
+    nodes("8")
+    monkeypatch.setenv("HOME", str(tmp_path))  # nothing at the default location
+    admin_kubeconfig = kenv["TAOBOT_TEST_KUBECONFIG_ADMIN"]
+
+    results = run(kenv, bot={"kubeconfig": admin_kubeconfig}, TAO_K8S_NAMESPACE=namespace)
+
+    assert all(r.ok for r in results), [r.detail for r in results if not r.ok]
+    assert f"kubeconfig `{admin_kubeconfig}` (default location)" in by_id(results)["kubernetes.api"].detail
 
 
 # --------------------------------------------------------------------------- RBAC
@@ -514,29 +526,34 @@ def test_failing_exec_credential_plugin_is_reported_as_anonymous(kenv, tmp_path)
 
 
 def test_in_cluster_service_account_is_used_when_there_is_no_kubeconfig(kenv, admin, namespace, tmp_path, monkeypatch):
-    from taobot.preflight import kubernetes as kp
+    from taobot import kube
 
     # what a Pod sees: KUBERNETES_SERVICE_HOST/PORT and a mounted token + CA; here the bot's token and the test CA
     token_file, ca_file = tmp_path / "token", tmp_path / "ca.crt"
     token_file.write_text(kenv["TAOBOT_TEST_KUBE_BOT_TOKEN"])
     ca_file.write_text(Path(kenv["TAOBOT_TEST_KUBE_CA"]).read_text())
     host, port = re.match(r"https://([^:/]+):(\d+)", kenv["TAOBOT_TEST_KUBE_API"]).groups()
-    monkeypatch.setattr(kp, "INCLUSTER_TOKEN_FILE", str(token_file))
-    monkeypatch.setattr(kp, "INCLUSTER_CA_FILE", str(ca_file))
+    monkeypatch.setattr(kube, "INCLUSTER_TOKEN_FILE", str(token_file))
+    monkeypatch.setattr(kube, "INCLUSTER_CA_FILE", str(ca_file))
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", host)
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", port)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("KUBECONFIG", raising=False)
     grant_bot_launch_role(admin, kenv, namespace)
+    from taobot.config import load_settings
 
-    r = by_id(run(kenv, TAO_K8S_NAMESPACE=namespace))
+    in_pod = load_settings().platform_settings()  # the service address arrives through the bot's settings
+    assert (in_pod.kubernetes_service_host, in_pod.kubernetes_service_port, in_pod.in_cluster) == (host, port, True)
+    bot = {"kubernetes_service_host": host, "kubernetes_service_port": port}
+
+    r = by_id(run(kenv, bot=bot, TAO_K8S_NAMESPACE=namespace))
 
     assert "using in-cluster service account" in r["kubernetes.api"].detail
     assert all(r[i].ok for i in RBAC_IDS), [r[i].detail for i in RBAC_IDS]
     assert not r["kubernetes.gpus"].ok and "may not list nodes" in r["kubernetes.gpus"].detail
 
     token_file.unlink()
-    broken = run(kenv, TAO_K8S_NAMESPACE=namespace)
+    broken = run(kenv, bot=bot, TAO_K8S_NAMESPACE=namespace)
     assert [(x.check, x.ok) for x in broken] == [("kubernetes.config", False)]
     assert "in-cluster service account configuration is unusable: Service token file does not exist" in broken[0].detail
 

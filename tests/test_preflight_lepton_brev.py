@@ -15,7 +15,8 @@ import urllib.request
 
 import pytest
 
-from taobot.preflight import PreflightRequest, PreflightSettings, run_preflight
+from taobot.config import PlatformSettings
+from taobot.preflight import PreflightRequest, run_preflight
 from taobot.preflight import brev, lepton
 from tests.fakes.brev_api import FakeBrevAPI
 from tests.fakes.lepton_api import FakeLeptonAPI, make_node_group
@@ -45,12 +46,12 @@ def brv():
 
 def lepton_request(url: str, ws: str | None = WS, token: str | None = LEP_TOKEN, timeout: float = 3.0) -> PreflightRequest:
     creds = {k: v for k, v in (("LEPTON_WORKSPACE_ID", ws), ("LEPTON_AUTH_TOKEN", token)) if v is not None}
-    return PreflightRequest("lepton", creds, settings=PreflightSettings(lepton_api_url=url, http_timeout_s=timeout))
+    return PreflightRequest("lepton", creds, settings=PlatformSettings(lepton_api_url=url, http_timeout_s=timeout))
 
 
 def brev_request(url: str, token: str | None = BREV_TOKEN, timeout: float = 3.0) -> PreflightRequest:
     creds = {"BREV_API_TOKEN": token} if token is not None else {}
-    return PreflightRequest("brev", creds, settings=PreflightSettings(brev_api_url=url, http_timeout_s=timeout))
+    return PreflightRequest("brev", creds, settings=PlatformSettings(brev_api_url=url, http_timeout_s=timeout))
 
 
 def by_id(results):

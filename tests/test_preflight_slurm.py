@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from taobot.catalog import load_catalog
-from taobot.preflight import DatasetPath, PreflightRequest, PreflightSettings, run_preflight
+from taobot.config import PlatformSettings
+from taobot.preflight import DatasetPath, PreflightRequest, run_preflight
 from taobot.preflight.slurm import parse_slurm_time, remote_script
 from tests.lab import services
 
@@ -34,7 +35,7 @@ def creds(**over) -> dict[str, str]:
 def run(paths=(), known_hosts=None, ssh_config=None, **over):
     request = PreflightRequest(
         "slurm", creds(**over), tuple(paths), resources=RES,
-        settings=PreflightSettings(known_hosts_path=known_hosts or LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"],
+        settings=PlatformSettings(known_hosts_path=known_hosts or LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"],
                                    ssh_config_path=ssh_config or "/nonexistent/ssh_config", connect_timeout_s=5),
     )
     return run_preflight(request, REQUIRED)

@@ -17,8 +17,8 @@ from taobot.secrets import (
     RedactingFilter,
     SecretBox,
     load_or_create_key,
-    looks_like_secret,
 )
+from taobot.secret_shapes import looks_like_secret
 
 HF = "hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
 SLACK = "xox" + "b-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"

@@ -18,15 +18,15 @@ class Backends:
         if platform == "slurm":
             from taobot.backends.slurm import SlurmBackend
 
-            return SlurmBackend(s.preflight_settings(), container=s.slurm_container)
+            return SlurmBackend(s.platform_settings(), container=s.slurm_container)
         if platform == "local-docker":
             from taobot.backends.docker import DockerBackend
 
-            return DockerBackend(s.runs_dir)
+            return DockerBackend(s.runs_dir, settings=s.platform_settings())
         if platform == "kubernetes":
             from taobot.backends.kubernetes import KubernetesBackend
 
-            return KubernetesBackend(s.preflight_settings())
+            return KubernetesBackend(s.platform_settings())
         if platform == "lepton":
             from taobot.backends.lepton import LeptonBackend
 

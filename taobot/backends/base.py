@@ -15,25 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Protocol
 
 from taobot.catalog.schema import ResourceDefaults
-from taobot.errors import TaobotError
+from taobot.launches import JobState  # noqa: F401 - the one vocabulary of job states, re-exported for backends
+from taobot.errors import BackendUnreachable, LaunchFailed  # noqa: F401 - re-exported for callers being migrated
 
 
-class JobState(str, Enum):
-    PENDING = "Pending"
-    RUNNING = "Running"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    CANCELLED = "Cancelled"
-    PAUSED = "Paused"
-    UNKNOWN = "Unknown"
-
-    @property
-    def terminal(self) -> bool:
-        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
 # A spec value equal to this is replaced by the launch's results folder once
@@ -88,14 +76,6 @@ class JobStatus:
     reason: str | None = None
     exit_code: int | None = None
     log_tail: tuple[str, ...] = ()
-
-
-class BackendUnreachable(TaobotError):
-    """The platform could not be asked (SSH down, API 5xx, daemon gone). Never a job failure."""
-
-
-class LaunchFailed(TaobotError):
-    """Submission was refused by the platform; the message says why."""
 
 
 class Backend(Protocol):

@@ -64,15 +64,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from taobot.backends.base import (
-    BackendUnreachable,
     JobRef,
     JobState,
     JobStatus,
-    LaunchFailed,
     LaunchSpec,
     RESULTS_PLACEHOLDER,
     Submitted,
 )
+from taobot.errors import BackendUnreachable, LaunchFailed
 from taobot.preflight.base import quote
 from taobot.render import render, render_args
 from taobot.rest import Reply, RestClient, RetryRule, said

@@ -18,15 +18,15 @@ import threading
 from collections.abc import Iterable
 
 from taobot.backends.base import (
-    BackendUnreachable,
     JobRef,
     JobState,
     JobStatus,
-    LaunchFailed,
     LaunchSpec,
     RESULTS_PLACEHOLDER,
     Submitted,
 )
+from taobot.config import PlatformSettings
+from taobot.errors import BackendUnreachable, LaunchFailed
 from taobot.preflight.base import quote
 from taobot.render import render, render_args
 from taobot.ssh import connect_login_node
@@ -129,10 +129,8 @@ def env_file(values: dict[str, str]) -> str:
 class SlurmBackend:
     name = "slurm"
 
-    def __init__(self, settings=None, container: str = "pyxis") -> None:
-        from taobot.preflight.base import PreflightSettings
-
-        self.settings = settings or PreflightSettings()
+    def __init__(self, settings: PlatformSettings | None = None, container: str = "pyxis") -> None:
+        self.settings = settings or PlatformSettings()
         self.container = container  # "pyxis" or "none" (bare command, for clusters without a container plugin)
         self._connections: dict[str, object] = {}
         self._lock = threading.Lock()

@@ -46,6 +46,8 @@ __all__ = [
     "find_platform",
     "load_catalog",
     "resolve_image",
+    "with_operator_defaults",
+    "with_value_rules",
 ]
 
 
@@ -126,8 +128,30 @@ def load_catalog(skill_bank_path: str | None = None) -> Catalog:
     if skill_bank_path:
         from taobot.catalog.bank import load_skill_bank
 
-        return load_skill_bank(Path(skill_bank_path))
+        return with_value_rules(load_skill_bank(Path(skill_bank_path)), _load_embedded())
     return _load_embedded()
+
+
+def with_value_rules(catalog: Catalog, rules_from: Catalog) -> Catalog:
+    """`catalog` with the value rules of `rules_from` for credentials it defines without one.
+
+    A skill bank describes credentials but has no value rules; the embedded
+    catalog's keep applying, so a bank never loosens what a value may be.
+    """
+    credentials = {}
+    for name, cred in catalog.credentials.items():
+        known = rules_from.credentials.get(name)
+        if cred.pattern is None and known is not None and known.pattern:
+            cred = cred.model_copy(update={"pattern": known.pattern, "shape": known.shape})
+        credentials[name] = cred
+    return catalog.model_copy(update={"credentials": credentials})
+
+
+def with_operator_defaults(catalog: Catalog, status_interval_minutes: int | None) -> Catalog:
+    """`catalog` with the operator's default status interval, when one is set."""
+    if status_interval_minutes is None:
+        return catalog
+    return catalog.model_copy(update={"default_status_interval_minutes": status_interval_minutes})
 
 
 def _normal(name: str) -> str:

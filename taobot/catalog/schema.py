@@ -6,6 +6,7 @@ free of I/O, so the conversation and the gate can consult it in pure code.
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 from typing import Literal
 
@@ -32,6 +33,18 @@ class Credential(Frozen):
     # are still collected in a modal but may be echoed so people can check them.
     secret: bool = True
     example: str | None = None
+    # A value that does not match `pattern` is refused before it is stored;
+    # `shape` says in words what was expected ("a login name such as `jdoe`").
+    pattern: str | None = None
+    shape: str | None = None
+
+    @model_validator(mode="after")
+    def _rule_is_whole(self) -> "Credential":
+        if self.pattern:
+            re.compile(self.pattern)
+            if not self.shape:
+                raise ValueError(f"credential {self.name}: a pattern needs a shape that says what is expected")
+        return self
 
 
 class OptionalCredential(Frozen):

@@ -12,12 +12,12 @@ from __future__ import annotations
 import importlib
 import logging
 
+from taobot.config import PlatformSettings
 from taobot.preflight.base import (
     CheckResult,
     DatasetPath,
     PreflightReport,
     PreflightRequest,
-    PreflightSettings,
     Progress,
     local_path,
 )
@@ -27,7 +27,6 @@ __all__ = [
     "DatasetPath",
     "PreflightReport",
     "PreflightRequest",
-    "PreflightSettings",
     "run_preflight",
 ]
 
@@ -45,9 +44,9 @@ PLATFORM_MODULES = {
 MOUNTED_PATH_PLATFORMS = ("lepton", "brev", "kubernetes")
 
 
-def request_for_intake(state, catalog, credentials: dict[str, str], settings: PreflightSettings) -> tuple[PreflightRequest, tuple[str, ...]]:
+def request_for_intake(state, catalog, credentials: dict[str, str], settings: PlatformSettings) -> tuple[PreflightRequest, tuple[str, ...]]:
     """The preflight request for an intake thread, and the credentials it must find."""
-    from taobot.conversation import action_of, credential_needs, dataset_inputs, model_of, platform_of
+    from taobot.intake import action_of, credential_needs, dataset_inputs, model_of, platform_of
 
     model, action, platform = model_of(state, catalog), action_of(state, catalog), platform_of(state, catalog)
     paths = []

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from taobot.catalog.schema import ResourceDefaults
+from taobot.config import PlatformSettings
 
 Scope = Literal["credentials", "limits", "platform", "dataset", "mount"]
 
@@ -57,15 +58,7 @@ class DatasetPath:
     annotation_fields: tuple[str, ...] = ()  # fields every sampled record must have
 
 
-@dataclass(frozen=True)
-class PreflightSettings:
-    lepton_api_url: str = "https://gateway.dgxc-lepton.nvidia.com"
-    brev_api_url: str = "https://brevapi.us-west-2-prod.control-plane.brev.dev"
-    ssh_config_path: str | None = None  # default ~/.ssh/config
-    known_hosts_path: str | None = None  # default ~/.ssh/known_hosts (plus UserKnownHostsFile)
-    connect_timeout_s: float = 10.0
-    http_timeout_s: float = 10.0
-    annotation_sample: int = 20
+PreflightSettings = PlatformSettings  # kept for callers being migrated
 
 
 @dataclass(frozen=True)
@@ -77,7 +70,7 @@ class PreflightRequest:
     compute: Mapping[str, int] = field(default_factory=dict)
     resources: ResourceDefaults = ResourceDefaults()
     mount_confirmed: frozenset[str] = frozenset()  # non-s3 paths confirmed mounted (remote platforms)
-    settings: PreflightSettings = PreflightSettings()
+    settings: PlatformSettings = PlatformSettings()
     skip_platform_access: bool = False  # CLI dry checks only; never from Slack
 
     def cred(self, name: str) -> str | None:

@@ -7,7 +7,7 @@ Documented behaviour followed (the Brev CLI, github.com/brevdev/brev-cli,
 `pkg/entity/entity.go`, `pkg/store/http_response_error_test.go`):
 
 * Base URL ``https://brevapi.us-west-2-prod.control-plane.brev.dev``
-  (``BREV_API_URL`` in the CLI; ``PreflightSettings.brev_api_url`` here).
+  (``BREV_API_URL`` in the CLI; ``PlatformSettings.brev_api_url`` here).
 * Auth: ``Authorization: Bearer <token>`` (resty ``SetAuthToken``). API keys
   start with ``bak-`` (``brev login --api-key``); `brev login` tokens are
   short-lived access tokens.

@@ -62,8 +62,8 @@ def docker_endpoint(request: PreflightRequest) -> tuple[str, str]:
     """The daemon URL preflight (and the launch) talk to, and where it came from."""
     if request.cred("DOCKER_HOST"):
         return request.cred("DOCKER_HOST"), "DOCKER_HOST credential"
-    if os.environ.get("DOCKER_HOST"):
-        return os.environ["DOCKER_HOST"], "DOCKER_HOST in the bot's environment"
+    if request.settings.docker_host:
+        return request.settings.docker_host, "DOCKER_HOST in the bot's environment"
     return DEFAULT_DOCKER_HOST, "default socket"
 
 
@@ -80,8 +80,8 @@ def _client_kwargs(request: PreflightRequest, host: str) -> dict:
     from docker.utils import kwargs_from_env
 
     env = {"DOCKER_HOST": host}
-    for name in ("DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"):
-        value = request.cred(name) or os.environ.get(name)
+    for name, own in request.settings.docker_tls.items():
+        value = request.cred(name) or own
         if value:
             env[name] = value
     kwargs = kwargs_from_env(environment=env)

@@ -2,9 +2,10 @@
 
 In order, stopping when a failure makes the rest meaningless:
 
-1. configuration - KUBECONFIG (else the default kubeconfig, else the in-cluster
-   service account) and TAO_K8S_CONTEXT load into a private ApiClient (the
-   client library's global default configuration is never touched);
+1. configuration - KUBECONFIG (else the bot's KUBECONFIG, else the default
+   kubeconfig, else the in-cluster service account) and TAO_K8S_CONTEXT load
+   into a private ApiClient (`taobot.kube.load_client`, the same step the
+   Kubernetes backend uses);
 2. API server and namespace - the server answers and accepts the credentials
    (GET /version), and TAO_K8S_NAMESPACE (default `default`) exists and is not
    being deleted; a 403 on reading the namespace is noted, not fatal;
@@ -18,47 +19,28 @@ Nothing is created on the cluster. Every request has a connect/read timeout
 and no retries, so an unreachable server fails in about connect_timeout_s.
 Tokens and other credential values from the kubeconfig are redacted from
 every text this module returns.
-
-`load_client` is the same configuration step for other modules (the
-Kubernetes backend): one private ApiClient built exactly as the check builds
-it, or the failing result that says why not.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
-from taobot.preflight.base import CheckResult, PreflightRequest, PreflightSettings, quote
+from taobot.kube import (
+    KubeClient,
+    KubeConfigUnusable,
+    api_message,
+    describe_network_error,
+    load_client,
+    namespace_for,
+    redact,
+    short,
+    tls_text,
+)
+from taobot.preflight.base import CheckResult, PreflightRequest, quote
 
 GPU_RESOURCE = "nvidia.com/gpu"
-DEFAULT_NAMESPACE = "default"
-INCLUSTER_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
-
-
-def namespace_for(credentials) -> str:
-    """TAO_K8S_NAMESPACE; else, in a cluster without a kubeconfig, the pod's own namespace; else `default`."""
-    named = credentials.get("TAO_K8S_NAMESPACE")
-    if named:
-        return named
-    if not credentials.get("KUBECONFIG") and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        try:
-            with open(INCLUSTER_NAMESPACE_FILE, encoding="utf-8") as fh:
-                own = fh.read().strip()
-            if own:
-                return own
-        except OSError:
-            pass
-    return DEFAULT_NAMESPACE
-DEFAULT_KUBECONFIG = "~/.kube/config"
 ROLE_PREFIX = "taobot"
-# where a Pod's service account credentials are mounted (module-level so tests can point elsewhere)
-INCLUSTER_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-INCLUSTER_CA_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
 
 # (check id, label, verb(s, comma-separated), API group, resource, subresource, why the launch needs it);
 # a check with several verbs passes when every one is allowed, and its remediation grants the denied ones.
@@ -76,23 +58,7 @@ PERMISSIONS = (
     ("kubernetes.rbac.pods-log", "Read Pod logs", "get", "", "pods", "log", "monitoring reads the job's Pod logs"),
 )
 
-# kubeconfig `user` keys whose values are credentials
-_SECRET_KEYS = {
-    "token", "password", "client-key-data", "id-token", "refresh-token", "access-token",
-    "client-secret", "apiKey", "api-key",
-}
 _USER_IN_403 = re.compile(r'User "([^"]+)" cannot')
-
-
-@dataclass
-class _Client:
-    api: object  # kubernetes.client.ApiClient
-    server: str
-    source: str  # what was loaded, for the card
-    context: str = ""  # the kubeconfig context used ("" for the in-cluster service account)
-
-
-KubeClient = _Client  # the public name, for load_client's callers
 
 
 @dataclass
@@ -107,6 +73,10 @@ class _Run:
         s = self.request.settings
         return (float(s.connect_timeout_s), float(max(s.http_timeout_s, s.connect_timeout_s)))
 
+    @property
+    def namespace(self) -> str:
+        return namespace_for(self.request.credentials, self.request.settings)
+
     def add(self, check: str, label: str, ok: bool, detail: str, remediation: str = "") -> CheckResult:
         result = CheckResult(check, label, ok, detail, remediation, scope="platform")
         self.results.append(result)
@@ -115,223 +85,24 @@ class _Run:
 
 def check(request: PreflightRequest) -> list[CheckResult]:
     run = _Run(request)
-    client = _configure(run)
-    if client is not None:
-        try:
-            if _api_and_namespace(run, client):
-                _permissions(run, client)
-                _gpus(run, client)
-        finally:
-            try:
-                client.api.close()
-            except Exception:  # closing a pool must not turn a result into a crash
-                pass
+    try:
+        client = load_client(request.credentials, request.settings)
+    except KubeConfigUnusable as exc:  # already redacted
+        return [CheckResult("kubernetes.config", "Kubeconfig", False, exc.detail, exc.remediation, scope="platform")]
+    run.secrets.update(client.secrets)
+    try:
+        if _api_and_namespace(run, client):
+            _permissions(run, client)
+            _gpus(run, client)
+    finally:
+        client.close()
     return [_redact(r, run.secrets) for r in run.results]
-
-
-# --------------------------------------------------------------------------- 1. configuration
-
-
-def _configure(run: _Run) -> _Client | None:
-    from kubernetes import client as k8s
-    from kubernetes import config as k8s_config
-    from kubernetes.config.config_exception import ConfigException
-
-    label = "Kubeconfig"
-    given = run.request.cred("KUBECONFIG")
-    context = run.request.cred("TAO_K8S_CONTEXT")
-    if given:
-        spec, origin = given, "KUBECONFIG"
-    else:
-        spec, origin = os.environ.get("KUBECONFIG") or DEFAULT_KUBECONFIG, "default location"
-    paths = [str(Path(p).expanduser()) for p in spec.split(os.pathsep) if p]
-    existing = [p for p in paths if os.path.isfile(p)]
-
-    if not existing and given:
-        missing = ", ".join(f"`{p}`" for p in paths)
-        run.add("kubernetes.config", label, False, f"kubeconfig {missing} (from KUBECONFIG) does not exist on the bot's host",
-                "Point KUBECONFIG at the kubeconfig file on the bot's host (e.g. the one `aws eks update-kubeconfig` or "
-                "your cluster's setup command wrote), or clear it to use the default kubeconfig / in-cluster account.")
-        return None
-
-    cfg = type.__call__(k8s.Configuration)  # a private configuration, never the library's global default
-    cfg.retries = 0  # one attempt: a preflight must not hang in retries
-
-    if not existing:  # no kubeconfig anywhere: the in-cluster service account, if this runs in a Pod
-        if context:
-            run.add("kubernetes.config", label, False,
-                    f"TAO_K8S_CONTEXT is `{context}` but there is no kubeconfig (`{paths[0] if paths else DEFAULT_KUBECONFIG}` does not exist)",
-                    "Set KUBECONFIG to the kubeconfig that defines this context, or clear TAO_K8S_CONTEXT to use the "
-                    "in-cluster service account.")
-            return None
-        if not os.environ.get("KUBERNETES_SERVICE_HOST"):
-            run.add("kubernetes.config", label, False,
-                    f"no Kubernetes configuration: `{paths[0] if paths else DEFAULT_KUBECONFIG}` does not exist and the bot "
-                    "does not run inside a cluster (no in-cluster service account)",
-                    "Set KUBECONFIG to the path of a kubeconfig on the bot's host, or run the bot in the cluster with a "
-                    "service account.")
-            return None
-        from kubernetes.config.incluster_config import InClusterConfigLoader
-
-        try:
-            _collect_incluster_secret(run)
-            InClusterConfigLoader(token_filename=INCLUSTER_TOKEN_FILE, cert_filename=INCLUSTER_CA_FILE).load_and_set(cfg)
-        except (ConfigException, OSError, ValueError) as exc:
-            run.add("kubernetes.config", label, False, f"in-cluster service account configuration is unusable: {_short(exc)}",
-                    "Mount the service account token (automountServiceAccountToken: true) or set KUBECONFIG.")
-            return None
-        _collect_config_secrets(run, cfg)
-        api = k8s.ApiClient(configuration=cfg)
-        return _Client(api, cfg.host, "in-cluster service account")
-
-    shown = os.pathsep.join(existing)
-    try:
-        contexts, active = k8s_config.list_kube_config_contexts(config_file=shown)
-    except ConfigException as exc:
-        _collect_file_secrets(run, existing)
-        run.add("kubernetes.config", label, False, f"kubeconfig `{shown}` ({origin}) has no usable contexts: {_short(exc)}",
-                "Regenerate the kubeconfig with your cluster's setup command (`kubectl config get-contexts` must list a context).")
-        return None
-    except Exception as exc:  # unreadable or not YAML
-        run.add("kubernetes.config", label, False, f"kubeconfig `{shown}` ({origin}) cannot be read: {type(exc).__name__}",
-                "Fix or regenerate the kubeconfig file; `kubectl config view` shows what is wrong with it.")
-        return None
-    _collect_file_secrets(run, existing)
-    names = [c.get("name") for c in contexts or [] if isinstance(c, dict)]
-    listed = ", ".join(f"`{n}`" for n in names) or "none"
-    if context and context not in names:
-        run.add("kubernetes.config", label, False,
-                f"context `{context}` is not in kubeconfig `{shown}`; contexts there: {listed}",
-                f"Set TAO_K8S_CONTEXT to one of {listed} (`kubectl config get-contexts` lists them), or clear it to use "
-                "the kubeconfig's current context.")
-        return None
-    if not context and not active:
-        run.add("kubernetes.config", label, False, f"kubeconfig `{shown}` has no current context; contexts there: {listed}",
-                f"Set TAO_K8S_CONTEXT to one of {listed}, or run `kubectl config use-context NAME`.")
-        return None
-    use = context or active.get("name")
-    limit = _load_limit(run)
-    try:
-        api = _bounded(limit, lambda: k8s_config.new_client_from_config(
-            config_file=shown, context=use, persist_config=False, client_configuration=cfg))
-    except TimeoutError:
-        run.add("kubernetes.config", label, False,
-                f"loading the credentials of context `{use}` in kubeconfig `{shown}` did not finish within {limit:.0f} s "
-                "(its exec credential plugin hangs)",
-                "Run the context's exec plugin by hand (`kubectl get --raw /version --context "
-                f"{quote(use)}` with the same kubeconfig) and fix what it waits for, e.g. an interactive login or SSO.")
-        return None
-    except ConfigException as exc:
-        run.add("kubernetes.config", label, False, f"context `{use}` in kubeconfig `{shown}` is unusable: {_short(exc)}",
-                "Fix the context's cluster and user entries (`kubectl config view --minify --context "
-                f"{quote(use)}` shows them), or regenerate the kubeconfig.")
-        return None
-    except Exception as exc:  # e.g. an exec credential plugin that is not installed
-        run.add("kubernetes.config", label, False, f"context `{use}` in kubeconfig `{shown}` could not be loaded: {type(exc).__name__}: {_short(exc)}",
-                "Check the context's user entry (an exec plugin such as `aws` or `gke-gcloud-auth-plugin` must be installed "
-                "on the bot's host), or regenerate the kubeconfig.")
-        return None
-    _collect_config_secrets(run, cfg)
-    return _Client(api, cfg.host, f"kubeconfig `{shown}` ({origin}), context `{use}`", use)
-
-
-def load_client(credentials: Mapping[str, str], settings: PreflightSettings | None = None,
-                ) -> tuple[KubeClient | None, CheckResult | None, frozenset[str]]:
-    """The private ApiClient `check` would use for these credentials (KUBECONFIG, TAO_K8S_CONTEXT).
-
-    Returns (client, None, secrets) or (None, failing result, secrets): the result's detail and remediation
-    are redacted; `secrets` are the credential values found in the kubeconfig, for the caller's own redaction.
-    The client makes one attempt per request (no retries); the caller closes `client.api`.
-    """
-    run = _Run(PreflightRequest("kubernetes", {k: v for k, v in credentials.items() if v},
-                                settings=settings or PreflightSettings()))
-    client = _configure(run)
-    failure = next((r for r in run.results if not r.ok), None)
-    if client is None and failure is None:  # _configure always says why; keep the contract if it ever does not
-        failure = CheckResult("kubernetes.config", "Kubeconfig", False, "no usable Kubernetes configuration",
-                              "Set KUBECONFIG to the path of a kubeconfig on the bot's host.", scope="platform")
-    return client, (_redact(failure, run.secrets) if failure is not None else None), frozenset(run.secrets)
-
-
-def _load_limit(run: _Run) -> float:
-    """How long loading a context may take: exec credential plugins (aws, gcloud) run here, without a timeout."""
-    return max(10.0, 3 * float(run.request.settings.connect_timeout_s))
-
-
-def _bounded(limit: float, fn):
-    """fn() in a daemon thread; TimeoutError if it is not done within `limit` seconds (the thread is abandoned)."""
-    import threading
-
-    box: dict = {}
-
-    def target():
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # re-raised in the caller's thread
-            box["error"] = exc
-
-    worker = threading.Thread(target=target, name="k8s-preflight-config", daemon=True)
-    worker.start()
-    worker.join(limit)
-    if worker.is_alive():
-        raise TimeoutError
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
-def _collect_file_secrets(run: _Run, paths: list[str]) -> None:
-    """Every credential value in the kubeconfig files' `users`, so no text can carry one."""
-    import yaml
-
-    def walk(node, key=None):
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(v, k)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v, key)
-        elif isinstance(node, str) and key in _SECRET_KEYS and len(node) >= 4:
-            run.secrets.add(node)
-
-    for p in paths:
-        try:
-            doc = yaml.safe_load(Path(p).read_text())
-        except Exception:
-            continue
-        if isinstance(doc, dict):
-            for user in doc.get("users") or []:
-                if isinstance(user, dict):
-                    walk(user.get("user"))
-                    env = ((user.get("user") or {}).get("exec") or {}).get("env") if isinstance(user.get("user"), dict) else None
-                    for item in env or []:
-                        if isinstance(item, dict) and isinstance(item.get("value"), str) and len(item["value"]) >= 4:
-                            run.secrets.add(item["value"])
-
-
-def _collect_incluster_secret(run: _Run) -> None:
-    try:
-        token = Path(INCLUSTER_TOKEN_FILE).read_text().strip()
-    except OSError:
-        return
-    if token:
-        run.secrets.add(token)
-
-
-def _collect_config_secrets(run: _Run, cfg) -> None:
-    for value in (cfg.api_key or {}).values():
-        if isinstance(value, str) and len(value) >= 4:
-            run.secrets.add(value)
-            run.secrets.add(value.removeprefix("Bearer ").strip())
-    for value in (cfg.password, getattr(cfg, "access_token", None)):
-        if isinstance(value, str) and len(value) >= 4:
-            run.secrets.add(value)
 
 
 # --------------------------------------------------------------------------- 2. API server and namespace
 
 
-def _api_and_namespace(run: _Run, client: _Client) -> bool:
+def _api_and_namespace(run: _Run, client: KubeClient) -> bool:
     from kubernetes import client as k8s
     from kubernetes.client.exceptions import ApiException
 
@@ -350,23 +121,23 @@ def _api_and_namespace(run: _Run, client: _Client) -> bool:
             reached = f"{client.server} answered (version not readable by this identity) using {client.source}"
         elif exc.status == 0 or exc.status is None:  # the client turns bare TLS errors into status 0
             reason = str(exc.reason or "")
-            _unreachable(run, client, f"TLS handshake failed ({_tls_text(reason)})" if "SSL" in reason else _short(reason))
+            _unreachable(run, client, f"TLS handshake failed ({tls_text(reason)})" if "SSL" in reason else short(reason))
             return False
         else:
-            run.add("kubernetes.api", label, False, f"{client.server} answered HTTP {exc.status}: {_api_message(exc)}",
+            run.add("kubernetes.api", label, False, f"{client.server} answered HTTP {exc.status}: {api_message(exc)}",
                     f"Check that {client.server} is the Kubernetes API server (`kubectl cluster-info`) and that it is healthy.")
             return False
     except Exception as exc:  # connection refused, DNS, timeouts, TLS from urllib3
-        _unreachable(run, client, _describe_network_error(exc))
+        _unreachable(run, client, describe_network_error(exc))
         return False
     run.add("kubernetes.api", label, True, reached)
 
-    ns = namespace_for(run.request.credentials)
+    ns = run.namespace
     label = f"Namespace {ns}"
     try:
         obj = k8s.CoreV1Api(client.api).read_namespace(ns, _request_timeout=run.timeout)
     except ApiException as exc:
-        message = _api_message(exc)
+        message = api_message(exc)
         if exc.status == 404:
             run.add("kubernetes.namespace", label, False, f"namespace `{ns}` does not exist on {client.server}",
                     f"Create it: `kubectl create namespace {quote(ns)}`, or set TAO_K8S_NAMESPACE to an existing namespace "
@@ -392,7 +163,7 @@ def _api_and_namespace(run: _Run, client: _Client) -> bool:
                 f"Check the API server's health (`kubectl get namespace {quote(ns)}`).")
         return False
     except Exception as exc:
-        _unreachable(run, client, _describe_network_error(exc))
+        _unreachable(run, client, describe_network_error(exc))
         return False
     phase = getattr(obj.status, "phase", None) if obj.status else None
     if phase == "Terminating":
@@ -404,58 +175,21 @@ def _api_and_namespace(run: _Run, client: _Client) -> bool:
     return True
 
 
-def _unreachable(run: _Run, client: _Client, why: str) -> None:
+def _unreachable(run: _Run, client: KubeClient, why: str) -> None:
     run.add("kubernetes.api", "API server", False, f"cannot reach the API server at {client.server}: {why}",
             f"Check that {client.server} is the right address and reachable from the bot's host (VPN, firewall, "
             "cluster running; `kubectl cluster-info` with the same kubeconfig), and that the kubeconfig's "
             "certificate-authority matches the server.")
 
 
-def _describe_network_error(exc: BaseException) -> str:
-    import urllib3.exceptions as u3
-
-    seen = exc
-    for _ in range(5):  # unwrap MaxRetryError / ProtocolError to the root cause
-        reason = getattr(seen, "reason", None)
-        if isinstance(reason, BaseException):
-            seen = reason
-            continue
-        break
-    text = str(seen)
-    # order matters: urllib3 2 makes NewConnectionError (refused, unreachable) a subclass of ConnectTimeoutError
-    if isinstance(seen, u3.NameResolutionError) or "Name or service not known" in text or "resolve" in text.lower():
-        return "the host name does not resolve"
-    if isinstance(seen, ConnectionRefusedError) or "refused" in text.lower():
-        return "connection refused (nothing listens on that address)"
-    if isinstance(seen, u3.SSLError) or "CERTIFICATE_VERIFY_FAILED" in text or "SSL" in type(seen).__name__:
-        return f"TLS handshake failed ({_tls_text(text)})"
-    if isinstance(seen, (u3.ConnectTimeoutError, u3.ReadTimeoutError, TimeoutError)) or "timed out" in text.lower():
-        return f"no answer within {_timeout_text(exc)}"
-    if isinstance(seen, (u3.NewConnectionError, OSError)):
-        return f"cannot connect ({_short(text)})"
-    return f"{type(seen).__name__}: {_short(seen)}"
-
-
-def _timeout_text(exc: BaseException) -> str:
-    match = re.search(r"timeout=([0-9.]+)", str(exc))
-    return f"{match.group(1)} s" if match else "the connect timeout"
-
-
-def _tls_text(text: str) -> str:
-    match = re.search(r"certificate verify failed: ([^(\]]+)", text)
-    if match:
-        return "certificate verify failed: " + match.group(1).strip().rstrip(" ,")
-    return _short(text)
-
-
 # --------------------------------------------------------------------------- 3. permissions
 
 
-def _permissions(run: _Run, client: _Client) -> None:
+def _permissions(run: _Run, client: KubeClient) -> None:
     from kubernetes import client as k8s
     from kubernetes.client.exceptions import ApiException
 
-    ns = namespace_for(run.request.credentials)
+    ns = run.namespace
     authz = k8s.AuthorizationV1Api(client.api)
     # one entry per permission, in order: a finished result, or (permission, denied verbs, server's reason) when denied
     outcomes: list[CheckResult | tuple[tuple, str, str]] = []
@@ -475,7 +209,7 @@ def _permissions(run: _Run, client: _Client) -> None:
             try:
                 status = authz.create_self_subject_access_review(review, _request_timeout=run.timeout).status
             except ApiException as exc:
-                message = _api_message(exc)
+                message = api_message(exc)
                 run.user = run.user or _user_from(message)
                 failed = CheckResult(
                     check_id, label, False,
@@ -486,7 +220,7 @@ def _permissions(run: _Run, client: _Client) -> None:
                 break
             except Exception as exc:
                 failed = CheckResult(check_id, label, False,
-                                     f"could not ask whether this identity may {what}: {_describe_network_error(exc)}",
+                                     f"could not ask whether this identity may {what}: {describe_network_error(exc)}",
                                      "Retry; check that the API server stays reachable.")
                 break
             if status is None or not status.allowed:
@@ -560,7 +294,7 @@ def _role_remediation(ns: str, user: str | None, verb: str, group: str, resource
     )
 
 
-def _identity(run: _Run, client: _Client) -> str | None:
+def _identity(run: _Run, client: KubeClient) -> str | None:
     """The user name for remediations: from a 403 already seen, else a SelfSubjectReview (Kubernetes 1.28+)."""
     if run.user:
         return run.user
@@ -581,7 +315,7 @@ def _identity(run: _Run, client: _Client) -> str | None:
 # --------------------------------------------------------------------------- 4. GPUs
 
 
-def _gpus(run: _Run, client: _Client) -> None:
+def _gpus(run: _Run, client: KubeClient) -> None:
     from kubernetes import client as k8s
     from kubernetes.client.exceptions import ApiException
     from kubernetes.utils import parse_quantity
@@ -590,7 +324,7 @@ def _gpus(run: _Run, client: _Client) -> None:
     try:
         nodes = k8s.CoreV1Api(client.api).list_node(_request_timeout=run.timeout).items or []
     except ApiException as exc:
-        message = _api_message(exc)
+        message = api_message(exc)
         if exc.status == 403:
             run.user = run.user or _user_from(message)
             user = run.user
@@ -609,7 +343,7 @@ def _gpus(run: _Run, client: _Client) -> None:
                 "Check the API server's health (`kubectl get nodes`).")
         return
     except Exception as exc:
-        run.add("kubernetes.gpus", label, False, f"listing nodes failed: {_describe_network_error(exc)}",
+        run.add("kubernetes.gpus", label, False, f"listing nodes failed: {describe_network_error(exc)}",
                 "Retry; check that the API server stays reachable.")
         return
 
@@ -653,18 +387,6 @@ def _gpus(run: _Run, client: _Client) -> None:
 # --------------------------------------------------------------------------- helpers
 
 
-def _api_message(exc) -> str:
-    body = getattr(exc, "body", None)
-    if body:
-        try:
-            data = json.loads(body)
-            if isinstance(data, dict) and data.get("message"):
-                return _short(data["message"])
-        except (ValueError, TypeError):
-            pass
-    return _short(getattr(exc, "reason", "") or f"HTTP {getattr(exc, 'status', '?')}")
-
-
 def _user_from(message: str) -> str | None:
     match = _USER_IN_403.search(message or "")
     return match.group(1) if match else None
@@ -674,16 +396,7 @@ def _anonymous(user: str | None) -> bool:
     return user == "system:anonymous"
 
 
-def _short(value: object, limit: int = 300) -> str:
-    text = " ".join(str(value).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _redact(result: CheckResult, secrets: set[str]) -> CheckResult:
     if not secrets:
         return result
-    detail, remediation = result.detail, result.remediation
-    for s in sorted(secrets, key=len, reverse=True):
-        detail = detail.replace(s, "***")
-        remediation = remediation.replace(s, "***")
-    return replace(result, detail=detail, remediation=remediation)
+    return replace(result, detail=redact(result.detail, secrets), remediation=redact(result.remediation, secrets))

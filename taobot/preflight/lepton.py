@@ -10,7 +10,7 @@ and docs.nvidia.com/dgx-cloud/lepton):
   ``_get_full_workspace_api_url``; the SDK's own tests use
   ``https://gateway.dgxc-lepton.nvidia.com/api/v2/workspaces/ws1``). The
   workspace is addressed by the URL path, not by a header. The gateway is
-  ``PreflightSettings.lepton_api_url``.
+  ``PlatformSettings.lepton_api_url``.
 * Auth: ``Authorization: Bearer <token>`` (docs "Token": tokens are created
   on the workspace's Settings > Tokens page, default expiry 1 day; the
   workspace id is on Settings > General). The SDK also sends

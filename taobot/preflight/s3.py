@@ -11,66 +11,23 @@ Error codes need care: HEAD responses have no body, so a refused HEAD only
 says 403 or 404. Whenever the code matters (wrong key vs wrong secret vs no
 permission, missing bucket vs missing key) a body-carrying GET/LIST request
 is made to learn it.
+
+This module holds `check` and the access, input path and results location
+checks; the boto3 client and its error kinds are in
+`taobot.preflight.s3_client`, the annotation file check in
+`taobot.preflight.s3_annotations`.
 """
 
 from __future__ import annotations
 
 import uuid
 
-from taobot.preflight.base import CheckResult, DatasetPath, PreflightRequest, check_annotation_document, split_s3
-from taobot.preflight.docker import human_size, parse_json_bytes
+from taobot.preflight.base import CheckResult, DatasetPath, PreflightRequest, split_s3
+from taobot.preflight.s3_annotations import annotation_result
+from taobot.preflight.s3_client import IDENTITY_KINDS, S3Context, call, make_client
 
-ANNOTATION_MAX_BYTES = 200 * 1024 * 1024  # annotation files bigger than this are not downloaded
+ANNOTATION_MAX_BYTES = 200 * 1024 * 1024  # annotation files bigger than this are not downloaded; passed on each check
 DIRECTORY_CONTENT_TYPE = "application/x-directory"  # how SeaweedFS/MinIO present a "folder" on HEAD
-
-IDENTITY_KINDS = ("invalid_key", "bad_secret", "expired", "clock", "unreachable", "region", "endpoint")
-_CODE_KINDS = {
-    "InvalidAccessKeyId": "invalid_key",
-    "SignatureDoesNotMatch": "bad_secret",
-    "ExpiredToken": "expired",
-    "InvalidToken": "expired",
-    "TokenRefreshRequired": "expired",
-    "RequestTimeTooSkewed": "clock",
-    "AuthorizationHeaderMalformed": "region",
-    "PermanentRedirect": "region",
-    "IllegalLocationConstraintException": "region",
-    "AccessDenied": "denied",
-    "AllAccessDisabled": "denied",
-    "AccountProblem": "denied",
-    "403": "denied",
-    "Forbidden": "denied",
-    "NoSuchBucket": "no_bucket",
-    "NoSuchKey": "not_found",
-    "404": "not_found",
-    "NotFound": "not_found",
-}
-
-
-class _Ctx:
-    """What every message needs: where we talk to, as whom (masked), and the identity failure if one was reported."""
-
-    def __init__(self, request: PreflightRequest, client) -> None:
-        self.request = request
-        self.client = client
-        self.endpoint = request.cred("S3_ENDPOINT_URL")
-        self.region = request.cred("CLOUD_REGION") or "us-east-1"
-        self.key_hint = mask_key(request.cred("ACCESS_KEY") or "")
-        self.identity_reported = False
-
-    @property
-    def where(self) -> str:
-        return f"`{self.endpoint}`" if self.endpoint else f"AWS S3 (region `{self.region}`)"
-
-    @property
-    def cli_opts(self) -> str:
-        return f" --endpoint-url {self.endpoint}" if self.endpoint else f" --region {self.region}"
-
-
-def mask_key(access_key: str) -> str:
-    """An access key id shown only by its first characters (enough to tell key pairs apart)."""
-    if len(access_key) <= 6:
-        return "…"
-    return access_key[:4] + "…"
 
 
 def check(request: PreflightRequest) -> list[CheckResult]:
@@ -100,7 +57,7 @@ def check(request: PreflightRequest) -> list[CheckResult]:
     client, failure = make_client(request)
     if failure is not None:
         return [failure]
-    ctx = _Ctx(request, client)
+    ctx = S3Context(request, client)
 
     access = identity_result(ctx)
     if not access.ok:
@@ -113,93 +70,10 @@ def check(request: PreflightRequest) -> list[CheckResult]:
     return results
 
 
-# --------------------------------------------------------------------------- client and errors
+# --------------------------------------------------------------------------- identity
 
 
-def make_client(request: PreflightRequest):
-    try:
-        import boto3
-        from botocore.config import Config
-    except ImportError:
-        return None, CheckResult(
-            "s3.access",
-            "S3 access",
-            False,
-            "the `boto3` Python package is not installed in the bot's environment",
-            "Install it in the bot's environment: `pip install 'boto3>=1.34'`, then restart the bot.",
-        )
-    endpoint = request.cred("S3_ENDPOINT_URL")
-    s3_options = {"addressing_style": "path"} if endpoint else {}
-    config = Config(
-        signature_version="s3v4",
-        s3=s3_options,
-        connect_timeout=min(request.settings.connect_timeout_s, 5.0),
-        read_timeout=request.settings.http_timeout_s,
-        retries={"max_attempts": 2, "mode": "standard"},
-    )
-    try:
-        client = boto3.session.Session().client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name=request.cred("CLOUD_REGION") or "us-east-1",
-            aws_access_key_id=request.cred("ACCESS_KEY"),
-            aws_secret_access_key=request.cred("SECRET_KEY"),
-            aws_session_token=request.cred("SESSION_TOKEN"),
-            config=config,
-        )
-    except ValueError as exc:  # botocore: "Invalid endpoint: ..."
-        return None, CheckResult(
-            "s3.access",
-            "S3 access",
-            False,
-            f"S3_ENDPOINT_URL `{endpoint}` is not a usable URL ({exc})",
-            "Set S3_ENDPOINT_URL to the store's full URL, e.g. `https://s3.example.internal:9000`, or leave it empty for AWS S3.",
-        )
-    return client, None
-
-
-def classify(exc: Exception) -> tuple[str, str]:
-    """(kind, code) for a boto3 error; kind is one of _CODE_KINDS' values, 'unreachable', 'endpoint' or 'other'."""
-    from botocore.exceptions import (
-        BotoCoreError,
-        ClientError,
-        ConnectionClosedError,
-        ConnectTimeoutError,
-        EndpointConnectionError,
-        ReadTimeoutError,
-        SSLError,
-    )
-
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {}) or {}
-        code = str(err.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or "")
-        kind = _CODE_KINDS.get(code)
-        if kind is None:
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            kind = {403: "denied", 404: "not_found", 301: "region"}.get(status, "other")
-        return kind, code
-    if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError)):
-        return "unreachable", type(exc).__name__
-    if isinstance(exc, ReadTimeoutError):
-        return "unreachable", "ReadTimeout"
-    if isinstance(exc, SSLError):
-        return "endpoint", "SSLError"
-    if isinstance(exc, BotoCoreError):
-        return "other", type(exc).__name__
-    return "other", type(exc).__name__
-
-
-def _call(fn, **kwargs):
-    """(response, None) or (None, (kind, code)); only boto errors are caught."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        return fn(**kwargs), None
-    except (ClientError, BotoCoreError) as exc:
-        return None, classify(exc)
-
-
-def identity_failure(ctx: _Ctx, kind: str, code: str) -> CheckResult:
+def identity_failure(ctx: S3Context, kind: str, code: str) -> CheckResult:
     k = ctx.key_hint
     fixes = {
         "invalid_key": (
@@ -243,9 +117,9 @@ def identity_failure(ctx: _Ctx, kind: str, code: str) -> CheckResult:
     return CheckResult("s3.access", "S3 access", False, detail, remediation)
 
 
-def identity_result(ctx: _Ctx) -> CheckResult:
+def identity_result(ctx: S3Context) -> CheckResult:
     """One ListBuckets call: a refused key, a wrong secret or a dead endpoint is reported here, once."""
-    _, err = _call(ctx.client.list_buckets)
+    _, err = call(ctx.client.list_buckets)
     if err is None:
         return CheckResult("s3.access", "S3 access", True, f"ACCESS_KEY `{ctx.key_hint}` accepted by {ctx.where}")
     kind, code = err
@@ -278,7 +152,7 @@ def _not_checked_identity(check: str, label: str, key: str, uri: str) -> CheckRe
     )
 
 
-def path_results(ctx: _Ctx, p: DatasetPath) -> list[CheckResult]:
+def path_results(ctx: S3Context, p: DatasetPath) -> list[CheckResult]:
     out: list[CheckResult] = []
     found, path_result = object_or_prefix(ctx, p)
     if isinstance(path_result, tuple):  # an identity error met late: report it once, path as not checked
@@ -288,7 +162,7 @@ def path_results(ctx: _Ctx, p: DatasetPath) -> list[CheckResult]:
         path_result = _not_checked_identity("s3.path", p.label, p.label, p.path)
     out.append(path_result)
     if p.annotation_fields:
-        out.append(annotation_result(ctx, p, found))
+        out.append(annotation_result(ctx, p, found, ANNOTATION_MAX_BYTES))
     return out
 
 
@@ -296,7 +170,7 @@ def _fail(p: DatasetPath, detail: str, remediation: str) -> CheckResult:
     return CheckResult("s3.path", p.label, False, detail, remediation, scope="dataset", key=p.label)
 
 
-def _read_failure(ctx: _Ctx, p: DatasetPath, kind: str, code: str, what: str, bucket: str, key: str):
+def _read_failure(ctx: S3Context, p: DatasetPath, kind: str, code: str, what: str, bucket: str, key: str):
     """The per-path message for a failed read; identity kinds come back as (kind, code) for once-only reporting."""
     if kind in IDENTITY_KINDS:
         return (kind, code)
@@ -334,8 +208,8 @@ def _read_failure(ctx: _Ctx, p: DatasetPath, kind: str, code: str, what: str, bu
     )
 
 
-def _list_prefix(ctx: _Ctx, p: DatasetPath, bucket: str, prefix: str, via_missing_object: bool):
-    resp, err = _call(ctx.client.list_objects_v2, Bucket=bucket, Prefix=prefix, MaxKeys=1)
+def _list_prefix(ctx: S3Context, p: DatasetPath, bucket: str, prefix: str, via_missing_object: bool):
+    resp, err = call(ctx.client.list_objects_v2, Bucket=bucket, Prefix=prefix, MaxKeys=1)
     what = "object" if via_missing_object else "prefix"
     if err:
         return None, _read_failure(ctx, p, *err, what, bucket, prefix if not via_missing_object else prefix.rstrip("/"))
@@ -351,7 +225,7 @@ def _list_prefix(ctx: _Ctx, p: DatasetPath, bucket: str, prefix: str, via_missin
     )
 
 
-def object_or_prefix(ctx: _Ctx, p: DatasetPath):
+def object_or_prefix(ctx: S3Context, p: DatasetPath):
     """('object'|'prefix'|None, CheckResult or (identity kind, code))."""
     bucket, key = split_s3(p.path)
     if not bucket:
@@ -359,7 +233,7 @@ def object_or_prefix(ctx: _Ctx, p: DatasetPath):
     if key == "" or key.endswith("/"):
         return _list_prefix(ctx, p, bucket, key, via_missing_object=False)
 
-    head, err = _call(ctx.client.head_object, Bucket=bucket, Key=key)
+    head, err = call(ctx.client.head_object, Bucket=bucket, Key=key)
     if err is None:
         if head.get("ContentType") == DIRECTORY_CONTENT_TYPE:
             return _list_prefix(ctx, p, bucket, key + "/", via_missing_object=False)
@@ -373,7 +247,7 @@ def object_or_prefix(ctx: _Ctx, p: DatasetPath):
         return _list_prefix(ctx, p, bucket, key + "/", via_missing_object=True)
     if kind == "denied" and code in ("403", "Forbidden"):
         # HEAD carries no error body: ask with a 1-byte GET to learn whether it is the key, the secret or permission
-        _, err2 = _call(ctx.client.get_object, Bucket=bucket, Key=key, Range="bytes=0-0")
+        _, err2 = call(ctx.client.get_object, Bucket=bucket, Key=key, Range="bytes=0-0")
         if err2 is None:
             return "object", CheckResult(
                 "s3.path", p.label, True, f"`{p.path}` is a readable object", scope="dataset", key=p.label
@@ -384,59 +258,10 @@ def object_or_prefix(ctx: _Ctx, p: DatasetPath):
     return None, _read_failure(ctx, p, kind, code, "object", bucket, key)
 
 
-def annotation_result(ctx: _Ctx, p: DatasetPath, found: str | None) -> CheckResult:
-    fields = tuple(p.annotation_fields)
-    wanted = ", ".join(f"`{f}`" for f in fields)
-    label = f"{p.label} fields"
-
-    def result(ok: bool, detail: str, remediation: str = "") -> CheckResult:
-        return CheckResult("s3.annotation", label, ok, detail, remediation, scope="dataset", key=p.label)
-
-    if found is None:
-        return result(False, f"not checked: `{p.path}` is not readable", f"Fix `{p.label}` (above) so preflight can read it and check for {wanted}.")
-    if found == "prefix":
-        return result(
-            False,
-            f"`{p.path}` is a prefix (folder), but {wanted} must be checked in an annotation file",
-            f"Point `{p.label}` at the annotation JSON object itself, e.g. `{p.path.rstrip('/')}/annotations.json`.",
-        )
-    bucket, key = split_s3(p.path)
-    resp, err = _call(ctx.client.get_object, Bucket=bucket, Key=key)
-    if err:
-        code = err[1]
-        return result(False, f"`{p.path}` could not be downloaded ({code})", f"Check that this key pair can `s3:GetObject` `{p.path}`.")
-    body = resp["Body"]
-    try:
-        size = int(resp.get("ContentLength") or 0)
-        if size > ANNOTATION_MAX_BYTES:
-            return result(
-                False,
-                f"`{p.path}` is {human_size(size)}, over the {human_size(ANNOTATION_MAX_BYTES)} preflight reads",
-                f"Split the annotations or point `{p.label}` at a smaller file whose records have {wanted}.",
-            )
-        raw = body.read(ANNOTATION_MAX_BYTES + 1)
-    except Exception as exc:  # a broken stream mid-download
-        return result(False, f"`{p.path}` could not be downloaded ({type(exc).__name__})", "Run preflight again; if it repeats, check the store.")
-    finally:
-        body.close()
-    doc, why = parse_json_bytes(raw, f"`{p.path}`", ANNOTATION_MAX_BYTES)
-    if why:
-        return result(
-            False, why,
-            f"Point `{p.label}` at a UTF-8 JSON file (a list of records, or a list under `annotations`/`data`/`samples`/`items`) "
-            f"whose records have {wanted}.",
-        )
-    ok, detail = check_annotation_document(doc, fields, ctx.request.settings.annotation_sample)
-    return result(
-        ok, f"`{p.path}`: {detail}",
-        "" if ok else f"Add {wanted} to every record of `{p.path}` (the model reads it), or point `{p.label}` at the annotation file that has it.",
-    )
-
-
 # --------------------------------------------------------------------------- results location
 
 
-def results_location_result(ctx: _Ctx, uri: str) -> CheckResult:
+def results_location_result(ctx: S3Context, uri: str) -> CheckResult:
     bucket, prefix = split_s3(uri)
 
     def result(ok: bool, detail: str, remediation: str = "") -> CheckResult:
@@ -446,7 +271,7 @@ def results_location_result(ctx: _Ctx, uri: str) -> CheckResult:
         return result(False, f"`{uri}` names no bucket", "Give the results location as `s3://BUCKET/PREFIX/`.")
 
     # 1. the bucket exists (before any write: some stores create a missing bucket on the first write)
-    _, err = _call(ctx.client.head_bucket, Bucket=bucket)
+    _, err = call(ctx.client.head_bucket, Bucket=bucket)
     if err:
         kind, code = err
         if kind in IDENTITY_KINDS:
@@ -463,7 +288,7 @@ def results_location_result(ctx: _Ctx, uri: str) -> CheckResult:
     # 2. writable: start a multipart upload on a unique key and abort it at once (no object is ever created)
     base = prefix if (not prefix or prefix.endswith("/")) else prefix + "/"
     probe_key = f"{base}.taobot-preflight-{uuid.uuid4().hex}"
-    resp, err = _call(ctx.client.create_multipart_upload, Bucket=bucket, Key=probe_key)
+    resp, err = call(ctx.client.create_multipart_upload, Bucket=bucket, Key=probe_key)
     if err:
         kind, code = err
         if kind in IDENTITY_KINDS:
@@ -487,7 +312,7 @@ def results_location_result(ctx: _Ctx, uri: str) -> CheckResult:
     upload_id = resp["UploadId"]
     abort_err = None
     for _ in range(2):
-        _, abort_err = _call(ctx.client.abort_multipart_upload, Bucket=bucket, Key=probe_key, UploadId=upload_id)
+        _, abort_err = call(ctx.client.abort_multipart_upload, Bucket=bucket, Key=probe_key, UploadId=upload_id)
         if abort_err is None:
             break
     if abort_err is not None:

@@ -25,7 +25,9 @@ from taobot.catalog import Catalog
 from taobot.config import Settings
 from taobot.errors import SlackError
 from taobot.secrets import REDACTOR
-from taobot.service import IntakeService
+from taobot.services import Services
+from taobot.slack.render import render
+from taobot.views import View
 from taobot.store import Store
 
 log = logging.getLogger(__name__)
@@ -79,8 +81,19 @@ def make_client(settings: Settings) -> WebClient:
     return client
 
 
+def redacted(value: object) -> object:
+    """Every string in a rendered message, redacted: the one place secrets are removed before Slack sees them."""
+    if isinstance(value, str):
+        return REDACTOR.redact(value)
+    if isinstance(value, list):
+        return [redacted(v) for v in value]
+    if isinstance(value, dict):
+        return {k: redacted(v) for k, v in value.items()}
+    return value
+
+
 class SlackMessenger:
-    """The Messenger the service talks to, backed by the Slack Web API."""
+    """The Messenger the services talk to: renders views to Block Kit, redacts, and calls the Web API."""
 
     def __init__(self, client: WebClient) -> None:
         self.client = client
@@ -100,9 +113,9 @@ class SlackMessenger:
             metrics.SLACK_ERRORS.labels(method=method, error=type(exc).__name__).inc()
             raise SlackError(f"Slack {method} failed: {type(exc).__name__}", method=method, error=type(exc).__name__) from exc
 
-    def post(self, channel: str, message: dict, thread_ts: str | None = None, metadata: dict | None = None) -> str:
-        body = {"channel": channel, "text": REDACTOR.redact(message.get("text", "")), "blocks": message.get("blocks"),
-                "metadata": metadata}
+    def post(self, channel: str, view: View, thread_ts: str | None = None, metadata: dict | None = None) -> str:
+        message = redacted(render(view))
+        body = {"channel": channel, "text": message.get("text", ""), "blocks": message.get("blocks"), "metadata": metadata}
         if thread_ts:
             body["thread_ts"] = thread_ts
         return str(self._call("chat.postMessage", **body)["ts"])
@@ -121,8 +134,9 @@ class SlackMessenger:
             if not cursor:
                 return None
 
-    def update(self, channel: str, ts: str, message: dict) -> None:
-        self._call("chat.update", channel=channel, ts=ts, text=REDACTOR.redact(message.get("text", "")), blocks=message.get("blocks"))
+    def update(self, channel: str, ts: str, view: View) -> None:
+        message = redacted(render(view))
+        self._call("chat.update", channel=channel, ts=ts, text=message.get("text", ""), blocks=message.get("blocks"))
 
     def ephemeral(self, channel: str, user: str, text: str, thread_ts: str | None = None) -> None:
         body = {"channel": channel, "user": user, "text": REDACTOR.redact(text)}
@@ -133,8 +147,8 @@ class SlackMessenger:
         except SlackError as exc:
             log.warning("ephemeral message failed: %s", exc.error)
 
-    def open_view(self, trigger_id: str, view: dict) -> None:
-        self._call("views.open", trigger_id=trigger_id, view=view)
+    def open_view(self, trigger_id: str, modal: dict) -> None:
+        self._call("views.open", trigger_id=trigger_id, view=redacted(modal))
 
 
 @dataclass
@@ -142,7 +156,7 @@ class Runtime:
     """Everything a running bot holds, so serve/tests can reach it."""
 
     app: App
-    service: IntakeService
+    services: Services
     store: Store
     client: WebClient
     settings: Settings | None = None
@@ -198,17 +212,17 @@ class Runtime:
     def start_monitoring(self) -> None:
         from taobot import scheduler
 
-        self.scheduler = scheduler.start(str(self.store.path), self.service.monitor, self.store, self.settings.poll_seconds)
+        self.scheduler = scheduler.start(str(self.store.path), self.services.monitor, self.store, self.settings.poll_seconds)
 
     def stop(self) -> None:
         from taobot import scheduler
 
         grace = self.settings.shutdown_grace_seconds if self.settings else 20
-        self.service.shutdown(grace)
+        self.services.shutdown(grace)
         if self.scheduler is not None:
             scheduler.stop(self.scheduler)
             self.scheduler = None
-        self.service.monitor.backends.close()
+        self.services.monitor.backends.close()
 
 
 def build_app(settings: Settings, store: Store, catalog: Catalog, client: WebClient | None = None, http: bool = True) -> Runtime:
@@ -228,10 +242,10 @@ def build_app(settings: Settings, store: Store, catalog: Catalog, client: WebCli
 
     messenger = SlackMessenger(client)
     backends = Backends(settings)
-    service = IntakeService(store, catalog, messenger, settings.admin_ids, settings.intake_expiry_days,
-                            preflight_settings=settings.preflight_settings(), launcher=Launcher(store, catalog, backends))
-    service.monitor = Monitor(store, catalog, backends, messenger, on_state_change=service.refresh_for_launch)
-    service.recover()
+    services = Services(store, catalog, messenger, settings.admin_ids, settings.intake_expiry_days,
+                        platform_settings=settings.platform_settings(), launcher=Launcher(store, catalog, backends))
+    services.monitor = Monitor(store, catalog, backends, messenger, on_state_change=services.refresh_for_launch)
+    services.recover()
 
     runtime_ref: dict = {}
 
@@ -249,16 +263,16 @@ def build_app(settings: Settings, store: Store, catalog: Catalog, client: WebCli
 
     from taobot.slack.listeners import actions, commands, messages, views
 
-    commands.register(app, service, catalog)
-    messages.register(app, service, catalog)
-    actions.register(app, service)
-    views.register(app, service)
+    commands.register(app, services, catalog)
+    messages.register(app, services, catalog)
+    actions.register(app, services)
+    views.register(app, services)
     from taobot import metrics
     from taobot import scheduler as sched
 
     metrics.STATE.store = store
     metrics.STATE.scheduler_status = sched.status
-    runtime = Runtime(app=app, service=service, store=store, client=client, settings=settings, http_mode=http)
+    runtime = Runtime(app=app, services=services, store=store, client=client, settings=settings, http_mode=http)
     runtime_ref["runtime"] = runtime
     return runtime
 

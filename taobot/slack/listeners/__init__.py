@@ -1,1 +1,1 @@
-"""Thin Bolt listeners: ack first, then hand over to IntakeService."""
+"""Thin Bolt listeners: ack first, translate what a person did into an intent, hand it to Services."""

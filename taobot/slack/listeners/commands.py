@@ -8,24 +8,25 @@ from slack_bolt import App
 
 from taobot.catalog import Catalog, find_action, find_model
 from taobot.errors import SlackError, UnknownNameError
-from taobot.service import IntakeService
-from taobot.slack import blocks as B
+from taobot.services import Services
+from taobot.slack.render import render
 
 log = logging.getLogger(__name__)
 
 USAGE = "Usage: `/tao launch <model> [action]`, `/tao status [id]`, `/tao help`."
 
 
-def register(app: App, service: IntakeService, catalog: Catalog) -> None:
+def register(app: App, services: Services, catalog: Catalog) -> None:
     @app.command("/tao")
     def tao(ack, command: dict, respond) -> None:
         words = (command.get("text") or "").split()
         verb = words[0].lower() if words else "help"
         if verb == "help":
-            ack(**B.help_message(catalog))
+            ack(**render(services.help()))
             return
         if verb == "status":
-            ack(**(service.one_status(words[1]) if len(words) > 1 else service.channel_status(command["channel_id"])))
+            view = services.one_status(words[1]) if len(words) > 1 else services.channel_status(command["channel_id"])
+            ack(**render(view))
             return
         if verb != "launch":
             ack(text=f"Unknown subcommand `{verb}`. {USAGE}")
@@ -41,7 +42,7 @@ def register(app: App, service: IntakeService, catalog: Catalog) -> None:
             return
         ack(text=f"Starting a launch thread for {model_name} {action_name}…")
         try:
-            service.start(command["channel_id"], command["user_id"], model_name, action_name)
+            services.start(command["channel_id"], command["user_id"], model_name, action_name)
         except SlackError as exc:
             hint = " Invite the bot to this channel with `/invite @taobot`." if exc.error in ("not_in_channel", "channel_not_found") else ""
             respond(text=f"Could not open the launch thread: {exc.error}.{hint}", response_type="ephemeral")

@@ -9,8 +9,9 @@ from slack_bolt import App
 
 from taobot.catalog import Catalog, find_model
 from taobot.errors import UnknownNameError
-from taobot.service import IntakeService
-from taobot.slack import blocks as B
+from taobot.services import Context, Services
+from taobot.slack.render import render
+from taobot.slack.text import slack_plain_text
 
 log = logging.getLogger(__name__)
 
@@ -40,22 +41,22 @@ def parse_mention(text: str, catalog: Catalog) -> tuple[str | None, str, str | N
     return None, "", f"Unknown model in `{' '.join(words)}`. Known: {', '.join(sorted(catalog.models))}."
 
 
-def register(app: App, service: IntakeService, catalog: Catalog) -> None:
+def register(app: App, services: Services, catalog: Catalog) -> None:
     @app.event("app_mention")
     def on_mention(event: dict, say) -> None:
         channel, thread = event["channel"], event.get("thread_ts")
-        if thread and service.store.find_intake(channel, thread):
+        if thread and services.is_launch_thread(channel, thread):
             return  # the message listener handles replies inside launch threads
         model, action, error = parse_mention(event.get("text", ""), catalog)
         reply_ts = thread or event["ts"]
         if error == "help":
-            say(**B.help_message(catalog), thread_ts=reply_ts)
+            say(**render(services.help()), thread_ts=reply_ts)
         elif error == "status":
-            say(**service.channel_status(channel), thread_ts=reply_ts)
+            say(**render(services.channel_status(channel)), thread_ts=reply_ts)
         elif error:
             say(text=error, thread_ts=reply_ts)
         else:
-            service.start(channel, event["user"], model, action, thread_ts=reply_ts)
+            services.start(channel, event["user"], model, action, thread_ts=reply_ts)
 
     @app.event("message")
     def on_message(event: dict) -> None:
@@ -63,4 +64,5 @@ def register(app: App, service: IntakeService, catalog: Catalog) -> None:
             return
         if event.get("thread_ts") == event.get("ts"):
             return
-        service.handle_message(event["channel"], event["thread_ts"], event.get("user", ""), strip_mentions(event.get("text", "")))
+        ctx = Context(user=event.get("user", ""), channel=event["channel"], thread_ts=event["thread_ts"])
+        services.reply(ctx, slack_plain_text(strip_mentions(event.get("text", ""))))

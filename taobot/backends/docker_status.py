@@ -1,0 +1,120 @@
+"""A Docker container, as the daemon's list answer shows it, mapped to a `JobStatus`.
+
+Pure apart from reading the launch folder on the bot host: the container's
+state word and exit code come from one `GET /containers/json` entry, and
+two files the daemon knows nothing about refine them. `results/status.json`
+is the run's own report (a TAO action that exits 0 but reports FAILURE
+failed; a container removed on exit leaves only this report), and the
+`cancelled` marker is written by cancel before the stop, because labels
+are fixed at create and the stop's SIGTERM exit code must not read as a
+failure.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from taobot.backends.base import JobState, JobStatus
+
+CANCEL_MARKER = "cancelled"
+_EXIT = re.compile(r"\((-?\d+)\)")
+
+STATE_MAP = {
+    "created": JobState.PENDING,
+    "running": JobState.RUNNING,
+    "restarting": JobState.RUNNING,
+    "paused": JobState.PAUSED,
+    "removing": JobState.RUNNING,  # auto-remove in progress; the next poll sees it gone
+    "exited": JobState.SUCCEEDED,  # refined by the exit code and status.json
+    "dead": JobState.FAILED,
+}
+
+
+def exit_code_of(summary: Mapping) -> int | None:
+    """`Exited (137) 3 seconds ago` -> 137 (the list answer has no ExitCode field)."""
+    state = summary.get("State")
+    if isinstance(state, dict):  # an inspect answer
+        code = state.get("ExitCode")
+        return int(code) if code is not None else None
+    match = _EXIT.search(str(summary.get("Status", "")))
+    return int(match.group(1)) if match else None
+
+
+def read_status_json(launch_dir: str | None) -> dict | None:
+    if not launch_dir:
+        return None
+    path = Path(launch_dir, "results", "status.json")
+    try:
+        with open(path, "rb") as fh:
+            doc = json.loads(fh.read(64 * 1024).decode("utf-8", "replace"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _reported_failure(doc: dict | None) -> str | None:
+    status = str((doc or {}).get("status", "")).upper()
+    return status.lower() if status in ("FAILURE", "FAILED", "ERROR") else None
+
+
+def cancelled(launch_dir: str | None) -> bool:
+    return bool(launch_dir) and Path(launch_dir, CANCEL_MARKER).exists()
+
+
+def container_status(summary: Mapping | None, launch_dir: str | None, auto_remove: bool = False,
+                     oom_killed: bool = False) -> JobStatus:
+    """Map one container (an entry of the list answer, or None when it is gone) to a JobStatus."""
+    if summary is None:
+        if cancelled(launch_dir):
+            return JobStatus(JobState.CANCELLED, "removed", "cancelled from taobot")
+        doc = read_status_json(launch_dir) if auto_remove else None
+        if doc is not None:  # removed on exit (DOCKER_AUTO_REMOVE): the run's own report is what is left
+            failure = _reported_failure(doc)
+            code = doc.get("exit_code")
+            code = int(code) if isinstance(code, int) or str(code).lstrip("-").isdigit() else None
+            if failure or (code not in (None, 0)):
+                return JobStatus(JobState.FAILED, "removed", f"status.json reports {failure or 'exit code ' + str(code)} "
+                                 "(container removed on exit)", code)
+            return JobStatus(JobState.SUCCEEDED, "removed", "status.json reports success (container removed on exit)", code)
+        return JobStatus(JobState.UNKNOWN, "removed", "the container no longer exists")
+    raw = summary.get("State")
+    word = (raw.get("Status", "") if isinstance(raw, dict) else str(raw or "")).lower()
+    state = STATE_MAP.get(word, JobState.UNKNOWN)
+    code = exit_code_of(summary) if word in ("exited", "dead") else None
+    native = f"{word} ({code})" if code is not None and word == "exited" else word or "unknown"
+    if word in ("exited", "dead") and cancelled(launch_dir):
+        return JobStatus(JobState.CANCELLED, native, "cancelled from taobot", code)
+    if word == "exited":
+        if code not in (None, 0):
+            if oom_killed:
+                reason = "out of memory"
+            elif code == 137:
+                reason = "killed (SIGKILL, exit code 137)"
+            elif code == 143:
+                reason = "terminated (SIGTERM, exit code 143)"
+            else:
+                reason = f"exited with code {code}"
+            return JobStatus(JobState.FAILED, native, reason, code)
+        failure = _reported_failure(read_status_json(launch_dir))
+        if failure:
+            return JobStatus(JobState.FAILED, native, f"status.json reports {failure}", code)
+        return JobStatus(JobState.SUCCEEDED, native, None, code)
+    if word == "dead":
+        return JobStatus(JobState.FAILED, native, "the container is dead (Docker could not stop or remove it)", code)
+    if state is JobState.UNKNOWN:
+        return JobStatus(state, native, f"Docker reports state {word!r}")
+    return JobStatus(state, native)
+
+
+def find_container(by_id: Mapping[str, Mapping], job_id: str) -> Mapping | None:
+    """The list entry for a full container id, or for a short one (12+ characters) as `docker ps` prints it."""
+    if job_id in by_id:
+        return by_id[job_id]
+    if len(job_id) >= 12:  # a short id
+        for cid, summary in by_id.items():
+            if cid.startswith(job_id):
+                return summary
+    return None

@@ -1,0 +1,108 @@
+"""The intake's live state: one value per launch thread, serialised as JSON.
+
+Credential *values* never enter the state. It records only which credential
+names are set (with a keyed fingerprint, so a changed value can be noticed);
+values live encrypted in the store.
+"""
+
+from __future__ import annotations
+
+import secrets as _random
+import time
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from taobot.catalog import Catalog, find_action, find_model, resolve_image
+
+IntakeStatus = Literal["collecting", "complete", "cancelled", "launched"]
+# Statuses after which no answer changes the intake any more.
+CLOSED_STATUSES = ("cancelled", "launched")
+
+
+class Step(str, Enum):
+    PLATFORM = "platform"
+    MONITORING = "monitoring"
+    CREDENTIALS = "credentials"
+    IMAGE = "image"
+    DATASETS = "datasets"
+    COMPUTE = "compute"
+    COMPLETE = "complete"
+
+
+STEP_ORDER = [Step.PLATFORM, Step.MONITORING, Step.CREDENTIALS, Step.IMAGE, Step.DATASETS, Step.COMPUTE]
+
+
+class ImageChoice(BaseModel):
+    default: str
+    source: str
+    chosen: str | None = None  # set once the person confirmed the default or gave an override
+    overridden: bool = False
+
+
+class Confirmation(BaseModel):
+    by: str
+    at: float
+
+
+class PreflightRecord(BaseModel):
+    """The last preflight of this thread, tied to the inputs it checked."""
+
+    status: Literal["running", "passed", "failed"]
+    fingerprint: str  # gate.input_fingerprint of the state it checked
+    results: list[dict] = Field(default_factory=list)  # CheckResult.to_dict() items
+    by: str
+    started_at: float
+    finished_at: float | None = None
+    card_ts: str | None = None
+
+
+class IntakeState(BaseModel):
+    """Everything the intake knows about one launch thread. Serialised as JSON."""
+
+    id: str
+    channel: str
+    thread_ts: str | None = None
+    owner: str
+    model: str
+    action: str
+    platform: str | None = None
+    monitor: bool | None = None
+    interval_minutes: int | None = None
+    ssh_agent: bool = False
+    credentials: dict[str, str] = Field(default_factory=dict)  # name -> fingerprint, never the value
+    image: ImageChoice
+    roots: dict[str, str] = Field(default_factory=dict)  # role -> root path
+    spec_inputs: dict[str, str] = Field(default_factory=dict)  # exact spec key -> path, as given
+    results_uri: str | None = None
+    compute: dict[str, int] = Field(default_factory=dict)  # num_gpus, num_nodes
+    mount_confirmations: dict[str, Confirmation] = Field(default_factory=dict)
+    preflight: PreflightRecord | None = None
+    status: IntakeStatus = "collecting"
+    card_ts: str | None = None
+    created_at: float = Field(default_factory=time.time)
+    updated_at: float = Field(default_factory=time.time)
+
+
+def new_intake_id() -> str:
+    return _random.token_hex(4)
+
+
+def start_intake(
+    catalog: Catalog, model_name: str, action_name: str, owner: str, channel: str, thread_ts: str | None = None
+) -> IntakeState:
+    """A fresh intake; raises UnknownNameError listing what exists."""
+    model = find_model(catalog, model_name)
+    action = find_action(model, action_name or "train")
+    resolved = resolve_image(catalog, model, action)
+    return IntakeState(
+        id=new_intake_id(),
+        channel=channel,
+        thread_ts=thread_ts,
+        owner=owner,
+        model=model.name,
+        action=action.name,
+        image=ImageChoice(default=resolved.image, source=resolved.source),
+    )
+

@@ -1,0 +1,206 @@
+"""Services: take a person's intents, decide, and answer with views.
+
+`Services` is what the Slack listeners and the console call. It checks
+who may act and whether the intake is still open, takes the thread's lock,
+and routes each intent to the service of its concern:
+
+- `intake.IntakeService`: starting threads, answers, forms
+- `preflight_runs.PreflightRuns`: preflight in the background, tied to its inputs
+- `launch_control.LaunchControl`: launch, cancel, detach/attach, relaunch
+- `status.StatusQueries`: `/tao status`
+
+Services never import `slack/`; they send views through a `Messenger`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from taobot.catalog import Catalog
+from taobot.intake import CLOSED_STATUSES, IntakeState, may_act, parse_reply
+from taobot.intake.help import expected_shape, help_text
+from taobot.intake.intents import (
+    LAUNCH_INTENTS,
+    Answer,
+    ConfirmMounts,
+    Intent,
+    Launch,
+    OpenForm,
+    RunPreflight,
+    ShowHelp,
+    ShowStatus,
+    SubmitCredentials,
+    SubmitDatasets,
+)
+from taobot.services.desk import Context, Desk, Messenger
+from taobot.services.intake import IntakeService
+from taobot.services.launch_control import LaunchControl
+from taobot.services.preflight_runs import PreflightRuns
+from taobot.services.status import StatusQueries
+from taobot.store import Store
+from taobot.views import Form, IntakeDetail, Reply, View, intake_facts
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Context", "Messenger", "Services"]
+
+UNKNOWN_LAUNCH = ("This launch is unknown to taobot (it may have expired or belong to another installation). "
+                  "Start a new one with `/tao launch <model> [action]`.")
+
+
+class Services:
+    def __init__(self, store: Store, catalog: Catalog, messenger: Messenger, admins: frozenset[str] = frozenset(),
+                 expiry_days: int = 30, platform_settings=None, launcher=None, monitor=None) -> None:
+        from taobot.config import PlatformSettings
+
+        self.desk = Desk(store, catalog, messenger, admins, expiry_days)
+        self.store, self.catalog = store, catalog
+        self._work = ThreadPoolExecutor(max_workers=4, thread_name_prefix="work")
+        self.intake = IntakeService(self.desk)
+        self.preflight = PreflightRuns(self.desk, self._work, platform_settings or PlatformSettings())
+        self.launches = LaunchControl(self.desk, self._work, launcher, monitor)
+        self.status = StatusQueries(self.desk)
+
+    @property
+    def monitor(self):
+        return self.launches.monitor
+
+    @monitor.setter
+    def monitor(self, monitor) -> None:
+        self.launches.monitor = monitor
+
+    # ------------------------------------------------------------------ what people say and do
+
+    def start(self, channel: str, user: str, model: str, action: str | None, thread_ts: str | None = None) -> IntakeState:
+        return self.intake.start(channel, user, model, action, thread_ts)
+
+    def is_launch_thread(self, channel: str, thread_ts: str) -> bool:
+        return self.store.find_intake(channel, thread_ts) is not None
+
+    def reply(self, ctx: Context, text: str) -> bool:
+        """A plain-text reply in a thread. False when the thread is not a launch thread."""
+        desk = self.desk
+        state = self.store.find_intake(ctx.channel, ctx.thread_ts or "")
+        if state is None:
+            return False
+        with desk.lock(state.id):
+            state = self.store.find_intake(ctx.channel, ctx.thread_ts or "") or state
+            parsed = parse_reply(text, state, self.catalog)
+            if parsed.secret_warning:
+                # Never logged with the text, never stored: only the fact of the warning.
+                self.store.log_event(state.id, ctx.user, "secret_warning", {})
+                desk.reply(state, parsed.secret_warning)
+                return True
+            intent = parsed.intent
+            if not may_act(state, ctx.user, desk.admins):
+                if intent is not None:
+                    desk.tell(ctx.user, ctx.channel, f"Only <@{state.owner}>, who started launch `{state.id}`, "
+                              "or an admin can change it.", ctx.thread_ts)
+                return True
+            if desk.expired(state):
+                desk.reply(state, desk.expired_text(state))
+                return True
+            if isinstance(intent, Answer) or intent is None:
+                # Answers given in a reply always get an answer back, even if it is only the expected shape.
+                self.intake.answer(state, ctx.user, list(intent.events) if intent else [], "reply",
+                                   {"events": [type(e).__name__ for e in parsed.events]}, errors=parsed.errors,
+                                   say_shape_if_silent=expected_shape())
+            else:
+                self._route(state, ctx.user, intent)
+            return True
+
+    def act(self, ctx: Context, intake_id: str, intent: Intent) -> Form | None:
+        """A click, a choice or a form on a thread's messages. Returns a form for the caller to open."""
+        desk = self.desk
+        state = self.store.get_intake(intake_id)
+        refusal = self._refusal(ctx, state)
+        if refusal:
+            desk.tell(ctx.user, ctx.channel, refusal, state.thread_ts if state else None)
+            return None
+        if isinstance(intent, LAUNCH_INTENTS):
+            self.launches.act(state, ctx.user, intent)
+            return None
+        if state.status in CLOSED_STATUSES:
+            desk.tell(ctx.user, ctx.channel, f"Launch `{state.id}` is {state.status}.", state.thread_ts)
+            return None
+        if isinstance(intent, OpenForm):
+            form = self.intake.form(state, intent)
+            if isinstance(form, str):
+                desk.tell(ctx.user, ctx.channel, form, state.thread_ts)
+                return None
+            return form
+        with desk.lock(state.id):
+            self._route(self.store.get_intake(intake_id) or state, ctx.user, intent)
+        return None
+
+    def check_form(self, ctx: Context, intake_id: str, intent: SubmitCredentials | SubmitDatasets | Answer) -> dict[str, str]:
+        """Problems by field of a form about to be submitted; {} to accept it. Fast: it runs inside the ack."""
+        state = self.store.get_intake(intake_id)
+        if state is None:
+            return {"": "This launch is unknown or expired; start a new one with /tao launch."}
+        if not may_act(state, ctx.user, self.desk.admins):
+            return {"": f"Only the person who started launch {state.id} or an admin can change it."}
+        return self.intake.check_form(state, intent)
+
+    def _refusal(self, ctx: Context, state: IntakeState | None) -> str | None:
+        if state is None:
+            return UNKNOWN_LAUNCH
+        if not may_act(state, ctx.user, self.desk.admins):
+            return f"Only <@{state.owner}>, who started launch `{state.id}`, or an admin can answer it."
+        if self.desk.expired(state):
+            return self.desk.expired_text(state)
+        return None
+
+    def _route(self, state: IntakeState, user: str, intent: Intent) -> None:
+        """One intent on an open intake. Caller holds the thread's lock."""
+        if isinstance(intent, (Answer, ConfirmMounts, SubmitCredentials, SubmitDatasets)):
+            self.intake.apply_intent(state, user, intent)
+        elif isinstance(intent, RunPreflight):
+            self.preflight.start(state, user)
+        elif isinstance(intent, Launch):
+            self.launches.launch(state, user)
+        elif isinstance(intent, LAUNCH_INTENTS):
+            self.launches.act(state, user, intent)
+        elif isinstance(intent, ShowHelp):
+            self.desk.reply(state, help_text(self.catalog))
+        elif isinstance(intent, ShowStatus):
+            self.desk.messenger.post(state.channel, self.status_of(state), thread_ts=state.thread_ts)
+        else:
+            log.warning("unhandled intent %s", type(intent).__name__, extra={"intake": state.id})
+
+    # ------------------------------------------------------------------ views asked for directly
+
+    def help(self) -> Reply:
+        return Reply(help_text(self.catalog))
+
+    def channel_status(self, channel: str) -> View:
+        return self.status.channel(channel)
+
+    def one_status(self, wanted: str) -> View:
+        return self.status.one(wanted)
+
+    def status_of(self, state: IntakeState) -> IntakeDetail:
+        import time
+
+        return IntakeDetail(intake_facts(state, self.catalog), time.time())
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def refresh_for_launch(self, launch) -> None:
+        """The monitor saw a change: show it on the intake card."""
+        state = self.store.get_intake(launch.intake_id)
+        if state is not None:
+            self.desk.refresh(state)
+
+    def recover(self) -> int:
+        return self.preflight.recover()
+
+    def shutdown(self, grace_s: float) -> None:
+        """Stop taking work; give running preflights and submissions up to `grace_s` to finish."""
+        self._work.shutdown(wait=False, cancel_futures=True)
+        done = threading.Event()
+        threading.Thread(target=lambda: (self._work.shutdown(wait=True), done.set()), daemon=True).start()
+        if not done.wait(grace_s):
+            log.warning("shutdown: work still running after %ss; leaving it", grace_s)

@@ -1,0 +1,129 @@
+"""The intake service: starts launch threads and applies a person's answers.
+
+Each answer loads the thread's state, applies the pure transitions, saves
+the new state with its event record in one transaction, redraws the card
+and says what changed. Callers hold the thread's lock (see `Services`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from taobot import metrics
+from taobot.intake import (
+    ConfirmMounted,
+    CredentialsStored,
+    Event,
+    IntakeState,
+    OverrideImage,
+    apply_all,
+    check_credential_value,
+    check_image_ref,
+    start_intake,
+    wanted_credentials,
+)
+from taobot.intake.intents import Answer, ConfirmMounts, OpenForm, SubmitCredentials, SubmitDatasets, dataset_form_events
+from taobot.services.desk import Desk
+from taobot.views import CredentialsForm, Form, ImageForm, datasets_form, intake_card, intake_facts
+
+log = logging.getLogger(__name__)
+
+
+class IntakeService:
+    def __init__(self, desk: Desk) -> None:
+        self.desk = desk
+
+    def start(self, channel: str, user: str, model: str, action: str | None, thread_ts: str | None = None) -> IntakeState:
+        """Open a launch thread. Raises UnknownNameError (listing what exists) for bad names."""
+        desk = self.desk
+        state = start_intake(desk.catalog, model, action or "train", user, channel, thread_ts)
+        # Held until the card's ts is saved: a click on the fresh card waits
+        # for it instead of racing it and being overwritten.
+        with desk.lock(state.id):
+            desk.store.save_intake(state, user, "start", {"model": state.model, "action": state.action})
+            ts = desk.messenger.post(channel, intake_card(state, desk.catalog), thread_ts=thread_ts)
+            state.card_ts = ts
+            if state.thread_ts is None:
+                state.thread_ts = ts
+            desk.store.save_intake(state, user, "card_posted", {"ts": ts})
+        metrics.INTAKES_STARTED.inc()
+        log.info("intake started", extra={"intake": state.id, "channel": channel, "thread_ts": state.thread_ts})
+        return state
+
+    # ------------------------------------------------------------------ answers
+
+    def answer(self, state: IntakeState, user: str, events: list[Event], kind: str, detail: dict | None = None,
+               errors: list[str] | None = None, say_shape_if_silent: str | None = None) -> IntakeState:
+        """Apply events, save and redraw if anything changed, and reply with what changed or was refused."""
+        desk = self.desk
+        outcome = apply_all(state, events, desk.catalog)
+        new = state
+        if outcome.changed:
+            new = desk.with_saved_credentials(outcome.state)
+            desk.store.save_intake(new, user, kind, detail)
+            if new.status == "complete" and state.status not in ("complete", "launched"):
+                metrics.INTAKES_COMPLETED.inc()
+            desk.refresh(new)
+        lines = outcome.notes + [f":x: {e}" for e in (errors or []) + outcome.errors]
+        if lines:
+            desk.reply(state, "\n".join(lines))
+        elif say_shape_if_silent:
+            desk.reply(state, say_shape_if_silent)
+        return new
+
+    def apply_intent(self, state: IntakeState, user: str, intent: Answer | ConfirmMounts | SubmitCredentials
+                     | SubmitDatasets) -> None:
+        if isinstance(intent, Answer):
+            detail = {"events": [type(e).__name__ for e in intent.events]}
+            self.answer(state, user, list(intent.events), intent.kind, detail)
+        elif isinstance(intent, ConfirmMounts):
+            self.answer(state, user, [ConfirmMounted(user, time.time())], "mount_confirmed")
+        elif isinstance(intent, SubmitCredentials):
+            self._store_credentials(state, user, intent)
+        elif isinstance(intent, SubmitDatasets):
+            events, _ = dataset_form_events(intent)
+            if events:
+                self.answer(state, user, events, "datasets", {"count": len(events)})
+
+    def _store_credentials(self, state: IntakeState, user: str, form: SubmitCredentials) -> None:
+        allowed = wanted_credentials(state, self.desk.catalog)
+        stored: dict[str, str] = {}
+        for name, value in form.values.items():
+            if value and name in allowed:
+                secret = self.desk.catalog.credentials[name].secret
+                stored[name] = self.desk.store.put_secret(state.owner, name, value.strip(), secret=secret)
+        if stored:
+            self.answer(state, user, [CredentialsStored(stored)], "credentials", {"names": sorted(stored)})
+
+    # ------------------------------------------------------------------ forms
+
+    def form(self, state: IntakeState, intent: OpenForm) -> Form | str:
+        """The form to open, or why it cannot open yet."""
+        catalog = self.desk.catalog
+        if intent.form == "credentials":
+            if state.platform is None:
+                return "Choose a platform first."
+            return CredentialsForm(intake_facts(state, catalog))
+        if intent.form == "image":
+            return ImageForm(state)
+        return datasets_form(state, catalog)
+
+    def check_form(self, state: IntakeState, intent: SubmitCredentials | SubmitDatasets | Answer) -> dict[str, str]:
+        """Problems by field name of a submitted form, or {} when it can be saved. Pure and fast: it runs inside the ack."""
+        catalog = self.desk.catalog
+        problems: dict[str, str] = {}
+        if isinstance(intent, SubmitCredentials):
+            for name, value in intent.values.items():
+                if value and (problem := check_credential_value(catalog, name, value)):
+                    problems[name] = problem
+        elif isinstance(intent, SubmitDatasets):
+            events, problems = dataset_form_events(intent)
+            trial = apply_all(state, events, catalog)
+            if trial.errors and not problems:
+                problems["spec"] = " ".join(trial.errors)
+        elif isinstance(intent, Answer):
+            for event in intent.events:
+                if isinstance(event, OverrideImage) and (problem := check_image_ref(event.ref)):
+                    problems["image"] = problem
+        return problems

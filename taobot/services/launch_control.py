@@ -1,0 +1,144 @@
+"""Launch control: launch (gate first), cancel a job, detach and attach updates, relaunch.
+
+Submitting and cancelling talk to a platform for seconds, so they run on
+the work pool, never on a listener thread; the gate is asked again at
+submit time, under the thread's lock, from the stored state.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import Executor
+
+from taobot import metrics
+from taobot.errors import BackendUnreachable, GateClosedError, LaunchFailed
+from taobot.gate import compute_gate
+from taobot.intake import IntakeState
+from taobot.intake.intents import Attach, CancelJob, Detach, Relaunch
+from taobot.launches import Launch
+from taobot.services.desk import Desk
+from taobot.views import LaunchPosted
+
+log = logging.getLogger(__name__)
+
+
+class LaunchControl:
+    def __init__(self, desk: Desk, work: Executor, launcher=None, monitor=None) -> None:
+        self.desk = desk
+        self.work = work
+        self.launcher = launcher
+        self.monitor = monitor
+
+    # ------------------------------------------------------------------ launch
+
+    def launch(self, state: IntakeState, user: str) -> None:
+        """Gate first; then submit off the listener thread. Caller holds the intake lock."""
+        desk = self.desk
+        gate = compute_gate(state, desk.catalog)
+        if not gate.open:
+            desk.reply(state, "Not launching: the launch gate is closed. Nothing was created.\n"
+                       + "\n".join(f"• {m}" for m in gate.missing))
+            return
+        if self.launcher is None:
+            desk.reply(state, f"The launch gate is open for launch `{state.id}`, but this taobot has no launcher configured.")
+            return
+        active = [launch for launch in desk.store.launches_for_intake(state.id) if launch.state.active]
+        if active or state.status == "launched":
+            desk.reply(state, f"Launch `{state.id}` already has a job; press *Relaunch* on its final reply to run again.")
+            return
+        desk.reply(state, f":hourglass_flowing_sand: Submitting {state.model} {state.action} to {state.platform}…")
+        self.work.submit(self._submit, state.id, user)
+
+    def _submit(self, intake_id: str, user: str) -> None:
+        desk = self.desk
+        with desk.lock(intake_id):
+            state = desk.store.get_intake(intake_id)
+            if state is None or state.status != "complete":
+                return
+            try:
+                launch, _submitted = self.launcher.launch(state, user, desk.credential_values(state))
+            except GateClosedError as exc:
+                metrics.LAUNCHES.labels(platform=state.platform, outcome="gate_closed").inc()
+                desk.reply(state, "Not launching: " + exc.message)
+                return
+            except LaunchFailed as exc:
+                self._failed(state, "refused", f":x: {state.platform} refused the job: {exc.message}\n"
+                             "Nothing is running. Fix it and press *Launch* again.")
+                return
+            except BackendUnreachable as exc:
+                self._failed(state, "unreachable", f":x: Could not reach {state.platform}: {exc.message}\n"
+                             "Nothing was submitted; press *Launch* to try again.")
+                return
+            except Exception as exc:  # noqa: BLE001 - the person must hear about it
+                log.exception("launch failed", extra={"intake": intake_id})
+                self._failed(state, "error", f":x: Launch failed unexpectedly ({type(exc).__name__}). Nothing is running.")
+                return
+            metrics.LAUNCHES.labels(platform=state.platform, outcome="submitted").inc()
+            desk.messenger.post(state.channel, LaunchPosted(launch), thread_ts=state.thread_ts)
+            desk.refresh(desk.store.get_intake(intake_id) or state)
+
+    def _failed(self, state: IntakeState, outcome: str, text: str) -> None:
+        metrics.LAUNCHES.labels(platform=state.platform, outcome=outcome).inc()
+        self.desk.reply(state, text)
+        self.desk.refresh(self.desk.store.get_intake(state.id) or state)
+
+    # ------------------------------------------------------------------ a launched job
+
+    def act(self, state: IntakeState, user: str, intent: Detach | Attach | CancelJob | Relaunch) -> None:
+        desk = self.desk
+        launch = desk.store.get_launch(intent.launch_id) if intent.launch_id else desk.store.latest_launch(state.id)
+        if launch is None:
+            desk.reply(state, f"Launch `{state.id}` has no job yet.")
+            return
+        if isinstance(intent, Detach):
+            desk.store.update_launch(launch.id, detached=True)
+            desk.store.log_event(state.id, user, "detach", {"launch": launch.id})
+            desk.reply(state, f"Stopped status updates for `{launch.id}`. The job keeps running; check it with "
+                       f"`/tao status {launch.id}`, or reply `attach` to resume updates here.")
+        elif isinstance(intent, Attach):
+            desk.store.update_launch(launch.id, monitor=True, detached=False)
+            desk.store.log_event(state.id, user, "attach", {"launch": launch.id})
+            desk.reply(state, f"Resumed status updates for `{launch.id}` every {launch.interval_minutes} min.")
+        elif isinstance(intent, CancelJob):
+            self.work.submit(self._cancel_job, state.id, launch.id, user)
+        else:
+            self._relaunch(state, user, launch)
+
+    def _relaunch(self, state: IntakeState, user: str, launch: Launch) -> None:
+        desk = self.desk
+        with desk.lock(state.id):
+            state = desk.store.get_intake(state.id) or state
+            if launch.state.active:
+                desk.reply(state, f"`{launch.id}` is still {launch.state.value}; cancel it first or wait for it to end.")
+                return
+            state.status = "complete"
+            state.preflight = None
+            state.updated_at = time.time()
+            desk.store.save_intake(state, user, "relaunch", {"after": launch.id})
+            desk.refresh(state)
+            desk.reply(state, "Same inputs, ready to go again. Run preflight (it checks everything afresh), then Launch. "
+                              "Change any input first with a `key=value` reply if you like.")
+
+    def _cancel_job(self, intake_id: str, launch_id: str, user: str) -> None:
+        from taobot.backends.base import JobRef
+
+        desk = self.desk
+        state, launch = desk.store.get_intake(intake_id), desk.store.get_launch(launch_id)
+        if state is None or launch is None:
+            return
+        if launch.state.terminal:
+            desk.reply(state, f"`{launch_id}` already ended ({launch.state.value}); nothing to cancel.")
+            return
+        if self.monitor is None or not launch.job_id:
+            desk.reply(state, f"`{launch_id}` cannot be cancelled from here yet; it has no job id.")
+            return
+        creds = self.monitor.credentials(launch.owner, launch.platform)
+        ref = JobRef(launch.id, launch.job_id, launch.detail_map, creds)
+        try:
+            self.launcher.backend(launch.platform).cancel(ref)
+        except BackendUnreachable as exc:
+            desk.reply(state, f":x: Could not reach {launch.platform} to cancel `{launch_id}`: {exc.message}. Try again.")
+            return
+        desk.store.log_event(intake_id, user, "cancel_job", {"launch": launch_id, "job": launch.job_id})
+        desk.reply(state, f"Cancel sent for job `{launch.job_id}` (`{launch_id}`) by <@{user}>.")

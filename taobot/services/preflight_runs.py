@@ -1,0 +1,119 @@
+"""Preflight runs: record a running preflight, check off the listener thread, and open or keep shut the gate.
+
+A run is tied to the exact inputs it checked (`gate.input_fingerprint`);
+a result that arrives after the inputs changed is dropped, so it can
+never open the gate for inputs it did not check.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import Executor
+
+from taobot import metrics
+from taobot.errors import TaobotError
+from taobot.gate import input_fingerprint
+from taobot.intake import IntakeState, PreflightRecord, Step, missing_items, next_step
+from taobot.services.desk import Desk
+from taobot.views import PreflightCard
+
+log = logging.getLogger(__name__)
+
+PREFLIGHT_STALE_S = 600
+CRASHED = {"check": "preflight", "label": "Preflight", "ok": False, "detail": "preflight crashed",
+           "remediation": "Run preflight again; if it persists, tell the taobot maintainers.", "scope": "platform",
+           "key": None}
+INTERRUPTED = {"check": "preflight", "label": "Preflight", "ok": False, "detail": "interrupted by a restart of taobot",
+               "remediation": "Run preflight again.", "scope": "platform", "key": None}
+
+
+def card_for(state: IntakeState, results, running: str | None, passed: bool | None) -> PreflightCard:
+    return PreflightCard(state.id, state.platform or "—", tuple(results), running, passed)
+
+
+class PreflightRuns:
+    def __init__(self, desk: Desk, work: Executor, settings) -> None:
+        self.desk = desk
+        self.work = work  # preflights talk to clusters and APIs for seconds; never on a listener thread
+        self.settings = settings  # PlatformSettings
+
+    def start(self, state: IntakeState, user: str) -> None:
+        """Record a running preflight, post its card, and run it in the background. Caller holds the lock."""
+        desk = self.desk
+        if next_step(state, desk.catalog) is not Step.COMPLETE:
+            desk.reply(state, "Preflight runs once the intake is complete. Still missing:\n"
+                       + "\n".join(f"• {m.label}" for m in missing_items(state, desk.catalog)))
+            return
+        record = state.preflight
+        if record and record.status == "running" and time.time() - record.started_at < PREFLIGHT_STALE_S:
+            desk.reply(state, f"Preflight for launch `{state.id}` is already running.")
+            return
+        from taobot.preflight import request_for_intake
+
+        request, required = request_for_intake(state, desk.catalog, desk.credential_values(state), self.settings)
+        fingerprint = input_fingerprint(state, desk.catalog)
+        ts = desk.messenger.post(state.channel, card_for(state, [], "credentials", None), thread_ts=state.thread_ts)
+        state.preflight = PreflightRecord(status="running", fingerprint=fingerprint, by=user, started_at=time.time(),
+                                          card_ts=ts)
+        desk.store.save_intake(state, user, "preflight_started", {"fingerprint": fingerprint})
+        desk.refresh(state)
+        self.work.submit(self._run, state.id, fingerprint, request, required)
+
+    def _run(self, intake_id: str, fingerprint: str, request, required) -> None:
+        from taobot.preflight import run_preflight
+
+        desk = self.desk
+        state = desk.store.get_intake(intake_id)
+        card_ts = state.preflight.card_ts if state and state.preflight else None
+
+        def progress(results, stage):
+            if card_ts and stage is not None:
+                try:
+                    desk.messenger.update(state.channel, card_ts, card_for(state, [r.to_dict() for r in results], stage, None))
+                except TaobotError as exc:
+                    log.warning("preflight progress update failed: %s", exc, extra={"intake": intake_id})
+
+        try:
+            report = run_preflight(request, required, progress)
+            results = [r.to_dict() for r in report.results]
+            passed = report.passed
+        except Exception:  # the card must never stay "running"
+            log.exception("preflight crashed", extra={"intake": intake_id})
+            results, passed = [CRASHED], False
+        with desk.lock(intake_id):
+            state = desk.store.get_intake(intake_id)
+            if state is None or state.preflight is None or state.preflight.fingerprint != fingerprint:
+                return
+            state.preflight.status = "passed" if passed else "failed"
+            state.preflight.results = results
+            state.preflight.finished_at = time.time()
+            failed = [r["label"] for r in results if not r["ok"]]
+            desk.store.save_intake(state, state.preflight.by, "preflight_finished", {"passed": passed, "failed": failed})
+            if card_ts:
+                desk.messenger.update(state.channel, card_ts, card_for(state, results, None, passed))
+            desk.refresh(state)
+        metrics.PREFLIGHTS.labels(platform=request.platform, result="passed" if passed else "failed").inc()
+        log.info("preflight %s", "passed" if passed else "failed", extra={"intake": intake_id, "platform": request.platform})
+
+    def recover(self) -> int:
+        """After a restart: a preflight that was running when the process died is marked failed, never left hanging."""
+        desk, count = self.desk, 0
+        for intake_id in desk.store.intakes_with_running_preflight():
+            with desk.lock(intake_id):
+                state = desk.store.get_intake(intake_id)
+                if state is None or state.preflight is None or state.preflight.status != "running":
+                    continue
+                state.preflight.status = "failed"
+                state.preflight.finished_at = time.time()
+                state.preflight.results = [INTERRUPTED]
+                desk.store.save_intake(state, "taobot", "preflight_interrupted", {})
+                if state.preflight.card_ts:
+                    try:
+                        desk.messenger.update(state.channel, state.preflight.card_ts,
+                                              card_for(state, state.preflight.results, None, False))
+                    except TaobotError:
+                        pass
+                desk.refresh(state)
+                count += 1
+        return count

@@ -1,0 +1,221 @@
+"""The intake card and the preflight card, rendered from their views."""
+
+from __future__ import annotations
+
+import time
+
+from taobot.intake import INTERVAL_ADVICE, STEP_ORDER, Step
+from taobot.slack.blocks import (
+    CANCEL_INTAKE,
+    COMPUTE_DEFAULTS,
+    CONFIRM_MOUNTED,
+    IMAGE_OVERRIDE,
+    IMAGE_USE_DEFAULT,
+    INTERVAL_CHOICES,
+    INTERVAL_SELECT,
+    LAUNCH,
+    MAX_BLOCKS,
+    MAX_OPTIONS,
+    MAX_SECTION,
+    MAX_TEXT,
+    MONITOR_NO,
+    MONITOR_YES,
+    OPEN_CREDENTIALS,
+    OPEN_DATASETS,
+    PLATFORM_SELECT,
+    RUN_PREFLIGHT,
+    USE_SSH_AGENT,
+    actions,
+    button,
+    clip,
+    context,
+    fit,
+    option,
+    pack,
+    plain,
+    section,
+)
+from taobot.view_text import STEP_TITLES, status_line, value_lines
+from taobot.views import IntakeCard, PreflightCard
+
+
+def _question_blocks(card: IntakeCard) -> list[dict]:
+    facts = card.facts
+    state, step, iid = facts.state, facts.step, facts.state.id
+    if step is Step.PLATFORM:
+        opts = [option(p.display_name, p.name) for p in card.platforms][:MAX_OPTIONS]
+        select = {
+            "type": "static_select",
+            "action_id": PLATFORM_SELECT,
+            "placeholder": plain("Choose a platform"),
+            "options": opts,
+        }
+        names = ", ".join(f"`{p.name}`" for p in card.platforms)
+        return [section(f"*Where should it run?* Choose one of {names} (or reply `platform=<name>`).", select, f"q_{iid}")]
+    if step is Step.MONITORING:
+        select = {
+            "type": "static_select",
+            "action_id": INTERVAL_SELECT,
+            "placeholder": plain("Status interval"),
+            "options": [option(f"every {m} min", str(m)) for m in INTERVAL_CHOICES],
+        }
+        return [
+            section(
+                "*Post status updates in this thread until the job ends?* Default: yes, every "
+                f"{card.default_interval} min ({INTERVAL_ADVICE}).",
+                select,
+                f"q_{iid}",
+            ),
+            actions(
+                f"a_{iid}",
+                [
+                    button(f"Yes, every {card.default_interval} min", MONITOR_YES, iid, "primary"),
+                    button("No monitoring", MONITOR_NO, iid),
+                ],
+            ),
+        ]
+    if step is Step.CREDENTIALS:
+        elements = [button("Enter credentials", OPEN_CREDENTIALS, iid, "primary")]
+        platform = facts.platform
+        if platform and any("SSH_AUTH_SOCK" in g.one_of for g in platform.credential_groups) and not state.ssh_agent:
+            elements.append(button("I use an SSH agent", USE_SSH_AGENT, iid))
+        missing = [n.name for n in facts.needs if n.name not in state.credentials]
+        return [
+            section(
+                "*Credentials needed:* "
+                + ", ".join(f"`{m}`" for m in missing)
+                + ". They go in a private form, are encrypted at rest and never shown in the thread.",
+                block_id=f"q_{iid}",
+            ),
+            actions(f"a_{iid}", elements),
+        ]
+    if step is Step.IMAGE:
+        return [
+            section(
+                f"Container image for {state.model}/{state.action}: default={state.image.default}\n"
+                f"_(from `{state.image.source}` in the catalog)_ Use it, or override with `image=<registry/name:tag>`.",
+                block_id=f"q_{iid}",
+            ),
+            actions(
+                f"a_{iid}",
+                [
+                    button("Use default image", IMAGE_USE_DEFAULT, iid, "primary"),
+                    button("Override image", IMAGE_OVERRIDE, iid),
+                ],
+            ),
+        ]
+    if step is Step.DATASETS:
+        return [
+            section("*Dataset inputs*\n" + card.dataset_help, block_id=f"q_{iid}"),
+            actions(f"a_{iid}", [button("Enter datasets", OPEN_DATASETS, iid, "primary")]),
+        ]
+    if step is Step.COMPUTE:
+        shown = ", ".join(f"{k}={v}" for k, v in card.compute_defaults.items())
+        return [
+            section(
+                f"*Compute shape:* platform defaults are {shown}. Use them, or reply e.g. `num_gpus=8`.",
+                block_id=f"q_{iid}",
+            ),
+            actions(f"a_{iid}", [button(f"Use defaults ({shown})", COMPUTE_DEFAULTS, iid, "primary")]),
+        ]
+    gate = card.gate
+    assert gate is not None  # the card of a complete intake carries its gate
+    record = state.preflight
+    if gate.open:
+        text = "*Preflight passed.* The launch gate is open for exactly these inputs; changing any of them closes it again."
+        elements = [button("Launch", LAUNCH, iid, "primary"), button("Run preflight again", RUN_PREFLIGHT, iid)]
+    else:
+        if record is None:
+            state_line = "Nothing has been created. Run preflight to check every input from the platform's point of view."
+        elif record.status == "running":
+            state_line = "Preflight is running; results appear below in this thread."
+        else:
+            state_line = "Preflight has not passed for these inputs, so nothing will be created."
+        text = "*Intake complete.* " + state_line + "\n" + "\n".join(f"• {m}" for m in gate.missing)
+        elements = [button("Run preflight", RUN_PREFLIGHT, iid, "primary")]
+    return [section(text, block_id=f"q_{iid}"), actions(f"a_{iid}", elements)]
+
+
+
+def preflight_card(view: PreflightCard) -> dict:
+    """One message per preflight run: a line per check, remediation under each failure."""
+    iid, platform, results, running, passed = view.intake_id, view.platform, view.results, view.running, view.passed
+    if running is not None:
+        head = f":hourglass_flowing_sand: *Preflight for launch `{iid}` on {platform}* — checking {running}…"
+    elif passed:
+        head = f":white_check_mark: *Preflight passed for launch `{iid}` on {platform}.* The launch gate is open."
+    else:
+        head = f":x: *Preflight failed for launch `{iid}` on {platform}.* Nothing was created. Fix what is marked below, then run it again."
+    blocks: list[dict] = [section(head)]
+    lines = []
+    for r in results:
+        mark = ":white_check_mark:" if r["ok"] else ":x:"
+        text = f"{mark} *{r['label']}* — {r['detail']}"
+        if not r["ok"] and r.get("remediation"):
+            text += "\n" + "\n".join("> " + line for line in r["remediation"].splitlines())
+        lines.append(clip(text, MAX_SECTION // 2))
+    # Several checks share a section so a long path list never pushes the buttons past 50 blocks.
+    blocks += [section(chunk) for chunk in pack(lines, MAX_SECTION)][: MAX_BLOCKS - 3]
+    if running is None:
+        elements = [button("Run preflight again", RUN_PREFLIGHT, iid)]
+        if any(not r["ok"] and r.get("check") == "mount" for r in results):
+            elements.insert(0, button("Confirm paths are mounted", CONFIRM_MOUNTED, iid))
+        if passed:
+            elements.insert(0, button("Launch", LAUNCH, iid, "primary"))
+        blocks.append(actions(f"p_{iid}", elements))
+    failed = sum(1 for r in results if not r["ok"])
+    summary = f"Preflight {iid}: " + ("running" if running is not None else "passed" if passed else f"{failed} check(s) failed")
+    return {"text": summary, "blocks": fit(blocks)}
+
+
+def intake_card(card: IntakeCard) -> dict:
+    """The one message per thread that shows where the intake stands. Updated in place."""
+    facts, launch = card.facts, card.launch
+    state, step = facts.state, facts.step
+    title = f"TAO launch: {state.model} {state.action}"
+    blocks: list[dict] = [
+        {"type": "header", "text": plain(title, 150)},
+        context(f"Launch `{state.id}` · started by <@{state.owner}> · status: *{state.status}*"),
+        section("\n".join(value_lines(facts))),
+    ]
+    if launch is not None and state.status == "launched":
+        job = f"*Job:* `{launch.job_id}` on {launch.platform} · " + status_line(launch, time.time())
+        blocks.append(section(job + f"\n`/tao status {launch.id}`"))
+        return {"text": f"{title} — {launch.state.value}", "blocks": blocks}
+    if state.status == "cancelled":
+        blocks.append(section(":no_entry_sign: *Cancelled.* Nothing was created."))
+        return {"text": f"{title} — cancelled", "blocks": blocks}
+    blocks.append({"type": "divider"})
+    blocks += _question_blocks(card)
+    if card.missing:
+        lines = [f"• *{m.label}* — {m.example}" for m in card.missing]
+        blocks.append(section("*Still missing*\n" + "\n".join(lines)))
+    tail = []
+    if state.platform and step is not Step.CREDENTIALS:
+        tail.append(button("Change credentials", OPEN_CREDENTIALS, state.id))
+    past_image = step is Step.COMPLETE or STEP_ORDER.index(step) > STEP_ORDER.index(Step.IMAGE)
+    if past_image:
+        tail.append(button("Override image", IMAGE_OVERRIDE, state.id))
+    if step is not Step.DATASETS and step is not Step.PLATFORM:
+        tail.append(button("Change datasets", OPEN_DATASETS, state.id))
+    tail.append(
+        button(
+            "Cancel intake",
+            CANCEL_INTAKE,
+            state.id,
+            "danger",
+            confirm={
+                "title": plain("Cancel this launch?"),
+                "text": plain("The intake stops here. Nothing has been created.", 300),
+                "confirm": plain("Cancel intake"),
+                "deny": plain("Keep going"),
+            },
+        )
+    )
+    blocks.append(actions(f"t_{state.id}", tail))
+    blocks.append(context("Reply in this thread with `key=value` (several per message), `help`, or `cancel`."))
+    fallback = f"{title} — next: {STEP_TITLES[step]}"
+    return {"text": clip(fallback, MAX_TEXT), "blocks": fit(blocks)}
+
+
+# --------------------------------------------------------------------------- modals

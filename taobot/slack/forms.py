@@ -1,0 +1,144 @@
+"""The private forms (modals): credentials, image override, datasets; and the ids of their fields.
+
+The field ids are how a submission's values come back; `form_values`
+turns a submitted view into values by field, and `slack/listeners/views.py`
+into intents.
+"""
+
+from __future__ import annotations
+
+from taobot.slack.blocks import MAX_INPUT, MAX_MODAL_BLOCKS, MAX_TITLE, context, fit, plain, section
+from taobot.views import CredentialsForm, DatasetsForm, ImageForm
+
+# callback ids (view_submission)
+CREDENTIALS_MODAL = "credentials_modal"
+IMAGE_MODAL = "image_modal"
+DATASETS_MODAL = "datasets_modal"
+CALLBACK_IDS = (CREDENTIALS_MODAL, IMAGE_MODAL, DATASETS_MODAL)
+
+# block / input ids inside modals
+CRED_BLOCK_PREFIX = "cred_"
+IMAGE_BLOCK = "image_ref"
+ROOT_BLOCK_PREFIX = "root_"
+SPEC_BLOCK = "spec_pairs"
+RESULTS_BLOCK = "results"
+VALUE_ID = "value"
+
+
+def _input(block_id: str, label: str, optional: bool, hint: str = "", initial: str | None = None,
+           placeholder: str | None = None, multiline: bool = False) -> dict:
+    element: dict = {"type": "plain_text_input", "action_id": VALUE_ID, "multiline": multiline}
+    if initial and len(initial) <= MAX_INPUT:
+        element["initial_value"] = initial
+    elif initial:
+        # A shortened prefill would be submitted back as a shortened path; an
+        # empty field keeps the current value instead.
+        hint = "The current value is too long to show here; leave this empty to keep it. " + hint
+    if placeholder:
+        element["placeholder"] = plain(placeholder, 150)
+    block: dict = {
+        "type": "input",
+        "block_id": block_id,
+        "label": plain(label, 2000),
+        "element": element,
+        "optional": optional,
+    }
+    if hint:
+        block["hint"] = plain(hint, 2000)
+    return block
+
+
+def modal(callback_id: str, title: str, blocks: list[dict], private_metadata: str, submit: str = "Save") -> dict:
+    return {
+        "type": "modal",
+        "callback_id": callback_id,
+        "title": plain(title, MAX_TITLE),
+        "submit": plain(submit, MAX_TITLE),
+        "close": plain("Cancel", MAX_TITLE),
+        "private_metadata": private_metadata[:3000],
+        "blocks": fit(blocks, MAX_MODAL_BLOCKS),
+    }
+
+
+def credentials_modal(form: CredentialsForm) -> dict:
+    """One field per needed credential, then the optional ones that apply now."""
+    state, platform = form.facts.state, form.facts.platform
+    blocks: list[dict] = [
+        context(
+            f"For launch `{state.id}` on {platform.display_name if platform else '—'}. "
+            "Values are encrypted at rest, remembered for your next launch and never shown in Slack. "
+            "Leave a field empty to keep what is already set."
+        )
+    ]
+    for need in form.facts.needs:
+        cred = need.credential
+        is_set = need.name in state.credentials
+        blocks.append(
+            _input(
+                CRED_BLOCK_PREFIX + cred.name,
+                f"{cred.name}" + (" (set)" if is_set else ""),
+                optional=is_set,
+                hint=f"{cred.description} How to get it: {cred.how_to_get}",
+                placeholder=("already set — leave empty to keep" if is_set else (cred.example or "")) or None,
+            )
+        )
+    for cred, when in form.facts.optional:
+        is_set = cred.name in state.credentials
+        blocks.append(
+            _input(
+                CRED_BLOCK_PREFIX + cred.name,
+                f"{cred.name} (optional{', set' if is_set else ''})",
+                optional=True,
+                hint=f"Only if {when}. {cred.description}" if when else cred.description,
+                placeholder=cred.example,
+            )
+        )
+    return modal(CREDENTIALS_MODAL, "Launch credentials", blocks, state.id)
+
+
+def image_modal(form: ImageForm) -> dict:
+    state = form.state
+    blocks = [
+        section(f"Default for {state.model}/{state.action}: `{state.image.default}`"),
+        _input(
+            IMAGE_BLOCK,
+            "Container image",
+            optional=False,
+            hint="A full reference: registry/path/name:tag (optionally @sha256:digest).",
+            initial=state.image.chosen or state.image.default,
+        ),
+    ]
+    return modal(IMAGE_MODAL, "Override image", blocks, state.id)
+
+
+def datasets_modal(form: DatasetsForm) -> dict:
+    state = form.state
+    blocks: list[dict] = [section(form.help)]
+    for role, templates in form.roots.items():
+        keys = ", ".join(f"`{k}`" for k in templates)
+        blocks.append(
+            _input(
+                ROOT_BLOCK_PREFIX + role,
+                f"{role} root (root mode)",
+                optional=True,
+                hint=f"Expands to {keys}"[:2000],
+                initial=state.roots.get(role),
+            )
+        )
+    pairs = "\n".join(f"{k}={v}" for k, v in state.spec_inputs.items())
+    blocks.append(
+        _input(
+            SPEC_BLOCK,
+            "Exact spec keys (spec mode), one key=path per line",
+            optional=True,
+            hint="Kept exactly as given. Inputs: " + ", ".join(form.inputs)[:1900],
+            initial=pairs or None,
+            multiline=True,
+        )
+    )
+    blocks.append(_input(RESULTS_BLOCK, "Results location (optional)", optional=True, initial=state.results_uri))
+    return modal(DATASETS_MODAL, "Dataset inputs", blocks, state.id)
+
+
+# --------------------------------------------------------------------------- replies
+

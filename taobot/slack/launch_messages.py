@@ -1,0 +1,76 @@
+"""Launch messages: the launch notice, interval status updates and the final reply."""
+
+from __future__ import annotations
+
+from taobot.slack.blocks import CANCEL_JOB, DETACH, RELAUNCH, actions, button, context, fit, plain, section
+from taobot.view_text import STATE_MARK, duration, status_line
+from taobot.views import FinalUpdate, LaunchPosted, StatusUpdate
+
+
+def _log_block(lines) -> list[dict]:
+    if not lines:
+        return []
+    # Log text goes in a code block; a stray fence inside it would end the block early.
+    text = "\n".join(lines)[-2400:].replace("```", "` ` `")
+    return [section("*Last log lines*\n```" + text + "```")]
+
+
+def _cancel_button(launch_id: str) -> dict:
+    return button("Cancel job", CANCEL_JOB, launch_id, "danger", confirm={
+        "title": plain("Cancel this job?"),
+        "text": plain("The job is cancelled on the platform. This cannot be undone.", 300),
+        "confirm": plain("Cancel job"),
+        "deny": plain("Keep it running"),
+    })
+
+
+def launch_posted(view: LaunchPosted) -> dict:
+    launch = view.launch
+    lines = [
+        f":rocket: *Launched `{launch.id}`* — {launch.model} {launch.action} on {launch.platform}",
+        f"Job id: `{launch.job_id}`",
+        f"Logs: `{launch.log_location}`",
+        f"Results: `{launch.results_location}`",
+    ]
+    if launch.monitor:
+        lines.append(f"I will post status here every {launch.interval_minutes} min until it ends. Reply `detach` to stop updates.")
+    else:
+        lines.append(f"Monitoring is off. Check it any time with `/tao status {launch.id}`.")
+    elements = [_cancel_button(launch.id)]
+    if launch.monitor:
+        elements.append(button("Stop updates", DETACH, launch.id))
+    return {"text": f"Launched {launch.id}: job {launch.job_id}",
+            "blocks": [section("\n".join(lines)), actions(f"l_{launch.id}", elements)]}
+
+
+def status_update(view: StatusUpdate) -> dict:
+    launch, lines, now = view.launch, view.log_lines, view.now
+    head = f"*`{launch.id}`* {launch.model} {launch.action} · job `{launch.job_id}` · " + status_line(launch, now)
+    body = [section(head)]
+    if launch.unreachable:
+        body.append(section(f":warning: Could not reach {launch.platform}: {launch.unreachable}. "
+                            "The job is not marked failed; taobot keeps retrying with backoff."))
+    body += _log_block(lines)
+    body.append(context(f"Full logs: `{launch.log_location}` · {duration(now - launch.launched_at)} since launch · "
+                        f"`/tao status {launch.id}` · reply `detach` to stop updates"))
+    body.append(actions(f"u_{launch.id}", [_cancel_button(launch.id), button("Stop updates", DETACH, launch.id)]))
+    return {"text": f"{launch.id}: {launch.state.value}", "blocks": fit(body)}
+
+
+def final_update(view: FinalUpdate) -> dict:
+    launch, lines, cause, now = view.launch, view.log_lines, view.cause, view.now
+    state = launch.state.value
+    took = duration((launch.ended_at or now) - launch.launched_at)
+    head = f"{STATE_MARK.get(state, '')} *`{launch.id}` {state}* — {launch.model} {launch.action} on {launch.platform}, after {took}"
+    facts = [head, f"Job `{launch.job_id}` · platform state `{launch.native}`"]
+    if launch.exit_code is not None:
+        facts.append(f"Exit code: {launch.exit_code}")
+    if launch.reason:
+        facts.append(f"Reason: {launch.reason}")
+    facts.append(f"Results: `{launch.results_location}`")
+    facts.append(f"Logs: `{launch.log_location}`")
+    if cause:
+        facts.append(f":recycle: The logs point to an infrastructure problem ({cause}); this failure is likely retriable.")
+    body = [section("\n".join(facts))] + _log_block(lines)
+    body.append(actions(f"f_{launch.id}", [button("Relaunch", RELAUNCH, launch.id, "primary")]))
+    return {"text": f"{launch.id} {state}", "blocks": fit(body)}

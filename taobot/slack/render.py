@@ -1,0 +1,46 @@
+"""Views to Slack messages and modals: one renderer per view type, each a pure function."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from taobot.slack.blocks import reply
+from taobot.slack.cards import intake_card, preflight_card
+from taobot.slack.forms import credentials_modal, datasets_modal, image_modal
+from taobot.slack.launch_messages import final_update, launch_posted, status_update
+from taobot.view_text import channel_status_text, intake_detail_text, launch_detail_text
+from taobot.views import (
+    ChannelStatus,
+    CredentialsForm,
+    DatasetsForm,
+    FinalUpdate,
+    ImageForm,
+    IntakeCard,
+    IntakeDetail,
+    LaunchDetail,
+    LaunchPosted,
+    PreflightCard,
+    Reply,
+    StatusUpdate,
+    View,
+)
+
+RENDERERS: dict[type, Callable[..., dict]] = {
+    Reply: lambda view: reply(view.text),
+    IntakeCard: intake_card,
+    IntakeDetail: lambda view: reply(intake_detail_text(view)),
+    PreflightCard: preflight_card,
+    ChannelStatus: lambda view: reply(channel_status_text(view)),
+    LaunchPosted: launch_posted,
+    StatusUpdate: status_update,
+    FinalUpdate: final_update,
+    LaunchDetail: lambda view: reply(launch_detail_text(view)),
+    CredentialsForm: credentials_modal,
+    ImageForm: image_modal,
+    DatasetsForm: datasets_modal,
+}
+
+
+def render(view: View) -> dict:
+    """The Block Kit message (or modal) for a view."""
+    return RENDERERS[type(view)](view)

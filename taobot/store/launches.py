@@ -1,0 +1,98 @@
+"""Launch rows and their status-update slots: typed `Launch` records in and out."""
+
+from __future__ import annotations
+
+import time
+
+from taobot.intake import IntakeState
+from taobot.launches import Launch, launch_row, terminal_sql_list, to_column
+
+
+class LaunchRows:
+    """Launches and update slots; mixed into Store, which provides the connection and transactions."""
+
+    # ------------------------------------------------------------------ launches
+
+    def add_launch(self, launch: Launch, intake: IntakeState, actor: str) -> None:
+        """The launch row and the intake's new status, together."""
+        with self.transaction() as db:
+            db["launches"].insert(launch_row(launch), pk="id")
+            db["intakes"].update(
+                intake.id, {"status": intake.status, "state": intake.model_dump_json(), "updated_at": intake.updated_at}
+            )
+            self._log(db, intake.id, actor, "launched", {"launch": launch.id, "job": launch.job_id, "platform": launch.platform})
+
+    def intakes_with_running_preflight(self) -> list[str]:
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT id FROM intakes WHERE json_extract(state, '$.preflight.status') = 'running'").fetchall()
+        return [r[0] for r in rows]
+
+    def launch_counts_by_state(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.db.execute("SELECT state, COUNT(*) FROM launches GROUP BY state").fetchall())
+
+    def _launches(self, where: str, params: list, **kwargs: object) -> list[Launch]:
+        with self._lock:
+            rows = list(self.db["launches"].rows_where(where, params, **kwargs))
+        return [Launch.model_validate(r) for r in rows]
+
+    def get_launch(self, launch_id: str) -> Launch | None:
+        found = self._launches("id = ?", [launch_id])
+        return found[0] if found else None
+
+    def latest_launch(self, intake_id: str) -> Launch | None:
+        found = self._launches("intake_id = ?", [intake_id], order_by="launched_at desc", limit=1)
+        return found[0] if found else None
+
+    def launches_for_intake(self, intake_id: str) -> list[Launch]:
+        return self._launches("intake_id = ?", [intake_id], order_by="launched_at desc")
+
+    def launches_in_channel(self, channel: str, limit: int = 50) -> list[Launch]:
+        return self._launches("channel = ?", [channel], order_by="launched_at desc", limit=limit)
+
+    def find_launch_by_prefix(self, prefix: str) -> Launch | None:
+        found = self._launches("id LIKE ?", [prefix + "%"], order_by="launched_at desc", limit=1)
+        return found[0] if found else None
+
+    def active_launches(self) -> list[Launch]:
+        """Launches whose job has not reached a terminal state, or whose final reply is not posted yet."""
+        where = f"state NOT IN ({terminal_sql_list()}) OR (monitor = 1 AND final_posted = 0)"
+        return self._launches(where, [], order_by="launched_at")
+
+    def update_launch(self, launch_id: str, **fields: object) -> None:
+        with self.transaction() as db:
+            db["launches"].update(launch_id, {k: to_column(v) for k, v in fields.items()})
+
+    def claim_slot(self, launch_id: str, slot: int, state: object) -> bool:
+        """Record that `slot` is about to be posted. False if it was already claimed."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO updates (launch_id, slot, status, state, at) VALUES (?, ?, 'pending', ?, ?)",
+                [launch_id, slot, to_column(state), time.time()],
+            )
+            return cursor.rowcount == 1
+
+    def mark_posted(self, launch_id: str, slot: int, ts: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE updates SET status = 'posted', ts = ? WHERE launch_id = ? AND slot = ?", [ts, launch_id, slot])
+
+    def pending_slots(self) -> list[dict]:
+        with self._lock:
+            return list(self.db["updates"].rows_where("status = 'pending'"))
+
+    def posted_slots(self, launch_id: str) -> list[dict]:
+        with self._lock:
+            return list(self.db["updates"].rows_where("launch_id = ?", [launch_id], order_by="slot"))
+
+    def last_slots(self) -> dict[str, int]:
+        """launch id -> highest interval slot claimed, for every launch, in one query."""
+        with self._lock:
+            rows = self.db.execute("SELECT launch_id, MAX(slot) FROM updates WHERE slot >= 0 GROUP BY launch_id").fetchall()
+        return {launch_id: slot for launch_id, slot in rows}
+
+    def last_slot(self, launch_id: str) -> int | None:
+        with self._lock:
+            row = self.db.execute("SELECT MAX(slot) FROM updates WHERE launch_id = ? AND slot >= 0", [launch_id]).fetchone()
+        return row[0] if row and row[0] is not None else None
+

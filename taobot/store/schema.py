@@ -1,0 +1,93 @@
+"""The database schema, as sqlite-utils migrations applied in order at every start."""
+
+from __future__ import annotations
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("taobot")
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db["intakes"].create(
+        {
+            "id": str,
+            "channel": str,
+            "thread_ts": str,
+            "owner": str,
+            "model": str,
+            "action": str,
+            "platform": str,
+            "status": str,
+            "state": str,
+            "version": int,
+            "created_at": float,
+            "updated_at": float,
+        },
+        pk="id",
+    )
+    db["intakes"].create_index(["channel", "thread_ts"], unique=True)
+    db["intakes"].create_index(["channel", "updated_at"])
+    db["events"].create(
+        {"id": int, "intake_id": str, "actor": str, "kind": str, "detail": str, "at": float}, pk="id"
+    )
+    db["events"].create_index(["intake_id", "id"])
+    db["secrets"].create(
+        {"owner": str, "name": str, "ciphertext": bytes, "fingerprint": str, "updated_at": float},
+        pk=("owner", "name"),
+    )
+    db["seen_deliveries"].create({"key": str, "at": float}, pk="key")
+
+
+@migrations()
+def m002_launches(db: sqlite_utils.Database) -> None:
+    db["launches"].create(
+        {
+            "id": str,  # launch id, shown as `/tao status <id>`
+            "intake_id": str,
+            "channel": str,
+            "thread_ts": str,
+            "owner": str,
+            "platform": str,
+            "model": str,
+            "action": str,
+            "job_id": str,
+            "details": str,  # JSON: what poll/cancel need (remote dir, namespace, host …)
+            "log_location": str,
+            "results_location": str,
+            "state": str,  # normalised JobState value
+            "native": str,  # the platform's own state text
+            "reason": str,
+            "exit_code": int,
+            "monitor": int,
+            "detached": int,
+            "interval_minutes": int,
+            "launched_at": float,
+            "state_since": float,
+            "ended_at": float,
+            "unreachable": str,  # why the last poll could not reach the platform, or null
+            "unreachable_since": float,
+            "next_poll_at": float,  # backoff while unreachable
+            "final_posted": int,
+        },
+        pk="id",
+    )
+    db["launches"].create_index(["state"])
+    db["launches"].create_index(["intake_id"])
+    db["launches"].create_index(["channel", "launched_at"])
+    # One row per (launch, interval slot), written BEFORE the post: a crash
+    # between record and post is retried; a slot is never posted twice.
+    db["updates"].create(
+        {"launch_id": str, "slot": int, "status": str, "ts": str, "state": str, "at": float},
+        pk=("launch_id", "slot"),
+    )
+    db["lease"].create({"name": str, "holder": str, "expires_at": float}, pk="name")
+
+
+@migrations()
+def m003_secret_flag(db: sqlite_utils.Database) -> None:
+    # Settings such as a user name or a namespace are kept encrypted too, but
+    # only real secrets are redacted from messages and logs. Rows from before
+    # this column count as secret: redacting too much is the safe side.
+    db["secrets"].add_column("secret", int, not_null_default=1)

@@ -1,0 +1,142 @@
+"""View texts both renderers share: the mrkdwn lines of a status, read by Slack as is and by the console plain.
+
+Pure functions of views; no Block Kit here.
+"""
+
+from __future__ import annotations
+
+import time
+
+from taobot.intake import Step
+from taobot.launches import Launch
+from taobot.views import ChannelStatus, IntakeDetail, IntakeFacts, LaunchDetail
+
+STEP_TITLES = {
+    Step.PLATFORM: "Where should it run?",
+    Step.MONITORING: "Watch it in this thread?",
+    Step.CREDENTIALS: "Credentials",
+    Step.IMAGE: "Container image",
+    Step.DATASETS: "Datasets",
+    Step.COMPUTE: "Compute shape",
+    Step.COMPLETE: "Intake complete",
+}
+
+STATE_MARK = {
+    "Submitting": ":outbox_tray:",
+    "Pending": ":hourglass:",
+    "Running": ":arrow_forward:",
+    "Succeeded": ":white_check_mark:",
+    "Failed": ":x:",
+    "Cancelled": ":no_entry_sign:",
+    "Paused": ":double_vertical_bar:",
+    "Unknown": ":grey_question:",
+}
+
+
+def age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 86400} d"
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def value_lines(facts: IntakeFacts) -> list[str]:
+    """Every answer of the intake so far, one line each."""
+    state, platform = facts.state, facts.platform
+    lines = [f"*Platform:* {platform.display_name if platform else '—'}"]
+    if state.monitor is None:
+        lines.append("*Monitoring:* —")
+    elif state.monitor:
+        interval = f"every {state.interval_minutes} min" if state.interval_minutes else "interval —"
+        lines.append(f"*Monitoring:* in this thread, {interval}")
+    else:
+        lines.append("*Monitoring:* off")
+    if platform:
+        creds = [f"`{n.name}` {'set' if n.name in state.credentials else 'missing'}" for n in facts.needs]
+        creds += [f"`{c.name}` set (optional)" for c, _when in facts.optional if c.name in state.credentials]
+        lines.append("*Credentials:* " + (", ".join(creds) if creds else "none needed"))
+    image = state.image
+    if image.chosen is None:
+        lines.append(f"*Image:* default `{image.default}` — not confirmed yet")
+    else:
+        how = "override" if image.overridden else "default, confirmed"
+        lines.append(f"*Image:* `{image.chosen}` ({how})")
+    if facts.datasets:
+        lines.append("*Datasets:*\n" + "\n".join(f"• `{k}` = `{v}`" for k, v in facts.datasets.items()))
+    else:
+        lines.append("*Datasets:* —")
+    if state.results_uri:
+        lines.append(f"*Results:* `{state.results_uri}`")
+    if state.mount_confirmations:
+        confirmed = ", ".join(
+            f"`{p}` by <@{c.by}> {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(c.at))}"
+            for p, c in state.mount_confirmations.items()
+        )
+        lines.append(f"*Confirmed mounted:* {confirmed}")
+    compute = ", ".join(f"{k}={v}" for k, v in state.compute.items()) or "—"
+    lines.append(f"*Compute:* {compute}")
+    return lines
+
+
+def intake_detail_text(view: IntakeDetail) -> str:
+    state = view.facts.state
+    started = age(view.now - state.created_at)
+    next_up = f" · next: {STEP_TITLES[view.facts.step]}" if state.status == "collecting" else ""
+    lines = [
+        f"*Launch `{state.id}`* — {state.model} {state.action}, started by <@{state.owner}> {started} ago",
+        f"Status: *{state.status}*" + next_up,
+        *value_lines(view.facts),
+    ]
+    return "\n".join(lines)
+
+
+def channel_status_text(view: ChannelStatus) -> str:
+    if not view.entries:
+        return "No launches in this channel yet. Start one with `/tao launch <model> [action]`."
+    shown = len(view.entries)
+    more = f" (newest {shown} of {view.total})" if view.total > shown else ""
+    lines = [f"*Launches in this channel*{more}"]
+    for entry in view.entries:
+        s, launch = entry.intake, entry.launch
+        where = f"job `{launch.job_id}` *{launch.state.value}* (`{launch.id}`)" if launch else f"*{s.status}*"
+        lines.append(
+            f"• `{s.id}` {s.model} {s.action} · {entry.platform} · {where} · <@{s.owner}> · {age(view.now - s.created_at)} ago"
+        )
+    return "\n".join(lines)
+
+
+def status_line(launch: Launch, now: float) -> str:
+    state = launch.state.value
+    text = f"{STATE_MARK.get(state, '')} *{state}* for {duration(now - (launch.state_since or launch.launched_at))}"
+    if launch.native and launch.native.upper() != state.upper():
+        text += f" (`{launch.native}`)"
+    if state == "Pending" and launch.reason:
+        text += f" — waiting: {launch.reason}"
+    return text
+
+
+def launch_detail_text(view: LaunchDetail) -> str:
+    launch, now = view.launch, view.now
+    updates = "off" if not launch.monitor else "detached" if launch.detached else f"every {launch.interval_minutes} min"
+    lines = [
+        f"*Launch `{launch.id}`* — {launch.model} {launch.action} on {launch.platform}, by <@{launch.owner}>",
+        status_line(launch, now),
+        f"Job id: `{launch.job_id}` · elapsed {duration((launch.ended_at or now) - launch.launched_at)}",
+        f"Logs: `{launch.log_location}`",
+        f"Results: `{launch.results_location}`",
+        "Updates: " + updates,
+    ]
+    if launch.unreachable:
+        lines.append(f":warning: last poll could not reach {launch.platform}: {launch.unreachable}")
+    return "\n".join(lines)

@@ -1,0 +1,199 @@
+"""Views: what the services show, as typed values; `slack/` renders them to Block Kit, the console to text.
+
+A view is computed once per render from the state and the catalog (the
+intake card asks the catalog for what the launch needs exactly once), and
+holds no Slack markup beyond the mrkdwn emphasis that both renderers read.
+Redaction is not done here: the edge that sends (the Slack messenger, the
+console) redacts once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from taobot.catalog import Catalog, Credential, Platform
+from taobot.gate import Gate, compute_gate
+from taobot.intake import (
+    CredentialNeed,
+    IntakeState,
+    MissingItem,
+    Step,
+    action_of,
+    compute_defaults,
+    credential_needs,
+    dataset_help,
+    dataset_inputs,
+    missing_items,
+    next_step,
+    optional_credentials,
+    platform_of,
+)
+from taobot.launches import Launch
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A short message in the thread (or an ephemeral answer)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class IntakeFacts:
+    """Where one intake stands, asked of the catalog once."""
+
+    state: IntakeState
+    step: Step
+    platform: Platform | None
+    needs: tuple[CredentialNeed, ...]
+    optional: tuple[tuple[Credential, str], ...]
+    datasets: dict[str, str]
+
+
+@dataclass(frozen=True)
+class IntakeCard:
+    """The one message per launch thread, updated in place."""
+
+    facts: IntakeFacts
+    missing: tuple[MissingItem, ...] = ()
+    platforms: tuple[Platform, ...] = ()  # the choices, while the platform is asked
+    default_interval: int = 5
+    dataset_help: str = ""
+    compute_defaults: dict[str, int] = field(default_factory=dict)
+    gate: Gate | None = None  # once the intake is complete
+    launch: Launch | None = None  # once launched
+
+
+@dataclass(frozen=True)
+class IntakeDetail:
+    """`status` for an intake that has no job yet."""
+
+    facts: IntakeFacts
+    now: float
+
+
+@dataclass(frozen=True)
+class PreflightCard:
+    """One message per preflight run: a line per check, remediation under each failure."""
+
+    intake_id: str
+    platform: str
+    results: tuple[dict, ...]
+    running: str | None = None  # the stage being checked, while it runs
+    passed: bool | None = None
+
+
+@dataclass(frozen=True)
+class ChannelEntry:
+    intake: IntakeState
+    platform: str  # display name, or "—"
+    launch: Launch | None
+
+
+@dataclass(frozen=True)
+class ChannelStatus:
+    entries: tuple[ChannelEntry, ...]
+    total: int
+    now: float
+
+
+@dataclass(frozen=True)
+class LaunchPosted:
+    launch: Launch
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    launch: Launch
+    log_lines: tuple[str, ...]
+    now: float
+
+
+@dataclass(frozen=True)
+class FinalUpdate:
+    launch: Launch
+    log_lines: tuple[str, ...]
+    cause: str | None  # an infrastructure cause found in the logs: the failure is likely retriable
+    now: float
+
+
+@dataclass(frozen=True)
+class LaunchDetail:
+    launch: Launch
+    now: float
+
+
+@dataclass(frozen=True)
+class CredentialsForm:
+    facts: IntakeFacts
+
+
+@dataclass(frozen=True)
+class ImageForm:
+    state: IntakeState
+
+
+@dataclass(frozen=True)
+class DatasetsForm:
+    state: IntakeState
+    help: str
+    roots: dict[str, dict[str, str]]  # role -> spec key -> template
+    inputs: tuple[str, ...]  # every dataset input key of the action
+
+
+View = (
+    Reply
+    | IntakeCard
+    | IntakeDetail
+    | PreflightCard
+    | ChannelStatus
+    | LaunchPosted
+    | StatusUpdate
+    | FinalUpdate
+    | LaunchDetail
+    | CredentialsForm
+    | ImageForm
+    | DatasetsForm
+)
+Form = CredentialsForm | ImageForm | DatasetsForm
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def intake_facts(state: IntakeState, catalog: Catalog) -> IntakeFacts:
+    platform = platform_of(state, catalog)
+    return IntakeFacts(
+        state=state,
+        step=next_step(state, catalog),
+        platform=platform,
+        needs=tuple(credential_needs(state, catalog)),
+        optional=tuple(optional_credentials(state, catalog)),
+        datasets=dataset_inputs(state, catalog),
+    )
+
+
+def intake_card(state: IntakeState, catalog: Catalog, launch: Launch | None = None) -> IntakeCard:
+    facts = intake_facts(state, catalog)
+    if state.status in ("launched", "cancelled"):
+        return IntakeCard(facts=facts, launch=launch if state.status == "launched" else None)
+    step = facts.step
+    return IntakeCard(
+        facts=facts,
+        missing=tuple(missing_items(state, catalog)),
+        platforms=tuple(catalog.platforms.values()) if step is Step.PLATFORM else (),
+        default_interval=catalog.default_status_interval_minutes,
+        dataset_help=dataset_help(state, catalog) if step is Step.DATASETS else "",
+        compute_defaults=compute_defaults(state, catalog) if step is Step.COMPUTE else {},
+        gate=compute_gate(state, catalog) if step is Step.COMPLETE else None,
+    )
+
+
+def datasets_form(state: IntakeState, catalog: Catalog) -> DatasetsForm:
+    action = action_of(state, catalog)
+    return DatasetsForm(
+        state=state,
+        help=dataset_help(state, catalog),
+        roots={role: dict(keys) for role, keys in action.roots.items()},
+        inputs=tuple(i.key for i in action.inputs),
+    )
