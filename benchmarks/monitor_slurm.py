@@ -52,9 +52,10 @@ from cryptography.fernet import Fernet  # noqa: E402
 from taobot.backends.base import JobRef  # noqa: E402
 from taobot.backends.slurm import SlurmBackend  # noqa: E402
 from taobot.catalog import load_catalog  # noqa: E402
+from taobot.config import PlatformSettings  # noqa: E402
 from taobot.monitor import FINAL_SLOT, Monitor  # noqa: E402
-from taobot.preflight.base import PreflightSettings  # noqa: E402
 from taobot.secrets import SecretBox  # noqa: E402
+from taobot.slack.render import render  # noqa: E402
 from taobot.ssh import connect_login_node  # noqa: E402
 from taobot.store import Store  # noqa: E402
 from tests.lab import services  # noqa: E402
@@ -88,8 +89,8 @@ def creds() -> dict[str, str]:
             "SLURM_PARTITION": LAB["TAOBOT_TEST_SLURM_PARTITION"], "SSH_KEY_PATH": LAB["TAOBOT_TEST_SSH_KEY"]}
 
 
-def settings() -> PreflightSettings:
-    return PreflightSettings(known_hosts_path=LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"], ssh_config_path="/nonexistent")
+def settings() -> PlatformSettings:
+    return PlatformSettings(known_hosts_path=LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"], ssh_config_path="/nonexistent")
 
 
 # ---------------------------------------------------------------------------- the cluster side
@@ -169,7 +170,8 @@ class RecordingMessenger:
         self.final_at: dict[str, float] = {}
         self.updates = 0
 
-    def post(self, channel: str, message: dict, thread_ts: str | None = None, metadata: dict | None = None) -> str:
+    def post(self, channel: str, view, thread_ts: str | None = None, metadata: dict | None = None) -> str:
+        render(view)  # what the Slack messenger does before it sends: part of a cycle's cost
         now = time.time()
         payload = (metadata or {}).get("event_payload") or {}
         with self._lock:
@@ -178,7 +180,8 @@ class RecordingMessenger:
                 self.final_at.setdefault(payload["launch"], now)
             return f"{now:.6f}{len(self.posts):06d}"
 
-    def update(self, channel: str, ts: str, message: dict) -> None:
+    def update(self, channel: str, ts: str, view) -> None:
+        render(view)
         with self._lock:
             self.updates += 1
 
@@ -257,7 +260,7 @@ class SchedulerLoop(threading.Thread):
                                      self.backend.commands_run - before, len(self.messenger.posts) - posts_before,
                                      stats.launches, stats.unreachable)
                 if stats.unreachable:
-                    reasons = {r["unreachable"] for r in self.monitor.store.active_launches() if r["unreachable"]}
+                    reasons = {r.unreachable for r in self.monitor.store.active_launches() if r.unreachable}
                     record.error = "unreachable: " + " / ".join(sorted(reasons))[:300]
             except Exception as exc:  # noqa: BLE001 - recorded and printed; the loop goes on like the real one
                 record = CycleRecord(began, time.perf_counter() - start, 0.0, self.backend.commands_run - before,
@@ -348,30 +351,30 @@ def latency_trials(store: Store, monitor: Monitor, backend: SlurmBackend, messen
         while len(results) < repeats and attempts < repeats + 3:
             attempts += 1
             want = "Running" if len(results) % 2 == 0 else "Pending"
-            active = [r for r in store.active_launches() if not r["final_posted"] and r["id"] not in messenger.final_at]
-            rows = [r for r in active if r["state"] == want] or [r for r in active if r["state"] in ("Running", "Pending")]
+            active = [r for r in store.active_launches() if not r.final_posted and r.id not in messenger.final_at]
+            rows = [r for r in active if r.state.value == want] or [r for r in active if r.state.value in ("Running", "Pending")]
             if not rows:
                 print("  no Running or Pending launch left for a latency trial: the jobs ended outside the benchmark")
                 break
             row = rng.choice(rows)
             time.sleep(rng.uniform(0, period))
             # Ask whether the job is still queued or running and cancel it, in one command.
-            _i, stdout, _e = user.exec_command(f"squeue -h -t PD,R -o %T -j {row['job_id']} 2>/dev/null; scancel {row['job_id']}",
+            _i, stdout, _e = user.exec_command(f"squeue -h -t PD,R -o %T -j {row.job_id} 2>/dev/null; scancel {row.job_id}",
                                                timeout=60)
             alive = stdout.read().decode().strip()
             stdout.channel.recv_exit_status()
             changed = time.time()
             if not alive:
-                print(f"  job {row['job_id']} had already ended before its latency trial (cancelled outside the benchmark?); "
+                print(f"  job {row.job_id} had already ended before its latency trial (cancelled outside the benchmark?); "
                       "trying another")
                 continue
             deadline = changed + 2 * period + 300
-            while row["id"] not in messenger.final_at and time.time() < deadline:
+            while row.id not in messenger.final_at and time.time() < deadline:
                 time.sleep(0.02)
-            if row["id"] not in messenger.final_at:
+            if row.id not in messenger.final_at:
                 results.append((alive.title(), float("nan"), time.time() - changed))
                 continue
-            results.append((alive.title(), messenger.final_at[row["id"]] - changed, 0.0))
+            results.append((alive.title(), messenger.final_at[row.id] - changed, 0.0))
     finally:
         loop.stop()
     print_cycles(loop.records, f"cycles during the latency trials (P = {period:g} s; each trial adds one `tail` "
@@ -382,7 +385,7 @@ def latency_trials(store: Store, monitor: Monitor, backend: SlurmBackend, messen
 def burst_cycle(store: Store, monitor: Monitor, backend: SlurmBackend, messenger: RecordingMessenger, user,
                 k: int, rng: random.Random) -> CycleRecord | None:
     """k jobs end at once between two update slots (a node failure, a user cancelling a sweep): the next cycle."""
-    rows = [r for r in store.active_launches() if r["state"] in ("Running", "Pending") and not r["final_posted"]]
+    rows = [r for r in store.active_launches() if r.state.value in ("Running", "Pending") and not r.final_posted]
     if len(rows) < k:
         print(f"  only {len(rows)} live launches left; burst of {k} skipped")
         return None
@@ -393,7 +396,7 @@ def burst_cycle(store: Store, monitor: Monitor, backend: SlurmBackend, messenger
         time.sleep(to_boundary + 1)
     monitor.cycle()  # posts whatever slot is due now
     chosen = rng.sample(rows, k)
-    _i, stdout, _e = user.exec_command("scancel " + " ".join(r["job_id"] for r in chosen), timeout=120)
+    _i, stdout, _e = user.exec_command("scancel " + " ".join(r.job_id for r in chosen), timeout=120)
     stdout.channel.recv_exit_status()
     time.sleep(2)  # let accounting (sacct) see the cancellations
     before, posts_before = backend.commands_run, len(messenger.posts)
@@ -453,7 +456,7 @@ def main() -> None:
                               f"so every {INTERVAL_MINUTES * 60} s all {n} updates fall due in the same cycle)")
         states: dict[str, int] = {}
         for row in store.active_launches():
-            states[row["state"]] = states.get(row["state"], 0) + 1
+            states[row.state.value] = states.get(row.state.value, 0) + 1
         print("  states after the cycles: " + (", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "none active"))
         finals = sum(1 for _at, _launch, slot in messenger.posts if slot == FINAL_SLOT)
         if finals:

@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from taobot.catalog import load_catalog  # noqa: E402
-from taobot.preflight import DatasetPath, PreflightRequest, PreflightSettings, run_preflight  # noqa: E402
+from taobot.config import PlatformSettings  # noqa: E402
+from taobot.preflight import DatasetPath, PreflightRequest, run_preflight  # noqa: E402
 from tests.lab import services  # noqa: E402
 
 LAB = services()
@@ -63,9 +64,9 @@ def make_dataset() -> list[tuple[str, str, bool]]:
 def run_taobot_inprocess(paths) -> float:
     creds = {"SLURM_USER": LAB["TAOBOT_TEST_SSH_USER"], "SLURM_HOSTNAME": f"127.0.0.1:{LAB['TAOBOT_TEST_SSH_PORT']}",
              "SLURM_PARTITION": LAB["TAOBOT_TEST_SLURM_PARTITION"], "SSH_KEY_PATH": LAB["TAOBOT_TEST_SSH_KEY"]}
-    request = PreflightRequest("slurm", creds, tuple(DatasetPath(l, p, (FIELD,) if a else ()) for l, p, a in paths),
+    request = PreflightRequest("slurm", creds, tuple(DatasetPath(label, p, (FIELD,) if a else ()) for label, p, a in paths),
                                resources=load_catalog().platforms["slurm"].resources,
-                               settings=PreflightSettings(known_hosts_path=LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"], ssh_config_path="/nonexistent"))
+                               settings=PlatformSettings(known_hosts_path=LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"], ssh_config_path="/nonexistent"))
     start = time.perf_counter()
     report = run_preflight(request, tuple(creds))
     elapsed = time.perf_counter() - start

@@ -111,7 +111,6 @@ class Settings(BaseSettings):
             kubernetes_service_port=self.kubernetes_service_port,
         )
 
-    preflight_settings = platform_settings  # kept for callers being migrated
 
     @property
     def admin_ids(self) -> frozenset[str]:

@@ -28,6 +28,7 @@ from tests.fakes import (
     post_event,
     post_view_submission,
 )
+from tests.polling import wait_until
 
 SIGNING_SECRET = "test-signing-secret-8f2c"
 BOT_TOKEN = "xoxb-fake"
@@ -97,16 +98,22 @@ class BotProcess:
 
     def wait_saved(self, intake_id: str, card_ts: str, timeout: float = 10) -> None:
         """Block until the bot has recorded the card it posted (it does so right after posting)."""
-        import sqlite3
+        store = self.store()
+        try:
+            def saved() -> bool:
+                state = store.get_intake(intake_id)
+                return state is not None and state.card_ts == card_ts
 
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            with sqlite3.connect(self.db, timeout=10) as db:
-                row = db.execute("SELECT json_extract(state, '$.card_ts') FROM intakes WHERE id = ?", [intake_id]).fetchone()
-            if row and row[0] == card_ts:
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"launch {intake_id} never recorded its card")
+            wait_until(saved, timeout, f"launch {intake_id} to record its card")
+        finally:
+            store.close()
+
+    def store(self):
+        """The bot's own database, opened the way the bot opens it (with its key file)."""
+        from taobot.secrets import SecretBox, load_or_create_key
+        from taobot.store import Store
+
+        return Store(self.db, SecretBox(load_or_create_key(None, self.db.with_name(self.db.name + ".key"))))
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc and self.proc.poll() is None:
@@ -183,23 +190,15 @@ class Thread:
                 and m.get("ts") != self.thread_ts]
 
     def wait_card(self, needle: str, timeout: float = 45) -> str:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            text = self.card_text()
-            if needle in text:
-                return text
-            time.sleep(0.05)
-        raise AssertionError(f"card never showed {needle!r}; it shows:\n{self.card_text()}")
+        return wait_until(lambda: (lambda text: text if needle in text else None)(self.card_text()), timeout,
+                          f"the card to show {needle!r}", show=self.card_text)
 
     def wait_reply(self, needle: str, timeout: float = 45) -> str:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            for m in self.replies():
-                text = blocks_text(m)
-                if needle in text:
-                    return text
-            time.sleep(0.05)
-        raise AssertionError(f"no reply with {needle!r}; replies: {[blocks_text(m)[:200] for m in self.replies()]}")
+        def found() -> str | None:
+            return next((t for t in (blocks_text(m) for m in self.replies()) if needle in t), None)
+
+        return wait_until(found, timeout, f"a reply with {needle!r}",
+                          show=lambda: [blocks_text(m)[:200] for m in self.replies()])
 
     def press(self, action_id: str, value: str | None = None, select: str | None = None, as_user: str | None = None):
         message = self.card()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite from nothing: the real services the tests talk to
 # (sshd + SLURM, dockerd, kube-apiserver, S3; see tests/services/README.md),
-# a fresh virtualenv with taobot and its test dependencies, then pytest.
+# a fresh virtualenv with taobot and its test dependencies, ruff (lint, format), then pytest.
 # Needs root for the services (Debian packages, daemons on 127.0.0.1).
 # Extra arguments go to pytest.
 set -euo pipefail
@@ -15,4 +15,7 @@ PY=${PYTHON:-python3}
 "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
+# Lint and format first: a style slip fails in seconds, not after the services ran.
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 exec .venv/bin/python -m pytest -q "$@"

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import shlex
 import subprocess
-import time
 import uuid
 
 import pytest
 
+from taobot.slack import blocks as B
 from tests.harness import BotProcess, SlackUser, Thread, blocks_text
 from tests.lab import services
+from tests.polling import wait_until
 
 LAB = services()
 GOOD_ANN = LAB["TAOBOT_TEST_ANNOTATIONS"]
@@ -60,7 +61,7 @@ def launch(person: SlackUser, root: str, cpus: int = 1, time_hours: str | None =
     thread = person.launch("cosmos-rl")
     thread.say(f"platform=slurm {monitor}")
     thread.wait_card("*Platform:* SLURM")
-    view = thread.open_modal("open_credentials")
+    view = thread.open_modal(B.OPEN_CREDENTIALS)
     values = {
         "cred_SLURM_USER": LAB["TAOBOT_TEST_SSH_USER"],
         "cred_SLURM_HOSTNAME": f"127.0.0.1:{LAB['TAOBOT_TEST_SSH_PORT']}",
@@ -73,13 +74,13 @@ def launch(person: SlackUser, root: str, cpus: int = 1, time_hours: str | None =
     }
     thread.submit(view, values)
     thread.wait_card("`HF_TOKEN` set")
-    thread.press("image_use_default")
+    thread.press(B.IMAGE_USE_DEFAULT)
     thread.wait_card("(default, confirmed)")
     thread.say(f"train={root} eval={root} num_gpus=1 num_nodes=1")
     thread.wait_card("status: *complete*")
-    thread.press("run_preflight")
+    thread.press(B.RUN_PREFLIGHT)
     thread.wait_card("Preflight passed.", timeout=30)
-    thread.press("launch")
+    thread.press(B.LAUNCH)
     text = thread.wait_reply("Launched `", timeout=30)
     launch_id = text.split("Launched `", 1)[1].split("`", 1)[0]
     return thread, launch_id
@@ -96,12 +97,13 @@ def status_posts(thread: Thread, launch_id: str) -> dict[int, list[dict]]:
 
 
 def wait_final(thread: Thread, launch_id: str, timeout: float) -> str:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    def final() -> str | None:
         posts = status_posts(thread, launch_id)
-        if -1 in posts:
-            return blocks_text(posts[-1][0])
-        time.sleep(1)
-    raise AssertionError(f"no final reply for {launch_id}; posts: { {k: [blocks_text(m)[:80] for m in v] for k, v in status_posts(thread, launch_id).items()} }")
+        return blocks_text(posts[-1][0]) if -1 in posts else None
+
+    def seen() -> dict:
+        return {k: [blocks_text(m)[:80] for m in v] for k, v in status_posts(thread, launch_id).items()}
+
+    return wait_until(final, timeout, f"the final reply of {launch_id}", show=seen, every=1)
 
 

@@ -32,10 +32,10 @@ from pathlib import Path
 import pytest
 
 from taobot.backends.base import (
+    RESULTS_PLACEHOLDER,
     JobRef,
     JobState,
     LaunchSpec,
-    RESULTS_PLACEHOLDER,
 )
 from taobot.backends.docker import DockerBackend
 from taobot.backends.docker_status import CANCEL_MARKER, container_status

@@ -20,11 +20,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from taobot.backends.base import JobRef, JobState, LaunchSpec, RESULTS_PLACEHOLDER
+from taobot.backends.base import RESULTS_PLACEHOLDER, JobRef, JobState, LaunchSpec
 from taobot.catalog.schema import ResourceDefaults
 from taobot.config import PlatformSettings
 from taobot.errors import BackendUnreachable, LaunchFailed
 from tests.kube import admin, ignore_404, kenv, uid  # noqa: F401 - admin and kenv are fixtures
+from tests.polling import wait_until
 
 PREFIX = "tbk"
 IMAGE = "nvcr.io/nvidia/tao/tao-toolkit:6.0.0-pyt"
@@ -101,15 +102,7 @@ def ref_for(spec: LaunchSpec, submitted) -> JobRef:
 
 def wait_for(fn, timeout: float = 20.0, what: str = "condition", show=None):
     """fn() until truthy; on timeout the message shows show() (what was seen last)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        last = show() if show else None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last: {last})" if show else ""))
-        time.sleep(0.1)
+    return wait_until(fn, timeout, what, show=show, every=0.1)
 
 
 def pod_of(admin, namespace: str, job_name: str):

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import time
-
 import re
+import time
 
 import pytest
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
+from taobot import views as V
 from taobot.catalog import load_catalog
 from taobot.intake import (
     STEP_ORDER,
@@ -25,17 +25,15 @@ from taobot.intake import (
     UseSshAgent,
     apply,
     credential_needs,
+    help_text,
     missing_credentials,
-    next_step,
     optional_credentials,
 )
 from taobot.slack import blocks as B
 from taobot.slack import forms as F
 from taobot.slack.render import render
-from taobot import views as V
-from taobot.intake import help_text
+from tests.builders import PLATFORMS, drive_to, new, ok, store_missing_credentials
 from tests.fakes._blocks import validate_message_blocks, validate_view
-from tests.test_conversation import PLATFORMS, drive_to, new, ok, store_missing_credentials
 
 CATALOG = load_catalog()
 MODELS = [

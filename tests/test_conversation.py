@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from taobot.catalog import find_action, find_model, load_catalog, resolve_image
-from taobot.intake.intents import CANCEL_INTAKE, COMPUTE_DEFAULTS, HELP, IMAGE_USE_DEFAULT, LAUNCH, USE_SSH_AGENT
-from taobot.slack.text import slack_plain_text
+from taobot.catalog import find_action, find_model, resolve_image
+from taobot.errors import UnknownNameError
 from taobot.intake import (
     MAX_INTERVAL,
     MAX_REPLY_CHARS,
@@ -43,12 +42,21 @@ from taobot.intake import (
     optional_credentials,
     parse_reply,
     path_kind,
-    start_intake,
 )
-from taobot.errors import UnknownNameError
+from taobot.intake.intents import CANCEL_INTAKE, COMPUTE_DEFAULTS, HELP, IMAGE_USE_DEFAULT, LAUNCH, USE_SSH_AGENT
+from taobot.slack.text import slack_plain_text
+from tests.builders import (  # noqa: E402 - shared builders
+    CATALOG,
+    PLATFORMS,
+    drive_to,
+    example_path,
+    fill_datasets,
+    new,
+    ok,
+    refused,
+    store_missing_credentials,
+)
 
-CATALOG = load_catalog()
-PLATFORMS = ["lepton", "brev", "slurm", "local-docker", "kubernetes"]
 CLOUD = ["lepton", "brev", "kubernetes"]
 # (model, action): two that need HF_TOKEN, three that do not; all have required dataset inputs.
 MODELS = [
@@ -71,79 +79,6 @@ SLURM_ONLY = {
     "SLURM_CONTAINER_MOUNTS",
 }
 IMAGE = "nvcr.io/nvidia/tao/tao-toolkit:6.0.0-pyt"
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def new(model: str = "dino", action: str = "train") -> IntakeState:
-    return start_intake(CATALOG, model, action, owner="U_OWNER", channel="C_CHAN", thread_ts="1700000000.000100")
-
-
-def ok(state: IntakeState, *events) -> IntakeState:
-    """Apply events that must all be accepted."""
-    for event in events:
-        out = apply(state, event, CATALOG)
-        assert not out.errors, (event, out.errors)
-        assert out.notes, event
-        state = out.state
-    return state
-
-
-def refused(state: IntakeState, event) -> str:
-    """Apply an event that must be refused without changing anything; return the error text."""
-    before = state.model_dump()
-    out = apply(state, event, CATALOG)
-    assert out.errors, f"{event} was accepted"
-    assert not out.notes
-    assert out.state.model_dump() == before
-    assert state.model_dump() == before  # the input state was not mutated either
-    return " ".join(out.errors)
-
-
-def example_path(platform: str, model: str, name: str) -> str:
-    leaf = name.replace("[", "_").replace("]", "_")
-    if platform == "slurm":
-        return f"/lustre/fsw/team/users/jdoe/data/{model}/{leaf}"
-    if platform == "local-docker":
-        return f"/data/tao/{model}/{leaf}"
-    return f"s3://my-bucket/{model}/{leaf}"
-
-
-def store_missing_credentials(state: IntakeState) -> IntakeState:
-    names = [n.name for n in missing_credentials(state, CATALOG)]
-    if not names:
-        return state
-    return ok(state, CredentialsStored({n: f"fp-{n.lower()}" for n in names}))
-
-
-def fill_datasets(state: IntakeState) -> IntakeState:
-    action = find_action(find_model(CATALOG, state.model), state.action)
-    platform = state.platform or "local-docker"
-    for spec in action.required_inputs:
-        if spec.key not in dataset_inputs(state, CATALOG):
-            state = ok(state, SetSpecInput(spec.key, example_path(platform, state.model, spec.key)))
-    return state
-
-
-def drive_to(step: Step, platform: str, model: str = "dino", action: str = "train") -> IntakeState:
-    """A state whose next question is `step` (or a complete one for Step.COMPLETE)."""
-    state = new(model, action)
-    target = STEP_ORDER.index(step) if step is not Step.COMPLETE else len(STEP_ORDER)
-    if target > 0:
-        state = ok(state, ChoosePlatform(platform))
-    if target > 1:
-        state = ok(state, SetMonitoring(True, 5))
-    if target > 4:
-        state = fill_datasets(state)  # before credentials: s3:// inputs add S3 keys
-    if target > 2:
-        state = store_missing_credentials(state)
-    if target > 3:
-        state = ok(state, ConfirmImage())
-    if target > 5:
-        state = ok(state, AcceptComputeDefaults())
-    assert next_step(state, CATALOG) is step
-    return state
 
 
 # --------------------------------------------------------------------------- order of questions
@@ -1060,3 +995,17 @@ def test_full_intake_walk_reaches_complete(platform, model, action):
     assert state.image.chosen == state.image.default
     # the state survives a JSON round trip (it is stored as JSON)
     assert IntakeState.model_validate_json(state.model_dump_json()) == state
+
+
+def test_operator_default_interval_is_the_one_default_everywhere():
+    from taobot.catalog import with_operator_defaults
+    from taobot.intake import status_interval
+
+    catalog = with_operator_defaults(CATALOG, 7)
+    state = drive_to(Step.MONITORING, "slurm")
+    assert status_interval(state, catalog) == 7  # monitoring off or unanswered: what a later `attach` uses
+    on = apply_all(state, [SetMonitoring(enabled=True)], catalog).state
+    assert on.interval_minutes == 7 and status_interval(on, catalog) == 7
+    chosen = apply_all(state, [SetMonitoring(True, 15)], catalog).state
+    assert status_interval(chosen, catalog) == 15
+    assert with_operator_defaults(CATALOG, None) is CATALOG

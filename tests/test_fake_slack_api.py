@@ -19,7 +19,6 @@ try:
     from tests.fakes import ids
 except ModuleNotFoundError:  # bare `pytest` with no tests/__init__.py: tests/ itself is on sys.path
     from fakes import ids  # type: ignore[no-redef]
-
     from fakes.signing import (  # type: ignore[no-redef]
         post_block_action,
         post_command,

@@ -7,6 +7,8 @@ import time
 import pytest
 
 from taobot.catalog import load_catalog
+from taobot.errors import GateClosedError
+from taobot.gate import compute_gate, input_fingerprint, require_open
 from taobot.intake import (
     AcceptComputeDefaults,
     ChoosePlatform,
@@ -22,8 +24,6 @@ from taobot.intake import (
     dataset_inputs,
     start_intake,
 )
-from taobot.errors import GateClosedError
-from taobot.gate import compute_gate, input_fingerprint, require_open
 from taobot.preflight import DatasetPath, PreflightRequest
 
 CATALOG = load_catalog()

@@ -13,7 +13,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from taobot.slack import blocks as B
 from tests.harness import BotProcess, SlackUser
+from tests.polling import wait_until
 
 SECRET = "hf_OperationsSecretValue0123456789abcdefXY"
 
@@ -27,14 +29,11 @@ def get(bot: BotProcess, path: str) -> tuple[int, str]:
 
 
 def wait_ready(bot: BotProcess, timeout: float = 30) -> str:
-    deadline = time.time() + timeout
-    body = ""
-    while time.time() < deadline:
+    def ready() -> str | None:
         status, body = get(bot, "/readyz")
-        if status == 200:
-            return body
-        time.sleep(0.2)
-    raise AssertionError(f"never ready: {body}")
+        return body if status == 200 else None
+
+    return wait_until(ready, timeout, "/readyz to answer 200", show=lambda: get(bot, "/readyz")[1], every=0.2)
 
 
 def cli(*args: str, env: dict) -> subprocess.CompletedProcess:
@@ -79,7 +78,7 @@ def test_json_logs_are_one_object_per_line_with_ids_and_never_a_secret(tmp_path,
         thread = SlackUser(bot).launch("cosmos-rl")
         thread.say("platform=docker")
         thread.wait_card("*Platform:* Local Docker")
-        view = thread.open_modal("open_credentials")
+        view = thread.open_modal(B.OPEN_CREDENTIALS)
         thread.submit(view, {"cred_HF_TOKEN": SECRET})
         thread.wait_card("`HF_TOKEN` set")
         thread.say(f"oops {SECRET}")
@@ -132,7 +131,7 @@ def test_backup_is_a_consistent_copy_and_rotation_reencrypts_with_the_old_key_re
         thread = SlackUser(bot).launch("cosmos-rl")
         thread.say("platform=docker")
         thread.wait_card("*Platform:* Local Docker")
-        view = thread.open_modal("open_credentials")
+        view = thread.open_modal(B.OPEN_CREDENTIALS)
         thread.submit(view, {"cred_HF_TOKEN": SECRET})
         thread.wait_card("`HF_TOKEN` set")
         env = {"TAOBOT_DB": str(bot.db)}

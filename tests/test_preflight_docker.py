@@ -18,12 +18,11 @@ import time
 
 import pytest
 
-from taobot.preflight import docker as dk
 from taobot.config import PlatformSettings
+from taobot.preflight import docker as dk
 from taobot.preflight.base import CheckResult, DatasetPath, PreflightRequest
 from tests.dockerd import private_dockerd
 from tests.lab import require
-
 
 
 def services_env(*required: str) -> dict[str, str]:

@@ -16,8 +16,7 @@ import urllib.request
 import pytest
 
 from taobot.config import PlatformSettings
-from taobot.preflight import PreflightRequest, run_preflight
-from taobot.preflight import brev, lepton
+from taobot.preflight import PreflightRequest, brev, lepton, run_preflight
 from tests.fakes.brev_api import FakeBrevAPI
 from tests.fakes.lepton_api import FakeLeptonAPI, make_node_group
 

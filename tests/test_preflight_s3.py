@@ -12,8 +12,7 @@ import time
 
 import pytest
 
-from taobot.preflight import run_preflight
-from taobot.preflight import s3
+from taobot.preflight import run_preflight, s3
 from taobot.preflight.base import CheckResult, DatasetPath, PreflightRequest
 from tests.lab import require
 

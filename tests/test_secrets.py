@@ -11,14 +11,14 @@ import pytest
 from cryptography.fernet import Fernet
 
 from taobot.errors import ConfigError, SecretError
+from taobot.secret_shapes import looks_like_secret
 from taobot.secrets import (
     REDACTED,
-    Redactor,
     RedactingFilter,
+    Redactor,
     SecretBox,
     load_or_create_key,
 )
-from taobot.secret_shapes import looks_like_secret
 
 HF = "hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
 SLACK = "xox" + "b-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"

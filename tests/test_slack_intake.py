@@ -9,7 +9,10 @@ import time
 
 import pytest
 
-from taobot.catalog import find_action, find_model, load_catalog
+from taobot.catalog import load_catalog
+from taobot.slack import blocks as B
+from taobot.slack import forms as F
+from tests.builders import spec_paths
 from tests.fakes import ids, post_command, post_event, post_url_verification
 from tests.harness import SIGNING_SECRET, BotProcess, SlackUser, Thread, blocks_text
 
@@ -32,47 +35,37 @@ SETTINGS = {
 }
 
 
-def paths_for(platform: str, model: str, action: str) -> dict[str, str]:
-    """Exact spec-key values for every required input, in the platform's path form."""
-    base = {
-        "slurm": f"/lustre/fsw/team/users/jdoe/data/{model}",
-        "local-docker": f"/data/tao/{model}",
-    }.get(platform, f"s3://tao-bucket/{model}")
-    act = find_action(find_model(CATALOG, model), action)
-    return {i.key: f"{base}/{i.key.split('.')[-1].replace('[', '').replace(']', '')}" for i in act.required_inputs}
-
-
 def fill_credentials(thread: Thread) -> list[str]:
-    view = thread.open_modal("open_credentials")
+    view = thread.open_modal(B.OPEN_CREDENTIALS)
     wanted = [b["block_id"] for b in view["blocks"] if b.get("type") == "input" and not b.get("optional")]
     values = {}
     for block_id in wanted:
-        name = block_id.removeprefix("cred_")
+        name = block_id.removeprefix(F.CRED_BLOCK_PREFIX)
         values[block_id] = SECRETS.get(name) or SETTINGS[name]
     thread.submit(view, values)
-    return [b.removeprefix("cred_") for b in wanted]
+    return [b.removeprefix(F.CRED_BLOCK_PREFIX) for b in wanted]
 
 
 def walk_intake(person: SlackUser, platform: str, model: str, action: str = "train") -> Thread:
     """One complete intake the way a person does it, with every kind of input."""
     thread = person.launch(model, action)
-    thread.press("platform_select", select=platform)
+    thread.press(B.PLATFORM_SELECT, select=platform)
     thread.wait_card("*Platform:* " + CATALOG.platforms[platform].display_name)
-    thread.press("monitor_yes")
+    thread.press(B.MONITOR_YES)
     thread.wait_card("every 5 min")
     asked: list[str] = []
     if "Enter credentials" in thread.card_text():
         asked += fill_credentials(thread)
     thread.wait_card("Use default image")
-    thread.press("image_use_default")
+    thread.press(B.IMAGE_USE_DEFAULT)
     thread.wait_card("(default, confirmed)")
-    pairs = " ".join(f"{k}={v}" for k, v in paths_for(platform, model, action).items())
+    pairs = " ".join(f"{k}={v}" for k, v in spec_paths(platform, model, action).items())
     thread.say(pairs)
     thread.wait_card("*Datasets:*\n")
     if "Enter credentials" in thread.card_text():  # s3:// inputs bring in the S3 key pair now
         asked += fill_credentials(thread)
     thread.wait_card("Compute shape")
-    thread.press("compute_defaults")
+    thread.press(B.COMPUTE_DEFAULTS)
     thread.wait_card("status: *complete*")
     thread.asked = asked  # type: ignore[attr-defined]
     return thread
@@ -102,7 +95,7 @@ def test_full_intake_on_each_platform_asks_only_what_it_needs(person, bot, slack
     thread = walk_intake(person, platform, model)
     assert thread.asked == expected
     card = thread.card_text()
-    for key, value in paths_for(platform, model, "train").items():
+    for key, value in spec_paths(platform, model, "train").items():
         assert f"`{key}` = `{value}`" in card
     assert "Intake complete" in card
     assert_secrets_nowhere(bot, slack)
@@ -176,7 +169,7 @@ def test_pasted_secret_gets_a_warning_and_is_never_stored_or_echoed(person, bot,
 
 def test_someone_else_cannot_answer_and_gets_an_ephemeral_explanation(person, slack):
     thread = person.launch("dino")
-    thread.press("platform_select", select="slurm", as_user=OTHER_USER)
+    thread.press(B.PLATFORM_SELECT, select="slurm", as_user=OTHER_USER)
     eph = slack.wait_for(lambda c: c.method == "chat.postEphemeral")[0]
     assert eph.params["user"] == OTHER_USER and "Only <@" in eph.params["text"]
     thread.say("platform=slurm", as_user=OTHER_USER)
@@ -188,8 +181,20 @@ def test_admin_can_answer_for_the_owner(tmp_path, slack):
     bot = BotProcess(tmp_path, slack, extra_env={"TAOBOT_ADMINS": OTHER_USER}).start()
     try:
         thread = SlackUser(bot).launch("dino")
-        thread.press("platform_select", select="slurm", as_user=OTHER_USER)
+        thread.press(B.PLATFORM_SELECT, select="slurm", as_user=OTHER_USER)
         thread.wait_card("*Platform:* SLURM")
+    finally:
+        bot.kill()
+
+
+def test_operator_default_status_interval_is_offered_and_used(tmp_path, slack):
+    bot = BotProcess(tmp_path, slack, extra_env={"TAOBOT_STATUS_INTERVAL_MINUTES": "7"}).start()
+    try:
+        thread = SlackUser(bot).launch("dino")
+        thread.press(B.PLATFORM_SELECT, select="slurm")
+        assert "Yes, every 7 min" in thread.wait_card("Yes, every 7 min")
+        thread.press(B.MONITOR_YES)
+        thread.wait_card("*Monitoring:* in this thread, every 7 min")
     finally:
         bot.kill()
 
@@ -230,7 +235,7 @@ def test_image_override_modal_and_reply_validate_the_reference(person, slack):
     thread = person.launch("dino")
     thread.say("platform=docker monitor=no")
     thread.wait_card("*Monitoring:* off")
-    view = thread.open_modal("image_override")
+    view = thread.open_modal(B.IMAGE_OVERRIDE)
     resp = thread.submit(view, {"image_ref": "Not A/Valid Image!"})
     assert resp.json()["response_action"] == "errors" and "image_ref" in resp.json()["errors"]
     thread.say("image=")
@@ -243,7 +248,7 @@ def test_datasets_modal_in_root_and_spec_mode_shows_concrete_keys(person):
     thread = person.launch("cosmos-rl")
     thread.say("platform=slurm")
     thread.wait_card("*Platform:* SLURM")
-    view = thread.open_modal("open_datasets")
+    view = thread.open_modal(B.OPEN_DATASETS)
     resp = thread.submit(view, {"root_train": "data/relative", "spec_pairs": "", "results": ""})
     assert "absolute" in json.dumps(resp.json())
     thread.submit(view, {
@@ -295,11 +300,11 @@ def test_ssh_agent_is_mentioned_only_after_the_user_says_they_use_one(person, sl
     thread.say("platform=slurm monitor=no")
     thread.wait_card("Enter credentials")
     assert "SSH_AUTH_SOCK" not in thread.card_text()
-    view = thread.open_modal("open_credentials")
+    view = thread.open_modal(B.OPEN_CREDENTIALS)
     assert "cred_SSH_AUTH_SOCK" not in [b.get("block_id") for b in view["blocks"]]
-    thread.press("use_ssh_agent")
+    thread.press(B.USE_SSH_AGENT)
     thread.wait_card("`SSH_AUTH_SOCK` missing")
-    view = thread.open_modal("open_credentials")
+    view = thread.open_modal(B.OPEN_CREDENTIALS)
     ids_ = [b.get("block_id") for b in view["blocks"]]
     assert "cred_SSH_AUTH_SOCK" in ids_ and "cred_SSH_KEY_PATH" not in ids_
 
@@ -357,7 +362,7 @@ def test_button_on_an_unknown_launch_explains_it_is_unknown(person, slack, bot):
     thread = person.launch("dino")
     with sqlite3.connect(bot.db) as db:
         db.execute("DELETE FROM intakes")
-    thread.press("platform_select", select="slurm")
+    thread.press(B.PLATFORM_SELECT, select="slurm")
     eph = slack.wait_for(lambda c: c.method == "chat.postEphemeral")[0]
     assert "unknown to taobot" in eph.params["text"]
 

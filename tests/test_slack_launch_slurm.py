@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import time
 
+from taobot.slack import blocks as B
 from tests.harness import SlackUser, blocks_text
 from tests.slurm_flow import (  # noqa: F401, F811 - slurm_bot is a fixture
     HF_SECRET,
@@ -25,6 +26,7 @@ from tests.slurm_flow import (  # noqa: F401, F811 - slurm_bot is a fixture
     status_posts,
     wait_final,
 )
+
 
 def test_jobs_reach_every_end_state_with_one_update_per_interval(slurm_bot, slack):
     person = SlackUser(slurm_bot)
@@ -47,7 +49,7 @@ def test_jobs_reach_every_end_state_with_one_update_per_interval(slurm_bot, slac
     fail_final = wait_final(fail_t, fail_id, 60)
     assert "Failed" in fail_final and "Exit code: 1" in fail_final and "training failed: exit code 1" in fail_final
     # Relaunch keeps the inputs and asks for a fresh preflight before anything is created again
-    fail_t.press_on_reply("relaunch", "Failed")
+    fail_t.press_on_reply(B.RELAUNCH, "Failed")
     fail_t.wait_reply("Same inputs, ready to go again")
     fail_t.wait_card("Run preflight")
 
@@ -78,7 +80,7 @@ def test_jobs_reach_every_end_state_with_one_update_per_interval(slurm_bot, slac
     assert resumed and "Running" in blocks_text(status_posts(long_t, long_id)[resumed[0]][0])
 
     # cancel from the thread: the job ends Cancelled; the queued job then runs and succeeds
-    long_t.press_on_reply("cancel_job", "Launched `")
+    long_t.press_on_reply(B.CANCEL_JOB, "Launched `")
     long_t.wait_reply("Cancel sent")
     long_final = wait_final(long_t, long_id, 60)
     assert "Cancelled" in long_final

@@ -8,8 +8,10 @@ import time
 
 import pytest
 
+from taobot.slack import blocks as B
 from tests.harness import BotProcess, SlackUser, Thread, blocks_text
 from tests.lab import services
+from tests.polling import wait_until
 
 LAB = services()
 HF = "hf_PreflightSecretValue0123456789abcdefXYZ"
@@ -30,7 +32,7 @@ def slurm_intake(person: SlackUser, eval_annotation: str | None = None, key: str
     thread = person.launch("cosmos-rl")
     thread.say("platform=slurm monitor=yes interval=1")
     thread.wait_card("every 1 min")
-    view = thread.open_modal("open_credentials")
+    view = thread.open_modal(B.OPEN_CREDENTIALS)
     thread.submit(view, {
         "cred_SLURM_USER": LAB["TAOBOT_TEST_SSH_USER"],
         "cred_SLURM_HOSTNAME": f"127.0.0.1:{LAB['TAOBOT_TEST_SSH_PORT']}",
@@ -39,7 +41,7 @@ def slurm_intake(person: SlackUser, eval_annotation: str | None = None, key: str
         "cred_HF_TOKEN": HF,
     })
     thread.wait_card("`HF_TOKEN` set")
-    thread.press("image_use_default")
+    thread.press(B.IMAGE_USE_DEFAULT)
     thread.wait_card("(default, confirmed)")
     reply = f"train={ROOT} eval={ROOT}"
     if eval_annotation:
@@ -50,14 +52,11 @@ def slurm_intake(person: SlackUser, eval_annotation: str | None = None, key: str
 
 
 def preflight_message(thread: Thread, final: str, timeout: float = 30) -> str:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        for m in thread.replies():
-            text = blocks_text(m)
-            if f"Preflight {final}" in text:
-                return text
-        time.sleep(0.1)
-    raise AssertionError(f"no final preflight card ({final}); replies: {[blocks_text(m)[:120] for m in thread.replies()]}")
+    def card() -> str | None:
+        return next((t for t in (blocks_text(m) for m in thread.replies()) if f"Preflight {final}" in t), None)
+
+    return wait_until(card, timeout, f"the final preflight card ({final})",
+                      show=lambda: [blocks_text(m)[:120] for m in thread.replies()], every=0.1)
 
 
 def remote_ls(path: str) -> str:
@@ -71,7 +70,7 @@ def remote_ls(path: str) -> str:
 def test_preflight_passes_opens_the_gate_and_shows_launch(ssh_bot, slack):
     thread = slurm_intake(SlackUser(ssh_bot))
     assert "Run preflight" in thread.card_text() and "Launch" not in thread.card_text().split("Run preflight")[0][-20:]
-    thread.press("run_preflight")
+    thread.press(B.RUN_PREFLIGHT)
     text = preflight_message(thread, "passed")
     for line in ("SSH login", "key-only login", "exists on the login node", "all have `video_fps`", "Partition gpu"):
         assert line in text
@@ -83,7 +82,7 @@ def test_preflight_passes_opens_the_gate_and_shows_launch(ssh_bot, slack):
     thread.say("num_gpus=1")
     card = thread.wait_card("inputs changed since the last preflight")
     assert "Run preflight" in card
-    thread.press_on_reply("launch")
+    thread.press_on_reply(B.LAUNCH)
     reply = thread.wait_reply("Not launching: the launch gate is closed")
     assert "Nothing was created" in reply
 
@@ -93,7 +92,7 @@ def test_failing_preflight_reports_each_problem_with_remediation_and_creates_not
     thread = slurm_intake(SlackUser(ssh_bot), eval_annotation=LAB["TAOBOT_TEST_ANNOTATIONS_NOFPS"])
     thread.say(f"custom.train_dataset.media_path={LAB['TAOBOT_TEST_LUSTRE_ROOT']}/missing-media")
     thread.wait_card("missing-media")
-    thread.press("run_preflight")
+    thread.press(B.RUN_PREFLIGHT)
     text = preflight_message(thread, "failed")
     assert "`video_fps` missing in" in text and "regenerate the annotations" in text
     assert "missing-media` does not exist on the login node" in text
@@ -106,7 +105,7 @@ def test_failing_preflight_reports_each_problem_with_remediation_and_creates_not
     # fix the inputs in the thread, run again: it passes
     thread.say(f"custom.val_dataset.annotation_path={LAB['TAOBOT_TEST_ANNOTATIONS']} custom.train_dataset.media_path={ROOT}")
     thread.wait_card("Run preflight")
-    thread.press_on_reply("run_preflight")
+    thread.press_on_reply(B.RUN_PREFLIGHT)
     preflight_message(thread, "passed")
     thread.wait_card("Preflight passed.")
     assert HF not in json.dumps([c.params for c in slack.calls]) and HF not in ssh_bot.log_text()
@@ -114,7 +113,7 @@ def test_failing_preflight_reports_each_problem_with_remediation_and_creates_not
 
 def test_wrong_key_preflight_asks_for_ssh_key_path_with_the_five_steps(ssh_bot):
     thread = slurm_intake(SlackUser(ssh_bot), key=LAB["TAOBOT_TEST_SSH_WRONG_KEY"])
-    thread.press("run_preflight")
+    thread.press(B.RUN_PREFLIGHT)
     text = preflight_message(thread, "failed")
     assert "refused the key" in text and "SSH_KEY_PATH=/path/to/private_key" in text
     for step in ("ssh-keygen", "ssh-copy-id", "ssh-keyscan", "chmod 600", "BatchMode=yes"):

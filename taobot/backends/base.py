@@ -19,7 +19,6 @@ from typing import Protocol
 
 from taobot.catalog.schema import ResourceDefaults
 from taobot.launches import JobState  # noqa: F401 - the one vocabulary of job states, re-exported for backends
-from taobot.errors import BackendUnreachable, LaunchFailed  # noqa: F401 - re-exported for callers being migrated
 
 
 

@@ -73,15 +73,8 @@ import threading
 import urllib.parse
 from collections.abc import Iterable, Mapping
 
-from taobot.backends.base import (
-    BackendUnreachable,
-    JobRef,
-    JobState,
-    JobStatus,
-    LaunchFailed,
-    LaunchSpec,
-    Submitted,
-)
+from taobot.backends.base import JobRef, JobState, JobStatus, LaunchSpec, Submitted
+from taobot.errors import BackendUnreachable, LaunchFailed
 from taobot.backends.lepton_jobs import (
     AUTH_TOKEN,
     NODE_GROUP,

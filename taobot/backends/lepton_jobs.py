@@ -13,13 +13,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from taobot.backends.base import (
-    RESULTS_PLACEHOLDER,
-    JobState,
-    JobStatus,
-    LaunchFailed,
-    LaunchSpec,
-)
+from taobot.backends.base import RESULTS_PLACEHOLDER, JobState, JobStatus, LaunchSpec
+from taobot.errors import LaunchFailed
 from taobot.preflight.base import quote
 from taobot.render import render, render_args
 from taobot.rest import Reply, said

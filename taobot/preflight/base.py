@@ -58,7 +58,6 @@ class DatasetPath:
     annotation_fields: tuple[str, ...] = ()  # fields every sampled record must have
 
 
-PreflightSettings = PlatformSettings  # kept for callers being migrated
 
 
 @dataclass(frozen=True)

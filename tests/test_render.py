@@ -1,0 +1,89 @@
+"""Launch messages rendered from typed Launch records, and redaction at the one edge that sends to Slack."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from taobot import views as V
+from taobot.launches import TERMINAL, JobState, terminal_sql_list
+from taobot.secrets import REDACTED, REDACTOR
+from taobot.slack import blocks as B
+from taobot.slack.app import SlackMessenger, redacted
+from taobot.slack.render import RENDERERS, render
+from tests.builders import launch_record
+from tests.fakes._blocks import validate_message_blocks
+from tests.test_blocks import assert_message_ok
+
+NOW = time.time()
+
+
+def test_every_view_type_has_a_renderer():
+    assert set(RENDERERS) == set(V.View.__args__)
+
+
+@pytest.mark.parametrize("state", list(JobState))
+def test_status_update_and_final_reply_are_valid_for_every_state(state):
+    launch = launch_record(state=state, native=state.value.upper(), reason="Resources", exit_code=3)
+    lines = tuple(f"epoch {i} loss 0.{i:03d} ```fence```" for i in range(400))
+    for view in (V.StatusUpdate(launch, lines, NOW), V.FinalUpdate(launch, lines, "NCCL error", NOW),
+                 V.LaunchPosted(launch), V.LaunchDetail(launch, NOW)):
+        message = render(view)
+        assert_message_ok(message)
+        assert validate_message_blocks(message["blocks"]) == []
+        assert state.value in message["text"] or isinstance(view, V.LaunchPosted)
+
+
+def test_final_reply_says_retriable_only_with_a_cause_and_offers_relaunch():
+    failed = launch_record(state=JobState.FAILED, native="FAILED", exit_code=1)
+    with_cause = render(V.FinalUpdate(failed, (), "NCCL error", NOW))
+    without = render(V.FinalUpdate(failed, (), None, NOW))
+    assert "likely retriable" in str(with_cause) and "likely retriable" not in str(without)
+    assert B.RELAUNCH in str(with_cause["blocks"][-1])
+    assert "Exit code: 1" in str(without)
+
+
+def test_updates_are_off_or_detached_in_the_detail():
+    assert "Updates: off" in render(V.LaunchDetail(launch_record(monitor=False), NOW))["text"]
+    assert "Updates: detached" in render(V.LaunchDetail(launch_record(detached=True), NOW))["text"]
+    assert "every 5 min" in render(V.LaunchDetail(launch_record(), NOW))["text"]
+
+
+def test_one_definition_of_terminal():
+    assert {s for s in JobState if s.terminal} == TERMINAL == {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}
+    assert not JobState.UNKNOWN.terminal and not JobState.UNKNOWN.active
+    assert {s for s in JobState if s.active} == {JobState.SUBMITTING, JobState.PENDING, JobState.RUNNING, JobState.PAUSED}
+    assert terminal_sql_list() == "'Cancelled', 'Failed', 'Succeeded'"
+
+
+def test_redaction_reaches_every_string_of_the_blocks_and_only_secrets():
+    secret = "hf_RenderEdgeSecretValue0123456789abcd"
+    REDACTOR.add(secret)
+    launch = launch_record(reason=f"token {secret} refused", log_location="/home/jdoe/logs/x.out")
+    message = redacted(render(V.StatusUpdate(launch, (f"HF_TOKEN={secret}", "plain line"), NOW)))
+    text = str(message)
+    assert secret not in text and REDACTED in text
+    assert "/home/jdoe/logs/x.out" in text and "plain line" in text  # what is not secret stays readable
+
+
+class RecordingClient:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+
+    def api_call(self, method: str, json: dict):
+        self.calls.append((method, json))
+        return type("R", (), {"data": {"ok": True, "ts": "1.0"}})()
+
+
+def test_the_slack_messenger_renders_views_and_redacts_before_sending():
+    secret = "nvapi-MessengerEdgeSecret0123456789abcdef"
+    REDACTOR.add(secret)
+    client = RecordingClient()
+    messenger = SlackMessenger(client)
+    messenger.post("C1", V.Reply(f"key {secret} pasted"), thread_ts="1.0")
+    messenger.update("C1", "1.0", V.LaunchDetail(launch_record(state=JobState.PENDING, reason=secret), NOW))
+    assert [m for m, _ in client.calls] == ["chat.postMessage", "chat.update"]
+    for _method, body in client.calls:
+        assert secret not in str(body) and REDACTED in str(body)
+        assert body["blocks"]
