@@ -41,9 +41,20 @@ CHECK_PY = (
 
 
 def ssh_base() -> list[str]:
-    return ["ssh", "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={LAB['TAOBOT_TEST_SSH_KNOWN_HOSTS']}",
-            "-o", "StrictHostKeyChecking=yes", "-i", LAB["TAOBOT_TEST_SSH_KEY"], "-p", LAB["TAOBOT_TEST_SSH_PORT"],
-            f"{LAB['TAOBOT_TEST_SSH_USER']}@127.0.0.1"]
+    return [
+        "ssh",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        f"UserKnownHostsFile={LAB['TAOBOT_TEST_SSH_KNOWN_HOSTS']}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-i",
+        LAB["TAOBOT_TEST_SSH_KEY"],
+        "-p",
+        LAB["TAOBOT_TEST_SSH_PORT"],
+        f"{LAB['TAOBOT_TEST_SSH_USER']}@127.0.0.1",
+    ]
 
 
 def make_dataset() -> list[tuple[str, str, bool]]:
@@ -62,11 +73,19 @@ def make_dataset() -> list[tuple[str, str, bool]]:
 
 
 def run_taobot_inprocess(paths) -> float:
-    creds = {"SLURM_USER": LAB["TAOBOT_TEST_SSH_USER"], "SLURM_HOSTNAME": f"127.0.0.1:{LAB['TAOBOT_TEST_SSH_PORT']}",
-             "SLURM_PARTITION": LAB["TAOBOT_TEST_SLURM_PARTITION"], "SSH_KEY_PATH": LAB["TAOBOT_TEST_SSH_KEY"]}
-    request = PreflightRequest("slurm", creds, tuple(DatasetPath(label, p, (FIELD,) if a else ()) for label, p, a in paths),
-                               resources=load_catalog().platforms["slurm"].resources,
-                               settings=PlatformSettings(known_hosts_path=LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"], ssh_config_path="/nonexistent"))
+    creds = {
+        "SLURM_USER": LAB["TAOBOT_TEST_SSH_USER"],
+        "SLURM_HOSTNAME": f"127.0.0.1:{LAB['TAOBOT_TEST_SSH_PORT']}",
+        "SLURM_PARTITION": LAB["TAOBOT_TEST_SLURM_PARTITION"],
+        "SSH_KEY_PATH": LAB["TAOBOT_TEST_SSH_KEY"],
+    }
+    request = PreflightRequest(
+        "slurm",
+        creds,
+        tuple(DatasetPath(label, p, (FIELD,) if a else ()) for label, p, a in paths),
+        resources=load_catalog().platforms["slurm"].resources,
+        settings=PlatformSettings(known_hosts_path=LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"], ssh_config_path="/nonexistent"),
+    )
     start = time.perf_counter()
     report = run_preflight(request, tuple(creds))
     elapsed = time.perf_counter() - start
@@ -75,9 +94,15 @@ def run_taobot_inprocess(paths) -> float:
 
 
 def run_taobot_command(paths) -> float:
-    env = dict(os.environ, SLURM_USER=LAB["TAOBOT_TEST_SSH_USER"], SLURM_HOSTNAME=f"127.0.0.1:{LAB['TAOBOT_TEST_SSH_PORT']}",
-               SLURM_PARTITION=LAB["TAOBOT_TEST_SLURM_PARTITION"], SSH_KEY_PATH=LAB["TAOBOT_TEST_SSH_KEY"],
-               TAOBOT_SSH_KNOWN_HOSTS=LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"], TAOBOT_SSH_CONFIG="/nonexistent")
+    env = dict(
+        os.environ,
+        SLURM_USER=LAB["TAOBOT_TEST_SSH_USER"],
+        SLURM_HOSTNAME=f"127.0.0.1:{LAB['TAOBOT_TEST_SSH_PORT']}",
+        SLURM_PARTITION=LAB["TAOBOT_TEST_SLURM_PARTITION"],
+        SSH_KEY_PATH=LAB["TAOBOT_TEST_SSH_KEY"],
+        TAOBOT_SSH_KNOWN_HOSTS=LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"],
+        TAOBOT_SSH_CONFIG="/nonexistent",
+    )
     cmd = [sys.executable, "-m", "taobot.cli", "preflight", "--platform", "slurm"]
     for label, path, ann in paths:
         cmd += ["--path", f"{label}={path}"] + (["--json-required-field", f"{label}={FIELD}"] if ann else [])
@@ -94,7 +119,11 @@ def run_naive(paths) -> float:
     for _label, path, ann in paths:
         subprocess.run(ssh_base() + [f"test -e {shlex.quote(path)}"], check=True, capture_output=True)
         if ann:
-            subprocess.run(ssh_base() + [f"python3 -c {shlex.quote(CHECK_PY)} {shlex.quote(path)} {FIELD}"], check=True, capture_output=True)
+            subprocess.run(
+                ssh_base() + [f"python3 -c {shlex.quote(CHECK_PY)} {shlex.quote(path)} {FIELD}"],
+                check=True,
+                capture_output=True,
+            )
     return time.perf_counter() - start
 
 
@@ -114,14 +143,20 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     paths = make_dataset()
-    runs = {"taobot (in-process)": run_taobot_inprocess, "taobot preflight (command)": run_taobot_command,
-            "naive (ssh per check)": run_naive, "floor (one ssh session)": run_floor}
+    runs = {
+        "taobot (in-process)": run_taobot_inprocess,
+        "taobot preflight (command)": run_taobot_command,
+        "naive (ssh per check)": run_naive,
+        "floor (one ssh session)": run_floor,
+    }
     medians = {}
     for name, fn in runs.items():
         fn(paths)  # warm-up
         times = [fn(paths) for _ in range(args.repeat)]
         medians[name] = statistics.median(times)
-        print(f"{name:<28} median {medians[name] * 1000:8.1f} ms   (min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f}, n={args.repeat})")
+        print(
+            f"{name:<28} median {medians[name] * 1000:8.1f} ms   (min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f}, n={args.repeat})"
+        )
     t, cmd, naive, floor = medians.values()
     print(f"\ntaobot (in-process) / floor      = {t / floor:5.2f}x   (target <= 2x)")
     print(f"naive / taobot (in-process)      = {naive / t:5.2f}x   (target >= 8x)")

@@ -29,7 +29,7 @@ def serve_args() -> list[str]:
         except OSError:
             continue
         if "serve" in argv and any(Path(a).name == "taobot" or a.endswith("taobot.cli") for a in argv):
-            return argv[argv.index("serve") + 1:]
+            return argv[argv.index("serve") + 1 :]
     return []
 
 

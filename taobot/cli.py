@@ -32,18 +32,20 @@ def _catalog(settings):
 
 
 def _store(settings):
-    from taobot.secrets import SecretBox, load_or_create_key
-    from taobot.store import Store
-
     import os
 
     from taobot.errors import ConfigError
+    from taobot.secrets import SecretBox, load_or_create_key
+    from taobot.store import Store
 
     folder = settings.db_path.resolve().parent
     if not folder.is_dir() and not folder.parent.exists():
         raise ConfigError(f"TAOBOT_DB: folder {folder} does not exist", "TAOBOT_DB")
     if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"TAOBOT_DB: folder {folder} is not writable by this user (the database and its WAL files live there)", "TAOBOT_DB")
+        raise ConfigError(
+            f"TAOBOT_DB: folder {folder} is not writable by this user (the database and its WAL files live there)",
+            "TAOBOT_DB",
+        )
     secret = settings.secret_key.get_secret_value() if settings.secret_key else None
     key = load_or_create_key(secret, settings.key_file)
     store = Store(settings.db_path, SecretBox(key))
@@ -56,14 +58,19 @@ def _store(settings):
 
 def platform_text(catalog, platform) -> str:
     creds = catalog.credentials
-    lines = [f"{platform.name} — {platform.display_name}" + (f" (aliases: {', '.join(platform.aliases)})" if platform.aliases else "")]
+    lines = [
+        f"{platform.name} — {platform.display_name}"
+        + (f" (aliases: {', '.join(platform.aliases)})" if platform.aliases else "")
+    ]
     lines.append(platform.description)
     lines.append("Required credentials:" if platform.required_credentials else "Required credentials: none")
     for name in platform.required_credentials:
         lines.append(f"  {name}: {creds[name].description}\n    how to get it: {creds[name].how_to_get}")
     for group in platform.credential_groups:
         members = ", ".join(m + (" (preferred)" if m == group.preferred else "") for m in group.one_of)
-        lines.append(f"Credential group {group.name}: one of {members}\n  {group.description}\n  how to get it: {group.how_to_get}")
+        lines.append(
+            f"Credential group {group.name}: one of {members}\n  {group.description}\n  how to get it: {group.how_to_get}"
+        )
     if platform.optional_credentials:
         lines.append("Optional credentials:")
         for opt in platform.optional_credentials:
@@ -97,8 +104,11 @@ def cmd_platforms(args: argparse.Namespace) -> int:
             body = platform.model_dump(mode="json")
             body["credential_definitions"] = {
                 n: catalog.credentials[n].model_dump(mode="json")
-                for n in [*platform.required_credentials, *(m for g in platform.credential_groups for m in g.one_of),
-                          *(o.name for o in platform.optional_credentials)]
+                for n in [
+                    *platform.required_credentials,
+                    *(m for g in platform.credential_groups for m in g.one_of),
+                    *(o.name for o in platform.optional_credentials),
+                ]
             }
             body["prompt_defaults"] = defaults
             print(json.dumps(body, indent=2))
@@ -106,15 +116,28 @@ def cmd_platforms(args: argparse.Namespace) -> int:
             print(platform_text(catalog, platform))
         return 0
     if args.format == "json":
-        print(json.dumps({"prompt_defaults": defaults, "platforms": [p.model_dump(mode="json") for p in catalog.platforms.values()]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "prompt_defaults": defaults,
+                    "platforms": [p.model_dump(mode="json") for p in catalog.platforms.values()],
+                },
+                indent=2,
+            )
+        )
         return 0
-    print(f"Prompt defaults: long_running_enabled={str(defaults['long_running_enabled']).lower()}, "
-          f"status_interval_minutes={defaults['status_interval_minutes']}")
+    print(
+        f"Prompt defaults: long_running_enabled={str(defaults['long_running_enabled']).lower()}, "
+        f"status_interval_minutes={defaults['status_interval_minutes']}"
+    )
     for p in catalog.platforms.values():
         aliases = f" (aliases: {', '.join(p.aliases)})" if p.aliases else ""
         required = ", ".join(p.required_credentials) or "none"
         groups = "; ".join(f"one of {'/'.join(g.one_of)}" for g in p.credential_groups)
-        print(f"{p.name:<13} {p.display_name}{aliases}\n  {p.description}\n  required: {required}" + (f"; {groups}" if groups else ""))
+        print(
+            f"{p.name:<13} {p.display_name}{aliases}\n  {p.description}\n  required: {required}"
+            + (f"; {groups}" if groups else "")
+        )
     return 0
 
 
@@ -126,8 +149,18 @@ def cmd_image(args: argparse.Namespace) -> int:
     action = find_action(model, args.action)
     resolved = resolve_image(catalog, model, action)
     if args.format == "json":
-        print(json.dumps({"model": model.name, "action": action.name, "image": resolved.image,
-                          "source": resolved.source, "versions_key": resolved.key}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "model": model.name,
+                    "action": action.name,
+                    "image": resolved.image,
+                    "source": resolved.source,
+                    "versions_key": resolved.key,
+                },
+                indent=2,
+            )
+        )
     else:
         via = f" via versions key {resolved.key}" if resolved.key else ""
         print(f"Container image for {model.name}/{action.name}: default={resolved.image}")
@@ -143,8 +176,11 @@ def cmd_backup(args: argparse.Namespace) -> int:
     store = _store(settings)
     store.backup(args.path)
     print(f"Backed up {settings.db_path} to {args.path}.")
-    print("The backup's credentials are encrypted: keep the encryption key "
-          + ("(TAOBOT_SECRET_KEY)" if settings.secret_key else f"({settings.key_file})") + " safe, separately; without it they cannot be read.")
+    print(
+        "The backup's credentials are encrypted: keep the encryption key "
+        + ("(TAOBOT_SECRET_KEY)" if settings.secret_key else f"({settings.key_file})")
+        + " safe, separately; without it they cannot be read."
+    )
     return 0
 
 
@@ -159,13 +195,18 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     if not settings.secret_key and not settings.key_file.exists():
-        print(f"taobot: no encryption key at {settings.key_file} and TAOBOT_SECRET_KEY is unset: nothing to rotate.", file=sys.stderr)
+        print(
+            f"taobot: no encryption key at {settings.key_file} and TAOBOT_SECRET_KEY is unset: nothing to rotate.",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     store = _store(settings)  # opens with the OLD key; every secret must decrypt with it
     holder = store.lease_holder(LEASE)
     if holder and not args.force:
-        print(f"taobot: a running taobot ({holder[0]}) uses this database. Stop it first (or pass --force if it is gone).",
-              file=sys.stderr)
+        print(
+            f"taobot: a running taobot ({holder[0]}) uses this database. Stop it first (or pass --force if it is gone).",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     if args.new_key_file:
         new_key = load_or_create_key(None, Path(args.new_key_file))
@@ -179,7 +220,9 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
             os.write(fd, new_key + b"\n")
             os.close(fd)
             out = Path(name)
-        print(f"Re-encrypted {count} secret(s). Set TAOBOT_SECRET_KEY to the new key in {out} (mode 0600) before the next start.")
+        print(
+            f"Re-encrypted {count} secret(s). Set TAOBOT_SECRET_KEY to the new key in {out} (mode 0600) before the next start."
+        )
     else:
         tmp = settings.key_file.with_name(settings.key_file.name + ".new")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -213,13 +256,19 @@ def cmd_preflight(args: argparse.Namespace) -> int:
     platform = find_platform(catalog, args.platform)
     try:
         paths = _label_values(args.path, "--path")
-        fields = {label: tuple(f for f in value.split(",") if f) for label, value in _label_values(args.json_required_field, "--json-required-field")}
+        fields = {
+            label: tuple(f for f in value.split(",") if f)
+            for label, value in _label_values(args.json_required_field, "--json-required-field")
+        }
     except ValueError as exc:
         print(f"taobot: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     unknown = set(fields) - {label for label, _ in paths}
     if unknown:
-        print(f"taobot: --json-required-field names labels without a --path: {', '.join(sorted(unknown))}", file=sys.stderr)
+        print(
+            f"taobot: --json-required-field names labels without a --path: {', '.join(sorted(unknown))}",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     env = credentials_from_environment(list(catalog.credentials) + ["SLURM_TIME_HOURS", "SLURM_TIMEOUT_HOURS"])
     required = list(platform.required_credentials)
@@ -240,8 +289,10 @@ def cmd_preflight(args: argparse.Namespace) -> int:
         skip_platform_access=args.skip_platform_access,
     )
     if args.skip_platform_access:
-        print("DRY CHECK (--skip-platform-access): variables and local paths only. This is NOT a launch preflight; "
-              "nothing was verified from the platform's point of view.")
+        print(
+            "DRY CHECK (--skip-platform-access): variables and local paths only. This is NOT a launch preflight; "
+            "nothing was verified from the platform's point of view."
+        )
     report = run_preflight(request, tuple(dict.fromkeys(required)))
     for r in report.results:
         print(f"{'PASS' if r.ok else 'FAIL'}  {r.label}: {r.detail}")
@@ -278,7 +329,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         intakes = store.recent_intakes(limit=40)
         entries = tuple(
-            ChannelEntry(s, find_platform(catalog, s.platform).display_name if s.platform else "—", None) for s in intakes
+            ChannelEntry(s, find_platform(catalog, s.platform).display_name if s.platform else "—", None)
+            for s in intakes
         )
         print(channel_status_text(ChannelStatus(entries, len(entries), time.time())))
     return 0
@@ -362,12 +414,20 @@ def build_parser() -> argparse.ArgumentParser:
     preflight = sub.add_parser("preflight", help="check launch conditions from the platform's point of view")
     preflight.add_argument("--platform", required=True)
     preflight.add_argument("--path", action="append", default=[], metavar="LABEL=PATH", help="a dataset path to verify")
-    preflight.add_argument("--json-required-field", action="append", default=[], metavar="LABEL=F1,F2",
-                           help="fields every sampled record of that JSON file must have")
+    preflight.add_argument(
+        "--json-required-field",
+        action="append",
+        default=[],
+        metavar="LABEL=F1,F2",
+        help="fields every sampled record of that JSON file must have",
+    )
     preflight.add_argument("--results", help="results location to check")
     preflight.add_argument("--model", help="also require this model's credentials (e.g. HF_TOKEN)")
-    preflight.add_argument("--skip-platform-access", action="store_true",
-                           help="dry check of variables and local paths only; NOT a launch preflight")
+    preflight.add_argument(
+        "--skip-platform-access",
+        action="store_true",
+        help="dry check of variables and local paths only; NOT a launch preflight",
+    )
     preflight.set_defaults(func=cmd_preflight)
 
     backup = sub.add_parser("backup", help="online backup of the database to PATH")
@@ -375,7 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("--db", help="database path (default TAOBOT_DB)")
     backup.set_defaults(func=cmd_backup)
 
-    rotate = sub.add_parser("rotate-key", help="re-encrypt stored credentials under a new key (the current key is required)")
+    rotate = sub.add_parser(
+        "rotate-key", help="re-encrypt stored credentials under a new key (the current key is required)"
+    )
     rotate.add_argument("--new-key-file", help="take the new key from (or write a new one to) this file")
     rotate.add_argument("--force", action="store_true", help="rotate even though a bot's scheduler lease is still live")
     rotate.add_argument("--db", help="database path (default TAOBOT_DB)")

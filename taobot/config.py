@@ -79,7 +79,9 @@ class Settings(BaseSettings):
     slurm_container: Literal["pyxis", "none"] = Field("pyxis", validation_alias="TAOBOT_SLURM_CONTAINER")
     work_dir: Path | None = Field(None, validation_alias="TAOBOT_WORK_DIR")
     # None: the catalog's default (5). Resolved once, into the catalog, when the CLI loads it.
-    default_status_interval_minutes: int | None = Field(None, ge=1, le=60, validation_alias="TAOBOT_STATUS_INTERVAL_MINUTES")
+    default_status_interval_minutes: int | None = Field(
+        None, ge=1, le=60, validation_alias="TAOBOT_STATUS_INTERVAL_MINUTES"
+    )
     docker_host: str | None = Field(None, validation_alias="DOCKER_HOST")
     docker_tls_verify: str | None = Field(None, validation_alias="DOCKER_TLS_VERIFY")
     docker_cert_path: str | None = Field(None, validation_alias="DOCKER_CERT_PATH")
@@ -110,7 +112,6 @@ class Settings(BaseSettings):
             kubernetes_service_host=self.kubernetes_service_host,
             kubernetes_service_port=self.kubernetes_service_port,
         )
-
 
     @property
     def admin_ids(self) -> frozenset[str]:

@@ -44,8 +44,12 @@ CONSOLE_CHANNEL = "console"
 
 
 class ConsoleIO:
-    def __init__(self, ask: Callable[[str], str] = input, ask_secret: Callable[[str], str] = getpass.getpass,
-                 say: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        ask: Callable[[str], str] = input,
+        ask_secret: Callable[[str], str] = getpass.getpass,
+        say: Callable[[str], None] = print,
+    ) -> None:
         self.ask, self.ask_secret, self.say = ask, ask_secret, say
 
 
@@ -58,8 +62,14 @@ def _detail(state: IntakeState, catalog: Catalog) -> str:
     return REDACTOR.redact(intake_detail_text(IntakeDetail(intake_facts(state, catalog), time.time())).replace("*", ""))
 
 
-def run_console(store: Store, catalog: Catalog, model: str | None, action: str | None,
-                resume: str | None = None, io: ConsoleIO | None = None) -> int:
+def run_console(
+    store: Store,
+    catalog: Catalog,
+    model: str | None,
+    action: str | None,
+    resume: str | None = None,
+    io: ConsoleIO | None = None,
+) -> int:
     io = io or ConsoleIO()
     owner = _owner()
     if resume:
@@ -80,8 +90,10 @@ def run_console(store: Store, catalog: Catalog, model: str | None, action: str |
             return 2
         state.thread_ts = state.id
         store.save_intake(state, owner, "start", {"model": state.model, "action": state.action})
-        io.say(f"Launch {state.id}: {state.model} {state.action}. Type `help` for keys, `cancel` to stop; "
-               f"resume later with `taobot console --resume {state.id}`.")
+        io.say(
+            f"Launch {state.id}: {state.model} {state.action}. Type `help` for keys, `cancel` to stop; "
+            f"resume later with `taobot console --resume {state.id}`."
+        )
 
     while state.status == "collecting":
         step = next_step(state, catalog)

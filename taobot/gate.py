@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 
 from taobot.catalog import Catalog
+from taobot.errors import GateClosedError
 from taobot.intake import (
     IntakeState,
     compute_fields,
@@ -24,7 +25,6 @@ from taobot.intake import (
     model_of,
     optional_credentials,
 )
-from taobot.errors import GateClosedError
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,9 @@ class Gate:
 
 def input_fingerprint(state: IntakeState, catalog: Catalog) -> str:
     """A digest of every input a preflight checks. Values of secrets enter only as their keyed fingerprints."""
-    needed = {n.name for n in credential_needs(state, catalog)} | {c.name for c, _ in optional_credentials(state, catalog)}
+    needed = {n.name for n in credential_needs(state, catalog)} | {
+        c.name for c, _ in optional_credentials(state, catalog)
+    }
     body = {
         "model": state.model,
         "action": state.action,
@@ -75,7 +77,9 @@ def compute_gate(state: IntakeState, catalog: Catalog) -> Gate:
     missing_model = [n for n in model_needs if n not in state.credentials]
 
     record = state.preflight
-    current = record is not None and record.status != "running" and record.fingerprint == input_fingerprint(state, catalog)
+    current = (
+        record is not None and record.status != "running" and record.fingerprint == input_fingerprint(state, catalog)
+    )
     results = record.results if (record and current) else []
     platform_results = [r for r in results if r.get("scope") in ("platform", "credentials", "limits")]
     if record is None:
@@ -102,21 +106,42 @@ def compute_gate(state: IntakeState, catalog: Catalog) -> Gate:
     elif unverified:
         datasets = (False, "not verified from the platform: " + ", ".join(unverified))
     else:
-        datasets = (True, f"{len(mapping)} input(s) mapped and verified" if mapping else "this action takes no dataset input")
+        datasets = (
+            True,
+            f"{len(mapping)} input(s) mapped and verified" if mapping else "this action takes no dataset input",
+        )
 
     missing_compute = [f for f in compute_fields(state, catalog) if f not in state.compute]
     conditions = (
         GateCondition(1, "platform chosen", state.platform is not None, state.platform or "no platform"),
-        GateCondition(2, "platform credentials present", state.platform is not None and not missing_platform,
-                      "missing: " + ", ".join(missing_platform) if missing_platform else "present"),
-        GateCondition(3, "model credentials present", not missing_model,
-                      "missing: " + ", ".join(missing_model) if missing_model else "present" if model_needs else "none needed"),
-        GateCondition(4, "image confirmed or overridden", state.image.chosen is not None,
-                      state.image.chosen or "default not confirmed"),
+        GateCondition(
+            2,
+            "platform credentials present",
+            state.platform is not None and not missing_platform,
+            "missing: " + ", ".join(missing_platform) if missing_platform else "present",
+        ),
+        GateCondition(
+            3,
+            "model credentials present",
+            not missing_model,
+            "missing: " + ", ".join(missing_model) if missing_model else "present" if model_needs else "none needed",
+        ),
+        GateCondition(
+            4,
+            "image confirmed or overridden",
+            state.image.chosen is not None,
+            state.image.chosen or "default not confirmed",
+        ),
         GateCondition(5, "platform access check passed", *access),
         GateCondition(6, "datasets mapped and verified", *datasets),
-        GateCondition(7, "compute shape known", not missing_compute,
-                      "missing: " + ", ".join(missing_compute) if missing_compute else ", ".join(f"{k}={v}" for k, v in state.compute.items())),
+        GateCondition(
+            7,
+            "compute shape known",
+            not missing_compute,
+            "missing: " + ", ".join(missing_compute)
+            if missing_compute
+            else ", ".join(f"{k}={v}" for k, v in state.compute.items()),
+        ),
     )
     return Gate(conditions)
 
@@ -125,5 +150,7 @@ def require_open(state: IntakeState, catalog: Catalog, what: str) -> Gate:
     """Raise GateClosedError unless all seven conditions hold. `what` names the artifact about to be created."""
     gate = compute_gate(state, catalog)
     if not gate.open:
-        raise GateClosedError(f"Refusing to {what}: the launch gate is closed ({'; '.join(gate.missing)}).", gate.missing)
+        raise GateClosedError(
+            f"Refusing to {what}: the launch gate is closed ({'; '.join(gate.missing)}).", gate.missing
+        )
     return gate

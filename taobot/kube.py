@@ -45,10 +45,19 @@ INCLUSTER_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 INCLUSTER_CA_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
 
 # kubeconfig `user` keys whose values are credentials
-SECRET_KEYS = frozenset({
-    "token", "password", "client-key-data", "id-token", "refresh-token", "access-token",
-    "client-secret", "apiKey", "api-key",
-})
+SECRET_KEYS = frozenset(
+    {
+        "token",
+        "password",
+        "client-key-data",
+        "id-token",
+        "refresh-token",
+        "access-token",
+        "client-secret",
+        "apiKey",
+        "api-key",
+    }
+)
 
 
 @dataclass
@@ -140,7 +149,8 @@ def _load(credentials: Mapping[str, str], settings: PlatformSettings, secrets: s
         raise KubeConfigUnusable(
             f"kubeconfig {missing} (from KUBECONFIG) does not exist on the bot's host",
             "Point KUBECONFIG at the kubeconfig file on the bot's host (e.g. the one `aws eks update-kubeconfig` or "
-            "your cluster's setup command wrote), or clear it to use the default kubeconfig / in-cluster account.")
+            "your cluster's setup command wrote), or clear it to use the default kubeconfig / in-cluster account.",
+        )
 
     cfg = type.__call__(k8s.Configuration)  # a private configuration, never the library's global default
     cfg.retries = 0  # one attempt: a preflight must not hang in retries
@@ -151,13 +161,15 @@ def _load(credentials: Mapping[str, str], settings: PlatformSettings, secrets: s
             raise KubeConfigUnusable(
                 f"TAO_K8S_CONTEXT is `{context}` but there is no kubeconfig (`{first}` does not exist)",
                 "Set KUBECONFIG to the kubeconfig that defines this context, or clear TAO_K8S_CONTEXT to use the "
-                "in-cluster service account.")
+                "in-cluster service account.",
+            )
         if not settings.in_cluster:
             raise KubeConfigUnusable(
                 f"no Kubernetes configuration: `{first}` does not exist and the bot "
                 "does not run inside a cluster (no in-cluster service account)",
                 "Set KUBECONFIG to the path of a kubeconfig on the bot's host, or run the bot in the cluster with a "
-                "service account.")
+                "service account.",
+            )
         return _in_cluster(settings, cfg, secrets, k8s)
 
     shown = os.pathsep.join(existing)
@@ -172,7 +184,8 @@ def _load(credentials: Mapping[str, str], settings: PlatformSettings, secrets: s
     except Exception as exc:  # unreadable or not YAML
         raise KubeConfigUnusable(
             f"kubeconfig `{shown}` ({origin}) cannot be read: {type(exc).__name__}",
-            "Fix or regenerate the kubeconfig file; `kubectl config view` shows what is wrong with it.") from None
+            "Fix or regenerate the kubeconfig file; `kubectl config view` shows what is wrong with it.",
+        ) from None
     _collect_file_secrets(secrets, existing)
     names = [c.get("name") for c in contexts or [] if isinstance(c, dict)]
     listed = ", ".join(f"`{n}`" for n in names) or "none"
@@ -180,31 +193,41 @@ def _load(credentials: Mapping[str, str], settings: PlatformSettings, secrets: s
         raise KubeConfigUnusable(
             f"context `{context}` is not in kubeconfig `{shown}`; contexts there: {listed}",
             f"Set TAO_K8S_CONTEXT to one of {listed} (`kubectl config get-contexts` lists them), or clear it to use "
-            "the kubeconfig's current context.")
+            "the kubeconfig's current context.",
+        )
     if not context and not active:
-        raise KubeConfigUnusable(f"kubeconfig `{shown}` has no current context; contexts there: {listed}",
-                                 f"Set TAO_K8S_CONTEXT to one of {listed}, or run `kubectl config use-context NAME`.")
+        raise KubeConfigUnusable(
+            f"kubeconfig `{shown}` has no current context; contexts there: {listed}",
+            f"Set TAO_K8S_CONTEXT to one of {listed}, or run `kubectl config use-context NAME`.",
+        )
     use = context or active.get("name")
     limit = load_limit(settings)
     try:
-        api = _bounded(limit, lambda: k8s_config.new_client_from_config(
-            config_file=shown, context=use, persist_config=False, client_configuration=cfg))
+        api = _bounded(
+            limit,
+            lambda: k8s_config.new_client_from_config(
+                config_file=shown, context=use, persist_config=False, client_configuration=cfg
+            ),
+        )
     except TimeoutError:
         raise KubeConfigUnusable(
             f"loading the credentials of context `{use}` in kubeconfig `{shown}` did not finish within {limit:.0f} s "
             "(its exec credential plugin hangs)",
             "Run the context's exec plugin by hand (`kubectl get --raw /version --context "
-            f"{shlex.quote(use)}` with the same kubeconfig) and fix what it waits for, e.g. an interactive login or SSO.") from None
+            f"{shlex.quote(use)}` with the same kubeconfig) and fix what it waits for, e.g. an interactive login or SSO.",
+        ) from None
     except ConfigException as exc:
         raise KubeConfigUnusable(
             f"context `{use}` in kubeconfig `{shown}` is unusable: {short(exc)}",
             "Fix the context's cluster and user entries (`kubectl config view --minify --context "
-            f"{shlex.quote(use)}` shows them), or regenerate the kubeconfig.") from None
+            f"{shlex.quote(use)}` shows them), or regenerate the kubeconfig.",
+        ) from None
     except Exception as exc:  # e.g. an exec credential plugin that is not installed
         raise KubeConfigUnusable(
             f"context `{use}` in kubeconfig `{shown}` could not be loaded: {type(exc).__name__}: {short(exc)}",
             "Check the context's user entry (an exec plugin such as `aws` or `gke-gcloud-auth-plugin` must be installed "
-            "on the bot's host), or regenerate the kubeconfig.") from None
+            "on the bot's host), or regenerate the kubeconfig.",
+        ) from None
     _collect_config_secrets(secrets, cfg)
     return KubeClient(api, cfg.host, f"kubeconfig `{shown}` ({origin}), context `{use}`", use, frozenset(secrets))
 
@@ -214,16 +237,24 @@ def _in_cluster(settings: PlatformSettings, cfg, secrets: set[str], k8s) -> Kube
     from kubernetes.config.incluster_config import InClusterConfigLoader
 
     # the loader reads the service address from `environ`: give it the bot's settings, not the process environment
-    environ = {name: value for name, value in (("KUBERNETES_SERVICE_HOST", settings.kubernetes_service_host),
-                                               ("KUBERNETES_SERVICE_PORT", settings.kubernetes_service_port))
-               if value is not None}
+    environ = {
+        name: value
+        for name, value in (
+            ("KUBERNETES_SERVICE_HOST", settings.kubernetes_service_host),
+            ("KUBERNETES_SERVICE_PORT", settings.kubernetes_service_port),
+        )
+        if value is not None
+    }
     try:
         _collect_incluster_secret(secrets)
-        InClusterConfigLoader(token_filename=INCLUSTER_TOKEN_FILE, cert_filename=INCLUSTER_CA_FILE,
-                              environ=environ).load_and_set(cfg)
+        InClusterConfigLoader(
+            token_filename=INCLUSTER_TOKEN_FILE, cert_filename=INCLUSTER_CA_FILE, environ=environ
+        ).load_and_set(cfg)
     except (ConfigException, OSError, ValueError) as exc:
-        raise KubeConfigUnusable(f"in-cluster service account configuration is unusable: {short(exc)}",
-                                 "Mount the service account token (automountServiceAccountToken: true) or set KUBECONFIG.") from None
+        raise KubeConfigUnusable(
+            f"in-cluster service account configuration is unusable: {short(exc)}",
+            "Mount the service account token (automountServiceAccountToken: true) or set KUBECONFIG.",
+        ) from None
     _collect_config_secrets(secrets, cfg)
     api = k8s.ApiClient(configuration=cfg)
     return KubeClient(api, cfg.host, "in-cluster service account", "", frozenset(secrets))
@@ -272,7 +303,9 @@ class ClientCache:
             client = self._clients.get(key)
             if client is not None:
                 return client
-        client = load_client({"KUBECONFIG": credentials.get("KUBECONFIG") or "", "TAO_K8S_CONTEXT": context}, self.settings)
+        client = load_client(
+            {"KUBECONFIG": credentials.get("KUBECONFIG") or "", "TAO_K8S_CONTEXT": context}, self.settings
+        )
         with self._lock:
             old = self._clients.get(key)
             if old is not None:  # another thread built one meanwhile: keep that
@@ -338,7 +371,11 @@ def _collect_file_secrets(secrets: set[str], paths: list[str]) -> None:
             for user in doc.get("users") or []:
                 if isinstance(user, dict):
                     walk(user.get("user"))
-                    env = ((user.get("user") or {}).get("exec") or {}).get("env") if isinstance(user.get("user"), dict) else None
+                    env = (
+                        ((user.get("user") or {}).get("exec") or {}).get("env")
+                        if isinstance(user.get("user"), dict)
+                        else None
+                    )
                     for item in env or []:
                         if isinstance(item, dict) and isinstance(item.get("value"), str) and len(item["value"]) >= 4:
                             secrets.add(item["value"])

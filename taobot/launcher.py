@@ -15,12 +15,13 @@ import time
 
 from taobot.backends.base import JOB_ENV_CREDENTIALS, RESULTS_PLACEHOLDER, Backend, LaunchSpec, Submitted
 from taobot.catalog import Catalog
+from taobot.gate import require_open
 from taobot.intake import IntakeState, action_of, dataset_inputs, model_of, platform_of, status_interval
 from taobot.launches import JobState, Launch
-from taobot.gate import require_open
 from taobot.preflight.base import local_path
 
 log = logging.getLogger(__name__)
+
 
 def build_launch_spec(state: IntakeState, catalog: Catalog, credentials: dict[str, str], launch_id: str) -> LaunchSpec:
     model, action, platform = model_of(state, catalog), action_of(state, catalog), platform_of(state, catalog)
@@ -96,8 +97,14 @@ class Launcher:
             submitted = self.backend(spec.platform).launch(spec)
         except Exception as exc:
             # Nothing runs: the intake goes back to complete so the person can fix and launch again.
-            self.store.update_launch(launch_id, state=JobState.FAILED, native="submit failed",
-                                     reason=str(getattr(exc, "message", exc))[:500], ended_at=time.time(), final_posted=True)
+            self.store.update_launch(
+                launch_id,
+                state=JobState.FAILED,
+                native="submit failed",
+                reason=str(getattr(exc, "message", exc))[:500],
+                ended_at=time.time(),
+                final_posted=True,
+            )
             state.status = "complete"
             self.store.save_intake(state, user, "launch_failed", {"launch": launch_id, "error": type(exc).__name__})
             raise
@@ -111,5 +118,8 @@ class Launcher:
             native="submitted",
             state_since=time.time(),
         )
-        log.info("launched", extra={"intake": state.id, "launch": launch_id, "job": submitted.job_id, "platform": spec.platform})
+        log.info(
+            "launched",
+            extra={"intake": state.id, "launch": launch_id, "job": submitted.job_id, "platform": spec.platform},
+        )
         return self.store.get_launch(launch_id), submitted

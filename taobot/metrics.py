@@ -19,11 +19,20 @@ INTAKES_STARTED = Counter("taobot_intakes_started_total", "Launch intakes starte
 INTAKES_COMPLETED = Counter("taobot_intakes_completed_total", "Launch intakes that reached complete", registry=REGISTRY)
 PREFLIGHTS = Counter("taobot_preflights_total", "Preflight runs", ["platform", "result"], registry=REGISTRY)
 LAUNCHES = Counter("taobot_launches_total", "Launch attempts", ["platform", "outcome"], registry=REGISTRY)
-POLL_SECONDS = Histogram("taobot_poll_cycle_seconds", "Time spent polling one backend in one cycle", ["backend"],
-                         buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=REGISTRY)
+POLL_SECONDS = Histogram(
+    "taobot_poll_cycle_seconds",
+    "Time spent polling one backend in one cycle",
+    ["backend"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
 SLACK_CALLS = Counter("taobot_slack_api_calls_total", "Slack Web API calls", ["method"], registry=REGISTRY)
-SLACK_ERRORS = Counter("taobot_slack_api_errors_total", "Slack Web API errors (429 counted as ratelimited)",
-                       ["method", "error"], registry=REGISTRY)
+SLACK_ERRORS = Counter(
+    "taobot_slack_api_errors_total",
+    "Slack Web API errors (429 counted as ratelimited)",
+    ["method", "error"],
+    registry=REGISTRY,
+)
 
 
 class _StateCollector:

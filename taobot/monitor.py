@@ -51,7 +51,9 @@ def platform_credential_names(catalog: Catalog, platform: str) -> list[str]:
 
 
 class Monitor:
-    def __init__(self, store, catalog: Catalog, backends: dict, messenger, clock=time.time, on_state_change=None) -> None:
+    def __init__(
+        self, store, catalog: Catalog, backends: dict, messenger, clock=time.time, on_state_change=None
+    ) -> None:
         self.on_state_change = on_state_change
         self.store = store
         self.catalog = catalog
@@ -132,7 +134,9 @@ class Monitor:
             except Exception as exc:  # a backend bug must not stop monitoring of everything else
                 log.exception("poll failed", extra={"platform": platform})
                 for row, _ref in members:
-                    stats.posted += self._unreachable(row, f"{type(exc).__name__} while asking {platform}", now, due[row.id])
+                    stats.posted += self._unreachable(
+                        row, f"{type(exc).__name__} while asking {platform}", now, due[row.id]
+                    )
                 continue
             finally:
                 took = time.perf_counter() - start
@@ -155,7 +159,9 @@ class Monitor:
             for row, ref, status in recorded:
                 if row.state.terminal:
                     tail = status.log_tail or (extra_tails[ref.job_id].log_tail if ref.job_id in extra_tails else ())
-                    if self._post_final(row, JobStatus(status.state, status.native, status.reason, status.exit_code, tail)):
+                    if self._post_final(
+                        row, JobStatus(status.state, status.native, status.reason, status.exit_code, tail)
+                    ):
                         stats.posted += 1
                 elif due[row.id] is not None:
                     if self._post_update(row, due[row.id], status):
@@ -188,8 +194,12 @@ class Monitor:
             except Exception:  # noqa: BLE001 - the card is a courtesy; monitoring goes on
                 log.exception("card refresh failed", extra={"launch": row.id})
         if "state" in changes:
-            log.info("job state %s -> %s", row.state.value, status.state.value,
-                     extra={"launch": row.id, "job": row.job_id, "platform": row.platform})
+            log.info(
+                "job state %s -> %s",
+                row.state.value,
+                status.state.value,
+                extra={"launch": row.id, "job": row.job_id, "platform": row.platform},
+            )
         return row.with_changes(**changes)
 
     def _unreachable(self, row: Launch, why: str, now: float, due_slot: int | None) -> bool:
@@ -203,9 +213,15 @@ class Monitor:
         return False
 
     def _finish_unknown_submit(self, row: Launch) -> None:
-        self.store.update_launch(row.id, state=JobState.UNKNOWN, native="submit interrupted",
-                                 reason=f"taobot stopped while submitting; look for a job named tao-{row.model}-{row.action}-{row.id} "
-                                        "on the platform", ended_at=self.clock(), final_posted=True)
+        self.store.update_launch(
+            row.id,
+            state=JobState.UNKNOWN,
+            native="submit interrupted",
+            reason=f"taobot stopped while submitting; look for a job named tao-{row.model}-{row.action}-{row.id} "
+            "on the platform",
+            ended_at=self.clock(),
+            final_posted=True,
+        )
 
     # ------------------------------------------------------------------ posting
 

@@ -246,7 +246,8 @@ class RestClient:
         if reply.status >= 500:
             words = said(reply, self.secrets)
             raise BackendUnreachable(
-                f"{self.service} answered HTTP {reply.status} for {reply.where}" + (f" ({words})" if words else "")
+                f"{self.service} answered HTTP {reply.status} for {reply.where}"
+                + (f" ({words})" if words else "")
                 + "; this is not a job failure, it will be asked again"
             )
         return reply

@@ -59,14 +59,20 @@ def start(db_path: str, monitor, store, poll_seconds: int):
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     _ACTIVE.update(monitor=monitor, store=store, holder=holder, lease_ttl=max(15.0, poll_seconds * 3.0), role=None)
     scheduler = BackgroundScheduler(
-        jobstores={"default": SQLAlchemyJobStore(url=f"sqlite:///{db_path}", tablename="apscheduler_jobs",
-                                                 engine_options={"connect_args": {"timeout": 30}})},
+        jobstores={
+            "default": SQLAlchemyJobStore(
+                url=f"sqlite:///{db_path}",
+                tablename="apscheduler_jobs",
+                engine_options={"connect_args": {"timeout": 30}},
+            )
+        },
         executors={"default": ThreadPoolExecutor(1)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": max(30, poll_seconds * 2)},
         timezone="UTC",
     )
-    scheduler.add_job(run_cycle, "interval", seconds=poll_seconds, id=JOB_ID, replace_existing=True,
-                      next_run_time=_now())
+    scheduler.add_job(
+        run_cycle, "interval", seconds=poll_seconds, id=JOB_ID, replace_existing=True, next_run_time=_now()
+    )
     scheduler.start()
     log.info("monitoring every %ds (holder %s)", poll_seconds, holder)
     return scheduler

@@ -22,9 +22,7 @@ SECRET_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
 ]
 # A whole PEM private key (header, body, footer): redacting only the header
 # would leave the key material itself in the text.
-PEM_PRIVATE_KEY = re.compile(
-    r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----.*?(?:-----END \1PRIVATE KEY-----|\Z)", re.DOTALL
-)
+PEM_PRIVATE_KEY = re.compile(r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----.*?(?:-----END \1PRIVATE KEY-----|\Z)", re.DOTALL)
 _SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|NGC_KEY|AUTH)", re.IGNORECASE)
 _LONG_RANDOM = re.compile(r"(?<![/\w.-])[A-Za-z0-9+_-]{32,}(?![/\w.-])")
 

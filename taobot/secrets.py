@@ -24,6 +24,7 @@ from taobot.secret_shapes import PEM_PRIVATE_KEY, SECRET_PATTERNS
 
 REDACTED = "[redacted]"
 
+
 class Redactor:
     """Replaces every known secret value (and token-shaped text) with [redacted].
 
@@ -85,12 +86,16 @@ def load_or_create_key(explicit: str | None, key_file: Path) -> bytes:
     try:
         present = key_file.exists()
     except OSError as exc:
-        raise ConfigError(f"TAOBOT_SECRET_KEY_FILE: cannot look at {key_file}: {exc.strerror}", "TAOBOT_SECRET_KEY_FILE") from exc
+        raise ConfigError(
+            f"TAOBOT_SECRET_KEY_FILE: cannot look at {key_file}: {exc.strerror}", "TAOBOT_SECRET_KEY_FILE"
+        ) from exc
     if present:
         try:
             key = key_file.read_bytes().strip()
         except OSError as exc:
-            raise ConfigError(f"TAOBOT_SECRET_KEY_FILE: cannot read {key_file}: {exc.strerror}", "TAOBOT_SECRET_KEY_FILE") from exc
+            raise ConfigError(
+                f"TAOBOT_SECRET_KEY_FILE: cannot read {key_file}: {exc.strerror}", "TAOBOT_SECRET_KEY_FILE"
+            ) from exc
         _check_key(key, "TAOBOT_SECRET_KEY_FILE")
         return key
     key = Fernet.generate_key()
@@ -101,7 +106,9 @@ def load_or_create_key(explicit: str | None, key_file: Path) -> bytes:
     except FileExistsError:
         return load_or_create_key(None, key_file)
     except OSError as exc:
-        raise ConfigError(f"TAOBOT_SECRET_KEY_FILE: cannot create {key_file}: {exc.strerror}", "TAOBOT_SECRET_KEY_FILE") from exc
+        raise ConfigError(
+            f"TAOBOT_SECRET_KEY_FILE: cannot create {key_file}: {exc.strerror}", "TAOBOT_SECRET_KEY_FILE"
+        ) from exc
     with os.fdopen(fd, "wb") as fh:
         fh.write(key + b"\n")
     return key

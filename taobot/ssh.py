@@ -70,8 +70,9 @@ def split_hosts(value: str) -> list[tuple[str, int | None]]:
     return hosts
 
 
-def resolve_targets(hostnames: str, user: str, key_path: str | None, ssh_config_path: str | None,
-                    known_hosts_path: str | None) -> list[HostTarget]:
+def resolve_targets(
+    hostnames: str, user: str, key_path: str | None, ssh_config_path: str | None, known_hosts_path: str | None
+) -> list[HostTarget]:
     """Apply the bot host's ~/.ssh/config (HostName, Port, User, IdentityFile, UserKnownHostsFile)."""
     import paramiko
 
@@ -142,7 +143,9 @@ def _load_pkey(path: str):
         try:
             return cls.from_private_key_file(path)
         except paramiko.PasswordRequiredException as exc:
-            raise ValueError(f"`{path}` is protected by a passphrase; use an agent (SSH_AUTH_SOCK) or a key without one") from exc
+            raise ValueError(
+                f"`{path}` is protected by a passphrase; use an agent (SSH_AUTH_SOCK) or a key without one"
+            ) from exc
         except (paramiko.SSHException, ValueError) as exc:
             last = exc
     raise ValueError(f"`{path}` is not a private key paramiko can read ({type(last).__name__})")
@@ -211,21 +214,35 @@ def _connect_one(target: HostTarget, agent_sock: str | None, timeout: float) -> 
         raise last or paramiko.AuthenticationException("key refused")
     except paramiko.BadHostKeyException:
         client.close()
-        return None, Attempt(target, False, "host_key_changed",
-                             f"the host key of {target.hostname}:{target.port} does not match known_hosts")
+        return None, Attempt(
+            target,
+            False,
+            "host_key_changed",
+            f"the host key of {target.hostname}:{target.port} does not match known_hosts",
+        )
     except paramiko.BadAuthenticationType as exc:
         client.close()
         allowed = ", ".join(exc.allowed_types) or "none"
-        return None, Attempt(target, False, "password_only",
-                             f"{target.hostname}:{target.port} does not accept key login (it allows: {allowed})")
+        return None, Attempt(
+            target,
+            False,
+            "password_only",
+            f"{target.hostname}:{target.port} does not accept key login (it allows: {allowed})",
+        )
     except paramiko.AuthenticationException:
         client.close()
-        return None, Attempt(target, False, "key_refused", f"{target.user}@{target.hostname}:{target.port} refused the key")
+        return None, Attempt(
+            target, False, "key_refused", f"{target.user}@{target.hostname}:{target.port} refused the key"
+        )
     except paramiko.SSHException as exc:
         client.close()
         if "not found in known_hosts" in str(exc):
-            return None, Attempt(target, False, "unknown_host_key",
-                                 f"{target.hostname}:{target.port} is not in known_hosts; its host key was not accepted")
+            return None, Attempt(
+                target,
+                False,
+                "unknown_host_key",
+                f"{target.hostname}:{target.port} is not in known_hosts; its host key was not accepted",
+            )
         return None, Attempt(target, False, "error", f"SSH error with {target.hostname}:{target.port}: {exc}")
     except ValueError as exc:
         client.close()
@@ -236,9 +253,15 @@ def _connect_one(target: HostTarget, agent_sock: str | None, timeout: float) -> 
         return None, Attempt(target, False, "unreachable", f"{target.hostname}:{target.port} unreachable ({why})")
 
 
-def connect_login_node(hostnames: str, user: str, key_path: str | None, agent_sock: str | None,
-                       ssh_config_path: str | None = None, known_hosts_path: str | None = None,
-                       timeout: float = 10.0) -> LoginResult:
+def connect_login_node(
+    hostnames: str,
+    user: str,
+    key_path: str | None,
+    agent_sock: str | None,
+    ssh_config_path: str | None = None,
+    known_hosts_path: str | None = None,
+    timeout: float = 10.0,
+) -> LoginResult:
     targets = resolve_targets(hostnames, user, key_path, ssh_config_path, known_hosts_path)
     result = LoginResult(None, None)
     for target in targets:

@@ -110,11 +110,23 @@ def launch_record(**changes: object) -> Launch:
     """A launched job as the store returns it; any field can be given."""
     now = time.time()
     fields: dict = {
-        "id": "abcd1234-00001", "intake_id": "abcd1234", "channel": "C_CHAN", "thread_ts": "1700000000.000100",
-        "owner": "U_OWNER", "platform": "slurm", "model": "cosmos-rl", "action": "train", "job_id": "4242",
-        "log_location": "/lustre/runs/abcd/logs/slurm-4242.out", "results_location": "/lustre/runs/abcd/results",
-        "state": JobState.RUNNING, "native": "RUNNING", "monitor": True, "interval_minutes": 5,
-        "launched_at": now - 600, "state_since": now - 300,
+        "id": "abcd1234-00001",
+        "intake_id": "abcd1234",
+        "channel": "C_CHAN",
+        "thread_ts": "1700000000.000100",
+        "owner": "U_OWNER",
+        "platform": "slurm",
+        "model": "cosmos-rl",
+        "action": "train",
+        "job_id": "4242",
+        "log_location": "/lustre/runs/abcd/logs/slurm-4242.out",
+        "results_location": "/lustre/runs/abcd/results",
+        "state": JobState.RUNNING,
+        "native": "RUNNING",
+        "monitor": True,
+        "interval_minutes": 5,
+        "launched_at": now - 600,
+        "state_since": now - 300,
     }
     fields.update(changes)
     return Launch(**fields)

@@ -62,7 +62,9 @@ def private_dockerd(daemon_config: dict | None = None, prefix: str = "tbdk-") ->
         "--log-level=warn",
     ]  # fmt: skip
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         _wait_for_socket(sock, proc, log)
         yield f"unix://{sock}"

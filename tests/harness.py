@@ -100,6 +100,7 @@ class BotProcess:
         """Block until the bot has recorded the card it posted (it does so right after posting)."""
         store = self.store()
         try:
+
             def saved() -> bool:
                 state = store.get_intake(intake_id)
                 return state is not None and state.card_ts == card_ts
@@ -136,17 +137,27 @@ class SlackUser:
     # -------------------------------------------------------------- starting
 
     def slash(self, text: str):
-        resp = post_command(self.bot.url, SIGNING_SECRET, text=text, user_id=self.user, channel_id=self.channel,
-                            trigger_id=self.slack.issue_trigger_id(self.user),
-                            response_url=self.slack.issue_response_url(self.channel, user_id=self.user))
+        resp = post_command(
+            self.bot.url,
+            SIGNING_SECRET,
+            text=text,
+            user_id=self.user,
+            channel_id=self.channel,
+            trigger_id=self.slack.issue_trigger_id(self.user),
+            response_url=self.slack.issue_response_url(self.channel, user_id=self.user),
+        )
         assert resp.status_code == 200, resp
         return resp
 
     def launch(self, model: str, action: str = "train") -> "Thread":
         def posted(c):
             # the card is a new root message; other threads' replies may be posted meanwhile
-            return (c.method == "chat.postMessage" and c.ok and "thread_ts" not in c.params
-                    and "TAO launch:" in blocks_text(c.params))
+            return (
+                c.method == "chat.postMessage"
+                and c.ok
+                and "thread_ts" not in c.params
+                and "TAO launch:" in blocks_text(c.params)
+            )
 
         before = len([c for c in self.slack.calls if posted(c)])
         resp = self.slash(f"launch {model} {action}")
@@ -159,8 +170,14 @@ class SlackUser:
 
     def mention(self, text: str, thread_ts: str | None = None):
         ts = self.slack.seed_message(self.channel, f"<@{ids.BOT_USER_ID}> {text}", user=self.user, thread_ts=thread_ts)
-        event = {"type": "app_mention", "user": self.user, "text": f"<@{ids.BOT_USER_ID}> {text}", "ts": ts,
-                 "channel": self.channel, "event_ts": ts}
+        event = {
+            "type": "app_mention",
+            "user": self.user,
+            "text": f"<@{ids.BOT_USER_ID}> {text}",
+            "ts": ts,
+            "channel": self.channel,
+            "event_ts": ts,
+        }
         if thread_ts:
             event["thread_ts"] = thread_ts
         resp = post_event(self.bot.url, SIGNING_SECRET, event)
@@ -186,19 +203,27 @@ class Thread:
         return blocks_text(self.card())
 
     def replies(self) -> list[dict]:
-        return [m for m in self.slack.messages_in_thread(self.person.channel, self.thread_ts) if m.get("ts") != self.card_ts
-                and m.get("ts") != self.thread_ts]
+        return [
+            m
+            for m in self.slack.messages_in_thread(self.person.channel, self.thread_ts)
+            if m.get("ts") != self.card_ts and m.get("ts") != self.thread_ts
+        ]
 
     def wait_card(self, needle: str, timeout: float = 45) -> str:
-        return wait_until(lambda: (lambda text: text if needle in text else None)(self.card_text()), timeout,
-                          f"the card to show {needle!r}", show=self.card_text)
+        return wait_until(
+            lambda: (lambda text: text if needle in text else None)(self.card_text()),
+            timeout,
+            f"the card to show {needle!r}",
+            show=self.card_text,
+        )
 
     def wait_reply(self, needle: str, timeout: float = 45) -> str:
         def found() -> str | None:
             return next((t for t in (blocks_text(m) for m in self.replies()) if needle in t), None)
 
-        return wait_until(found, timeout, f"a reply with {needle!r}",
-                          show=lambda: [blocks_text(m)[:200] for m in self.replies()])
+        return wait_until(
+            found, timeout, f"a reply with {needle!r}", show=lambda: [blocks_text(m)[:200] for m in self.replies()]
+        )
 
     def press(self, action_id: str, value: str | None = None, select: str | None = None, as_user: str | None = None):
         message = self.card()
@@ -213,9 +238,18 @@ class Thread:
         option = {"text": {"type": "plain_text", "text": select}, "value": select} if select else None
         user = as_user or self.person.user
         resp = post_block_action(
-            self.person.bot.url, SIGNING_SECRET, user, self.person.channel, self.card_ts, self.thread_ts,
-            action_id, value=value, block_id=block_id, selected_option=option,
-            trigger_id=self.slack.issue_trigger_id(user), message=message,
+            self.person.bot.url,
+            SIGNING_SECRET,
+            user,
+            self.person.channel,
+            self.card_ts,
+            self.thread_ts,
+            action_id,
+            value=value,
+            block_id=block_id,
+            selected_option=option,
+            trigger_id=self.slack.issue_trigger_id(user),
+            message=message,
             action_type="static_select" if select else "button",
         )
         assert resp.status_code == 200, resp
@@ -231,9 +265,18 @@ class Thread:
                 for el in block.get("elements", []) if block.get("type") == "actions" else []:
                     if el.get("action_id") == action_id:
                         resp = post_block_action(
-                            self.person.bot.url, SIGNING_SECRET, self.person.user, self.person.channel, m["ts"],
-                            self.thread_ts, action_id, value=el["value"], block_id=block["block_id"],
-                            trigger_id=self.slack.issue_trigger_id(self.person.user), message=m)
+                            self.person.bot.url,
+                            SIGNING_SECRET,
+                            self.person.user,
+                            self.person.channel,
+                            m["ts"],
+                            self.thread_ts,
+                            action_id,
+                            value=el["value"],
+                            block_id=block["block_id"],
+                            trigger_id=self.slack.issue_trigger_id(self.person.user),
+                            message=m,
+                        )
                         assert resp.status_code == 200, resp
                         return
         raise AssertionError(f"no {action_id} on a reply containing {containing!r}")
@@ -247,16 +290,31 @@ class Thread:
 
     def submit(self, view: dict, values: dict[str, str], as_user: str | None = None):
         state = {bid: {"value": {"type": "plain_text_input", "value": v}} for bid, v in values.items()}
-        resp = post_view_submission(self.person.bot.url, SIGNING_SECRET, as_user or self.person.user,
-                                    view["callback_id"], view["private_metadata"], state, view=view)
+        resp = post_view_submission(
+            self.person.bot.url,
+            SIGNING_SECRET,
+            as_user or self.person.user,
+            view["callback_id"],
+            view["private_metadata"],
+            state,
+            view=view,
+        )
         assert resp.status_code == 200, resp
         return resp
 
     def say(self, text: str, as_user: str | None = None, retry_num: int | None = None, event_id: str | None = None):
         user = as_user or self.person.user
         ts = self.slack.seed_message(self.person.channel, text, user=user, thread_ts=self.thread_ts)
-        event = {"type": "message", "user": user, "text": text, "ts": ts, "thread_ts": self.thread_ts,
-                 "channel": self.person.channel, "channel_type": "channel", "event_ts": ts}
+        event = {
+            "type": "message",
+            "user": user,
+            "text": text,
+            "ts": ts,
+            "thread_ts": self.thread_ts,
+            "channel": self.person.channel,
+            "channel_type": "channel",
+            "event_ts": ts,
+        }
         resp = post_event(self.person.bot.url, SIGNING_SECRET, event, event_id=event_id, retry_num=retry_num)
         assert resp.status_code == 200, resp
         return resp

@@ -9,15 +9,23 @@ import pytest
 
 from tests.lab import require
 
-NEEDED = ("TAOBOT_TEST_KUBE_API", "TAOBOT_TEST_KUBECONFIG_ADMIN", "TAOBOT_TEST_KUBECONFIG_BOT",
-          "TAOBOT_TEST_KUBE_ADMIN_TOKEN", "TAOBOT_TEST_KUBE_BOT_TOKEN", "TAOBOT_TEST_KUBE_BOT_USER")
+NEEDED = (
+    "TAOBOT_TEST_KUBE_API",
+    "TAOBOT_TEST_KUBECONFIG_ADMIN",
+    "TAOBOT_TEST_KUBECONFIG_BOT",
+    "TAOBOT_TEST_KUBE_ADMIN_TOKEN",
+    "TAOBOT_TEST_KUBE_BOT_TOKEN",
+    "TAOBOT_TEST_KUBE_BOT_USER",
+)
 
 
 @pytest.fixture(scope="module")
 def kenv() -> dict[str, str]:
     """The services env, failing (never skipping) when the kube part is missing."""
     env = require(*NEEDED)
-    absent = [env[n] for n in ("TAOBOT_TEST_KUBECONFIG_ADMIN", "TAOBOT_TEST_KUBECONFIG_BOT") if not Path(env[n]).is_file()]
+    absent = [
+        env[n] for n in ("TAOBOT_TEST_KUBECONFIG_ADMIN", "TAOBOT_TEST_KUBECONFIG_BOT") if not Path(env[n]).is_file()
+    ]
     if absent:
         pytest.fail(f"kubeconfig {', '.join(absent)} is missing: run `bash tests/services/setup.sh kube`")
     return env
@@ -30,13 +38,16 @@ def admin(kenv):
 
     cfg = type.__call__(client.Configuration)
     cfg.retries = 0
-    api = config.new_client_from_config(config_file=kenv["TAOBOT_TEST_KUBECONFIG_ADMIN"], persist_config=False,
-                                        client_configuration=cfg)
+    api = config.new_client_from_config(
+        config_file=kenv["TAOBOT_TEST_KUBECONFIG_ADMIN"], persist_config=False, client_configuration=cfg
+    )
     try:
         client.VersionApi(api).get_code(_request_timeout=(5.0, 10.0))
     except Exception as exc:
-        pytest.fail(f"kube-apiserver {kenv['TAOBOT_TEST_KUBE_API']} does not answer ({type(exc).__name__}): "
-                    "run `bash tests/services/setup.sh kube`")
+        pytest.fail(
+            f"kube-apiserver {kenv['TAOBOT_TEST_KUBE_API']} does not answer ({type(exc).__name__}): "
+            "run `bash tests/services/setup.sh kube`"
+        )
     yield client.CoreV1Api(api), client.RbacAuthorizationV1Api(api), client.BatchV1Api(api)
     api.close()
 

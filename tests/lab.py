@@ -11,11 +11,13 @@ from pathlib import Path
 def services() -> dict[str, str]:
     path = Path(os.environ.get("TAOBOT_SERVICES_DIR", "/tmp/taobot-services")) / "services.env"
     if not path.is_file():
-        raise AssertionError(f"{path} is missing: start the test services with `bash tests/services/setup.sh` (as root)")
+        raise AssertionError(
+            f"{path} is missing: start the test services with `bash tests/services/setup.sh` (as root)"
+        )
     values = {}
     for line in path.read_text().splitlines():
         if line.startswith("export ") and "=" in line:
-            name, _, value = line[len("export "):].partition("=")
+            name, _, value = line[len("export ") :].partition("=")
             values[name] = value.strip().strip("'\"")
     return values
 

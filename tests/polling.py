@@ -9,8 +9,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_until(fn: Callable[[], T], timeout: float, what: str, show: Callable[[], object] | None = None,
-               every: float = 0.05) -> T:
+def wait_until(
+    fn: Callable[[], T], timeout: float, what: str, show: Callable[[], object] | None = None, every: float = 0.05
+) -> T:
     """fn() until truthy, then its value. On timeout the failure names `what` and shows show() (what was seen last)."""
     deadline = time.monotonic() + timeout
     while True:

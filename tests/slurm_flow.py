@@ -20,9 +20,23 @@ HF_SECRET = "hf_LaunchTestSecret0123456789abcdefABCDEF"
 
 def ssh(command: str) -> str:
     out = subprocess.run(
-        ["ssh", "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={LAB['TAOBOT_TEST_SSH_KNOWN_HOSTS']}", "-i",
-         LAB["TAOBOT_TEST_SSH_KEY"], "-p", LAB["TAOBOT_TEST_SSH_PORT"], f"{LAB['TAOBOT_TEST_SSH_USER']}@127.0.0.1", command],
-        capture_output=True, text=True, timeout=60)
+        [
+            "ssh",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"UserKnownHostsFile={LAB['TAOBOT_TEST_SSH_KNOWN_HOSTS']}",
+            "-i",
+            LAB["TAOBOT_TEST_SSH_KEY"],
+            "-p",
+            LAB["TAOBOT_TEST_SSH_PORT"],
+            f"{LAB['TAOBOT_TEST_SSH_USER']}@127.0.0.1",
+            command,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -31,33 +45,47 @@ def scenario(name: str, **env: str) -> str:
     """A dataset root on the login node whose stand-in behaves as `env` says."""
     root = f"{LAB['TAOBOT_TEST_LUSTRE_ROOT']}/cases/{name}-{uuid.uuid4().hex[:6]}"
     lines = "".join(f"{k}={v}\n" for k, v in env.items())
-    ssh(f"mkdir -p {shlex.quote(root)}/media && cp {shlex.quote(GOOD_ANN)} {shlex.quote(root)}/annotations.json && "
-        f"printf %s {shlex.quote(lines)} > {shlex.quote(root)}/standin.env")
+    ssh(
+        f"mkdir -p {shlex.quote(root)}/media && cp {shlex.quote(GOOD_ANN)} {shlex.quote(root)}/annotations.json && "
+        f"printf %s {shlex.quote(lines)} > {shlex.quote(root)}/standin.env"
+    )
     return root
 
 
 def cancel_taobot_jobs() -> None:
     # Only taobot's own jobs (named tao-*): a benchmark sharing the test user keeps its own.
-    ssh("squeue -h -u $USER -o '%i %j' | awk '$2 ~ /^tao-/ {print $1}' | xargs -r scancel; "
-        "for i in $(seq 1 50); do [ -z \"$(squeue -h -u $USER -o '%j' | grep '^tao-')\" ] && break; sleep 0.2; done")
+    ssh(
+        "squeue -h -u $USER -o '%i %j' | awk '$2 ~ /^tao-/ {print $1}' | xargs -r scancel; "
+        "for i in $(seq 1 50); do [ -z \"$(squeue -h -u $USER -o '%j' | grep '^tao-')\" ] && break; sleep 0.2; done"
+    )
 
 
 @pytest.fixture
 def slurm_bot(tmp_path, slack):
     cancel_taobot_jobs()  # an idle node, so queue positions are what each test arranges
-    bot = BotProcess(tmp_path, slack, extra_env={
-        "TAOBOT_SSH_KNOWN_HOSTS": LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"],
-        "TAOBOT_SSH_CONFIG": str(tmp_path / "no-ssh-config"),
-        "TAOBOT_SLURM_CONTAINER": "none",
-        "TAOBOT_POLL_SECONDS": "2",
-    }).start()
+    bot = BotProcess(
+        tmp_path,
+        slack,
+        extra_env={
+            "TAOBOT_SSH_KNOWN_HOSTS": LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"],
+            "TAOBOT_SSH_CONFIG": str(tmp_path / "no-ssh-config"),
+            "TAOBOT_SLURM_CONTAINER": "none",
+            "TAOBOT_POLL_SECONDS": "2",
+        },
+    ).start()
     yield bot
     bot.kill()
     cancel_taobot_jobs()
 
 
-def launch(person: SlackUser, root: str, cpus: int = 1, time_hours: str | None = None, timeout_hours: str | None = None,
-           monitor: str = "monitor=yes interval=1") -> tuple[Thread, str]:
+def launch(
+    person: SlackUser,
+    root: str,
+    cpus: int = 1,
+    time_hours: str | None = None,
+    timeout_hours: str | None = None,
+    monitor: str = "monitor=yes interval=1",
+) -> tuple[Thread, str]:
     thread = person.launch("cosmos-rl")
     thread.say(f"platform=slurm {monitor}")
     thread.wait_card("*Platform:* SLURM")
@@ -105,5 +133,3 @@ def wait_final(thread: Thread, launch_id: str, timeout: float) -> str:
         return {k: [blocks_text(m)[:80] for m in v] for k, v in status_posts(thread, launch_id).items()}
 
     return wait_until(final, timeout, f"the final reply of {launch_id}", show=seen, every=1)
-
-

@@ -62,7 +62,7 @@ def services_env(*required: str) -> dict[str, str]:
     for line in ENV_FILE.read_text().splitlines():
         line = line.strip()
         if line.startswith("export ") and "=" in line:
-            name, _, value = line[len("export "):].partition("=")
+            name, _, value = line[len("export ") :].partition("=")
             parts = shlex.split(value) if value else [""]
             env[name.strip()] = parts[0] if parts else ""
     missing = [n for n in required if not env.get(n)]
@@ -87,7 +87,9 @@ def lab():
         client.images.get(image)
         client.close()
     except Exception as exc:
-        pytest.fail(f"lab Docker daemon at {host} (image {image}) is not usable ({exc}): run `bash tests/services/setup.sh docker`")
+        pytest.fail(
+            f"lab Docker daemon at {host} (image {image}) is not usable ({exc}): run `bash tests/services/setup.sh docker`"
+        )
     return host, image
 
 
@@ -142,8 +144,12 @@ def standin_rootfs() -> bytes:
 def private(private_host):
     """(host, image) of the private daemon with the stand-in image."""
     client = docker_client(private_host)
-    client.api.import_image_from_data(standin_rootfs(), repository=STANDIN_IMAGE.split(":")[0], tag="backend",
-                                      changes=["ENV PATH=/bin", 'CMD ["/bin/sh"]'])
+    client.api.import_image_from_data(
+        standin_rootfs(),
+        repository=STANDIN_IMAGE.split(":")[0],
+        tag="backend",
+        changes=["ENV PATH=/bin", 'CMD ["/bin/sh"]'],
+    )
     client.images.get(STANDIN_IMAGE)
     try:
         yield private_host, STANDIN_IMAGE
@@ -172,10 +178,21 @@ def backend(tmp_path, private):
 _counter = iter(range(1, 10_000))
 
 
-def make_spec(host: str, image: str, *, launch_id: str | None = None, command: str = "dino train -e {config_path}",
-              config_format: str = "yaml", spec: dict | None = None, datasets: dict | None = None,
-              job_env: dict | None = None, creds: dict | None = None, num_gpus: int = 1, shm_size: str | None = "64m",
-              labels: dict | None = None) -> LaunchSpec:
+def make_spec(
+    host: str,
+    image: str,
+    *,
+    launch_id: str | None = None,
+    command: str = "dino train -e {config_path}",
+    config_format: str = "yaml",
+    spec: dict | None = None,
+    datasets: dict | None = None,
+    job_env: dict | None = None,
+    creds: dict | None = None,
+    num_gpus: int = 1,
+    shm_size: str | None = "64m",
+    labels: dict | None = None,
+) -> LaunchSpec:
     launch_id = launch_id or f"it{os.getpid()}-{next(_counter):03d}"
     flat = {"train.num_gpus": num_gpus, "results_dir": RESULTS_PLACEHOLDER, "standin_sleep": 0, "standin_epochs": 2}
     flat.update(spec or {})
@@ -270,14 +287,21 @@ def test_gpu_request_without_nvidia_runtime_is_launch_failed_with_the_driver_mes
 
 def test_launch_runs_to_succeeded_with_the_real_container(backend, private):
     host, image = private
-    spec = make_spec(host, image, spec={"standin_sleep": 1, "standin_epochs": 2},
-                     creds={"DOCKER_NETWORK": "none"}, labels={"taobot.intake": "intake-7", "taobot.owner": "U9"})
+    spec = make_spec(
+        host,
+        image,
+        spec={"standin_sleep": 1, "standin_epochs": 2},
+        creds={"DOCKER_NETWORK": "none"},
+        labels={"taobot.intake": "intake-7", "taobot.owner": "U9"},
+    )
     requests_seen = RequestLog(backend, spec.platform_credentials)
     t0 = time.monotonic()
     sub = backend.launch(spec)
     launch_s = time.monotonic() - t0
     requests_seen.close()
-    assert not [p for p in requests_seen.paths("POST") if p.endswith("/images/create")], "pull policy `missing` pulled a present image"
+    assert not [p for p in requests_seen.paths("POST") if p.endswith("/images/create")], (
+        "pull policy `missing` pulled a present image"
+    )
     ref = ref_of(spec, sub)
 
     first = backend.poll([ref])[ref.job_id]
@@ -291,7 +315,11 @@ def test_launch_runs_to_succeeded_with_the_real_container(backend, private):
     assert sub.job_id == sub.details["container"] and len(sub.job_id) == 64
     assert sub.results_location == str(launch_dir / "results")
     assert sub.log_location == f"docker -H {host} logs {sub.job_id[:12]}"
-    assert launch_dir.parent == backend.work_root.resolve() and {p.name for p in launch_dir.iterdir()} >= {"specs", "results", "logs"}
+    assert launch_dir.parent == backend.work_root.resolve() and {p.name for p in launch_dir.iterdir()} >= {
+        "specs",
+        "results",
+        "logs",
+    }
     spec_text = (launch_dir / "specs" / "train.yaml").read_text()
     assert "results_dir: /tao/results" in spec_text and RESULTS_PLACEHOLDER not in spec_text
     status = json.loads((launch_dir / "results" / "status.json").read_text())
@@ -301,8 +329,13 @@ def test_launch_runs_to_succeeded_with_the_real_container(backend, private):
     info = docker_client(host).api.inspect_container(sub.job_id)
     assert info["Name"] == f"/tao-{spec.launch_id}"
     assert info["Config"]["Cmd"] == ["dino", "train", "-e", "/tao/specs/train.yaml"]
-    assert info["Config"]["Labels"] == {"taobot.launch": spec.launch_id, "taobot.model": "dino", "taobot.action": "train",
-                                       "taobot.intake": "intake-7", "taobot.owner": "U9"}
+    assert info["Config"]["Labels"] == {
+        "taobot.launch": spec.launch_id,
+        "taobot.model": "dino",
+        "taobot.action": "train",
+        "taobot.intake": "intake-7",
+        "taobot.owner": "U9",
+    }
     assert "TAO_API_RESULTS_DIR=/tao/results" in info["Config"]["Env"]
     host_config = info["HostConfig"]
     assert host_config["ShmSize"] == 64 * 1024 * 1024
@@ -317,8 +350,13 @@ def test_launch_runs_to_succeeded_with_the_real_container(backend, private):
 
 def test_toml_and_args_actions(backend, private):
     host, image = private
-    toml = make_spec(host, image, command="cosmos-rl --config {config_path} /opt/cosmos_rl/tao_sft_example.py",
-                     config_format="toml", spec={"standin_exit": 0})
+    toml = make_spec(
+        host,
+        image,
+        command="cosmos-rl --config {config_path} /opt/cosmos_rl/tao_sft_example.py",
+        config_format="toml",
+        spec={"standin_exit": 0},
+    )
     args = make_spec(host, image, command="dino train", config_format="args", spec={"standin_exit": 4})
     toml_sub, args_sub = backend.launch(toml), backend.launch(args)
     t = wait_state(backend, ref_of(toml, toml_sub), {JobState.SUCCEEDED, JobState.FAILED})
@@ -361,8 +399,14 @@ def test_oom_killed_container_is_failed_out_of_memory(backend, private, tmp_path
     """The backend sets no memory limit, so this container is made by hand (same labels) with a small one."""
     host, _ = private
     client = docker_client(host)
-    ct = client.containers.create(private[1], ["sh", "-c", "x=$(head -c 300000000 /dev/zero | tr '\\0' a); echo survived"],
-                                  labels={"taobot.launch": "oom-1"}, mem_limit="16m", memswap_limit="16m", network="none")
+    ct = client.containers.create(
+        private[1],
+        ["sh", "-c", "x=$(head -c 300000000 /dev/zero | tr '\\0' a); echo survived"],
+        labels={"taobot.launch": "oom-1"},
+        mem_limit="16m",
+        memswap_limit="16m",
+        network="none",
+    )
     ct.start()
     assert ct.wait(timeout=60)["StatusCode"] == 137
     if not client.api.inspect_container(ct.id)["State"]["OOMKilled"]:
@@ -470,8 +514,9 @@ def test_poll_of_five_jobs_is_one_list_request(backend, private):
     requests_seen = RequestLog(backend, dict(specs[0].platform_credentials))
     statuses = backend.poll(refs)
     requests_seen.close()
-    assert requests_seen.seen == [("GET", requests_seen.seen[0][1])] and requests_seen.seen[0][1].endswith("/containers/json"), \
-        requests_seen.seen
+    assert requests_seen.seen == [("GET", requests_seen.seen[0][1])] and requests_seen.seen[0][1].endswith(
+        "/containers/json"
+    ), requests_seen.seen
     assert backend.list_calls == before + 1
     assert [statuses[r.job_id].state for r in refs] == [JobState.SUCCEEDED, JobState.FAILED] * 2 + [JobState.SUCCEEDED]
 
@@ -492,8 +537,13 @@ def test_datasets_are_mounted_read_only_at_the_same_path(backend, private, tmp_p
     train.mkdir(parents=True)
     (train / "annotations.json").write_text("[]")
     spec = make_spec(
-        host, image,
-        datasets={"train": f"lustre://{train}", "annotations": f"file://{train}/annotations.json", "eval": "s3://bucket/eval"},
+        host,
+        image,
+        datasets={
+            "train": f"lustre://{train}",
+            "annotations": f"file://{train}/annotations.json",
+            "eval": "s3://bucket/eval",
+        },
         spec={"dataset.train_dir": str(train), "standin_touch": str(train / "written-by-job")},
     )
     sub = backend.launch(spec)
@@ -509,7 +559,9 @@ def test_datasets_are_mounted_read_only_at_the_same_path(backend, private, tmp_p
 
 def test_secrets_reach_the_container_env_only(backend, private):
     host, image = private
-    spec = make_spec(host, image, job_env={"HF_TOKEN": SECRET, "NGC_KEY": SECRET + "ngc"}, spec={"standin_env": "HF_TOKEN"})
+    spec = make_spec(
+        host, image, job_env={"HF_TOKEN": SECRET, "NGC_KEY": SECRET + "ngc"}, spec={"standin_env": "HF_TOKEN"}
+    )
     sub = backend.launch(spec)
     final = wait_state(backend, ref_of(spec, sub), {JobState.SUCCEEDED, JobState.FAILED}, tails=True)
     assert final.state is JobState.SUCCEEDED
@@ -609,7 +661,12 @@ def test_unreachable_daemon_is_backend_unreachable(tmp_path, kind):
     host = f"unix://{tmp_path}/no-daemon.sock" if kind == "missing socket" else _refused_tcp()
     b = DockerBackend(tmp_path / "work", timeout_s=5)
     spec = make_spec(host, "taobot-test/any:1")
-    ref = JobRef(spec.launch_id, "0" * 64, {"container": "0" * 64, "launch_dir": str(tmp_path / "x")}, dict(spec.platform_credentials))
+    ref = JobRef(
+        spec.launch_id,
+        "0" * 64,
+        {"container": "0" * 64, "launch_dir": str(tmp_path / "x")},
+        dict(spec.platform_credentials),
+    )
     for call in (lambda: b.launch(spec), lambda: b.poll([ref]), lambda: b.cancel(ref), lambda: b.logs(ref)):
         with pytest.raises(BackendUnreachable) as err:
             call()
@@ -622,7 +679,7 @@ def test_daemon_going_away_after_a_good_poll_is_backend_unreachable(tmp_path, pr
     sock_dir = Path(tempfile.mkdtemp(prefix="tbpx-", dir="/tmp"))
     sock = sock_dir / "p.sock"
     stop = threading.Event()
-    target = private[0][len("unix://"):]
+    target = private[0][len("unix://") :]
     open_sockets: list[socket.socket] = []
 
     def relay(conn):
@@ -714,8 +771,12 @@ def test_state_mapping_of_list_entries(tmp_path):
     assert dead.state is JobState.FAILED and dead.reason
     killed = container_status(entry("exited", "Exited (137) 3 seconds ago"), None)
     assert killed.state is JobState.FAILED and killed.exit_code == 137 and "SIGKILL" in killed.reason
-    assert container_status(entry("exited", "Exited (137) 3 seconds ago"), None, oom_killed=True).reason == "out of memory"
+    assert (
+        container_status(entry("exited", "Exited (137) 3 seconds ago"), None, oom_killed=True).reason == "out of memory"
+    )
     (tmp_path / CANCEL_MARKER).write_text("x")
     assert container_status(entry("exited", "Exited (137) 1 second ago"), str(tmp_path)).state is JobState.CANCELLED
-    assert container_status(entry("running", "Up 1 second"), str(tmp_path)).state is JobState.RUNNING  # stop in progress
+    assert (
+        container_status(entry("running", "Up 1 second"), str(tmp_path)).state is JobState.RUNNING
+    )  # stop in progress
     assert container_status(None, None).state is JobState.UNKNOWN

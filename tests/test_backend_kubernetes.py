@@ -83,8 +83,10 @@ def spec_for(kenv, namespace: str, kubeconfig: str | None = None, **over) -> Lau
             "train.num_gpus": 2,
             "results_dir": RESULTS_PLACEHOLDER,
         },
-        datasets={"dataset.train.annotations": "s3://tao-datasets/cosmos/train/annotations.json",
-                  "dataset.val.media": "/mnt/datasets/cosmos/val"},
+        datasets={
+            "dataset.train.annotations": "s3://tao-datasets/cosmos/train/annotations.json",
+            "dataset.val.media": "/mnt/datasets/cosmos/val",
+        },
         num_gpus=2,
         num_nodes=1,
         resources=ResourceDefaults(num_gpus=1, shm_size="16g"),
@@ -107,26 +109,45 @@ def wait_for(fn, timeout: float = 20.0, what: str = "condition", show=None):
 
 def pod_of(admin, namespace: str, job_name: str):
     core = admin[0]
-    return wait_for(lambda: next((p for p in core.list_namespaced_pod(namespace, label_selector=f"job-name={job_name}").items),
-                                 None), what=f"the job controller to create the Pod of {job_name}")
+    return wait_for(
+        lambda: next(
+            (p for p in core.list_namespaced_pod(namespace, label_selector=f"job-name={job_name}").items), None
+        ),
+        what=f"the job controller to create the Pod of {job_name}",
+    )
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def kubelet(admin, namespace: str, pod: str, phase: str, exit_code: int | None = None, waiting: str | None = None,
-            reason: str | None = None, conditions: list | None = None) -> None:
+def kubelet(
+    admin,
+    namespace: str,
+    pod: str,
+    phase: str,
+    exit_code: int | None = None,
+    waiting: str | None = None,
+    reason: str | None = None,
+    conditions: list | None = None,
+) -> None:
     """Write a Pod's status the way a kubelet would (status subresource)."""
     cs: dict = {"name": "tao", "ready": phase == "Running", "restartCount": 0, "image": IMAGE, "imageID": ""}
     if waiting:
-        cs["state"] = {"waiting": {"reason": waiting, "message": f"Back-off pulling image \"{IMAGE}\""}}
+        cs["state"] = {"waiting": {"reason": waiting, "message": f'Back-off pulling image "{IMAGE}"'}}
     elif phase == "Running":
         cs["state"] = {"waiting": None, "running": {"startedAt": _now()}}
     elif phase in ("Succeeded", "Failed"):
-        cs["state"] = {"waiting": None, "running": None, "terminated": {
-            "exitCode": exit_code, "reason": reason or ("Completed" if exit_code == 0 else "Error"),
-            "startedAt": _now(), "finishedAt": _now()}}
+        cs["state"] = {
+            "waiting": None,
+            "running": None,
+            "terminated": {
+                "exitCode": exit_code,
+                "reason": reason or ("Completed" if exit_code == 0 else "Error"),
+                "startedAt": _now(),
+                "finishedAt": _now(),
+            },
+        }
     status: dict = {"phase": phase}
     if waiting or phase != "Pending":
         status["containerStatuses"] = [cs]
@@ -139,10 +160,16 @@ def objects(admin, namespace: str) -> dict[str, list[str]]:
     core, _rbac, batch = admin
     return {
         "jobs": sorted(j.metadata.name for j in batch.list_namespaced_job(namespace).items),
-        "secrets": sorted(s.metadata.name for s in core.list_namespaced_secret(namespace).items
-                          if s.type != "kubernetes.io/service-account-token"),
-        "configmaps": sorted(c.metadata.name for c in core.list_namespaced_config_map(namespace).items
-                             if c.metadata.name != "kube-root-ca.crt"),
+        "secrets": sorted(
+            s.metadata.name
+            for s in core.list_namespaced_secret(namespace).items
+            if s.type != "kubernetes.io/service-account-token"
+        ),
+        "configmaps": sorted(
+            c.metadata.name
+            for c in core.list_namespaced_config_map(namespace).items
+            if c.metadata.name != "kube-root-ca.crt"
+        ),
         "pods": sorted(p.metadata.name for p in core.list_namespaced_pod(namespace).items),
     }
 
@@ -160,30 +187,49 @@ def grant_bot(admin, kenv, namespace: str, skip: tuple[str, ...] = ()) -> None:
     for check_id, _label, verbs, group, resource, sub, _why in PERMISSIONS:
         if check_id in skip:
             continue
-        rules.append(client.V1PolicyRule(api_groups=[group], resources=[f"{resource}/{sub}" if sub else resource],
-                                         verbs=verbs.split(",")))
+        rules.append(
+            client.V1PolicyRule(
+                api_groups=[group], resources=[f"{resource}/{sub}" if sub else resource], verbs=verbs.split(",")
+            )
+        )
     rbac = admin[1]
     rbac.create_namespaced_role(namespace, client.V1Role(metadata=client.V1ObjectMeta(name="taobot"), rules=rules))
-    rbac.create_namespaced_role_binding(namespace, client.V1RoleBinding(
-        metadata=client.V1ObjectMeta(name="taobot"),
-        role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="taobot"),
-        subjects=[client.RbacV1Subject(kind="User", name=kenv["TAOBOT_TEST_KUBE_BOT_USER"], api_group="rbac.authorization.k8s.io")],
-    ))
+    rbac.create_namespaced_role_binding(
+        namespace,
+        client.V1RoleBinding(
+            metadata=client.V1ObjectMeta(name="taobot"),
+            role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="taobot"),
+            subjects=[
+                client.RbacV1Subject(
+                    kind="User", name=kenv["TAOBOT_TEST_KUBE_BOT_USER"], api_group="rbac.authorization.k8s.io"
+                )
+            ],
+        ),
+    )
     # RBAC is cached by the authorizer's informer: wait until the grant is visible
-    wait_for(lambda: _bot_may(kenv, namespace, "create", "batch", "jobs") if "kubernetes.rbac.jobs" not in skip else True,
-             what="the bot's Role to take effect")
+    wait_for(
+        lambda: _bot_may(kenv, namespace, "create", "batch", "jobs") if "kubernetes.rbac.jobs" not in skip else True,
+        what="the bot's Role to take effect",
+    )
 
 
 def _bot_may(kenv, namespace, verb, group, resource) -> bool:
     from kubernetes import client, config
 
     cfg = type.__call__(client.Configuration)
-    api = config.new_client_from_config(config_file=kenv["TAOBOT_TEST_KUBECONFIG_BOT"], persist_config=False,
-                                        client_configuration=cfg)
+    api = config.new_client_from_config(
+        config_file=kenv["TAOBOT_TEST_KUBECONFIG_BOT"], persist_config=False, client_configuration=cfg
+    )
     try:
-        review = client.AuthorizationV1Api(api).create_self_subject_access_review(client.V1SelfSubjectAccessReview(
-            spec=client.V1SelfSubjectAccessReviewSpec(resource_attributes=client.V1ResourceAttributes(
-                namespace=namespace, verb=verb, group=group, resource=resource))))
+        review = client.AuthorizationV1Api(api).create_self_subject_access_review(
+            client.V1SelfSubjectAccessReview(
+                spec=client.V1SelfSubjectAccessReviewSpec(
+                    resource_attributes=client.V1ResourceAttributes(
+                        namespace=namespace, verb=verb, group=group, resource=resource
+                    )
+                )
+            )
+        )
         return bool(review.status.allowed)
     finally:
         api.close()
@@ -223,7 +269,9 @@ def api_calls(monkeypatch):
 # --------------------------------------------------------------------------- launch
 
 
-def test_launch_creates_an_owned_job_secret_and_configmap_and_the_secret_value_is_nowhere_else(kenv, admin, namespace, backend):
+def test_launch_creates_an_owned_job_secret_and_configmap_and_the_secret_value_is_nowhere_else(
+    kenv, admin, namespace, backend
+):
     core, _rbac, batch = admin
     spec = spec_for(kenv, namespace)
     secret_values = list(spec.job_env.values())
@@ -266,7 +314,10 @@ def test_launch_creates_an_owned_job_secret_and_configmap_and_the_secret_value_i
 
     owner = [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": job.metadata.uid}]
     secret = core.read_namespaced_secret(f"{name}-env", namespace)
-    assert [{"apiVersion": o.api_version, "kind": o.kind, "name": o.name, "uid": o.uid} for o in secret.metadata.owner_references] == owner
+    assert [
+        {"apiVersion": o.api_version, "kind": o.kind, "name": o.name, "uid": o.uid}
+        for o in secret.metadata.owner_references
+    ] == owner
     assert {k: base64.b64decode(v).decode() for k, v in secret.data.items()} == dict(spec.job_env)
     cm = core.read_namespaced_config_map(f"{name}-spec", namespace)
     assert [(o.kind, o.name, o.uid) for o in cm.metadata.owner_references] == [("Job", name, job.metadata.uid)]
@@ -278,24 +329,39 @@ def test_launch_creates_an_owned_job_secret_and_configmap_and_the_secret_value_i
 
     # the credentials travel only in the Secret
     api = core.api_client
-    texts = [json.dumps(api.sanitize_for_serialization(job)), json.dumps(api.sanitize_for_serialization(cm)),
-             json.dumps(api.sanitize_for_serialization(pod_of(admin, namespace, name))), repr(sub)]
+    texts = [
+        json.dumps(api.sanitize_for_serialization(job)),
+        json.dumps(api.sanitize_for_serialization(cm)),
+        json.dumps(api.sanitize_for_serialization(pod_of(admin, namespace, name))),
+        repr(sub),
+    ]
     for value in secret_values:
         assert not [t for t in texts if value in t]
         assert not [t for t in texts if base64.b64encode(value.encode()).decode() in t]
 
 
-def test_args_action_gets_quoted_arguments_and_no_configmap_and_a_results_uri_is_reported(kenv, admin, namespace, backend):
-    spec = spec_for(kenv, namespace, config_format="args", command="tao-run evaluate",
-                    spec={"model_path": "/mnt/models/it's here", "results_dir": "s3://results/run1", "verbose": True},
-                    results_uri="s3://results/run1", num_gpus=0)
+def test_args_action_gets_quoted_arguments_and_no_configmap_and_a_results_uri_is_reported(
+    kenv, admin, namespace, backend
+):
+    spec = spec_for(
+        kenv,
+        namespace,
+        config_format="args",
+        command="tao-run evaluate",
+        spec={"model_path": "/mnt/models/it's here", "results_dir": "s3://results/run1", "verbose": True},
+        results_uri="s3://results/run1",
+        num_gpus=0,
+    )
 
     sub = backend.launch(spec)
 
     job = admin[2].read_namespaced_job(sub.job_id, namespace)
     (c,) = job.spec.template.spec.containers
-    assert c.command == ["/bin/sh", "-c",
-                         "tao-run evaluate --model_path '/mnt/models/it'\"'\"'s here' --results_dir s3://results/run1 --verbose"]
+    assert c.command == [
+        "/bin/sh",
+        "-c",
+        "tao-run evaluate --model_path '/mnt/models/it'\"'\"'s here' --results_dir s3://results/run1 --verbose",
+    ]
     assert not (c.resources and c.resources.limits)  # no GPU asked, none requested
     assert "/tao/specs" not in {m.mount_path for m in c.volume_mounts}
     assert objects(admin, namespace)["configmaps"] == []
@@ -314,14 +380,32 @@ def test_pending_reasons_then_running_then_succeeded(kenv, admin, namespace, bac
     first = backend.poll([ref])[sub.job_id]
     assert first.state is JobState.PENDING and first.reason == "waiting for the scheduler to place the Pod"
 
-    kubelet(admin, namespace, pod, "Pending", conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                                                          "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."}])
+    kubelet(
+        admin,
+        namespace,
+        pod,
+        "Pending",
+        conditions=[
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
+            }
+        ],
+    )
     unschedulable = backend.poll([ref])[sub.job_id]
     assert unschedulable.state is JobState.PENDING
     assert unschedulable.reason == "Unschedulable: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
 
-    kubelet(admin, namespace, pod, "Pending", waiting="ImagePullBackOff",
-            conditions=[{"type": "PodScheduled", "status": "True"}])
+    kubelet(
+        admin,
+        namespace,
+        pod,
+        "Pending",
+        waiting="ImagePullBackOff",
+        conditions=[{"type": "PodScheduled", "status": "True"}],
+    )
     pulling = backend.poll([ref])[sub.job_id]
     assert pulling.state is JobState.PENDING and pulling.native == "Pod Pending (ImagePullBackOff)"
     assert pulling.reason.startswith("ImagePullBackOff: Back-off pulling image")
@@ -359,15 +443,25 @@ def test_failed_pod_with_exit_code_3_fails_the_job_with_that_code(kenv, admin, n
 def test_out_of_memory_and_deadline_exceeded_are_failures_with_their_reason(kenv, admin, namespace, backend):
     oom_spec, late_spec = spec_for(kenv, namespace), spec_for(kenv, namespace)
     oom, late = backend.launch(oom_spec), backend.launch(late_spec)
-    kubelet(admin, namespace, pod_of(admin, namespace, oom.job_id).metadata.name, "Failed", exit_code=137, reason="OOMKilled")
+    kubelet(
+        admin,
+        namespace,
+        pod_of(admin, namespace, oom.job_id).metadata.name,
+        "Failed",
+        exit_code=137,
+        reason="OOMKilled",
+    )
     pod_of(admin, namespace, late.job_id)
     # the 1.20 job controller arms the deadline timer on this change only once the Job has a startTime
     wait_for(lambda: admin[2].read_namespaced_job_status(late.job_id, namespace).status.start_time, what="a startTime")
     admin[2].patch_namespaced_job(late.job_id, namespace, {"spec": {"activeDeadlineSeconds": 1}})
 
     refs = [ref_for(oom_spec, oom), ref_for(late_spec, late)]
-    got = wait_for(lambda: (s := backend.poll(refs)) and all(x.state.terminal for x in s.values()) and s,
-                   what="both jobs to end", show=lambda: backend.poll(refs))
+    got = wait_for(
+        lambda: (s := backend.poll(refs)) and all(x.state.terminal for x in s.values()) and s,
+        what="both jobs to end",
+        show=lambda: backend.poll(refs),
+    )
 
     assert got[oom.job_id].state is JobState.FAILED and got[oom.job_id].exit_code == 137
     assert "ran out of memory (OOMKilled, exit code 137)" in got[oom.job_id].reason
@@ -376,7 +470,9 @@ def test_out_of_memory_and_deadline_exceeded_are_failures_with_their_reason(kenv
     assert got[late.job_id].reason.startswith("DeadlineExceeded: ")
 
 
-def test_poll_of_several_jobs_is_one_job_list_and_one_pod_list_per_namespace(kenv, admin, new_namespace, backend, api_calls):
+def test_poll_of_several_jobs_is_one_job_list_and_one_pod_list_per_namespace(
+    kenv, admin, new_namespace, backend, api_calls
+):
     ns1, ns2 = new_namespace(), new_namespace()
     specs = [spec_for(kenv, ns1) for _ in range(3)] + [spec_for(kenv, ns2)]
     subs = [backend.launch(s) for s in specs]
@@ -388,10 +484,14 @@ def test_poll_of_several_jobs_is_one_job_list_and_one_pod_list_per_namespace(ken
     api_calls.clear()
     statuses = backend.poll(refs[:3] + [gone])
 
-    assert [(m, p) for m, p, _q in api_calls] == [("GET", f"/apis/batch/v1/namespaces/{ns1}/jobs"),
-                                                   ("GET", f"/api/v1/namespaces/{ns1}/pods")]
+    assert [(m, p) for m, p, _q in api_calls] == [
+        ("GET", f"/apis/batch/v1/namespaces/{ns1}/jobs"),
+        ("GET", f"/api/v1/namespaces/{ns1}/pods"),
+    ]
     wanted = ",".join(sorted([s.launch_id for s in specs[:3]] + [gone.launch_id]))
-    assert [q["labelSelector"] for _m, _p, q in api_calls] == [f"app.kubernetes.io/managed-by=taobot,taobot/launch in ({wanted})"] * 2
+    assert [q["labelSelector"] for _m, _p, q in api_calls] == [
+        f"app.kubernetes.io/managed-by=taobot,taobot/launch in ({wanted})"
+    ] * 2
     assert set(statuses) == {r.job_id for r in refs[:3]} | {gone.job_id}
     assert statuses[subs[0].job_id].state is JobState.RUNNING
     assert {statuses[s.job_id].state for s in subs[1:3]} == {JobState.PENDING}
@@ -406,7 +506,9 @@ def test_poll_of_several_jobs_is_one_job_list_and_one_pod_list_per_namespace(ken
 # --------------------------------------------------------------------------- cancel
 
 
-def test_cancel_deletes_the_job_and_the_garbage_collector_removes_its_pod_secret_and_configmap(kenv, admin, namespace, backend):
+def test_cancel_deletes_the_job_and_the_garbage_collector_removes_its_pod_secret_and_configmap(
+    kenv, admin, namespace, backend
+):
     from taobot.backends.kubernetes import KubernetesBackend
 
     spec = spec_for(kenv, namespace)
@@ -419,8 +521,12 @@ def test_cancel_deletes_the_job_and_the_garbage_collector_removes_its_pod_secret
 
     status = backend.poll([ref])[sub.job_id]
     assert status.state is JobState.CANCELLED and status.reason.startswith("cancelled from taobot")
-    wait_for(lambda: objects(admin, namespace) == NOTHING, GC_WAIT_S, "the Job, Pod, Secret and ConfigMap to be deleted",
-             show=lambda: objects(admin, namespace))
+    wait_for(
+        lambda: objects(admin, namespace) == NOTHING,
+        GC_WAIT_S,
+        "the Job, Pod, Secret and ConfigMap to be deleted",
+        show=lambda: objects(admin, namespace),
+    )
     assert backend.poll([ref])[sub.job_id].state is JobState.CANCELLED  # remembered by this process
     backend.cancel(ref)  # again: already gone, no error
 
@@ -456,18 +562,28 @@ def test_a_cancelled_job_still_being_deleted_is_cancelled_even_after_a_restart(k
         assert status.state is JobState.CANCELLED and status.native == "Job cancelled (deleting)"
         # parallelism 0 stops the Pod while the Job is still there (the Secret and ConfigMap may stay until the Job
         # goes: the garbage collector deletes non-blocking dependents of a held owner only if it had seen them first)
-        wait_for(lambda: objects(admin, namespace)["pods"] == [], GC_WAIT_S, "the Pod to go",
-                 show=lambda: objects(admin, namespace))
+        wait_for(
+            lambda: objects(admin, namespace)["pods"] == [],
+            GC_WAIT_S,
+            "the Pod to go",
+            show=lambda: objects(admin, namespace),
+        )
         assert objects(admin, namespace)["jobs"] == [sub.job_id]
     finally:
         batch.patch_namespaced_job(sub.job_id, namespace, {"metadata": {"finalizers": None}})
-    wait_for(lambda: objects(admin, namespace) == NOTHING, GC_WAIT_S, "the Job and all it owned to go",
-             show=lambda: objects(admin, namespace))
+    wait_for(
+        lambda: objects(admin, namespace) == NOTHING,
+        GC_WAIT_S,
+        "the Job and all it owned to go",
+        show=lambda: objects(admin, namespace),
+    )
 
 
 def test_cancel_of_a_missing_job_is_no_error_and_a_finished_job_is_left_alone(kenv, admin, namespace, backend):
     spec = spec_for(kenv, namespace)
-    missing = JobRef("0badc0de-00001", "tao-0badc0de-00001", {"namespace": namespace, "context": ""}, dict(spec.platform_credentials))
+    missing = JobRef(
+        "0badc0de-00001", "tao-0badc0de-00001", {"namespace": namespace, "context": ""}, dict(spec.platform_credentials)
+    )
     backend.cancel(missing)  # no error
     assert backend.poll([missing])[missing.job_id].state is JobState.CANCELLED
 
@@ -492,16 +608,22 @@ def test_rbac_denied_launch_raises_launch_failed_403_and_leaves_nothing(kenv, ad
         backend.launch(spec)
 
     text = err.value.message
-    assert "HTTP 403" in text and "forbidden" in text and f"User \"{kenv['TAOBOT_TEST_KUBE_BOT_USER']}\"" in text
+    assert "HTTP 403" in text and "forbidden" in text and f'User "{kenv["TAOBOT_TEST_KUBE_BOT_USER"]}"' in text
     assert kenv["TAOBOT_TEST_KUBE_BOT_TOKEN"] not in text
     assert objects(admin, namespace) == NOTHING
 
 
-@pytest.mark.parametrize("missing, step", [
-    ("kubernetes.rbac.secrets", "creating Secret `tao-{id}-env` was refused"),  # after the Job
-    ("kubernetes.rbac.configmaps", "creating ConfigMap `tao-{id}-spec` was refused"),  # after the Job and the Secret
-    ("kubernetes.rbac.jobs-patch", "starting Job `tao-{id}` (parallelism 1) was refused"),  # after all three
-])
+@pytest.mark.parametrize(
+    "missing, step",
+    [
+        ("kubernetes.rbac.secrets", "creating Secret `tao-{id}-env` was refused"),  # after the Job
+        (
+            "kubernetes.rbac.configmaps",
+            "creating ConfigMap `tao-{id}-spec` was refused",
+        ),  # after the Job and the Secret
+        ("kubernetes.rbac.jobs-patch", "starting Job `tao-{id}` (parallelism 1) was refused"),  # after all three
+    ],
+)
 def test_a_launch_refused_halfway_removes_what_it_created(kenv, admin, namespace, backend, missing, step):
     grant_bot(admin, kenv, namespace, skip=(missing,))
     spec = spec_for(kenv, namespace, kubeconfig=kenv["TAOBOT_TEST_KUBECONFIG_BOT"])
@@ -512,8 +634,12 @@ def test_a_launch_refused_halfway_removes_what_it_created(kenv, admin, namespace
     assert err.value.message.startswith(step.format(id=spec.launch_id) + ": HTTP 403"), err.value.message
     assert "could not be deleted" not in err.value.message
     assert not any(v in err.value.message for v in spec.job_env.values())
-    wait_for(lambda: objects(admin, namespace) == NOTHING, GC_WAIT_S, "the half-made launch to be cleaned up",
-             show=lambda: objects(admin, namespace))
+    wait_for(
+        lambda: objects(admin, namespace) == NOTHING,
+        GC_WAIT_S,
+        "the half-made launch to be cleaned up",
+        show=lambda: objects(admin, namespace),
+    )
 
 
 def test_the_preflight_permissions_are_enough_to_launch_monitor_and_cancel(kenv, admin, namespace, backend):
@@ -525,17 +651,28 @@ def test_the_preflight_permissions_are_enough_to_launch_monitor_and_cancel(kenv,
     kubelet(admin, namespace, pod_of(admin, namespace, sub.job_id).metadata.name, "Running")
     assert backend.poll([ref], tails_for=[sub.job_id])[sub.job_id].state is JobState.RUNNING
     assert backend.logs(ref) == []
-    assert len(backend.clients) == 2 and len(set(map(id, backend.clients.values()))) == 1  # one client, current + named context
+    assert (
+        len(backend.clients) == 2 and len(set(map(id, backend.clients.values()))) == 1
+    )  # one client, current + named context
     backend.cancel(ref)
     assert backend.poll([ref])[sub.job_id].state is JobState.CANCELLED
-    wait_for(lambda: objects(admin, namespace) == NOTHING, GC_WAIT_S, "the cancelled launch to be removed",
-             show=lambda: objects(admin, namespace))
+    wait_for(
+        lambda: objects(admin, namespace) == NOTHING,
+        GC_WAIT_S,
+        "the cancelled launch to be removed",
+        show=lambda: objects(admin, namespace),
+    )
 
 
 def test_unreachable_api_server_is_backend_unreachable_fast_and_never_a_job_failure(kenv, namespace, backend, tmp_path):
     path, url = closed_port_kubeconfig(kenv, tmp_path)
     spec = spec_for(kenv, namespace, kubeconfig=path)
-    ref = JobRef(spec.launch_id, f"tao-{spec.launch_id}", {"namespace": namespace, "context": ""}, dict(spec.platform_credentials))
+    ref = JobRef(
+        spec.launch_id,
+        f"tao-{spec.launch_id}",
+        {"namespace": namespace, "context": ""},
+        dict(spec.platform_credentials),
+    )
 
     t0 = time.monotonic()
     with pytest.raises(BackendUnreachable) as polled:
@@ -549,8 +686,10 @@ def test_unreachable_api_server_is_backend_unreachable_fast_and_never_a_job_fail
     took = time.monotonic() - t0
 
     assert took < 10, f"took {took:.1f}s"
-    assert polled.value.message == (f"the Kubernetes API server at {url} did not answer while listing the Jobs in namespace "
-                                    f"`{namespace}`: connection refused (nothing listens on that address)")
+    assert polled.value.message == (
+        f"the Kubernetes API server at {url} did not answer while listing the Jobs in namespace "
+        f"`{namespace}`: connection refused (nothing listens on that address)"
+    )
     assert url in launched.value.message
     for exc in (polled.value, launched.value):
         assert kenv["TAOBOT_TEST_KUBE_BOT_TOKEN"] not in exc.message
@@ -558,7 +697,12 @@ def test_unreachable_api_server_is_backend_unreachable_fast_and_never_a_job_fail
 
 def test_unusable_kubeconfig_refuses_the_launch_and_cannot_ask_for_status(kenv, namespace, backend, tmp_path):
     spec = spec_for(kenv, namespace, kubeconfig=str(tmp_path / "nope"))
-    ref = JobRef(spec.launch_id, f"tao-{spec.launch_id}", {"namespace": namespace, "context": ""}, dict(spec.platform_credentials))
+    ref = JobRef(
+        spec.launch_id,
+        f"tao-{spec.launch_id}",
+        {"namespace": namespace, "context": ""},
+        dict(spec.platform_credentials),
+    )
 
     with pytest.raises(LaunchFailed) as launched:
         backend.launch(spec)
@@ -576,18 +720,24 @@ def test_launch_into_a_namespace_that_does_not_exist_is_refused_with_the_servers
     with pytest.raises(LaunchFailed) as err:
         backend.launch(spec)
 
-    assert err.value.message == (f"creating Job `tao-{spec.launch_id}` in namespace `{ns}` was refused: "
-                                 f"HTTP 404 namespaces \"{ns}\" not found")
+    assert err.value.message == (
+        f'creating Job `tao-{spec.launch_id}` in namespace `{ns}` was refused: HTTP 404 namespaces "{ns}" not found'
+    )
 
 
 def test_an_evicted_pod_fails_the_job_with_the_eviction_reason(kenv, admin, namespace, backend):
     spec = spec_for(kenv, namespace)
     sub = backend.launch(spec)
     pod = pod_of(admin, namespace, sub.job_id).metadata.name
-    admin[0].patch_namespaced_pod_status(pod, namespace, {"status": {
-        "phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory."}})
+    admin[0].patch_namespaced_pod_status(
+        pod,
+        namespace,
+        {"status": {"phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory."}},
+    )
 
-    failed = wait_for(lambda: (s := backend.poll([ref_for(spec, sub)])[sub.job_id]).state.terminal and s, what="the failure")
+    failed = wait_for(
+        lambda: (s := backend.poll([ref_for(spec, sub)])[sub.job_id]).state.terminal and s, what="the failure"
+    )
 
     assert failed.state is JobState.FAILED and failed.exit_code is None
     assert failed.reason.endswith("the Pod was Evicted: The node was low on resource: memory.")

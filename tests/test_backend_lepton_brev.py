@@ -58,16 +58,37 @@ def lep():
 @pytest.fixture
 def brv():
     instances = [
-        {"id": "inst-a100", "name": "tao-a100", "status": "RUNNING", "instanceType": "a2-highgpu-1g:nvidia-tesla-a100:1", "workspaceGroupId": "GCP"},
-        {"id": "inst-h100", "name": "tao-h100", "status": "STOPPED", "instanceType": "hyperstack_H100x2", "workspaceGroupId": "hyperstack"},
+        {
+            "id": "inst-a100",
+            "name": "tao-a100",
+            "status": "RUNNING",
+            "instanceType": "a2-highgpu-1g:nvidia-tesla-a100:1",
+            "workspaceGroupId": "GCP",
+        },
+        {
+            "id": "inst-h100",
+            "name": "tao-h100",
+            "status": "STOPPED",
+            "instanceType": "hyperstack_H100x2",
+            "workspaceGroupId": "hyperstack",
+        },
     ]
     with FakeBrevAPI(BREV_TOKEN, instances=instances) as fake:
         yield fake
 
 
-def make_spec(platform: str, creds: dict, *, launch_id: str = LAUNCH, num_gpus: int = 2, num_nodes: int = 1,
-              config_format: str = "yaml", command: str = "detectron2 train -e {config_path}",
-              job_env: dict | None = None, results_uri: str | None = None) -> LaunchSpec:
+def make_spec(
+    platform: str,
+    creds: dict,
+    *,
+    launch_id: str = LAUNCH,
+    num_gpus: int = 2,
+    num_nodes: int = 1,
+    config_format: str = "yaml",
+    command: str = "detectron2 train -e {config_path}",
+    job_env: dict | None = None,
+    results_uri: str | None = None,
+) -> LaunchSpec:
     spec = {
         "dataset.train_data_sources[0].image_dir": "s3://bucket/coco/train",
         "train.num_gpus": num_gpus,
@@ -157,11 +178,14 @@ def test_lepton_launch_creates_job_with_image_shape_command_and_secret_refs(lep,
     assert envs["NGC_KEY"] == {"name": "NGC_KEY", "value_from": {"secret_name_ref": f"tao-{LAUNCH}-ngc-key"}}
     results = f"/tmp/tao-results/{LAUNCH}"
     rendered = base64.b64decode(envs["TAO_SPEC_B64"]["value"]).decode()
-    assert rendered == render({
-        "dataset.train_data_sources[0].image_dir": "s3://bucket/coco/train",
-        "train.num_gpus": 2,
-        "train.results_dir": results,
-    }, "yaml")
+    assert rendered == render(
+        {
+            "dataset.train_data_sources[0].image_dir": "s3://bucket/coco/train",
+            "train.num_gpus": 2,
+            "train.results_dir": results,
+        },
+        "yaml",
+    )
     assert yaml.safe_load(rendered)["train"]["results_dir"] == results
 
     # the secrets exist in the workspace, under the names the job refers to
@@ -175,14 +199,20 @@ def test_lepton_launch_creates_job_with_image_shape_command_and_secret_refs(lep,
     assert all(c.header("Origin") == lep.url for c in lep.calls)
 
     assert submitted.results_location == results
-    assert submitted.log_location == f"https://dashboard.dgxc-lepton.nvidia.com/workspace/{WS}/compute/jobs/detail/{submitted.job_id}/replicas/list"
+    assert (
+        submitted.log_location
+        == f"https://dashboard.dgxc-lepton.nvidia.com/workspace/{WS}/compute/jobs/detail/{submitted.job_id}/replicas/list"
+    )
     assert submitted.details["workspace_id"] == WS
     assert LEP_TOKEN not in json.dumps(dict(submitted.details)) + submitted.log_location
     assert backend.requests_made == len(lep.calls) == 3  # node groups, secrets, job
 
     # the command really writes the spec and runs the action with it
-    out = run_script(["/bin/bash", "-c", command[2].replace("detectron2 train -e", "cat")],
-                     {"TAO_SPEC_B64": envs["TAO_SPEC_B64"]["value"]}, tmp_path)
+    out = run_script(
+        ["/bin/bash", "-c", command[2].replace("detectron2 train -e", "cat")],
+        {"TAO_SPEC_B64": envs["TAO_SPEC_B64"]["value"]},
+        tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     assert rendered in out.stdout
 
@@ -190,10 +220,15 @@ def test_lepton_launch_creates_job_with_image_shape_command_and_secret_refs(lep,
 def test_lepton_launch_uses_shape_node_group_mounts_and_nodes_from_settings():
     groups = [make_node_group("ng-1", name="h100-pool"), make_node_group("ng-2", name="a100-pool")]
     with FakeLeptonAPI(WS, LEP_TOKEN, node_groups=groups) as fake:
-        creds = lep_creds(LEPTON_RESOURCE_SHAPE="gpu.8xh100-sxm", LEPTON_NODE_GROUP="a100-pool",
-                          LEPTON_MOUNTS="/shared/tao:/mnt/tao:node-nfs:my-nfs", LEPTON_IMAGE_PULL_SECRET="ngc-pull")
-        submitted = LeptonBackend(fake.url).launch(make_spec("lepton", creds, num_gpus=8, num_nodes=2,
-                                                             results_uri="s3://bucket/results/run1"))
+        creds = lep_creds(
+            LEPTON_RESOURCE_SHAPE="gpu.8xh100-sxm",
+            LEPTON_NODE_GROUP="a100-pool",
+            LEPTON_MOUNTS="/shared/tao:/mnt/tao:node-nfs:my-nfs",
+            LEPTON_IMAGE_PULL_SECRET="ngc-pull",
+        )
+        submitted = LeptonBackend(fake.url).launch(
+            make_spec("lepton", creds, num_gpus=8, num_nodes=2, results_uri="s3://bucket/results/run1")
+        )
         spec = fake.job(submitted.job_id)["spec"]
     assert spec["resource_shape"] == "gpu.8xh100-sxm"
     assert spec["affinity"] == {"allowed_dedicated_node_groups": ["ng-2"]}
@@ -312,10 +347,18 @@ def test_lepton_poll_of_several_jobs_is_one_request(lep):
 
 
 EXPECTED = {
-    "Starting": JobState.PENDING, "Queueing": JobState.PENDING, "Awaiting": JobState.PENDING,
-    "PendingRetry": JobState.PENDING, "Restarting": JobState.PENDING, "Running": JobState.RUNNING,
-    "Completed": JobState.SUCCEEDED, "Failed": JobState.FAILED, "Stopped": JobState.CANCELLED,
-    "Stopping": JobState.CANCELLED, "Deleting": JobState.CANCELLED, "Deleted": JobState.CANCELLED,
+    "Starting": JobState.PENDING,
+    "Queueing": JobState.PENDING,
+    "Awaiting": JobState.PENDING,
+    "PendingRetry": JobState.PENDING,
+    "Restarting": JobState.PENDING,
+    "Running": JobState.RUNNING,
+    "Completed": JobState.SUCCEEDED,
+    "Failed": JobState.FAILED,
+    "Stopped": JobState.CANCELLED,
+    "Stopping": JobState.CANCELLED,
+    "Deleting": JobState.CANCELLED,
+    "Deleted": JobState.CANCELLED,
     "Archived": JobState.UNKNOWN,  # archived with no history to judge by
 }
 
@@ -482,10 +525,17 @@ def test_brev_launch_creates_a_container_instance_like_the_named_one(brv, tmp_pa
     assert "exec sleep infinity" in entry
 
     # the secret went through Brev's secret API, scoped to the token's user, as an env var
-    assert [(s["name"], s["hierarchyType"], s["hierarchyId"], s["dest"], s["src"]["config"]["value"]) for s in brv.secrets] == [
+    assert [
+        (s["name"], s["hierarchyType"], s["hierarchyId"], s["dest"], s["src"]["config"]["value"]) for s in brv.secrets
+    ] == [
         (hf_env, "user", "usr-tao0001", {"type": "env", "config": {"name": hf_env}}, HF_SECRET),
-        (hf_env.replace("HF_TOKEN", "NGC_KEY"), "user", "usr-tao0001",
-         {"type": "env", "config": {"name": hf_env.replace("HF_TOKEN", "NGC_KEY")}}, NGC_SECRET),
+        (
+            hf_env.replace("HF_TOKEN", "NGC_KEY"),
+            "user",
+            "usr-tao0001",
+            {"type": "env", "config": {"name": hf_env.replace("HF_TOKEN", "NGC_KEY")}},
+            NGC_SECRET,
+        ),
     ]
     listing = json.dumps(brv.list_instances())
     assert HF_SECRET not in listing and NGC_SECRET not in listing
@@ -512,11 +562,14 @@ def test_brev_instance_by_id_works(brv):
     assert brv.instance(submitted.job_id)["instanceType"] == "a2-highgpu-1g:nvidia-tesla-a100:1"
 
 
-@pytest.mark.parametrize("instance, needle", [
-    (None, "BREV_INSTANCE is not set"),
-    ("tao-missing", "no Brev instance `tao-missing`"),
-    ("tao-h100", "is STOPPED, not RUNNING"),
-])
+@pytest.mark.parametrize(
+    "instance, needle",
+    [
+        (None, "BREV_INSTANCE is not set"),
+        ("tao-missing", "no Brev instance `tao-missing`"),
+        ("tao-h100", "is STOPPED, not RUNNING"),
+    ],
+)
 def test_brev_launch_without_a_running_named_instance_lists_the_instances(brv, instance, needle):
     creds = {"BREV_API_TOKEN": BREV_TOKEN} if instance is None else brev_creds(BREV_INSTANCE=instance)
     before = brv.list_instances()
@@ -538,14 +591,18 @@ def test_brev_401_on_launch_names_the_credential_and_never_the_token(brv):
 
 
 def test_brev_refused_instance_creation_is_launch_failed_with_the_api_message(brv):
-    brv.fail_next(409, path="/workspaces", method="POST", body={"errors": [{"message": "duplicate environment with name"}]})
+    brv.fail_next(
+        409, path="/workspaces", method="POST", body={"errors": [{"message": "duplicate environment with name"}]}
+    )
     with pytest.raises(LaunchFailed) as info:
         BrevBackend(brv.url).launch(make_spec("brev", brev_creds()))
     assert "HTTP 409" in info.value.message and "duplicate environment" in info.value.message
 
 
 def test_brev_token_and_secrets_never_appear_in_exceptions(brv):
-    brv.fail_next(500, path="/api/secrets", body={"errors": [{"message": f"cannot store {HF_SECRET} for {BREV_TOKEN}"}]})
+    brv.fail_next(
+        500, path="/api/secrets", body={"errors": [{"message": f"cannot store {HF_SECRET} for {BREV_TOKEN}"}]}
+    )
     with pytest.raises(BackendUnreachable) as info:
         BrevBackend(brv.url).launch(make_spec("brev", brev_creds()))
     text = exception_text(info.value)
@@ -566,11 +623,18 @@ def test_brev_poll_of_several_jobs_is_one_request(brv):
     assert statuses[ref2.job_id].state is JobState.PENDING
 
 
-@pytest.mark.parametrize("native, expected", [
-    ("DEPLOYING", JobState.PENDING), ("STARTING", JobState.PENDING), ("RUNNING", JobState.RUNNING),
-    ("STOPPING", JobState.PAUSED), ("STOPPED", JobState.PAUSED), ("DELETING", JobState.CANCELLED),
-    ("FAILURE", JobState.FAILED),
-])
+@pytest.mark.parametrize(
+    "native, expected",
+    [
+        ("DEPLOYING", JobState.PENDING),
+        ("STARTING", JobState.PENDING),
+        ("RUNNING", JobState.RUNNING),
+        ("STOPPING", JobState.PAUSED),
+        ("STOPPED", JobState.PAUSED),
+        ("DELETING", JobState.CANCELLED),
+        ("FAILURE", JobState.FAILED),
+    ],
+)
 def test_brev_status_transitions_map(brv, native, expected):
     backend, _, ref = brev_launch(brv)
     brv.set_instance_status(ref.job_id, native)

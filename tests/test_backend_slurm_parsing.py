@@ -8,36 +8,55 @@ from taobot.backends.base import JobState, infrastructure_cause
 from taobot.backends.slurm import hours_to_slurm, normalise, parse_exit_code, parse_poll_output
 
 
-@pytest.mark.parametrize(("native", "state"), [
-    ("PENDING", JobState.PENDING), ("RUNNING", JobState.RUNNING), ("COMPLETING", JobState.RUNNING),
-    ("COMPLETED", JobState.SUCCEEDED), ("FAILED", JobState.FAILED), ("BOOT_FAIL", JobState.FAILED),
-    ("DEADLINE", JobState.FAILED), ("OUT_OF_MEMORY", JobState.FAILED), ("NODE_FAIL", JobState.FAILED),
-    ("TIMEOUT", JobState.FAILED), ("CANCELLED", JobState.CANCELLED), ("CANCELLED by 1001", JobState.CANCELLED),
-    ("CANCELLED+", JobState.CANCELLED), ("PREEMPTED", JobState.CANCELLED), ("REVOKED", JobState.CANCELLED),
-    ("SUSPENDED", JobState.PAUSED), ("STOPPED", JobState.PAUSED), ("SPECIAL_EXIT", JobState.UNKNOWN),
-])
+@pytest.mark.parametrize(
+    ("native", "state"),
+    [
+        ("PENDING", JobState.PENDING),
+        ("RUNNING", JobState.RUNNING),
+        ("COMPLETING", JobState.RUNNING),
+        ("COMPLETED", JobState.SUCCEEDED),
+        ("FAILED", JobState.FAILED),
+        ("BOOT_FAIL", JobState.FAILED),
+        ("DEADLINE", JobState.FAILED),
+        ("OUT_OF_MEMORY", JobState.FAILED),
+        ("NODE_FAIL", JobState.FAILED),
+        ("TIMEOUT", JobState.FAILED),
+        ("CANCELLED", JobState.CANCELLED),
+        ("CANCELLED by 1001", JobState.CANCELLED),
+        ("CANCELLED+", JobState.CANCELLED),
+        ("PREEMPTED", JobState.CANCELLED),
+        ("REVOKED", JobState.CANCELLED),
+        ("SUSPENDED", JobState.PAUSED),
+        ("STOPPED", JobState.PAUSED),
+        ("SPECIAL_EXIT", JobState.UNKNOWN),
+    ],
+)
 def test_every_slurm_state_maps_to_one_normalised_state(native, state):
     assert normalise(native) is state
 
 
 def test_poll_output_uses_accounting_status_json_squeue_reason_and_tails():
-    out = "\n".join([
-        "ACCT|11|COMPLETED|0:0|None",
-        "ACCT|12|COMPLETED|0:0|None",
-        "ACCT|13|PENDING|0:0|None",
-        "ACCT|14|CANCELLED by 1001|0:15|None",
-        "ACCT|15|FAILED|1:0|NonZeroExitCode",
-        "END|acct",
-        "SQ|13|PENDING|Resources",
-        "END|squeue",
-        'STATUS|11|{"status": "SUCCESS"}',
-        'STATUS|12|{"status": "FAILURE", "exit_code": 0}',
-        "TAIL|15|epoch 1|loss|0.5",
-        "TAIL|15|Traceback (most recent call last):",
-    ])
+    out = "\n".join(
+        [
+            "ACCT|11|COMPLETED|0:0|None",
+            "ACCT|12|COMPLETED|0:0|None",
+            "ACCT|13|PENDING|0:0|None",
+            "ACCT|14|CANCELLED by 1001|0:15|None",
+            "ACCT|15|FAILED|1:0|NonZeroExitCode",
+            "END|acct",
+            "SQ|13|PENDING|Resources",
+            "END|squeue",
+            'STATUS|11|{"status": "SUCCESS"}',
+            'STATUS|12|{"status": "FAILURE", "exit_code": 0}',
+            "TAIL|15|epoch 1|loss|0.5",
+            "TAIL|15|Traceback (most recent call last):",
+        ]
+    )
     got = parse_poll_output(out, ["11", "12", "13", "14", "15", "16"])
     assert got["11"].state is JobState.SUCCEEDED
-    assert got["12"].state is JobState.FAILED and "status.json" in got["12"].reason  # COMPLETED, but the run says failure
+    assert (
+        got["12"].state is JobState.FAILED and "status.json" in got["12"].reason
+    )  # COMPLETED, but the run says failure
     assert got["13"].state is JobState.PENDING and got["13"].reason == "Resources"
     assert got["14"].state is JobState.CANCELLED and got["14"].native == "CANCELLED by 1001"
     assert got["15"].exit_code == 1 and got["15"].log_tail == ("epoch 1|loss|0.5", "Traceback (most recent call last):")
@@ -49,23 +68,36 @@ def test_time_and_exit_code_formats():
     assert parse_exit_code("1:0") == 1 and parse_exit_code("0:15") == 0 and parse_exit_code("") is None
 
 
-@pytest.mark.parametrize(("native", "log", "cause"), [
-    ("NODE_FAIL", "", "node failure"),
-    ("FAILED", "pyxis: failed to import docker image", "image pull"),
-    ("FAILED", "Watchdog caught collective operation timeout: WorkNCCL(SeqNum=1)", "NCCL timeout"),
-    ("FAILED", "NVRM: Xid (PCI:0000:3b:00): 79, GPU has fallen off the bus", "GPU / driver"),
-    ("FAILED", "ValueError: bad learning rate", None),
-])
+@pytest.mark.parametrize(
+    ("native", "log", "cause"),
+    [
+        ("NODE_FAIL", "", "node failure"),
+        ("FAILED", "pyxis: failed to import docker image", "image pull"),
+        ("FAILED", "Watchdog caught collective operation timeout: WorkNCCL(SeqNum=1)", "NCCL timeout"),
+        ("FAILED", "NVRM: Xid (PCI:0000:3b:00): 79, GPU has fallen off the bus", "GPU / driver"),
+        ("FAILED", "ValueError: bad learning rate", None),
+    ],
+)
 def test_infrastructure_failures_are_recognised_as_retriable(native, log, cause):
     assert infrastructure_cause(native, [log]) == cause
 
 
 def test_one_tail_for_many_logs_is_split_back_by_its_file_headers():
-    out = "\n".join([
-        "ACCT|21|RUNNING|0:0|None", "ACCT|22|RUNNING|0:0|None", "END|acct", "END|squeue",
-        "T|==> /r/a/logs/slurm-21.out <==", "T|epoch 1", "T|epoch 2", "T|",
-        "T|==> /r/b c/logs/slurm-22.out <==", "T|==> not a header of ours <==", "T|done",
-    ])
+    out = "\n".join(
+        [
+            "ACCT|21|RUNNING|0:0|None",
+            "ACCT|22|RUNNING|0:0|None",
+            "END|acct",
+            "END|squeue",
+            "T|==> /r/a/logs/slurm-21.out <==",
+            "T|epoch 1",
+            "T|epoch 2",
+            "T|",
+            "T|==> /r/b c/logs/slurm-22.out <==",
+            "T|==> not a header of ours <==",
+            "T|done",
+        ]
+    )
     got = parse_poll_output(out, ["21", "22"], {"/r/a/logs/slurm-21.out": "21", "/r/b c/logs/slurm-22.out": "22"})
     assert got["21"].log_tail == ("epoch 1", "epoch 2")
     assert got["22"].log_tail == ("==> not a header of ours <==", "done")

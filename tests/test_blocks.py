@@ -202,7 +202,11 @@ def _cred_inputs(view: dict) -> list[str]:
 
 def _owned(platform: str) -> set[str]:
     p = CATALOG.platforms[platform]
-    return set(p.required_credentials) | {m for g in p.credential_groups for m in g.one_of} | {o.name for o in p.optional_credentials}
+    return (
+        set(p.required_credentials)
+        | {m for g in p.credential_groups for m in g.one_of}
+        | {o.name for o in p.optional_credentials}
+    )
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)
@@ -233,7 +237,9 @@ def test_credentials_modal_has_one_input_per_needed_credential(platform, model, 
 def test_credentials_modal_on_slurm_follows_the_agent_choice():
     state = _state("slurm", "dino", "train", Step.CREDENTIALS)
     card = render(V.intake_card(state, CATALOG))
-    assert B.USE_SSH_AGENT in {el["action_id"] for b in card["blocks"] if b["type"] == "actions" for el in b["elements"]}
+    assert B.USE_SSH_AGENT in {
+        el["action_id"] for b in card["blocks"] if b["type"] == "actions" for el in b["elements"]
+    }
     inputs = _cred_inputs(render(V.CredentialsForm(V.intake_facts(state, CATALOG))))
     assert "SSH_KEY_PATH" in inputs and "SSH_AUTH_SOCK" not in inputs
     assert not {"LEPTON_AUTH_TOKEN", "LEPTON_WORKSPACE_ID", "BREV_API_TOKEN", "KUBECONFIG"} & set(inputs)
@@ -246,7 +252,9 @@ def test_credentials_modal_on_slurm_follows_the_agent_choice():
 def test_no_agent_button_off_slurm(platform):
     state = _state(platform, "cosmos-rl", "train", Step.CREDENTIALS)
     card = render(V.intake_card(state, CATALOG))
-    assert B.USE_SSH_AGENT not in {el["action_id"] for b in card["blocks"] if b["type"] == "actions" for el in b["elements"]}
+    assert B.USE_SSH_AGENT not in {
+        el["action_id"] for b in card["blocks"] if b["type"] == "actions" for el in b["elements"]
+    }
 
 
 def test_credentials_already_set_are_optional_and_marked():
@@ -261,11 +269,24 @@ def test_card_and_modal_never_contain_a_secret_value():
     secret = "hf_Zq8Xw2Lp9Rt4Vb7Nm1Kc6Jd3Hf5Gs0Ya"
     state = _state("lepton", "cosmos-rl", "train", Step.CREDENTIALS)
     # The store keeps the value; the state only learns a fingerprint.
-    state = ok(state, CredentialsStored({"HF_TOKEN": "3f2a9c1d4e5b6a70", "LEPTON_AUTH_TOKEN": "aa11bb22cc33dd44", "LEPTON_WORKSPACE_ID": "ff00ee11dd22cc33"}))
+    state = ok(
+        state,
+        CredentialsStored(
+            {
+                "HF_TOKEN": "3f2a9c1d4e5b6a70",
+                "LEPTON_AUTH_TOKEN": "aa11bb22cc33dd44",
+                "LEPTON_WORKSPACE_ID": "ff00ee11dd22cc33",
+            }
+        ),
+    )
     dumped = state.model_dump_json()
     assert secret not in dumped
     assert set(state.credentials.values()) == {"3f2a9c1d4e5b6a70", "aa11bb22cc33dd44", "ff00ee11dd22cc33"}
-    rendered = [render(V.intake_card(state, CATALOG)), render(V.CredentialsForm(V.intake_facts(state, CATALOG))), render(V.IntakeDetail(V.intake_facts(state, CATALOG), time.time()))]
+    rendered = [
+        render(V.intake_card(state, CATALOG)),
+        render(V.CredentialsForm(V.intake_facts(state, CATALOG))),
+        render(V.IntakeDetail(V.intake_facts(state, CATALOG), time.time())),
+    ]
     for payload in rendered:
         text = repr(payload)
         assert secret not in text
@@ -280,7 +301,9 @@ def test_card_and_modal_never_contain_a_secret_value():
 @pytest.mark.parametrize("platform", ["slurm", "local-docker", "lepton"])
 def test_very_long_paths_still_produce_valid_blocks(platform):
     state = _state(platform, "cosmos-rl", "train", Step.DATASETS)
-    long = {"slurm": LONG_PATH, "local-docker": "/data/tao/" + "x" * 5000, "lepton": "s3://bucket/" + "y" * 5000}[platform]
+    long = {"slurm": LONG_PATH, "local-docker": "/data/tao/" + "x" * 5000, "lepton": "s3://bucket/" + "y" * 5000}[
+        platform
+    ]
     assert len(long) >= 5000
     state = ok(
         state,
@@ -298,7 +321,9 @@ def test_very_long_paths_still_produce_valid_blocks(platform):
 
 def test_very_long_image_reference_in_the_modal():
     state = _state("slurm", "dino", "train", Step.IMAGE)
-    state = state.model_copy(update={"image": state.image.model_copy(update={"default": "nvcr.io/" + "a" * 5000 + ":1"})})
+    state = state.model_copy(
+        update={"image": state.image.model_copy(update={"default": "nvcr.io/" + "a" * 5000 + ":1"})}
+    )
     assert_view_ok(render(V.ImageForm(state)))
     assert_message_ok(render(V.intake_card(state, CATALOG)))
 
@@ -337,7 +362,11 @@ def test_status_message_with_many_intakes_is_valid():
 
 def test_modal_titles_fit():
     state = _state("slurm", "cosmos-rl", "train", Step.CREDENTIALS)
-    for view in (render(V.CredentialsForm(V.intake_facts(state, CATALOG))), render(V.datasets_form(state, CATALOG)), render(V.ImageForm(state))):
+    for view in (
+        render(V.CredentialsForm(V.intake_facts(state, CATALOG))),
+        render(V.datasets_form(state, CATALOG)),
+        render(V.ImageForm(state)),
+    ):
         assert 0 < len(view["title"]["text"]) <= 24
         assert view["callback_id"] in F.CALLBACK_IDS
         assert view["private_metadata"] == state.id

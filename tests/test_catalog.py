@@ -274,21 +274,33 @@ def test_image_precedence_action_container_image_wins(catalog: Catalog) -> None:
     action = _action(container_image="tao_toolkit.vila", image="tao_toolkit.deploy")
     model = _model(action, container_image="tao_toolkit.cosmos_rl", image="tao_toolkit.pyt")
     r = resolve_image(catalog, model, action)
-    assert (r.source, r.key, r.image) == ("actions.train.container_image", "tao_toolkit.vila", catalog.versions["tao_toolkit.vila"])
+    assert (r.source, r.key, r.image) == (
+        "actions.train.container_image",
+        "tao_toolkit.vila",
+        catalog.versions["tao_toolkit.vila"],
+    )
 
 
 def test_image_precedence_action_image_second(catalog: Catalog) -> None:
     action = _action(image="tao_toolkit.deploy")
     model = _model(action, container_image="tao_toolkit.cosmos_rl", image="tao_toolkit.pyt")
     r = resolve_image(catalog, model, action)
-    assert (r.source, r.key, r.image) == ("actions.train.image", "tao_toolkit.deploy", catalog.versions["tao_toolkit.deploy"])
+    assert (r.source, r.key, r.image) == (
+        "actions.train.image",
+        "tao_toolkit.deploy",
+        catalog.versions["tao_toolkit.deploy"],
+    )
 
 
 def test_image_precedence_model_container_image_third(catalog: Catalog) -> None:
     action = _action()
     model = _model(action, container_image="tao_toolkit.cosmos_rl", image="tao_toolkit.pyt")
     r = resolve_image(catalog, model, action)
-    assert (r.source, r.key, r.image) == ("container_image", "tao_toolkit.cosmos_rl", catalog.versions["tao_toolkit.cosmos_rl"])
+    assert (r.source, r.key, r.image) == (
+        "container_image",
+        "tao_toolkit.cosmos_rl",
+        catalog.versions["tao_toolkit.cosmos_rl"],
+    )
 
 
 def test_image_precedence_model_image_last(catalog: Catalog) -> None:

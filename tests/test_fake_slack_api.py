@@ -471,7 +471,9 @@ def test_post_helpers_send_signed_slack_shaped_requests(capture):
     assert envelope["event"]["type"] == "app_mention" and isinstance(envelope["event_time"], int)
     assert req_headers["X-Slack-Retry-Num"] == "2" and req_headers["X-Slack-Retry-Reason"] == "http_timeout"
 
-    post_block_action(capture.url, SECRET, ids.USER_ID, CHANNEL, "1700000000.000200", "1700000000.000100", "stop", "run-1")
+    post_block_action(
+        capture.url, SECRET, ids.USER_ID, CHANNEL, "1700000000.000200", "1700000000.000100", "stop", "run-1"
+    )
     _, req_headers, raw = capture.requests[-1]
     assert verifier.is_valid_request(raw, req_headers)
     form = parse_qs(raw.decode())
@@ -482,7 +484,14 @@ def test_post_helpers_send_signed_slack_shaped_requests(capture):
     assert payload["container"]["thread_ts"] == "1700000000.000100"
     assert payload["actions"][0]["action_id"] == "stop" and payload["actions"][0]["value"] == "run-1"
 
-    post_view_submission(capture.url, SECRET, ids.USER_ID, "launch_modal", '{"run": 1}', {"b": {"a": {"type": "plain_text_input", "value": "x"}}})
+    post_view_submission(
+        capture.url,
+        SECRET,
+        ids.USER_ID,
+        "launch_modal",
+        '{"run": 1}',
+        {"b": {"a": {"type": "plain_text_input", "value": "x"}}},
+    )
     payload = json.loads(parse_qs(capture.requests[-1][2].decode())["payload"][0])
     assert payload["type"] == "view_submission"
     assert payload["view"]["callback_id"] == "launch_modal"
@@ -490,7 +499,11 @@ def test_post_helpers_send_signed_slack_shaped_requests(capture):
     assert payload["view"]["state"]["values"]["b"]["a"]["value"] == "x"
 
     post_url_verification(capture.url, SECRET, "chal")
-    assert json.loads(capture.requests[-1][2]) == {"token": ids.VERIFICATION_TOKEN, "challenge": "chal", "type": "url_verification"}
+    assert json.loads(capture.requests[-1][2]) == {
+        "token": ids.VERIFICATION_TOKEN,
+        "challenge": "chal",
+        "type": "url_verification",
+    }
 
 
 # ----------------------------------------------------------------------
@@ -574,8 +587,9 @@ def test_bolt_app_accepts_helpers_and_uses_fake(fake):
         assert fake.ephemeral_messages(CHANNEL, ids.USER_ID)[-1]["text"] == "launching launch dino"
 
         ts = WebClient(token=TOKEN, base_url=fake.url).chat_postMessage(channel=CHANNEL, text="running")["ts"]
-        result = post_block_action(server.url, SECRET, ids.USER_ID, CHANNEL, ts, None, "stop", value="x",
-                                   message=fake.message(CHANNEL, ts))
+        result = post_block_action(
+            server.url, SECRET, ids.USER_ID, CHANNEL, ts, None, "stop", value="x", message=fake.message(CHANNEL, ts)
+        )
         assert result.status_code == 200
         assert fake.wait_for("chat.update")[0].ok
         assert fake.message(CHANNEL, ts)["text"] == "stopped"

@@ -27,28 +27,66 @@ from taobot.intake import (
 from taobot.preflight import DatasetPath, PreflightRequest
 
 CATALOG = load_catalog()
-SLURM_CREDS = {"SLURM_USER": "a1", "SLURM_HOSTNAME": "b1", "SLURM_PARTITION": "c1", "SSH_KEY_PATH": "d1", "HF_TOKEN": "e1"}
+SLURM_CREDS = {
+    "SLURM_USER": "a1",
+    "SLURM_HOSTNAME": "b1",
+    "SLURM_PARTITION": "c1",
+    "SSH_KEY_PATH": "d1",
+    "HF_TOKEN": "e1",
+}
 
 
 def complete_slurm_state():
     state = start_intake(CATALOG, "cosmos-rl", "train", "U1", "C1", "1.0")
-    out = apply_all(state, [
-        ChoosePlatform("slurm"), SetMonitoring(True, 5), CredentialsStored(SLURM_CREDS), ConfirmImage(),
-        SetRoot("train", "/lustre/a/train"), SetRoot("eval", "/lustre/a/val"), AcceptComputeDefaults(),
-    ], CATALOG)
+    out = apply_all(
+        state,
+        [
+            ChoosePlatform("slurm"),
+            SetMonitoring(True, 5),
+            CredentialsStored(SLURM_CREDS),
+            ConfirmImage(),
+            SetRoot("train", "/lustre/a/train"),
+            SetRoot("eval", "/lustre/a/val"),
+            AcceptComputeDefaults(),
+        ],
+        CATALOG,
+    )
     assert out.state.status == "complete", out.errors
     return out.state
 
 
 def passed(state, results=None):
     keys = list(dataset_inputs(state, CATALOG))
-    results = results if results is not None else (
-        [{"check": "slurm.login", "label": "SSH login", "ok": True, "detail": "", "remediation": "", "scope": "platform", "key": None}]
-        + [{"check": "path", "label": k, "ok": True, "detail": "", "remediation": "", "scope": "dataset", "key": k} for k in keys]
+    results = (
+        results
+        if results is not None
+        else (
+            [
+                {
+                    "check": "slurm.login",
+                    "label": "SSH login",
+                    "ok": True,
+                    "detail": "",
+                    "remediation": "",
+                    "scope": "platform",
+                    "key": None,
+                }
+            ]
+            + [
+                {"check": "path", "label": k, "ok": True, "detail": "", "remediation": "", "scope": "dataset", "key": k}
+                for k in keys
+            ]
+        )
     )
     state = state.model_copy(deep=True)
-    state.preflight = PreflightRecord(status="passed", fingerprint=input_fingerprint(state, CATALOG), results=results,
-                                      by="U1", started_at=time.time(), finished_at=time.time())
+    state.preflight = PreflightRecord(
+        status="passed",
+        fingerprint=input_fingerprint(state, CATALOG),
+        results=results,
+        by="U1",
+        started_at=time.time(),
+        finished_at=time.time(),
+    )
     return state
 
 
@@ -77,13 +115,16 @@ def test_passed_preflight_for_the_same_inputs_opens_the_gate():
     assert gate.open and "4 input(s) mapped and verified" in cond(gate, 6).detail
 
 
-@pytest.mark.parametrize("change", [
-    SetCompute("num_gpus", 2),
-    SetRoot("eval", "/lustre/b/val"),
-    SetSpecInput("custom.train_dataset.annotation_path", "/lustre/a/other.json"),
-    ChoosePlatform("local-docker"),
-    CredentialsStored({"SSH_KEY_PATH": "changed-fingerprint"}),
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        SetCompute("num_gpus", 2),
+        SetRoot("eval", "/lustre/b/val"),
+        SetSpecInput("custom.train_dataset.annotation_path", "/lustre/a/other.json"),
+        ChoosePlatform("local-docker"),
+        CredentialsStored({"SSH_KEY_PATH": "changed-fingerprint"}),
+    ],
+)
 def test_changing_any_input_after_a_pass_closes_the_gate_again(change):
     state = passed(complete_slurm_state())
     changed = apply_all(state, [change], CATALOG).state
@@ -101,11 +142,34 @@ def test_unrelated_answer_does_not_close_the_gate():
 def test_failed_platform_check_or_unverified_dataset_keeps_it_closed():
     state = complete_slurm_state()
     keys = list(dataset_inputs(state, CATALOG))
-    bad_login = [{"check": "slurm.login", "label": "SSH login", "ok": False, "detail": "", "remediation": "", "scope": "platform", "key": None}]
+    bad_login = [
+        {
+            "check": "slurm.login",
+            "label": "SSH login",
+            "ok": False,
+            "detail": "",
+            "remediation": "",
+            "scope": "platform",
+            "key": None,
+        }
+    ]
     gate = compute_gate(passed(state, bad_login), CATALOG)
     assert not cond(gate, 5).ok
-    half = [{"check": "slurm.login", "label": "SSH login", "ok": True, "detail": "", "remediation": "", "scope": "platform", "key": None}]
-    half += [{"check": "path", "label": k, "ok": True, "detail": "", "remediation": "", "scope": "dataset", "key": k} for k in keys[:2]]
+    half = [
+        {
+            "check": "slurm.login",
+            "label": "SSH login",
+            "ok": True,
+            "detail": "",
+            "remediation": "",
+            "scope": "platform",
+            "key": None,
+        }
+    ]
+    half += [
+        {"check": "path", "label": k, "ok": True, "detail": "", "remediation": "", "scope": "dataset", "key": k}
+        for k in keys[:2]
+    ]
     gate = compute_gate(passed(state, half), CATALOG)
     assert cond(gate, 5).ok and not cond(gate, 6).ok and keys[3] in cond(gate, 6).detail
 
@@ -141,5 +205,7 @@ def test_unconfirmed_mounts_fail_closed_and_confirmed_ones_pass():
     results = mount_checks(PreflightRequest("lepton", {}, paths))
     assert [(r.key, r.ok) for r in results] == [("train", False)]
     assert "confirm mounted" in results[0].remediation
-    results = mount_checks(PreflightRequest("lepton", {}, paths, results_uri="/mnt/out", mount_confirmed=frozenset({"/mnt/shared/train"})))
+    results = mount_checks(
+        PreflightRequest("lepton", {}, paths, results_uri="/mnt/out", mount_confirmed=frozenset({"/mnt/shared/train"}))
+    )
     assert [(r.key, r.ok) for r in results] == [("train", True), ("results", False)]

@@ -25,7 +25,9 @@ def used_methods() -> set[str]:
 def used_events() -> set[str]:
     events = set(re.findall(r'app\.event\("([a-z_]+)"\)', SOURCES))
     # A "message" listener receives channel and private-channel messages.
-    return {e for e in events if e != "message"} | ({"message.channels", "message.groups"} if "message" in events else set())
+    return {e for e in events if e != "message"} | (
+        {"message.channels", "message.groups"} if "message" in events else set()
+    )
 
 
 def test_manifest_commands_match_the_registered_commands():

@@ -15,9 +15,21 @@ ROOT = Path(__file__).resolve().parents[1] / "taobot"
 CORE = ("taobot.intake", "taobot.gate", "taobot.catalog", "taobot.secret_shapes", "taobot.launches")
 # What the core may never reach: I/O, keys, platforms, the process's services.
 NOT_FROM_CORE = (
-    "taobot.slack", "taobot.store", "taobot.preflight", "taobot.backends", "taobot.monitor", "taobot.scheduler",
-    "taobot.services", "taobot.secrets", "taobot.launcher", "taobot.config", "taobot.ssh", "taobot.rest",
-    "taobot.kube", "taobot.cli", "taobot.console",
+    "taobot.slack",
+    "taobot.store",
+    "taobot.preflight",
+    "taobot.backends",
+    "taobot.monitor",
+    "taobot.scheduler",
+    "taobot.services",
+    "taobot.secrets",
+    "taobot.launcher",
+    "taobot.config",
+    "taobot.ssh",
+    "taobot.rest",
+    "taobot.kube",
+    "taobot.cli",
+    "taobot.console",
 )
 # The entry point is where Slack is wired to the services; it is the one module outside slack/ that may import it.
 SLACK_WIRING = {"taobot.cli": {"taobot.slack.app"}}
@@ -77,7 +89,9 @@ def test_nothing_outside_slack_imports_slack(name):
     assert not bad, f"{name} imports {bad}; only slack/ renders and talks to Slack"
 
 
-@pytest.mark.parametrize("name", [m for m in MODULES if under(m, ("taobot.services", "taobot.views", "taobot.view_text"))])
+@pytest.mark.parametrize(
+    "name", [m for m in MODULES if under(m, ("taobot.services", "taobot.views", "taobot.view_text"))]
+)
 def test_services_and_views_never_import_slack_or_block_kit(name):
     bad = sorted(m for m in imports_of(name, MODULES[name]) if under(m, ("taobot.slack",)))
     assert not bad

@@ -39,7 +39,9 @@ def wait_ready(bot: BotProcess, timeout: float = 30) -> str:
 def cli(*args: str, env: dict) -> subprocess.CompletedProcess:
     full = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TAOBOT_"))}
     full.update(env)
-    return subprocess.run([sys.executable, "-m", "taobot.cli", *args], capture_output=True, text=True, env=full, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "taobot.cli", *args], capture_output=True, text=True, env=full, timeout=60
+    )
 
 
 def test_health_readiness_and_metrics_count_what_happens(tmp_path, slack):
@@ -176,7 +178,10 @@ def test_bad_settings_stop_the_bot_with_one_line_naming_the_setting(tmp_path):
     cases = {
         "TAOBOT_LOG_FORMAT": {"TAOBOT_LOG_FORMAT": "xml", "TAOBOT_DB": str(tmp_path / "a.db")},
         "TAOBOT_STATUS_INTERVAL_MINUTES": {"TAOBOT_STATUS_INTERVAL_MINUTES": "90", "TAOBOT_DB": str(tmp_path / "b.db")},
-        "TAOBOT_SECRET_KEY_FILE": {"TAOBOT_SECRET_KEY_FILE": str(tmp_path / "dir-not-file"), "TAOBOT_DB": str(tmp_path / "c.db")},
+        "TAOBOT_SECRET_KEY_FILE": {
+            "TAOBOT_SECRET_KEY_FILE": str(tmp_path / "dir-not-file"),
+            "TAOBOT_DB": str(tmp_path / "c.db"),
+        },
         "TAOBOT_POLL_SECONDS": {"TAOBOT_POLL_SECONDS": "0", "TAOBOT_DB": str(tmp_path / "d.db")},
     }
     (tmp_path / "dir-not-file").mkdir()
@@ -197,13 +202,24 @@ def test_database_in_a_read_only_folder_is_named():
     readonly.mkdir()
     # root bypasses permissions, so run the bot as an unprivileged user here
     cmd = [sys.executable, "-m", "taobot.cli", "serve", "--http", "--port", "1"]
-    env = {"PATH": os.environ["PATH"], "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "TAOBOT_DB": str(readonly / "t.db"),
-           "HOME": str(tmp_path)}
+    env = {
+        "PATH": os.environ["PATH"],
+        "SLACK_BOT_TOKEN": "xoxb-1",
+        "SLACK_SIGNING_SECRET": "s",
+        "TAOBOT_DB": str(readonly / "t.db"),
+        "HOME": str(tmp_path),
+    }
     readonly.chmod(0o555)
     tmp_path.chmod(0o755)
     try:
-        out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd], capture_output=True,
-                             text=True, env=env, timeout=60, cwd=str(Path(__file__).resolve().parent.parent))
+        out = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            cwd=str(Path(__file__).resolve().parent.parent),
+        )
     finally:
         shutil.rmtree(tmp_path, ignore_errors=True)
     assert out.returncode == 2, out.stdout + out.stderr
@@ -219,8 +235,13 @@ def test_socket_mode_serves_health_and_metrics_on_their_own_port(tmp_path, slack
     from taobot.slack.app import build_app, make_client, serve_health_in_background
     from tests.harness import BOT_TOKEN, free_port
 
-    settings = load_settings(slack_bot_token=BOT_TOKEN, slack_app_token="xapp-1-test", slack_api_url=slack.url,
-                             db_path=tmp_path / "t.db", poll_seconds=1)
+    settings = load_settings(
+        slack_bot_token=BOT_TOKEN,
+        slack_app_token="xapp-1-test",
+        slack_api_url=slack.url,
+        db_path=tmp_path / "t.db",
+        poll_seconds=1,
+    )
     from taobot.store import Store
 
     store = Store(settings.db_path, SecretBox(load_or_create_key(None, settings.key_file)))
@@ -229,6 +250,7 @@ def test_socket_mode_serves_health_and_metrics_on_their_own_port(tmp_path, slack
     port = free_port()
     server = serve_health_in_background(runtime, "127.0.0.1", port)
     try:
+
         def fetch(path):
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:

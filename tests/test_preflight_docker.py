@@ -319,7 +319,9 @@ def test_preflight_creates_no_container_and_pulls_no_image(nvidia_runtime_host, 
         images_before = sorted(i.id for i in client.images.list(all=True))
         since = int(time.time()) - 1
         for _ in range(3):
-            results = dk.check(request(host, DatasetPath("d", str(tmp_path)), DatasetPath("a", str(ann), ("video_fps",))))
+            results = dk.check(
+                request(host, DatasetPath("d", str(tmp_path)), DatasetPath("a", str(ann), ("video_fps",)))
+            )
             assert all(r.ok for r in results), results
         until = int(time.time()) + 1
         time.sleep(1.1)  # let the event window close

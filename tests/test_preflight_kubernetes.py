@@ -50,8 +50,11 @@ def nodes(admin):
 
     def make(gpus: str | None, unschedulable: bool = False) -> str:
         name = f"{PREFIX}-node-{uid()}"
-        core.create_node(client.V1Node(metadata=client.V1ObjectMeta(name=name),
-                                       spec=client.V1NodeSpec(unschedulable=unschedulable or None)))
+        core.create_node(
+            client.V1Node(
+                metadata=client.V1ObjectMeta(name=name), spec=client.V1NodeSpec(unschedulable=unschedulable or None)
+            )
+        )
         made.append(name)
         resources = {"cpu": "8", "memory": "32Gi", "pods": "110"}
         if gpus is not None:
@@ -96,8 +99,12 @@ def run(kenv, timeout: float = 5.0, compute=None, bot=None, **creds) -> list[Che
     """The check under test, with the invariants every run must keep; `bot`: the bot's own settings (KUBECONFIG …)."""
     from taobot.preflight import kubernetes as kp
 
-    request = PreflightRequest("kubernetes", {k: v for k, v in creds.items() if v}, compute=compute or {},
-                               settings=PlatformSettings(connect_timeout_s=timeout, http_timeout_s=timeout, **(bot or {})))
+    request = PreflightRequest(
+        "kubernetes",
+        {k: v for k, v in creds.items() if v},
+        compute=compute or {},
+        settings=PlatformSettings(connect_timeout_s=timeout, http_timeout_s=timeout, **(bot or {})),
+    )
     t0 = time.monotonic()
     results = kp.check(request)
     DURATIONS.append(time.monotonic() - t0)
@@ -150,11 +157,18 @@ def apply_kubectl_create(admin, namespace_or_none, remediation: str, suffix: str
             for res in flags["resource"].split(","):
                 base, _, sub = res.partition("/")
                 resource, _, group = base.partition(".")
-                rules.append(client.V1PolicyRule(api_groups=[group], resources=[f"{resource}/{sub}" if sub else resource],
-                                                 verbs=flags["verb"].split(",")))
+                rules.append(
+                    client.V1PolicyRule(
+                        api_groups=[group],
+                        resources=[f"{resource}/{sub}" if sub else resource],
+                        verbs=flags["verb"].split(","),
+                    )
+                )
             if kind == "role":
                 assert flags["namespace"] == namespace_or_none
-                rbac.create_namespaced_role(namespace_or_none, client.V1Role(metadata=client.V1ObjectMeta(name=name), rules=rules))
+                rbac.create_namespaced_role(
+                    namespace_or_none, client.V1Role(metadata=client.V1ObjectMeta(name=name), rules=rules)
+                )
             else:
                 rbac.create_cluster_role(client.V1ClusterRole(metadata=client.V1ObjectMeta(name=name), rules=rules))
                 cluster_rbac("ClusterRole", name)
@@ -167,12 +181,19 @@ def apply_kubectl_create(admin, namespace_or_none, remediation: str, suffix: str
             if kind == "rolebinding":
                 assert flags["namespace"] == namespace_or_none
                 ref = client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name=flags["role"] + suffix)
-                rbac.create_namespaced_role_binding(namespace_or_none, client.V1RoleBinding(
-                    metadata=client.V1ObjectMeta(name=name), role_ref=ref, subjects=[subject]))
+                rbac.create_namespaced_role_binding(
+                    namespace_or_none,
+                    client.V1RoleBinding(metadata=client.V1ObjectMeta(name=name), role_ref=ref, subjects=[subject]),
+                )
             else:
-                ref = client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=flags["clusterrole"] + suffix)
-                rbac.create_cluster_role_binding(client.V1ClusterRoleBinding(
-                    metadata=client.V1ObjectMeta(name=name), role_ref=ref, subjects=[subject]))
+                ref = client.V1RoleRef(
+                    api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=flags["clusterrole"] + suffix
+                )
+                rbac.create_cluster_role_binding(
+                    client.V1ClusterRoleBinding(
+                        metadata=client.V1ObjectMeta(name=name), role_ref=ref, subjects=[subject]
+                    )
+                )
                 cluster_rbac("ClusterRoleBinding", name)
 
 
@@ -181,21 +202,38 @@ def grant_bot_launch_role(admin, kenv, ns: str) -> None:
 
     rbac = admin[1]
     rules = [
-        client.V1PolicyRule(api_groups=["batch"], resources=["jobs"], verbs=["create", "get", "list", "patch", "delete"]),
+        client.V1PolicyRule(
+            api_groups=["batch"], resources=["jobs"], verbs=["create", "get", "list", "patch", "delete"]
+        ),
         client.V1PolicyRule(api_groups=[""], resources=["secrets", "configmaps"], verbs=["create"]),
         client.V1PolicyRule(api_groups=[""], resources=["pods"], verbs=["get", "list"]),
         client.V1PolicyRule(api_groups=[""], resources=["pods/log"], verbs=["get"]),
     ]
     rbac.create_namespaced_role(ns, client.V1Role(metadata=client.V1ObjectMeta(name="taobot-launch"), rules=rules))
-    rbac.create_namespaced_role_binding(ns, client.V1RoleBinding(
-        metadata=client.V1ObjectMeta(name="taobot-launch"),
-        role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="taobot-launch"),
-        subjects=[client.RbacV1Subject(kind="User", name=kenv["TAOBOT_TEST_KUBE_BOT_USER"], api_group="rbac.authorization.k8s.io")],
-    ))
+    rbac.create_namespaced_role_binding(
+        ns,
+        client.V1RoleBinding(
+            metadata=client.V1ObjectMeta(name="taobot-launch"),
+            role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="taobot-launch"),
+            subjects=[
+                client.RbacV1Subject(
+                    kind="User", name=kenv["TAOBOT_TEST_KUBE_BOT_USER"], api_group="rbac.authorization.k8s.io"
+                )
+            ],
+        ),
+    )
 
 
-RBAC_IDS = ("kubernetes.rbac.jobs", "kubernetes.rbac.secrets", "kubernetes.rbac.configmaps", "kubernetes.rbac.jobs-read",
-            "kubernetes.rbac.jobs-patch", "kubernetes.rbac.jobs-delete", "kubernetes.rbac.pods", "kubernetes.rbac.pods-log")
+RBAC_IDS = (
+    "kubernetes.rbac.jobs",
+    "kubernetes.rbac.secrets",
+    "kubernetes.rbac.configmaps",
+    "kubernetes.rbac.jobs-read",
+    "kubernetes.rbac.jobs-patch",
+    "kubernetes.rbac.jobs-delete",
+    "kubernetes.rbac.pods",
+    "kubernetes.rbac.pods-log",
+)
 
 
 # --------------------------------------------------------------------------- pass path
@@ -229,14 +267,18 @@ def test_context_named_by_tao_k8s_context_is_used_instead_of_the_current_one(ken
     path.write_text(yaml.safe_dump(bot))
 
     as_bot = by_id(run(kenv, KUBECONFIG=str(path), TAO_K8S_NAMESPACE=namespace))
-    as_admin = by_id(run(kenv, KUBECONFIG=str(path), TAO_K8S_NAMESPACE=namespace, TAO_K8S_CONTEXT=adm["contexts"][0]["name"]))
+    as_admin = by_id(
+        run(kenv, KUBECONFIG=str(path), TAO_K8S_NAMESPACE=namespace, TAO_K8S_CONTEXT=adm["contexts"][0]["name"])
+    )
 
     assert not as_bot["kubernetes.rbac.jobs"].ok
     assert all(r.ok for r in as_admin.values())
     assert f"context `{adm['contexts'][0]['name']}`" in as_admin["kubernetes.api"].detail
 
 
-def test_default_kubeconfig_location_is_used_when_kubeconfig_is_unset(kenv, admin, namespace, nodes, monkeypatch, tmp_path):
+def test_default_kubeconfig_location_is_used_when_kubeconfig_is_unset(
+    kenv, admin, namespace, nodes, monkeypatch, tmp_path
+):
     nodes("8")
     home = tmp_path / "home"
     (home / ".kube").mkdir(parents=True)
@@ -250,7 +292,9 @@ def test_default_kubeconfig_location_is_used_when_kubeconfig_is_unset(kenv, admi
     assert f"{home}/.kube/config" in by_id(results)["kubernetes.api"].detail
 
 
-def test_the_bots_own_kubeconfig_is_used_when_no_credential_names_one(kenv, admin, namespace, nodes, monkeypatch, tmp_path):
+def test_the_bots_own_kubeconfig_is_used_when_no_credential_names_one(
+    kenv, admin, namespace, nodes, monkeypatch, tmp_path
+):
     nodes("8")
     monkeypatch.setenv("HOME", str(tmp_path))  # nothing at the default location
     admin_kubeconfig = kenv["TAOBOT_TEST_KUBECONFIG_ADMIN"]
@@ -271,16 +315,31 @@ def test_bot_without_rbac_is_denied_job_creation_with_a_role_remediation(kenv, a
     jobs = r["kubernetes.rbac.jobs"]
     assert not jobs.ok
     assert f"`{user}` may not create jobs (batch) in namespace `{namespace}`" in jobs.detail
-    assert f"kubectl create role taobot-create-jobs --namespace={namespace} --verb=create --resource=jobs.batch" in jobs.remediation
-    assert (f"kubectl create rolebinding taobot-create-jobs --namespace={namespace} --role=taobot-create-jobs "
-            f"--user={user}") in jobs.remediation
-    assert not r["kubernetes.rbac.secrets"].ok and "--verb=create --resource=secrets`" in r["kubernetes.rbac.secrets"].remediation
-    assert not r["kubernetes.rbac.pods-log"].ok and "--verb=get --resource=pods/log`" in r["kubernetes.rbac.pods-log"].remediation
-    assert not r["kubernetes.rbac.configmaps"].ok and "--verb=create --resource=configmaps`" in r["kubernetes.rbac.configmaps"].remediation
+    assert (
+        f"kubectl create role taobot-create-jobs --namespace={namespace} --verb=create --resource=jobs.batch"
+        in jobs.remediation
+    )
+    assert (
+        f"kubectl create rolebinding taobot-create-jobs --namespace={namespace} --role=taobot-create-jobs --user={user}"
+    ) in jobs.remediation
+    assert (
+        not r["kubernetes.rbac.secrets"].ok
+        and "--verb=create --resource=secrets`" in r["kubernetes.rbac.secrets"].remediation
+    )
+    assert (
+        not r["kubernetes.rbac.pods-log"].ok
+        and "--verb=get --resource=pods/log`" in r["kubernetes.rbac.pods-log"].remediation
+    )
+    assert (
+        not r["kubernetes.rbac.configmaps"].ok
+        and "--verb=create --resource=configmaps`" in r["kubernetes.rbac.configmaps"].remediation
+    )
     read = r["kubernetes.rbac.jobs-read"]
     assert not read.ok and f"`{user}` may not get/list jobs (batch) in namespace `{namespace}`" in read.detail
-    assert (f"kubectl create role taobot-get-list-jobs --namespace={namespace} --verb=get,list --resource=jobs.batch"
-            in read.remediation)
+    assert (
+        f"kubectl create role taobot-get-list-jobs --namespace={namespace} --verb=get,list --resource=jobs.batch"
+        in read.remediation
+    )
     assert "--verb=patch --resource=jobs.batch`" in r["kubernetes.rbac.jobs-patch"].remediation
     assert "--verb=delete --resource=jobs.batch`" in r["kubernetes.rbac.jobs-delete"].remediation
     assert "--verb=get,list --resource=pods`" in r["kubernetes.rbac.pods"].remediation
@@ -289,8 +348,11 @@ def test_bot_without_rbac_is_denied_job_creation_with_a_role_remediation(kenv, a
 
 
 def test_applying_the_role_remediations_grants_exactly_the_missing_permissions(kenv, admin, namespace):
-    denied = [r for r in run(kenv, KUBECONFIG=kenv["TAOBOT_TEST_KUBECONFIG_BOT"], TAO_K8S_NAMESPACE=namespace)
-              if r.check in RBAC_IDS]
+    denied = [
+        r
+        for r in run(kenv, KUBECONFIG=kenv["TAOBOT_TEST_KUBECONFIG_BOT"], TAO_K8S_NAMESPACE=namespace)
+        if r.check in RBAC_IDS
+    ]
     assert [r.ok for r in denied] == [False] * len(RBAC_IDS)
     for r in denied:
         apply_kubectl_create(admin, namespace, r.remediation, suffix="")
@@ -305,8 +367,11 @@ def test_applying_the_role_remediations_grants_exactly_the_missing_permissions(k
 
     assert all(after[i].ok for i in RBAC_IDS), [after[i].detail for i in RBAC_IDS]
     # exactly: the roles hold one verb on one resource each, nothing more
-    rules = sorted((tuple(rule.api_groups), tuple(rule.resources), tuple(rule.verbs))
-                   for role in admin[1].list_namespaced_role(namespace).items for rule in role.rules)
+    rules = sorted(
+        (tuple(rule.api_groups), tuple(rule.resources), tuple(rule.verbs))
+        for role in admin[1].list_namespaced_role(namespace).items
+        for rule in role.rules
+    )
     assert rules == [
         (("",), ("configmaps",), ("create",)),
         (("",), ("pods",), ("get", "list")),
@@ -323,19 +388,36 @@ def test_a_partly_granted_multi_verb_permission_names_only_the_missing_verb(kenv
     from kubernetes import client
 
     rbac = admin[1]
-    rbac.create_namespaced_role(namespace, client.V1Role(metadata=client.V1ObjectMeta(name="taobot-get-jobs"), rules=[
-        client.V1PolicyRule(api_groups=["batch"], resources=["jobs"], verbs=["get"])]))
-    rbac.create_namespaced_role_binding(namespace, client.V1RoleBinding(
-        metadata=client.V1ObjectMeta(name="taobot-get-jobs"),
-        role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="taobot-get-jobs"),
-        subjects=[client.RbacV1Subject(kind="User", name=kenv["TAOBOT_TEST_KUBE_BOT_USER"], api_group="rbac.authorization.k8s.io")],
-    ))
+    rbac.create_namespaced_role(
+        namespace,
+        client.V1Role(
+            metadata=client.V1ObjectMeta(name="taobot-get-jobs"),
+            rules=[client.V1PolicyRule(api_groups=["batch"], resources=["jobs"], verbs=["get"])],
+        ),
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        client.V1RoleBinding(
+            metadata=client.V1ObjectMeta(name="taobot-get-jobs"),
+            role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="taobot-get-jobs"),
+            subjects=[
+                client.RbacV1Subject(
+                    kind="User", name=kenv["TAOBOT_TEST_KUBE_BOT_USER"], api_group="rbac.authorization.k8s.io"
+                )
+            ],
+        ),
+    )
 
-    read = by_id(run(kenv, KUBECONFIG=kenv["TAOBOT_TEST_KUBECONFIG_BOT"], TAO_K8S_NAMESPACE=namespace))["kubernetes.rbac.jobs-read"]
+    read = by_id(run(kenv, KUBECONFIG=kenv["TAOBOT_TEST_KUBECONFIG_BOT"], TAO_K8S_NAMESPACE=namespace))[
+        "kubernetes.rbac.jobs-read"
+    ]
 
     assert not read.ok
     assert f"may not list jobs (batch) in namespace `{namespace}`" in read.detail
-    assert f"kubectl create role taobot-list-jobs --namespace={namespace} --verb=list --resource=jobs.batch" in read.remediation
+    assert (
+        f"kubectl create role taobot-list-jobs --namespace={namespace} --verb=list --resource=jobs.batch"
+        in read.remediation
+    )
 
 
 def test_bot_granted_jobs_secrets_and_pod_logs_in_one_namespace_passes_there_but_cannot_list_nodes(
@@ -365,7 +447,9 @@ def test_applying_the_nodes_remediation_lets_the_bot_count_gpus(kenv, admin, nam
     before = by_id(run(kenv, KUBECONFIG=kenv["TAOBOT_TEST_KUBECONFIG_BOT"], TAO_K8S_NAMESPACE=namespace))
     assert not before["kubernetes.gpus"].ok
 
-    apply_kubectl_create(admin, None, before["kubernetes.gpus"].remediation, suffix=f"-{uid()}", cluster_rbac=cluster_rbac)
+    apply_kubectl_create(
+        admin, None, before["kubernetes.gpus"].remediation, suffix=f"-{uid()}", cluster_rbac=cluster_rbac
+    )
     after = run(kenv, KUBECONFIG=kenv["TAOBOT_TEST_KUBECONFIG_BOT"], TAO_K8S_NAMESPACE=namespace)
 
     assert all(r.ok for r in after), [r.detail for r in after if not r.ok]
@@ -376,10 +460,16 @@ def test_denied_service_account_gets_a_serviceaccount_rolebinding(kenv, admin, n
     from kubernetes import client
 
     core = admin[0]
-    core.create_namespaced_service_account(namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="tao-runner")))
+    core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="tao-runner"))
+    )
     token = core.create_namespaced_service_account_token(
-        "tao-runner", namespace, client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(
-            audiences=["https://kubernetes.default.svc"], expiration_seconds=600))).status.token
+        "tao-runner",
+        namespace,
+        client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=["https://kubernetes.default.svc"], expiration_seconds=600)
+        ),
+    ).status.token
     path = write_kubeconfig(tmp_path, kenv["TAOBOT_TEST_KUBECONFIG_BOT"], token=token)
 
     r = by_id(run(kenv, KUBECONFIG=path, TAO_K8S_NAMESPACE=namespace))
@@ -404,7 +494,9 @@ def test_cluster_without_gpu_nodes_fails_with_device_plugin_remediation(kenv, ad
     foreign = foreign_gpu_nodes(admin)
     assert not foreign, f"another suite left schedulable GPU nodes on the shared cluster: {foreign}"
 
-    gpus = by_id(run(kenv, KUBECONFIG=kenv["TAOBOT_TEST_KUBECONFIG_ADMIN"], TAO_K8S_NAMESPACE=namespace))["kubernetes.gpus"]
+    gpus = by_id(run(kenv, KUBECONFIG=kenv["TAOBOT_TEST_KUBECONFIG_ADMIN"], TAO_K8S_NAMESPACE=namespace))[
+        "kubernetes.gpus"
+    ]
 
     assert not gpus.ok
     assert gpus.detail.startswith("no node offers nvidia.com/gpu: 0 GPUs allocatable on ")
@@ -416,8 +508,14 @@ def test_job_wanting_more_gpus_than_the_largest_node_offers_fails(kenv, admin, n
     nodes("8")
     largest = max(foreign_gpu_nodes(admin).values())
 
-    gpus = by_id(run(kenv, compute={"num_gpus": largest + 1}, KUBECONFIG=kenv["TAOBOT_TEST_KUBECONFIG_ADMIN"],
-                     TAO_K8S_NAMESPACE=namespace))["kubernetes.gpus"]
+    gpus = by_id(
+        run(
+            kenv,
+            compute={"num_gpus": largest + 1},
+            KUBECONFIG=kenv["TAOBOT_TEST_KUBECONFIG_ADMIN"],
+            TAO_K8S_NAMESPACE=namespace,
+        )
+    )["kubernetes.gpus"]
 
     assert not gpus.ok
     assert f"asks for {largest + 1} GPUs on one node but the largest node offers {largest}" in gpus.detail
@@ -442,14 +540,17 @@ def test_terminating_namespace_fails(kenv, admin, namespace):
     from kubernetes import client
 
     core = admin[0]
-    core.create_namespaced_config_map(namespace, client.V1ConfigMap(
-        metadata=client.V1ObjectMeta(name="hold", finalizers=["taobot.test/hold"])))
+    core.create_namespaced_config_map(
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="hold", finalizers=["taobot.test/hold"]))
+    )
     core.delete_namespace(namespace)
     try:
         deadline = time.monotonic() + 10
         while core.read_namespace(namespace).status.phase != "Terminating" and time.monotonic() < deadline:
             time.sleep(0.1)
-        ns = by_id(run(kenv, KUBECONFIG=kenv["TAOBOT_TEST_KUBECONFIG_ADMIN"], TAO_K8S_NAMESPACE=namespace))["kubernetes.namespace"]
+        ns = by_id(run(kenv, KUBECONFIG=kenv["TAOBOT_TEST_KUBECONFIG_ADMIN"], TAO_K8S_NAMESPACE=namespace))[
+            "kubernetes.namespace"
+        ]
         assert not ns.ok
         assert "is being deleted (phase Terminating)" in ns.detail
     finally:
@@ -467,7 +568,10 @@ def test_wrong_context_name_lists_the_available_contexts(kenv, tmp_path):
 
     assert [r.check for r in results] == ["kubernetes.config"]
     assert not results[0].ok
-    assert results[0].detail == f"context `gpu-west` is not in kubeconfig `{path}`; contexts there: `{current}`, `gpu-east`"
+    assert (
+        results[0].detail
+        == f"context `gpu-west` is not in kubeconfig `{path}`; contexts there: `{current}`, `gpu-east`"
+    )
     assert "Set TAO_K8S_CONTEXT to one of" in results[0].remediation
 
 
@@ -493,9 +597,14 @@ def test_no_kubeconfig_and_not_in_a_cluster_fails(kenv, tmp_path, monkeypatch):
 
 def _exec_kubeconfig(tmp_path: Path, base: str, command: list[str]) -> str:
     doc = yaml.safe_load(Path(base).read_text())
-    doc["users"][0]["user"] = {"exec": {"apiVersion": "client.authentication.k8s.io/v1beta1",
-                                        "command": command[0], "args": command[1:],
-                                        "env": [{"name": "PLUGIN_SECRET", "value": "plugin-secret-value"}]}}
+    doc["users"][0]["user"] = {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1",
+            "command": command[0],
+            "args": command[1:],
+            "env": [{"name": "PLUGIN_SECRET", "value": "plugin-secret-value"}],
+        }
+    }
     path = tmp_path / "exec.kubeconfig"
     path.write_text(yaml.safe_dump(doc))
     return str(path)
@@ -574,7 +683,10 @@ def test_unreachable_server_fails_fast_with_the_url(kenv, tmp_path):
 
     assert took < 15, f"took {took:.1f}s"
     assert [(r.check, r.ok) for r in results] == [("kubernetes.api", False)]
-    assert results[0].detail == f"cannot reach the API server at {url}: connection refused (nothing listens on that address)"
+    assert (
+        results[0].detail
+        == f"cannot reach the API server at {url}: connection refused (nothing listens on that address)"
+    )
     assert url in results[0].remediation
 
 

@@ -43,7 +43,9 @@ def brv():
         yield fake
 
 
-def lepton_request(url: str, ws: str | None = WS, token: str | None = LEP_TOKEN, timeout: float = 3.0) -> PreflightRequest:
+def lepton_request(
+    url: str, ws: str | None = WS, token: str | None = LEP_TOKEN, timeout: float = 3.0
+) -> PreflightRequest:
     creds = {k: v for k, v in (("LEPTON_WORKSPACE_ID", ws), ("LEPTON_AUTH_TOKEN", token)) if v is not None}
     return PreflightRequest("lepton", creds, settings=PlatformSettings(lepton_api_url=url, http_timeout_s=timeout))
 
@@ -126,7 +128,9 @@ def test_lepton_pass_reports_workspace_and_node_groups_with_gets_only(lep):
     assert all(c.status == 200 for c in lep.calls)
 
 
-@pytest.mark.parametrize("missing", [("LEPTON_WORKSPACE_ID",), ("LEPTON_AUTH_TOKEN",), ("LEPTON_WORKSPACE_ID", "LEPTON_AUTH_TOKEN")])
+@pytest.mark.parametrize(
+    "missing", [("LEPTON_WORKSPACE_ID",), ("LEPTON_AUTH_TOKEN",), ("LEPTON_WORKSPACE_ID", "LEPTON_AUTH_TOKEN")]
+)
 def test_lepton_missing_credentials_fail_without_calling(lep, missing):
     ws = None if "LEPTON_WORKSPACE_ID" in missing else WS
     token = None if "LEPTON_AUTH_TOKEN" in missing else LEP_TOKEN
@@ -458,7 +462,12 @@ def test_fake_lepton_rejects_invalid_jobs_with_400(lep, patch, message):
 
 def test_fake_brev_instance_lifecycle(brv):
     org = brv.org_ids[0]
-    status, inst = http("POST", f"{brv.url}/api/organizations/{org}/workspaces", BREV_TOKEN, {"name": "tao-h100", "instanceType": "hyperstack_H100"})
+    status, inst = http(
+        "POST",
+        f"{brv.url}/api/organizations/{org}/workspaces",
+        BREV_TOKEN,
+        {"name": "tao-h100", "instanceType": "hyperstack_H100"},
+    )
     assert status == 200 and inst["status"] == "DEPLOYING" and inst["organizationId"] == org
     brv.set_instance_status(inst["id"], "RUNNING", health="HEALTHY")
     status, got = http("GET", f"{brv.url}/api/workspaces/{inst['id']}", BREV_TOKEN)

@@ -75,9 +75,16 @@ class Lab:
             "uploads": [(u["Key"], u["UploadId"]) for u in uploads],
         }
 
-    def request(self, identity=None, paths=(), results_uri=None, endpoint=None, platform="kubernetes") -> PreflightRequest:
+    def request(
+        self, identity=None, paths=(), results_uri=None, endpoint=None, platform="kubernetes"
+    ) -> PreflightRequest:
         key, secret = identity if identity is not None else self.admin
-        creds = {"ACCESS_KEY": key, "SECRET_KEY": secret, "S3_ENDPOINT_URL": endpoint or self.endpoint, "CLOUD_REGION": self.region}
+        creds = {
+            "ACCESS_KEY": key,
+            "SECRET_KEY": secret,
+            "S3_ENDPOINT_URL": endpoint or self.endpoint,
+            "CLOUD_REGION": self.region,
+        }
         return PreflightRequest(platform, creds, paths=tuple(paths), results_uri=results_uri)
 
 
@@ -87,7 +94,9 @@ def lab() -> Lab:
     try:
         lab.raw_client().head_object(Bucket=lab.bucket, Key=lab.media)
     except Exception as exc:
-        pytest.fail(f"S3 lab at {lab.endpoint} not ready ({type(exc).__name__}: {exc}): run `bash tests/services/setup.sh s3`")
+        pytest.fail(
+            f"S3 lab at {lab.endpoint} not ready ({type(exc).__name__}: {exc}): run `bash tests/services/setup.sh s3`"
+        )
     return lab
 
 
@@ -159,7 +168,9 @@ def test_missing_prefix_fails_as_empty_listing(lab):
 def test_missing_bucket_fails_naming_the_bucket_and_is_not_created(lab):
     results = run(
         lab,
-        lab.request(paths=[DatasetPath("a", lab.uri("x.json", MISSING_BUCKET)), DatasetPath("b", lab.uri("x/", MISSING_BUCKET))]),
+        lab.request(
+            paths=[DatasetPath("a", lab.uri("x.json", MISSING_BUCKET)), DatasetPath("b", lab.uri("x/", MISSING_BUCKET))]
+        ),
     )
     for key in ("a", "b"):
         r = failed(one(results, "s3.path", key))
@@ -204,7 +215,12 @@ def test_unreachable_endpoint_is_reported_once(lab):
         port = s.getsockname()[1]
     endpoint = f"http://127.0.0.1:{port}"
     t0 = time.monotonic()
-    results = run(lab, lab.request(paths=[DatasetPath("a", lab.uri(lab.media)), DatasetPath("b", lab.uri(lab.prefix))], endpoint=endpoint))
+    results = run(
+        lab,
+        lab.request(
+            paths=[DatasetPath("a", lab.uri(lab.media)), DatasetPath("b", lab.uri(lab.prefix))], endpoint=endpoint
+        ),
+    )
     assert time.monotonic() - t0 < 10
     assert len(results) == 1, results
     r = failed(results[0])
@@ -236,8 +252,11 @@ def test_read_only_identity_reads_inputs(lab):
         lab,
         lab.request(
             identity=lab.ro,
-            paths=[DatasetPath("media", lab.uri(lab.media)), DatasetPath("train", lab.uri(lab.prefix)),
-                   DatasetPath("ann", lab.uri(lab.annotations), ("video_fps",))],
+            paths=[
+                DatasetPath("media", lab.uri(lab.media)),
+                DatasetPath("train", lab.uri(lab.prefix)),
+                DatasetPath("ann", lab.uri(lab.annotations), ("video_fps",)),
+            ],
         ),  # fmt: skip
     )
     assert all(r.ok for r in results), results
@@ -263,7 +282,10 @@ def test_results_in_a_missing_bucket_fail_and_the_bucket_is_not_created(lab):
     uri = lab.uri("results/", MISSING_BUCKET)
     for identity in (lab.admin, lab.ro):
         r = failed(one(run(lab, lab.request(identity=identity, results_uri=uri)), "s3.results"))
-        assert f"bucket `{MISSING_BUCKET}` does not exist" in r.detail and f"aws s3 mb s3://{MISSING_BUCKET}" in r.remediation
+        assert (
+            f"bucket `{MISSING_BUCKET}` does not exist" in r.detail
+            and f"aws s3 mb s3://{MISSING_BUCKET}" in r.remediation
+        )
     assert MISSING_BUCKET not in lab.state()["buckets"]
 
 
@@ -273,8 +295,12 @@ def test_results_in_a_missing_bucket_fail_and_the_bucket_is_not_created(lab):
 def test_annotation_on_s3_with_the_field_passes_and_without_fails(lab):
     results = run(
         lab,
-        lab.request(paths=[DatasetPath("with", lab.uri(lab.annotations), ("video_fps",)),
-                           DatasetPath("without", lab.uri(lab.annotations_nofps), ("video_fps",))]),  # fmt: skip
+        lab.request(
+            paths=[
+                DatasetPath("with", lab.uri(lab.annotations), ("video_fps",)),
+                DatasetPath("without", lab.uri(lab.annotations_nofps), ("video_fps",)),
+            ]
+        ),  # fmt: skip
     )
     ok = one(results, "s3.annotation", "with")
     assert ok.ok and ok.scope == "dataset" and "all have `video_fps`" in ok.detail
@@ -286,21 +312,37 @@ def test_annotation_on_s3_with_the_field_passes_and_without_fails(lab):
 def test_annotation_on_a_prefix_or_missing_object_fails(lab):
     results = run(
         lab,
-        lab.request(paths=[DatasetPath("dir", lab.uri(lab.prefix), ("video_fps",)),
-                           DatasetPath("gone", lab.uri(lab.prefix + "gone.json"), ("video_fps",))]),  # fmt: skip
+        lab.request(
+            paths=[
+                DatasetPath("dir", lab.uri(lab.prefix), ("video_fps",)),
+                DatasetPath("gone", lab.uri(lab.prefix + "gone.json"), ("video_fps",)),
+            ]
+        ),  # fmt: skip
     )
     assert "is a prefix" in failed(one(results, "s3.annotation", "dir")).detail
     assert "not checked" in failed(one(results, "s3.annotation", "gone")).detail
 
 
 def test_non_json_annotation_on_s3_fails(lab):
-    r = failed(one(run(lab, lab.request(paths=[DatasetPath("ann", lab.uri(lab.media), ("video_fps",))])), "s3.annotation", "ann"))
+    r = failed(
+        one(
+            run(lab, lab.request(paths=[DatasetPath("ann", lab.uri(lab.media), ("video_fps",))])),
+            "s3.annotation",
+            "ann",
+        )
+    )
     assert "not UTF-8" in r.detail or "not valid JSON" in r.detail
 
 
 def test_oversized_annotation_on_s3_is_not_downloaded(lab, monkeypatch):
     monkeypatch.setattr(s3, "ANNOTATION_MAX_BYTES", 100)
-    r = failed(one(run(lab, lab.request(paths=[DatasetPath("ann", lab.uri(lab.annotations), ("video_fps",))])), "s3.annotation", "ann"))
+    r = failed(
+        one(
+            run(lab, lab.request(paths=[DatasetPath("ann", lab.uri(lab.annotations), ("video_fps",))])),
+            "s3.annotation",
+            "ann",
+        )
+    )
     assert "over the 100 bytes preflight reads" in r.detail
 
 
@@ -308,7 +350,9 @@ def test_oversized_annotation_on_s3_is_not_downloaded(lab, monkeypatch):
 
 
 def test_run_preflight_runs_s3_next_to_docker(lab):
-    req = lab.request(paths=[DatasetPath("media", lab.uri(lab.media))], results_uri=lab.uri("results/"), platform="local-docker")
+    req = lab.request(
+        paths=[DatasetPath("media", lab.uri(lab.media))], results_uri=lab.uri("results/"), platform="local-docker"
+    )
     report = run_preflight(req)
     checks = [r.check for r in report.results]
     assert "docker.daemon" in checks and "s3.access" in checks and "s3.results" in checks
@@ -365,7 +409,9 @@ def test_no_read_permission_is_its_own_message_stubbed(lab, monkeypatch):
         ("get_object", "AccessDenied", 403),     # the 1-byte GET tells it is permission
         ("list_objects_v2", "AccessDenied", 403),
     ])  # fmt: skip
-    results = run(lab, lab.request(paths=[DatasetPath("obj", lab.uri(lab.media)), DatasetPath("pre", lab.uri(lab.prefix))]))
+    results = run(
+        lab, lab.request(paths=[DatasetPath("obj", lab.uri(lab.media)), DatasetPath("pre", lab.uri(lab.prefix))])
+    )
     stub.assert_no_pending_responses()
     assert one(results, "s3.access").ok
     obj = failed(one(results, "s3.path", "obj"))
@@ -383,7 +429,9 @@ def test_identity_error_met_on_paths_is_reported_once_stubbed(lab, monkeypatch):
         ("head_object", "403", 403),
         ("get_object", "SignatureDoesNotMatch", 403),
     ])  # fmt: skip
-    results = run(lab, lab.request(paths=[DatasetPath("a", lab.uri(lab.media)), DatasetPath("b", lab.uri(lab.annotations))]))
+    results = run(
+        lab, lab.request(paths=[DatasetPath("a", lab.uri(lab.media)), DatasetPath("b", lab.uri(lab.annotations))])
+    )
     stub.assert_no_pending_responses()
     access = [r for r in results if r.check == "s3.access" and not r.ok]
     assert len(access) == 1 and "SECRET_KEY does not match" in access[0].detail

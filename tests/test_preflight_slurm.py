@@ -34,9 +34,15 @@ def creds(**over) -> dict[str, str]:
 
 def run(paths=(), known_hosts=None, ssh_config=None, **over):
     request = PreflightRequest(
-        "slurm", creds(**over), tuple(paths), resources=RES,
-        settings=PlatformSettings(known_hosts_path=known_hosts or LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"],
-                                   ssh_config_path=ssh_config or "/nonexistent/ssh_config", connect_timeout_s=5),
+        "slurm",
+        creds(**over),
+        tuple(paths),
+        resources=RES,
+        settings=PlatformSettings(
+            known_hosts_path=known_hosts or LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"],
+            ssh_config_path=ssh_config or "/nonexistent/ssh_config",
+            connect_timeout_s=5,
+        ),
     )
     return run_preflight(request, REQUIRED)
 
@@ -46,10 +52,12 @@ def by_label(report, label):
 
 
 def test_key_only_login_paths_and_annotation_fields_pass():
-    report = run([
-        DatasetPath("custom.train_dataset.annotation_path", LAB["TAOBOT_TEST_ANNOTATIONS"], ("video_fps",)),
-        DatasetPath("custom.train_dataset.media_path", "lustre://" + LAB["TAOBOT_TEST_TRAIN_DIR"]),
-    ])
+    report = run(
+        [
+            DatasetPath("custom.train_dataset.annotation_path", LAB["TAOBOT_TEST_ANNOTATIONS"], ("video_fps",)),
+            DatasetPath("custom.train_dataset.media_path", "lustre://" + LAB["TAOBOT_TEST_TRAIN_DIR"]),
+        ]
+    )
     assert report.passed, [r for r in report.results if not r.ok]
     login = by_label(report, "SSH login")[0]
     assert f"{LAB['TAOBOT_TEST_SSH_USER']}@127.0.0.1:{LAB['TAOBOT_TEST_SSH_PORT']}" in login.detail
@@ -59,10 +67,12 @@ def test_key_only_login_paths_and_annotation_fields_pass():
 
 
 def test_missing_path_and_annotation_without_the_field_fail_per_path():
-    report = run([
-        DatasetPath("train_ann", LAB["TAOBOT_TEST_ANNOTATIONS_NOFPS"], ("video_fps",)),
-        DatasetPath("val_media", LAB["TAOBOT_TEST_LUSTRE_ROOT"] + "/does-not-exist"),
-    ])
+    report = run(
+        [
+            DatasetPath("train_ann", LAB["TAOBOT_TEST_ANNOTATIONS_NOFPS"], ("video_fps",)),
+            DatasetPath("val_media", LAB["TAOBOT_TEST_LUSTRE_ROOT"] + "/does-not-exist"),
+        ]
+    )
     assert not report.passed
     missing = [r for r in report.results if r.key == "val_media"][0]
     assert not missing.ok and "does not exist on the login node" in missing.detail
@@ -76,7 +86,14 @@ def test_wrong_key_fails_with_one_remediation_and_the_five_steps():
     report = run(SSH_KEY_PATH=LAB["TAOBOT_TEST_SSH_WRONG_KEY"])
     login = by_label(report, "SSH login")[0]
     assert not login.ok and "refused the key" in login.detail
-    for step in ("ssh-keygen", "ssh-copy-id", "ssh-keyscan", "chmod 600", "ssh -o BatchMode=yes -i", "SSH_KEY_PATH=/path/to/private_key"):
+    for step in (
+        "ssh-keygen",
+        "ssh-copy-id",
+        "ssh-keyscan",
+        "chmod 600",
+        "ssh -o BatchMode=yes -i",
+        "SSH_KEY_PATH=/path/to/private_key",
+    ):
         assert step in login.remediation
     assert not [r for r in report.results if r.scope == "dataset"]
 
@@ -121,7 +138,12 @@ def test_ssh_config_hostname_port_identityfile_and_known_hosts_are_honoured(tmp_
     empty = tmp_path / "empty_known_hosts"
     empty.write_text("")
     # SSH_KEY_PATH is refused; the IdentityFile from the config logs in; known_hosts comes only from the config.
-    report = run(SLURM_HOSTNAME="tao-login", SSH_KEY_PATH=LAB["TAOBOT_TEST_SSH_WRONG_KEY"], known_hosts=str(empty), ssh_config=str(config))
+    report = run(
+        SLURM_HOSTNAME="tao-login",
+        SSH_KEY_PATH=LAB["TAOBOT_TEST_SSH_WRONG_KEY"],
+        known_hosts=str(empty),
+        ssh_config=str(config),
+    )
     login = by_label(report, "SSH login")[0]
     assert login.ok, login.detail
     assert f"127.0.0.1:{LAB['TAOBOT_TEST_SSH_PORT']}" in login.detail
@@ -164,12 +186,14 @@ def test_partition_that_does_not_exist_fails():
 def test_hostile_paths_are_tested_literally_and_create_nothing():
     marker = Path(f"/tmp/pwned-{uuid.uuid4().hex}")
     marker2 = Path(f"/tmp/pwned-{uuid.uuid4().hex}")
-    report = run([
-        DatasetPath("a", f"/data/x; touch {marker}"),
-        DatasetPath("b", f"/data/$(touch {marker2})"),
-        DatasetPath("c", f"/data/`touch {marker2}`", ("f'\"; touch {marker}",)),
-        DatasetPath("d", f"/tmp/it's \"quoted\"\n"),
-    ])
+    report = run(
+        [
+            DatasetPath("a", f"/data/x; touch {marker}"),
+            DatasetPath("b", f"/data/$(touch {marker2})"),
+            DatasetPath("c", f"/data/`touch {marker2}`", ("f'\"; touch {marker}",)),
+            DatasetPath("d", '/tmp/it\'s "quoted"\n'),
+        ]
+    )
     assert [r.ok for r in report.results if r.scope == "dataset"] == [False, False, False, False]
     assert not marker.exists() and not marker2.exists()
 
@@ -190,11 +214,26 @@ def test_partition_time_formats():
 
 def test_cli_preflight_prints_one_line_per_check_and_exits_0_or_2(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SSH_", "TAOBOT_"))}
-    env.update(creds(), TAOBOT_SSH_KNOWN_HOSTS=LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"], TAOBOT_SSH_CONFIG="/nonexistent",
-               TAOBOT_DB=str(tmp_path / "t.db"))
-    cmd = [os.sys.executable, "-m", "taobot.cli", "preflight", "--platform", "cluster",
-           "--path", f"ann={LAB['TAOBOT_TEST_ANNOTATIONS']}", "--path", f"media={LAB['TAOBOT_TEST_MEDIA_TARBALL']}",
-           "--json-required-field", "ann=video_fps"]
+    env.update(
+        creds(),
+        TAOBOT_SSH_KNOWN_HOSTS=LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"],
+        TAOBOT_SSH_CONFIG="/nonexistent",
+        TAOBOT_DB=str(tmp_path / "t.db"),
+    )
+    cmd = [
+        os.sys.executable,
+        "-m",
+        "taobot.cli",
+        "preflight",
+        "--platform",
+        "cluster",
+        "--path",
+        f"ann={LAB['TAOBOT_TEST_ANNOTATIONS']}",
+        "--path",
+        f"media={LAB['TAOBOT_TEST_MEDIA_TARBALL']}",
+        "--json-required-field",
+        "ann=video_fps",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.strip().endswith("TAO launch preflight passed")
@@ -210,6 +249,11 @@ def test_cli_preflight_prints_one_line_per_check_and_exits_0_or_2(tmp_path):
 
 @pytest.mark.parametrize("flag", ["--path", "--json-required-field"])
 def test_cli_preflight_rejects_malformed_label_values(flag, tmp_path):
-    out = subprocess.run([os.sys.executable, "-m", "taobot.cli", "preflight", "--platform", "slurm", flag, "novalue"],
-                         capture_output=True, text=True, env={**os.environ, "TAOBOT_DB": str(tmp_path / "t.db")}, timeout=60)
+    out = subprocess.run(
+        [os.sys.executable, "-m", "taobot.cli", "preflight", "--platform", "slurm", flag, "novalue"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TAOBOT_DB": str(tmp_path / "t.db")},
+        timeout=60,
+    )
     assert out.returncode == 2 and "LABEL=VALUE" in out.stderr

@@ -27,8 +27,12 @@ def test_every_view_type_has_a_renderer():
 def test_status_update_and_final_reply_are_valid_for_every_state(state):
     launch = launch_record(state=state, native=state.value.upper(), reason="Resources", exit_code=3)
     lines = tuple(f"epoch {i} loss 0.{i:03d} ```fence```" for i in range(400))
-    for view in (V.StatusUpdate(launch, lines, NOW), V.FinalUpdate(launch, lines, "NCCL error", NOW),
-                 V.LaunchPosted(launch), V.LaunchDetail(launch, NOW)):
+    for view in (
+        V.StatusUpdate(launch, lines, NOW),
+        V.FinalUpdate(launch, lines, "NCCL error", NOW),
+        V.LaunchPosted(launch),
+        V.LaunchDetail(launch, NOW),
+    ):
         message = render(view)
         assert_message_ok(message)
         assert validate_message_blocks(message["blocks"]) == []
@@ -53,7 +57,12 @@ def test_updates_are_off_or_detached_in_the_detail():
 def test_one_definition_of_terminal():
     assert {s for s in JobState if s.terminal} == TERMINAL == {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}
     assert not JobState.UNKNOWN.terminal and not JobState.UNKNOWN.active
-    assert {s for s in JobState if s.active} == {JobState.SUBMITTING, JobState.PENDING, JobState.RUNNING, JobState.PAUSED}
+    assert {s for s in JobState if s.active} == {
+        JobState.SUBMITTING,
+        JobState.PENDING,
+        JobState.RUNNING,
+        JobState.PAUSED,
+    }
     assert terminal_sql_list() == "'Cancelled', 'Failed', 'Succeeded'"
 
 

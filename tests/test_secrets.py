@@ -23,7 +23,8 @@ from taobot.secrets import (
 HF = "hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
 SLACK = "xox" + "b-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"
 PEM = (
-    "-----BEGIN OPENSSH " "PRIVATE KEY-----\n"
+    "-----BEGIN OPENSSH "
+    "PRIVATE KEY-----\n"
     "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n"
     "QyNTUxOQAAACBkZXJpdmVkLWtleS1tYXRlcmlhbC1ub3QtcmVhbAAAAJgAAAAAAAAAAA==\n"
     "-----END OPENSSH PRIVATE KEY-----"
@@ -133,7 +134,15 @@ def test_malformed_key_file_names_the_file_setting(tmp_path):
 
 @pytest.mark.parametrize(
     "text",
-    [SLACK, HF, PEM, "AKIA" + "IOSFODNN7EXAMPLE", "HF_TOKEN=abcdefgh12", "password: correcthorse", "9fK2mQ7xLp4Rt8Wv1Zb6Nc3Hd5Gj0Ys2Ae"],
+    [
+        SLACK,
+        HF,
+        PEM,
+        "AKIA" + "IOSFODNN7EXAMPLE",
+        "HF_TOKEN=abcdefgh12",
+        "password: correcthorse",
+        "9fK2mQ7xLp4Rt8Wv1Zb6Nc3Hd5Gj0Ys2Ae",
+    ],
 )
 def test_secret_shapes_are_detected(text):
     reason = looks_like_secret(text, frozenset({"HF_TOKEN"}))

@@ -90,7 +90,13 @@ def test_bank_loads_33_models_5_platforms(bank: Catalog, bank_path: Path) -> Non
     assert bank.source == str(bank_path)
     assert len(bank.models) == 33
     assert set(bank.platforms) == {"lepton", "brev", "slurm", "local-docker", "kubernetes"}
-    for alias, name in {"dgx-cloud": "lepton", "cluster": "slurm", "docker": "local-docker", "k8s": "kubernetes", "local-k8s": "kubernetes"}.items():
+    for alias, name in {
+        "dgx-cloud": "lepton",
+        "cluster": "slurm",
+        "docker": "local-docker",
+        "k8s": "kubernetes",
+        "local-k8s": "kubernetes",
+    }.items():
         assert find_platform(bank, alias).name == name
 
 
@@ -125,7 +131,11 @@ def test_bank_platform_mapping(bank: Catalog) -> None:
     slurm = bank.platforms["slurm"]
     assert slurm.required_credentials == ("SLURM_USER", "SLURM_HOSTNAME", "SLURM_PARTITION")
     (group,) = slurm.credential_groups
-    assert (group.name, group.one_of, group.preferred) == ("ssh_identity", ("SSH_KEY_PATH", "SSH_AUTH_SOCK"), "SSH_KEY_PATH")
+    assert (group.name, group.one_of, group.preferred) == (
+        "ssh_identity",
+        ("SSH_KEY_PATH", "SSH_AUTH_SOCK"),
+        "SSH_KEY_PATH",
+    )
     r = slurm.resources
     assert (r.num_nodes, r.num_gpus, r.max_num_gpus_per_node, r.cpus_per_task) == (1, 4, 8, 16)
     assert (r.time_hours, r.timeout_hours, r.max_time_hours, r.container_mounts) == (4, 3.8, 4, "/lustre")
@@ -337,9 +347,16 @@ def test_embedded_and_bank_agree_on_model_facts(bank: Catalog, embedded: Catalog
 
 def test_embedded_and_bank_agree_on_credentials(bank: Catalog, embedded: Catalog) -> None:
     # taobot adds runtime settings (SLURM limits, Lepton placement, the Brev instance) the bank leaves to its helper's environment.
-    assert set(embedded.credentials) - {"SLURM_TIME_HOURS", "SLURM_TIMEOUT_HOURS", "SLURM_CPUS_PER_TASK",
-                                               "LEPTON_NODE_GROUP", "LEPTON_RESOURCE_SHAPE", "LEPTON_MOUNTS", "BREV_INSTANCE",
-                                               "TAO_K8S_IMAGE_PULL_SECRET"} == set(bank.credentials)
+    assert set(embedded.credentials) - {
+        "SLURM_TIME_HOURS",
+        "SLURM_TIMEOUT_HOURS",
+        "SLURM_CPUS_PER_TASK",
+        "LEPTON_NODE_GROUP",
+        "LEPTON_RESOURCE_SHAPE",
+        "LEPTON_MOUNTS",
+        "BREV_INSTANCE",
+        "TAO_K8S_IMAGE_PULL_SECRET",
+    } == set(bank.credentials)
     for name, cred in bank.credentials.items():
         assert embedded.credentials[name].secret == cred.secret, name
     for name, platform in bank.platforms.items():

@@ -251,11 +251,14 @@ def test_datasets_modal_in_root_and_spec_mode_shows_concrete_keys(person):
     view = thread.open_modal(B.OPEN_DATASETS)
     resp = thread.submit(view, {"root_train": "data/relative", "spec_pairs": "", "results": ""})
     assert "absolute" in json.dumps(resp.json())
-    thread.submit(view, {
-        "root_train": "/lustre/team/train",
-        "spec_pairs": "custom.val_dataset.annotation_path=/lustre/team/val/my_ann.json\n"
-                      "custom.val_dataset.media_path=lustre:///lustre/team/val/videos.tar.gz",
-    })
+    thread.submit(
+        view,
+        {
+            "root_train": "/lustre/team/train",
+            "spec_pairs": "custom.val_dataset.annotation_path=/lustre/team/val/my_ann.json\n"
+            "custom.val_dataset.media_path=lustre:///lustre/team/val/videos.tar.gz",
+        },
+    )
     card = thread.wait_card("my_ann.json")
     assert "`custom.train_dataset.annotation_path` = `/lustre/team/train/annotations.json`" in card
     assert "`custom.train_dataset.media_path` = `/lustre/team/train`" in card
@@ -386,9 +389,29 @@ def test_bot_messages_and_edits_are_ignored(person, slack, bot):
     thread = person.launch("dino")
     before = len(slack.calls_for("chat.postMessage"))
     ts = slack.seed_message(ids.CHANNEL_ID, "platform=slurm", thread_ts=thread.thread_ts)
-    post_event(bot.url, SIGNING_SECRET, {"type": "message", "subtype": "bot_message", "bot_id": "B1", "text": "platform=slurm",
-                                         "ts": ts, "thread_ts": thread.thread_ts, "channel": ids.CHANNEL_ID})
-    post_event(bot.url, SIGNING_SECRET, {"type": "message", "subtype": "message_changed", "channel": ids.CHANNEL_ID,
-                                         "ts": ts, "message": {"text": "platform=slurm"}})
+    post_event(
+        bot.url,
+        SIGNING_SECRET,
+        {
+            "type": "message",
+            "subtype": "bot_message",
+            "bot_id": "B1",
+            "text": "platform=slurm",
+            "ts": ts,
+            "thread_ts": thread.thread_ts,
+            "channel": ids.CHANNEL_ID,
+        },
+    )
+    post_event(
+        bot.url,
+        SIGNING_SECRET,
+        {
+            "type": "message",
+            "subtype": "message_changed",
+            "channel": ids.CHANNEL_ID,
+            "ts": ts,
+            "message": {"text": "platform=slurm"},
+        },
+    )
     time.sleep(0.5)
     assert len(slack.calls_for("chat.postMessage")) == before

@@ -87,7 +87,13 @@ def test_jobs_reach_every_end_state_with_one_update_per_interval(slurm_bot, slac
     queued_final = wait_final(queued_t, queued_id, 120)
     assert "Succeeded" in queued_final
 
-    for thread, launch_id in ((ok_t, ok_id), (fail_t, fail_id), (hung_t, hung_id), (long_t, long_id), (queued_t, queued_id)):
+    for thread, launch_id in (
+        (ok_t, ok_id),
+        (fail_t, fail_id),
+        (hung_t, hung_id),
+        (long_t, long_id),
+        (queued_t, queued_id),
+    ):
         posts = status_posts(thread, launch_id)
         assert all(len(v) == 1 for v in posts.values()), f"{launch_id} posted a slot twice: {sorted(posts)}"
         assert len(posts[-1]) == 1
@@ -115,8 +121,12 @@ def _sshd_stop() -> None:
 
 
 def _sshd_start() -> None:
-    subprocess.run(["bash", "tests/services/setup.sh", "ssh-slurm"], check=True, capture_output=True,
-                   cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    subprocess.run(
+        ["bash", "tests/services/setup.sh", "ssh-slurm"],
+        check=True,
+        capture_output=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
 
 
 def test_kill_9_restart_and_ssh_outage_lose_no_update_and_post_none_twice(slurm_bot, slack):

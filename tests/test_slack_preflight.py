@@ -20,10 +20,14 @@ ROOT = LAB["TAOBOT_TEST_TRAIN_DIR"]
 
 @pytest.fixture
 def ssh_bot(tmp_path, slack):
-    bot = BotProcess(tmp_path, slack, extra_env={
-        "TAOBOT_SSH_KNOWN_HOSTS": LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"],
-        "TAOBOT_SSH_CONFIG": str(tmp_path / "no-ssh-config"),
-    }).start()
+    bot = BotProcess(
+        tmp_path,
+        slack,
+        extra_env={
+            "TAOBOT_SSH_KNOWN_HOSTS": LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"],
+            "TAOBOT_SSH_CONFIG": str(tmp_path / "no-ssh-config"),
+        },
+    ).start()
     yield bot
     bot.kill()
 
@@ -33,13 +37,16 @@ def slurm_intake(person: SlackUser, eval_annotation: str | None = None, key: str
     thread.say("platform=slurm monitor=yes interval=1")
     thread.wait_card("every 1 min")
     view = thread.open_modal(B.OPEN_CREDENTIALS)
-    thread.submit(view, {
-        "cred_SLURM_USER": LAB["TAOBOT_TEST_SSH_USER"],
-        "cred_SLURM_HOSTNAME": f"127.0.0.1:{LAB['TAOBOT_TEST_SSH_PORT']}",
-        "cred_SLURM_PARTITION": LAB["TAOBOT_TEST_SLURM_PARTITION"],
-        "cred_SSH_KEY_PATH": key or LAB["TAOBOT_TEST_SSH_KEY"],
-        "cred_HF_TOKEN": HF,
-    })
+    thread.submit(
+        view,
+        {
+            "cred_SLURM_USER": LAB["TAOBOT_TEST_SSH_USER"],
+            "cred_SLURM_HOSTNAME": f"127.0.0.1:{LAB['TAOBOT_TEST_SSH_PORT']}",
+            "cred_SLURM_PARTITION": LAB["TAOBOT_TEST_SLURM_PARTITION"],
+            "cred_SSH_KEY_PATH": key or LAB["TAOBOT_TEST_SSH_KEY"],
+            "cred_HF_TOKEN": HF,
+        },
+    )
     thread.wait_card("`HF_TOKEN` set")
     thread.press(B.IMAGE_USE_DEFAULT)
     thread.wait_card("(default, confirmed)")
@@ -55,15 +62,34 @@ def preflight_message(thread: Thread, final: str, timeout: float = 30) -> str:
     def card() -> str | None:
         return next((t for t in (blocks_text(m) for m in thread.replies()) if f"Preflight {final}" in t), None)
 
-    return wait_until(card, timeout, f"the final preflight card ({final})",
-                      show=lambda: [blocks_text(m)[:120] for m in thread.replies()], every=0.1)
+    return wait_until(
+        card,
+        timeout,
+        f"the final preflight card ({final})",
+        show=lambda: [blocks_text(m)[:120] for m in thread.replies()],
+        every=0.1,
+    )
 
 
 def remote_ls(path: str) -> str:
-    out = subprocess.run(["ssh", "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={LAB['TAOBOT_TEST_SSH_KNOWN_HOSTS']}",
-                          "-i", LAB["TAOBOT_TEST_SSH_KEY"], "-p", LAB["TAOBOT_TEST_SSH_PORT"],
-                          f"{LAB['TAOBOT_TEST_SSH_USER']}@127.0.0.1", f"ls -A {path} 2>/dev/null; squeue -h -u $USER | wc -l"],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [
+            "ssh",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"UserKnownHostsFile={LAB['TAOBOT_TEST_SSH_KNOWN_HOSTS']}",
+            "-i",
+            LAB["TAOBOT_TEST_SSH_KEY"],
+            "-p",
+            LAB["TAOBOT_TEST_SSH_PORT"],
+            f"{LAB['TAOBOT_TEST_SSH_USER']}@127.0.0.1",
+            f"ls -A {path} 2>/dev/null; squeue -h -u $USER | wc -l",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     return out.stdout
 
 
@@ -97,13 +123,20 @@ def test_failing_preflight_reports_each_problem_with_remediation_and_creates_not
     assert "`video_fps` missing in" in text and "regenerate the annotations" in text
     assert "missing-media` does not exist on the login node" in text
     assert "Run preflight again" in text
-    assert "Launch" not in [el.get("text", {}).get("text") for m in thread.replies() for b in m.get("blocks", [])
-                            for el in b.get("elements", []) if b.get("type") == "actions"]
+    assert "Launch" not in [
+        el.get("text", {}).get("text")
+        for m in thread.replies()
+        for b in m.get("blocks", [])
+        for el in b.get("elements", [])
+        if b.get("type") == "actions"
+    ]
     assert remote_ls("~") == before  # no folder, no state file, no job on the cluster
     files = sorted(p.name for p in ssh_bot.workdir.iterdir())
     assert set(files) <= {"taobot.db", "taobot.db-wal", "taobot.db-shm", "taobot.db.key", "bot.log"}, files
     # fix the inputs in the thread, run again: it passes
-    thread.say(f"custom.val_dataset.annotation_path={LAB['TAOBOT_TEST_ANNOTATIONS']} custom.train_dataset.media_path={ROOT}")
+    thread.say(
+        f"custom.val_dataset.annotation_path={LAB['TAOBOT_TEST_ANNOTATIONS']} custom.train_dataset.media_path={ROOT}"
+    )
     thread.wait_card("Run preflight")
     thread.press_on_reply(B.RUN_PREFLIGHT)
     preflight_message(thread, "passed")
@@ -142,7 +175,14 @@ def test_restart_during_preflight_marks_it_interrupted_not_running(ssh_bot, slac
     with __import__("sqlite3").connect(ssh_bot.db) as db:
         row = json.loads(db.execute("SELECT state FROM intakes WHERE id = ?", [thread.intake_id]).fetchone()[0])
     ssh_bot.kill()
-    row["preflight"] = {"status": "running", "fingerprint": "x", "results": [], "by": "U", "started_at": time.time(), "card_ts": None}
+    row["preflight"] = {
+        "status": "running",
+        "fingerprint": "x",
+        "results": [],
+        "by": "U",
+        "started_at": time.time(),
+        "card_ts": None,
+    }
     with __import__("sqlite3").connect(ssh_bot.db) as db:
         db.execute("UPDATE intakes SET state = ? WHERE id = ?", [json.dumps(row), thread.intake_id])
     ssh_bot.proc = None

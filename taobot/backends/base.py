@@ -20,16 +20,21 @@ from typing import Protocol
 from taobot.catalog.schema import ResourceDefaults
 from taobot.launches import JobState  # noqa: F401 - the one vocabulary of job states, re-exported for backends
 
-
-
-
 # A spec value equal to this is replaced by the launch's results folder once
 # the backend knows where that is.
 RESULTS_PLACEHOLDER = "{results_dir}"
 
 # Credentials the TAO container itself uses; everything else (SSH, platform
 # tokens) stays with the bot.
-JOB_ENV_CREDENTIALS = ("HF_TOKEN", "NGC_KEY", "ACCESS_KEY", "SECRET_KEY", "S3_ENDPOINT_URL", "CLOUD_REGION", "S3_BUCKET_NAME")
+JOB_ENV_CREDENTIALS = (
+    "HF_TOKEN",
+    "NGC_KEY",
+    "ACCESS_KEY",
+    "SECRET_KEY",
+    "S3_ENDPOINT_URL",
+    "CLOUD_REGION",
+    "S3_BUCKET_NAME",
+)
 
 
 @dataclass(frozen=True)
@@ -100,9 +105,22 @@ class Backend(Protocol):
 
 INFRA_PATTERNS = (
     ("node failure", ("NODE_FAIL", "node failure", "Node failure", "slurmstepd: error: *** JOB", "DUE TO NODE")),
-    ("image pull", ("ErrImagePull", "ImagePullBackOff", "pull access denied", "manifest unknown", "failed to pull", "pyxis: failed to import")),
+    (
+        "image pull",
+        (
+            "ErrImagePull",
+            "ImagePullBackOff",
+            "pull access denied",
+            "manifest unknown",
+            "failed to pull",
+            "pyxis: failed to import",
+        ),
+    ),
     ("NCCL timeout", ("NCCL", "Watchdog caught collective operation timeout", "ncclSystemError", "ncclInternalError")),
-    ("GPU / driver", ("CUDA driver version is insufficient", "cudaErrorInitializationError", "Xid", "uncorrectable ECC", "NVRM")),
+    (
+        "GPU / driver",
+        ("CUDA driver version is insufficient", "cudaErrorInitializationError", "Xid", "uncorrectable ECC", "NVRM"),
+    ),
     ("network fabric", ("InfiniBand", "ibv_", "RDMA", "mlx5")),
 )
 

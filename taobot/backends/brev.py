@@ -64,11 +64,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from taobot.backends.base import (
+    RESULTS_PLACEHOLDER,
     JobRef,
     JobState,
     JobStatus,
     LaunchSpec,
-    RESULTS_PLACEHOLDER,
     Submitted,
 )
 from taobot.errors import BackendUnreachable, LaunchFailed
@@ -126,7 +126,9 @@ def entry_script(spec: LaunchSpec, results_dir: str, secret_envs: Mapping[str, s
     lines = ["set -uo pipefail"]
     for target, source in sorted(secret_envs.items()):
         lines.append(f'export {target}="${{{source}:-}}"')
-        lines.append(f'[ -n "${{{source}:-}}" ] || echo "taobot: Brev secret {source} is not in this environment yet" >&2')
+        lines.append(
+            f'[ -n "${{{source}:-}}" ] || echo "taobot: Brev secret {source} is not in this environment yet" >&2'
+        )
     if spec.config_format == "args":
         command += " " + " ".join(quote(a) for a in render_args(flat))
     else:
@@ -139,7 +141,7 @@ def entry_script(spec: LaunchSpec, results_dir: str, secret_envs: Mapping[str, s
         f"export TAO_API_RESULTS_DIR={quote(results_dir)}",
         f"export NUM_GPU_PER_NODE={int(spec.num_gpus)} NUM_NODES=1 NODE_RANK=0 WORLD_SIZE={int(spec.num_gpus)}",
         f"export MASTER_ADDR=localhost MASTER_PORT={MASTER_PORT}",
-        f"echo \"taobot launch {spec.launch_id}: $(date -u +%FT%TZ) on $(hostname)\"",
+        f'echo "taobot launch {spec.launch_id}: $(date -u +%FT%TZ) on $(hostname)"',
         f"( {command} )",
         "rc=$?",
         'echo "taobot: TAO command exited with $rc"',
@@ -176,9 +178,15 @@ class BrevBackend:
 
     def _client(self, creds: Mapping[str, str], secrets: Iterable[str] = ()) -> RestClient:
         # A 429 waits what Retry-After asks (capped) once; a 5xx is not repeated.
-        return RestClient(self.api_url, (creds.get(TOKEN) or "").strip(), self.timeout, "the Brev API",
-                          secrets=(creds.get(TOKEN) or "", *secrets), retry=RetryRule(gateway=False),
-                          on_request=self._count)
+        return RestClient(
+            self.api_url,
+            (creds.get(TOKEN) or "").strip(),
+            self.timeout,
+            "the Brev API",
+            secrets=(creds.get(TOKEN) or "", *secrets),
+            retry=RetryRule(gateway=False),
+            on_request=self._count,
+        )
 
     def connection_key(self, job: JobRef) -> str:
         return f"{self.api_url}|brev|{job.details.get('org_id', '')}"
@@ -190,8 +198,10 @@ class BrevBackend:
         if reply.status == 401:
             return f"Brev refused {TOKEN} (HTTP 401{words}); the token is wrong, expired or revoked. {TOKEN_FIX}"
         if reply.status == 403:
-            return (f"Brev denied {TOKEN} {what} (HTTP 403{words}); Brev answers 403 for an expired login token or a "
-                    f"token without access to this organization. {TOKEN_FIX}")
+            return (
+                f"Brev denied {TOKEN} {what} (HTTP 403{words}); Brev answers 403 for an expired login token or a "
+                f"token without access to this organization. {TOKEN_FIX}"
+            )
         if reply.status is not None and 300 <= reply.status < 400:
             return f"the Brev API URL answered {what} with a redirect (HTTP {reply.status}); not followed"
         return f"Brev refused {what} (HTTP {reply.status}{words})"
@@ -223,7 +233,9 @@ class BrevBackend:
         for credential, env in secret_envs.items():
             self._create_secret(client, user_id, env, job_secrets[credential])
 
-        results_dir = spec.results_uri or f"{(creds.get(RESULTS_DIR) or '/tmp/tao-results').rstrip('/')}/{spec.launch_id}"
+        results_dir = (
+            spec.results_uri or f"{(creds.get(RESULTS_DIR) or '/tmp/tao-results').rstrip('/')}/{spec.launch_id}"
+        )
         name = instance_name(spec)
         body: dict[str, Any] = {
             "name": name,
@@ -233,25 +245,33 @@ class BrevBackend:
             "description": f"taobot launch {spec.launch_id}: {spec.model} {spec.action}",
             "isStoppable": True,
             "workspaceVersion": "v1",
-            "customContainer": {"containerUrl": spec.image, "entryPoint": "/bin/bash -c " + quote(entry_script(spec, results_dir, secret_envs))},
+            "customContainer": {
+                "containerUrl": spec.image,
+                "entryPoint": "/bin/bash -c " + quote(entry_script(spec, results_dir, secret_envs)),
+            },
             "labels": {"taobot.launch": spec.launch_id, **{k: v for k, v in spec.labels.items()}},
         }
         path = f"/api/organizations/{urllib.parse.quote(org_id, safe='')}/workspaces"
         try:
             reply = client.request("POST", path, body=body)
         except BackendUnreachable as exc:
-            raise BackendUnreachable(f"{exc.message} (creating instance `{name}`: it may or may not exist now; "
-                                     "look for it with `brev ls`)") from None
+            raise BackendUnreachable(
+                f"{exc.message} (creating instance `{name}`: it may or may not exist now; look for it with `brev ls`)"
+            ) from None
         if not reply.ok:
             raise LaunchFailed(self._refused(reply, f"creating instance `{name}`", client.secrets))
         inst_id = str(reply.body.get("id") or "") if isinstance(reply.body, dict) else ""
         if not inst_id:
-            raise LaunchFailed(f"Brev accepted instance `{name}` but its answer carried no id; look for it with `brev ls`")
+            raise LaunchFailed(
+                f"Brev accepted instance `{name}` but its answer carried no id; look for it with `brev ls`"
+            )
         log.info("brev instance created", extra={"launch": spec.launch_id, "job": inst_id, "org": org_id})
         return Submitted(
             job_id=inst_id,
-            log_location=(f"Brev has no log API: run `brev shell {name}` (instance {inst_id}); the TAO output is the "
-                          "container's output, ending with `taobot: TAO command exited with <code>`"),
+            log_location=(
+                f"Brev has no log API: run `brev shell {name}` (instance {inst_id}); the TAO output is the "
+                "container's output, ending with `taobot: TAO command exited with <code>`"
+            ),
             results_location=results_dir,
             details={
                 "org_id": org_id,
@@ -264,12 +284,17 @@ class BrevBackend:
     def _template(self, client: RestClient, wanted: str) -> tuple[dict, str]:
         orgs = self._get_list(client, "/api/organizations", "listing organizations")
         if not orgs:
-            raise LaunchFailed("the Brev token's user belongs to no organization; Brev instances live in an organization")
+            raise LaunchFailed(
+                "the Brev token's user belongs to no organization; Brev instances live in an organization"
+            )
         seen: list[dict] = []
         for org in orgs[:MAX_ORGS]:
             oid = str(org.get("id") or "")
-            instances = self._get_list(client, f"/api/organizations/{urllib.parse.quote(oid, safe='')}/workspaces",
-                                       f"listing the instances of organization `{org.get('name') or oid}`")
+            instances = self._get_list(
+                client,
+                f"/api/organizations/{urllib.parse.quote(oid, safe='')}/workspaces",
+                f"listing the instances of organization `{org.get('name') or oid}`",
+            )
             for inst in instances:
                 inst.setdefault("organizationId", oid)
             seen += instances
@@ -284,9 +309,13 @@ class BrevBackend:
                         )
                     return match, str(match.get("organizationId") or oid)
         if not wanted:
-            raise LaunchFailed(f"{INSTANCE} is not set: give the name or id of your RUNNING Brev instance whose GPU "
-                               f"type the job should use. Instances: {describe(seen)}")
-        raise LaunchFailed(f"no Brev instance `{wanted}` in your organizations; set {INSTANCE} to one of: {describe(seen)}")
+            raise LaunchFailed(
+                f"{INSTANCE} is not set: give the name or id of your RUNNING Brev instance whose GPU "
+                f"type the job should use. Instances: {describe(seen)}"
+            )
+        raise LaunchFailed(
+            f"no Brev instance `{wanted}` in your organizations; set {INSTANCE} to one of: {describe(seen)}"
+        )
 
     def _create_secret(self, client: RestClient, user_id: str, env: str, value: str) -> None:
         body = {
@@ -313,17 +342,25 @@ class BrevBackend:
         for org_id, members in by_org.items():
             creds = next((j.platform_credentials for j in members if j.platform_credentials.get(TOKEN)), None)
             if not org_id or creds is None:
-                raise BackendUnreachable(f"cannot ask Brev: no {TOKEN if org_id else 'organization'} saved for these jobs")
+                raise BackendUnreachable(
+                    f"cannot ask Brev: no {TOKEN if org_id else 'organization'} saved for these jobs"
+                )
             client = self._client(creds)
             reply = client.request("GET", f"/api/organizations/{urllib.parse.quote(org_id, safe='')}/workspaces")
             if not reply.ok or not isinstance(reply.body, list):
-                why = self._refused(reply, "listing instances", client.secrets) if not reply.ok else "the instance list was not a list"
+                why = (
+                    self._refused(reply, "listing instances", client.secrets)
+                    if not reply.ok
+                    else "the instance list was not a list"
+                )
                 raise BackendUnreachable(why + "; not a job failure")
             listed = {str(i.get("id")): i for i in reply.body if isinstance(i, dict) and i.get("id")}
             for job in members:
                 inst = listed.get(job.job_id)
                 if inst is None:
-                    result[job.job_id] = JobStatus(JobState.UNKNOWN, "not found", "the Brev organization no longer lists this instance")
+                    result[job.job_id] = JobStatus(
+                        JobState.UNKNOWN, "not found", "the Brev organization no longer lists this instance"
+                    )
                     continue
                 native = str(inst.get("status") or "")
                 state = normalise(native)

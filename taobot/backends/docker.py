@@ -67,8 +67,13 @@ def _is_api_error(exc: BaseException) -> bool:
 class DockerBackend:
     name = "local-docker"
 
-    def __init__(self, work_root: str | Path, gpu_request: bool = True, timeout_s: float = 30,
-                 settings: PlatformSettings | None = None) -> None:
+    def __init__(
+        self,
+        work_root: str | Path,
+        gpu_request: bool = True,
+        timeout_s: float = 30,
+        settings: PlatformSettings | None = None,
+    ) -> None:
         self.work_root = Path(work_root)
         self.settings = settings or PlatformSettings()
         # False only where no GPU exists (tests): the container then gets no DeviceRequest at all.
@@ -115,7 +120,9 @@ class DockerBackend:
     def _unreachable(self, creds: Mapping[str, str], exc: Exception, doing: str) -> BackendUnreachable:
         self.close_connection(creds)
         host = docker_host(creds, self.settings)
-        return BackendUnreachable(f"the Docker daemon at `{host}` did not answer while {doing}: {_short(exc)}", host=host)
+        return BackendUnreachable(
+            f"the Docker daemon at `{host}` did not answer while {doing}: {_short(exc)}", host=host
+        )
 
     # ------------------------------------------------------------------ launch
 
@@ -152,8 +159,11 @@ class DockerBackend:
             job_id=container.id,
             log_location=f"docker {host_opt}logs {container.short_id}",
             results_location=str(run.results),
-            details={"container": container.id, "launch_dir": str(run.launch_dir),
-                     "auto_remove": "true" if run.auto_remove else "false"},
+            details={
+                "container": container.id,
+                "launch_dir": str(run.launch_dir),
+                "auto_remove": "true" if run.auto_remove else "false",
+            },
         )
 
     def _ensure_image(self, client, creds: Mapping[str, str], spec: LaunchSpec, policy: str) -> None:
@@ -195,7 +205,11 @@ class DockerBackend:
             raise
         except Exception as exc:  # noqa: BLE001
             if _is_api_error(exc):
-                login = " with DOCKER_USERNAME / NGC_KEY" if auth else " (no registry login was given: set DOCKER_USERNAME and NGC_KEY)"
+                login = (
+                    " with DOCKER_USERNAME / NGC_KEY"
+                    if auth
+                    else " (no registry login was given: set DOCKER_USERNAME and NGC_KEY)"
+                )
                 raise LaunchFailed(f"could not pull `{image}`{login}: {_api_message(exc)}") from exc
             raise self._unreachable(creds, exc, f"pulling `{image}`") from exc
         log.info("image pulled", extra={"image": image, "seconds": round(time.monotonic() - started, 1)})
@@ -224,12 +238,18 @@ class DockerBackend:
                 summary = find_container(by_id, job.job_id)
                 launch_dir = job.details.get("launch_dir") or str(self.work_root / safe_name(job.launch_id))
                 oom = False
-                if (summary is not None and str(summary.get("State", "")).lower() == "exited"
-                        and exit_code_of(summary) == 137 and not cancelled(launch_dir)):
+                if (
+                    summary is not None
+                    and str(summary.get("State", "")).lower() == "exited"
+                    and exit_code_of(summary) == 137
+                    and not cancelled(launch_dir)
+                ):
                     oom = self._oom_killed(client, summary["Id"])
                 status = container_status(summary, launch_dir, flag(job.details.get("auto_remove")), oom)
                 if job.job_id in tails and summary is not None:
-                    status = replace(status, log_tail=tuple(log_tail(client, summary["Id"], TAIL_LINES, self.timeout_s)))
+                    status = replace(
+                        status, log_tail=tuple(log_tail(client, summary["Id"], TAIL_LINES, self.timeout_s))
+                    )
                 result[job.job_id] = status
         return result
 
@@ -286,7 +306,9 @@ class DockerBackend:
         except Exception as exc:  # noqa: BLE001
             marker.unlink(missing_ok=True)
             if _is_api_error(exc):
-                raise BackendUnreachable(f"Docker did not stop container {container.short_id}: {_api_message(exc)}") from exc
+                raise BackendUnreachable(
+                    f"Docker did not stop container {container.short_id}: {_api_message(exc)}"
+                ) from exc
             raise self._unreachable(creds, exc, "stopping the container") from exc
 
 
@@ -336,12 +358,11 @@ def read_logs(client, container_id: str, lines: int, timeout_s: float) -> list[s
 def demultiplex(raw: bytes) -> bytes:
     """Docker's log stream for a container without TTY: 8-byte frame headers (stream, 0, 0, 0, size BE32)."""
     out, i = bytearray(), 0
-    while i + 8 <= len(raw) and raw[i] in (0, 1, 2) and raw[i + 1:i + 4] == b"\0\0\0":
-        size = int.from_bytes(raw[i + 4:i + 8], "big")
-        out += raw[i + 8:i + 8 + size]
+    while i + 8 <= len(raw) and raw[i] in (0, 1, 2) and raw[i + 1 : i + 4] == b"\0\0\0":
+        size = int.from_bytes(raw[i + 4 : i + 8], "big")
+        out += raw[i + 8 : i + 8 + size]
         i += 8 + size
     return bytes(out) + raw[i:]  # anything unframed (a TTY container) as it is
-
 
 
 def _short(exc: BaseException) -> str:

@@ -75,8 +75,10 @@ def registry_auth(creds: Mapping[str, str], job_env: Mapping[str, str], image: s
 def start_hint(message: str) -> str:
     """What to do about a refused start, when the daemon's message says more than it seems to."""
     if _NO_GPU_RUNTIME in message:
-        return (" — this Docker host has no NVIDIA GPU runtime: install the NVIDIA Container Toolkit, "
-                "run `nvidia-ctk runtime configure --runtime=docker` and restart dockerd")
+        return (
+            " — this Docker host has no NVIDIA GPU runtime: install the NVIDIA Container Toolkit, "
+            "run `nvidia-ctk runtime configure --runtime=docker` and restart dockerd"
+        )
     return ""
 
 

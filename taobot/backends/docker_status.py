@@ -64,8 +64,9 @@ def cancelled(launch_dir: str | None) -> bool:
     return bool(launch_dir) and Path(launch_dir, CANCEL_MARKER).exists()
 
 
-def container_status(summary: Mapping | None, launch_dir: str | None, auto_remove: bool = False,
-                     oom_killed: bool = False) -> JobStatus:
+def container_status(
+    summary: Mapping | None, launch_dir: str | None, auto_remove: bool = False, oom_killed: bool = False
+) -> JobStatus:
     """Map one container (an entry of the list answer, or None when it is gone) to a JobStatus."""
     if summary is None:
         if cancelled(launch_dir):
@@ -76,9 +77,15 @@ def container_status(summary: Mapping | None, launch_dir: str | None, auto_remov
             code = doc.get("exit_code")
             code = int(code) if isinstance(code, int) or str(code).lstrip("-").isdigit() else None
             if failure or (code not in (None, 0)):
-                return JobStatus(JobState.FAILED, "removed", f"status.json reports {failure or 'exit code ' + str(code)} "
-                                 "(container removed on exit)", code)
-            return JobStatus(JobState.SUCCEEDED, "removed", "status.json reports success (container removed on exit)", code)
+                return JobStatus(
+                    JobState.FAILED,
+                    "removed",
+                    f"status.json reports {failure or 'exit code ' + str(code)} (container removed on exit)",
+                    code,
+                )
+            return JobStatus(
+                JobState.SUCCEEDED, "removed", "status.json reports success (container removed on exit)", code
+            )
         return JobStatus(JobState.UNKNOWN, "removed", "the container no longer exists")
     raw = summary.get("State")
     word = (raw.get("Status", "") if isinstance(raw, dict) else str(raw or "")).lower()

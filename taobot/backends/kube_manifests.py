@@ -37,7 +37,9 @@ CANCELLED_ANNOTATION = "taobot/cancelled"
 LAUNCH_ID_ANNOTATION = "taobot/launch-id"
 MAX_SELECTED_LAUNCHES = 50  # above this the list selects every taobot Job of the namespace (a long URL otherwise)
 _NAME_BODY = 40  # tao-<body>-spec stays well inside 63 characters, and so does the Pod name tao-<body>-xxxxx
-_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
 
 
 # --------------------------------------------------------------------------- names and values
@@ -80,8 +82,16 @@ def container_command(spec: LaunchSpec, flat: Mapping[str, object], config_path:
     return command.strip()
 
 
-def job_manifest(spec: LaunchSpec, namespace: str, name: str, secret: str, configmap: str | None,
-                 labels: Mapping[str, str], file_name: str | None, flat: Mapping[str, object]) -> dict:
+def job_manifest(
+    spec: LaunchSpec,
+    namespace: str,
+    name: str,
+    secret: str,
+    configmap: str | None,
+    labels: Mapping[str, str],
+    file_name: str | None,
+    flat: Mapping[str, object],
+) -> dict:
     """The batch/v1 Job, created with parallelism 0 (no Pod until the launch releases it)."""
     creds = spec.platform_credentials
     config_path = f"{CONTAINER_SPECS}/{file_name}" if file_name else ""
@@ -101,8 +111,13 @@ def job_manifest(spec: LaunchSpec, namespace: str, name: str, secret: str, confi
     }
     volumes: list[dict] = [
         {"name": "results", "emptyDir": {}},
-        {"name": "dshm", "emptyDir": {"medium": "Memory", **({"sizeLimit": shm_quantity(spec.resources.shm_size)}
-                                                             if spec.resources.shm_size else {})}},
+        {
+            "name": "dshm",
+            "emptyDir": {
+                "medium": "Memory",
+                **({"sizeLimit": shm_quantity(spec.resources.shm_size)} if spec.resources.shm_size else {}),
+            },
+        },
     ]
     if configmap:
         container["volumeMounts"].insert(0, {"name": "specs", "mountPath": CONTAINER_SPECS, "readOnly": True})
@@ -124,8 +139,12 @@ def job_manifest(spec: LaunchSpec, namespace: str, name: str, secret: str, confi
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels),
-                     "annotations": {LAUNCH_ID_ANNOTATION: spec.launch_id}},
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": dict(labels),
+            "annotations": {LAUNCH_ID_ANNOTATION: spec.launch_id},
+        },
         "spec": {
             "backoffLimit": 0,
             "completions": 1,
@@ -137,15 +156,20 @@ def job_manifest(spec: LaunchSpec, namespace: str, name: str, secret: str, confi
 
 def launch_labels(spec: LaunchSpec) -> dict[str, str]:
     labels = {}
-    for key, value in spec.labels.items():  # e.g. taobot.intake / taobot.owner; keys that are not label keys are skipped
+    for (
+        key,
+        value,
+    ) in spec.labels.items():  # e.g. taobot.intake / taobot.owner; keys that are not label keys are skipped
         if _LABEL_KEY.match(str(key)) and len(str(key)) <= 253:
             labels[str(key)] = label_value(str(value))
-    labels.update({
-        MANAGED_BY: MANAGED_BY_VALUE,
-        LAUNCH_LABEL: label_value(spec.launch_id),
-        MODEL_LABEL: label_value(spec.model),
-        ACTION_LABEL: label_value(spec.action),
-    })
+    labels.update(
+        {
+            MANAGED_BY: MANAGED_BY_VALUE,
+            LAUNCH_LABEL: label_value(spec.launch_id),
+            MODEL_LABEL: label_value(spec.model),
+            ACTION_LABEL: label_value(spec.action),
+        }
+    )
     return labels
 
 
@@ -193,7 +217,10 @@ class LaunchObjects:
     def secret(self, job_uid: str) -> dict:
         """The Secret holding `spec.job_env`, the only way a credential reaches the job (`envFrom.secretRef`)."""
         return {
-            "apiVersion": "v1", "kind": "Secret", "type": "Opaque", "immutable": True,
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "immutable": True,
             "metadata": self._owned_metadata(self.secret_name, job_uid),
             "stringData": {str(k): str(v) for k, v in self.job_env.items()},
         }
@@ -201,7 +228,9 @@ class LaunchObjects:
     def configmap(self, job_uid: str) -> dict:
         """The ConfigMap with the rendered spec file, mounted read-only at CONTAINER_SPECS."""
         return {
-            "apiVersion": "v1", "kind": "ConfigMap", "immutable": True,
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "immutable": True,
             "metadata": self._owned_metadata(self.configmap_name, job_uid),
             "data": {self.file_name: self.rendered},
         }
@@ -217,5 +246,7 @@ def launch_objects(spec: LaunchSpec, namespace: str) -> LaunchObjects:
         ext = "toml" if spec.config_format == "toml" else "yaml"
         file_name = f"{re.sub(r'[^A-Za-z0-9._-]', '-', spec.action)}.{ext}"
         rendered = render(flat, spec.config_format)
-    job = job_manifest(spec, namespace, name, f"{name}-env", f"{name}-spec" if file_name else None, labels, file_name, flat)
+    job = job_manifest(
+        spec, namespace, name, f"{name}-env", f"{name}-spec" if file_name else None, labels, file_name, flat
+    )
     return LaunchObjects(namespace, name, labels, job, dict(spec.job_env), file_name, rendered)

@@ -56,7 +56,10 @@ def pending_reason(pod: Mapping | None, job: Mapping) -> tuple[str, str]:
     """(native, reason) of a Job whose Pod has not started."""
     if pod is None:
         if int((job.get("spec") or {}).get("parallelism") or 0) == 0:
-            return "Job not started", "the Job was created but never released (parallelism 0): the launch did not finish"
+            return (
+                "Job not started",
+                "the Job was created but never released (parallelism 0): the launch did not finish",
+            )
         return "Job waiting for its Pod", "waiting for the job controller to create the Pod"
     waiting = (_container_status(pod).get("state") or {}).get("waiting") or {}
     if waiting.get("reason"):
@@ -71,9 +74,15 @@ def pending_reason(pod: Mapping | None, job: Mapping) -> tuple[str, str]:
                 message = _one_line(c.get("message"))
                 return f"Pod Pending ({reason})", f"{reason}: {message}" if message else reason
             node = (pod.get("spec") or {}).get("nodeName")
-            return "Pod Pending (ContainerCreating)", f"ContainerCreating: scheduled on {node or 'a node'}, starting the container"
+            return (
+                "Pod Pending (ContainerCreating)",
+                f"ContainerCreating: scheduled on {node or 'a node'}, starting the container",
+            )
     if (pod.get("spec") or {}).get("nodeName"):
-        return "Pod Pending (ContainerCreating)", f"ContainerCreating: scheduled on {pod['spec']['nodeName']}, starting the container"
+        return (
+            "Pod Pending (ContainerCreating)",
+            f"ContainerCreating: scheduled on {pod['spec']['nodeName']}, starting the container",
+        )
     return "Pod Pending", "waiting for the scheduler to place the Pod"
 
 
@@ -91,7 +100,10 @@ def _failure_reason(condition: Mapping, pod: Mapping | None) -> str:
         parts.append(_one_line(term["message"], 200))
     status = (pod or {}).get("status") or {}
     if status.get("reason"):  # e.g. Evicted: The node was low on resource: memory
-        parts.append(f"the Pod was {status['reason']}" + (f": {_one_line(status['message'], 200)}" if status.get("message") else ""))
+        parts.append(
+            f"the Pod was {status['reason']}"
+            + (f": {_one_line(status['message'], 200)}" if status.get("message") else "")
+        )
     return "; ".join(parts)
 
 
@@ -100,8 +112,11 @@ def job_status(job: Mapping | None, pods: list[Mapping], cancelled_here: bool = 
     if job is None:
         if cancelled_here:
             return JobStatus(JobState.CANCELLED, "deleted", "cancelled from taobot (the Job was deleted)")
-        return JobStatus(JobState.UNKNOWN, "not found",
-                         "the Job no longer exists (deleted outside taobot, or cancelled before taobot restarted)")
+        return JobStatus(
+            JobState.UNKNOWN,
+            "not found",
+            "the Job no longer exists (deleted outside taobot, or cancelled before taobot restarted)",
+        )
     pod = pods[-1] if pods else None
     conditions = true_conditions(job)
     annotations = (job.get("metadata") or {}).get("annotations") or {}
@@ -115,8 +130,12 @@ def job_status(job: Mapping | None, pods: list[Mapping], cancelled_here: bool = 
         failed_pods = [p for p in pods if (p.get("status") or {}).get("phase") == "Failed"]
         culprit = failed_pods[-1] if failed_pods else pod
         cond = conditions["Failed"]
-        return JobStatus(JobState.FAILED, f"Job Failed ({cond.get('reason') or 'Failed'})", _failure_reason(cond, culprit),
-                         _exit_code(culprit))
+        return JobStatus(
+            JobState.FAILED,
+            f"Job Failed ({cond.get('reason') or 'Failed'})",
+            _failure_reason(cond, culprit),
+            _exit_code(culprit),
+        )
     if (job.get("spec") or {}).get("suspend"):
         return JobStatus(JobState.PAUSED, "Job suspended", "the Job is suspended (spec.suspend)")
     if deleting:
@@ -143,7 +162,6 @@ def owner_job(pod: Mapping) -> str | None:
     return (meta.get("labels") or {}).get("job-name")
 
 
-
 def pods_by_job(pod_list: Mapping) -> dict[str, list[dict]]:
     """The Pods of a list answer grouped by the Job that owns them, oldest first."""
     pods_of: dict[str, list[dict]] = {}
@@ -152,5 +170,10 @@ def pods_by_job(pod_list: Mapping) -> dict[str, list[dict]]:
         if owner:
             pods_of.setdefault(owner, []).append(pod)
     for pods in pods_of.values():
-        pods.sort(key=lambda p: ((p.get("metadata") or {}).get("creationTimestamp") or "", (p.get("metadata") or {}).get("name") or ""))
+        pods.sort(
+            key=lambda p: (
+                (p.get("metadata") or {}).get("creationTimestamp") or "",
+                (p.get("metadata") or {}).get("name") or "",
+            )
+        )
     return pods_of

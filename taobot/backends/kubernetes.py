@@ -93,6 +93,17 @@ def _config_text(exc: KubeConfigUnusable) -> str:
     return f"cannot use the Kubernetes configuration: {exc.detail}"
 
 
+def list_objects(conn: KubeClient, kind: str, namespace: str, selector: str, timeout) -> dict:
+    """One list call for "jobs" or "pods", as the API's JSON: the client library's model objects are slow on long lists."""
+    from kubernetes import client as k8s
+
+    if kind == "jobs":
+        api = k8s.BatchV1Api(conn.api).list_namespaced_job
+    else:
+        api = k8s.CoreV1Api(conn.api).list_namespaced_pod
+    return json.loads(api(namespace, label_selector=selector, _request_timeout=timeout, _preload_content=False).data)
+
+
 class KubernetesBackend:
     name = "kubernetes"
 
@@ -123,7 +134,9 @@ class KubernetesBackend:
     def close(self) -> None:
         self.clients.close()
 
-    def _unreachable(self, conn: KubeClient, exc: BaseException, doing: str, extra: Iterable[str] = ()) -> BackendUnreachable:
+    def _unreachable(
+        self, conn: KubeClient, exc: BaseException, doing: str, extra: Iterable[str] = ()
+    ) -> BackendUnreachable:
         """Could not ask: the cached client is dropped so the next call reloads the kubeconfig."""
         server = getattr(conn, "server", "?")
         if is_api_error(exc) and status_of(exc) not in (0, None):
@@ -176,14 +189,30 @@ class KubernetesBackend:
 
         # 2. + 3. the Secret and the ConfigMap, owned by the Job; 4. release the Job
         steps: list[tuple[str, object]] = [
-            (f"creating Secret `{objects.secret_name}`", lambda: core.create_namespaced_secret(
-                namespace, objects.secret(uid), _request_timeout=t, _preload_content=False)),
+            (
+                f"creating Secret `{objects.secret_name}`",
+                lambda: core.create_namespaced_secret(
+                    namespace, objects.secret(uid), _request_timeout=t, _preload_content=False
+                ),
+            ),
         ]
         if objects.configmap_name:
-            steps.append((f"creating ConfigMap `{objects.configmap_name}`", lambda: core.create_namespaced_config_map(
-                namespace, objects.configmap(uid), _request_timeout=t, _preload_content=False)))
-        steps.append((f"starting Job `{name}` (parallelism 1)", lambda: batch.patch_namespaced_job(
-            name, namespace, {"spec": {"parallelism": 1}}, _request_timeout=t, _preload_content=False)))
+            steps.append(
+                (
+                    f"creating ConfigMap `{objects.configmap_name}`",
+                    lambda: core.create_namespaced_config_map(
+                        namespace, objects.configmap(uid), _request_timeout=t, _preload_content=False
+                    ),
+                )
+            )
+        steps.append(
+            (
+                f"starting Job `{name}` (parallelism 1)",
+                lambda: batch.patch_namespaced_job(
+                    name, namespace, {"spec": {"parallelism": 1}}, _request_timeout=t, _preload_content=False
+                ),
+            )
+        )
         for doing, call in steps:
             try:
                 call()
@@ -216,26 +245,24 @@ class KubernetesBackend:
             result.update(self._poll_namespace(members, context, namespace, tails))
         return result
 
-    def _poll_namespace(self, jobs: list[JobRef], context: str, namespace: str, tails: set[str]) -> dict[str, JobStatus]:
-        from kubernetes import client as k8s
-
+    def _poll_namespace(
+        self, jobs: list[JobRef], context: str, namespace: str, tails: set[str]
+    ) -> dict[str, JobStatus]:
         try:
             conn = self.clients.get(jobs[0].platform_credentials, context)
         except KubeConfigUnusable as exc:
             raise BackendUnreachable(_config_text(exc)) from None
         selector = poll_selector(j.launch_id for j in jobs)
-        t = self.timeout
         try:
-            self.list_calls += 1
-            job_list = json.loads(k8s.BatchV1Api(conn.api).list_namespaced_job(
-                namespace, label_selector=selector, _request_timeout=t, _preload_content=False).data)
-            self.list_calls += 1
-            pod_list = json.loads(k8s.CoreV1Api(conn.api).list_namespaced_pod(
-                namespace, label_selector=selector, _request_timeout=t, _preload_content=False).data)
+            self.list_calls += 2
+            job_list = list_objects(conn, "jobs", namespace, selector, self.timeout)
+            pod_list = list_objects(conn, "pods", namespace, selector, self.timeout)
         except Exception as exc:  # noqa: BLE001 - nothing here is a job failure: "could not ask"
             if could_not_ask(exc) or status_of(exc) == 401:
                 raise self._unreachable(conn, exc, f"listing the Jobs in namespace `{namespace}`") from None
-            raise BackendUnreachable(self._refused(conn, exc, f"listing Jobs and Pods in namespace `{namespace}`")) from None
+            raise BackendUnreachable(
+                self._refused(conn, exc, f"listing Jobs and Pods in namespace `{namespace}`")
+            ) from None
 
         by_name = {(j.get("metadata") or {}).get("name"): j for j in job_list.get("items") or []}
         pods_of = pods_by_job(pod_list)
@@ -243,7 +270,9 @@ class KubernetesBackend:
         out: dict[str, JobStatus] = {}
         for ref in jobs:
             pods = pods_of.get(ref.job_id, [])
-            status = job_status(by_name.get(ref.job_id), pods, self._cancelled.get((conn_key, namespace, ref.job_id), False))
+            status = job_status(
+                by_name.get(ref.job_id), pods, self._cancelled.get((conn_key, namespace, ref.job_id), False)
+            )
             if ref.job_id in tails and pods:
                 lines = pod_log_tail(conn, namespace, pods[-1], TAIL_LINES, self.timeout)
                 if lines:
@@ -252,8 +281,6 @@ class KubernetesBackend:
         return out
 
     def logs(self, job: JobRef, lines: int = TAIL_LINES) -> list[str]:
-        from kubernetes import client as k8s
-
         namespace = self.namespace_of(job)
         try:
             conn = self.clients.get(job.platform_credentials, context_of(job))
@@ -261,15 +288,17 @@ class KubernetesBackend:
             raise BackendUnreachable(_config_text(exc)) from None
         doing = f"listing the Pods of Job `{job.job_id}`"
         try:
-            pods = json.loads(k8s.CoreV1Api(conn.api).list_namespaced_pod(
-                namespace, label_selector=launch_selector(job.launch_id),
-                _request_timeout=self.timeout, _preload_content=False).data).get("items") or []
+            pods = (
+                list_objects(conn, "pods", namespace, launch_selector(job.launch_id), self.timeout).get("items") or []
+            )
         except Exception as exc:  # noqa: BLE001
             if could_not_ask(exc) or status_of(exc) == 401:
                 raise self._unreachable(conn, exc, doing) from None
             raise BackendUnreachable(self._refused(conn, exc, doing)) from None
-        pods = sorted((p for p in pods if owner_job(p) == job.job_id),
-                      key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "")
+        pods = sorted(
+            (p for p in pods if owner_job(p) == job.job_id),
+            key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "",
+        )
         return pod_log_tail(conn, namespace, pods[-1], lines, self.timeout) if pods else []
 
     # ------------------------------------------------------------------ cancel
@@ -287,17 +316,31 @@ class KubernetesBackend:
         key = (self.connection_key(job), namespace, job.job_id)
         doing = f"cancelling Job `{job.job_id}` in namespace `{namespace}`"
         try:
-            current = json.loads(batch.read_namespaced_job(job.job_id, namespace, _request_timeout=self.timeout,
-                                                           _preload_content=False).data)
+            current = json.loads(
+                batch.read_namespaced_job(
+                    job.job_id, namespace, _request_timeout=self.timeout, _preload_content=False
+                ).data
+            )
             if {"Complete", "Failed"} & set(true_conditions(current)):
                 return  # already finished: nothing to stop, and its Pod keeps the logs
             self._remember_cancel(key)
-            batch.patch_namespaced_job(job.job_id, namespace, {
-                "metadata": {"annotations": {CANCELLED_ANNOTATION: "true"}},
-                "spec": {"parallelism": 0},
-            }, _request_timeout=self.timeout, _preload_content=False)
-            batch.delete_namespaced_job(job.job_id, namespace, body={"propagationPolicy": "Foreground"},
-                                        _request_timeout=self.timeout, _preload_content=False)
+            batch.patch_namespaced_job(
+                job.job_id,
+                namespace,
+                {
+                    "metadata": {"annotations": {CANCELLED_ANNOTATION: "true"}},
+                    "spec": {"parallelism": 0},
+                },
+                _request_timeout=self.timeout,
+                _preload_content=False,
+            )
+            batch.delete_namespaced_job(
+                job.job_id,
+                namespace,
+                body={"propagationPolicy": "Foreground"},
+                _request_timeout=self.timeout,
+                _preload_content=False,
+            )
         except Exception as exc:  # noqa: BLE001
             if status_of(exc) == 404:  # gone already (or between our calls): counts as cancelled
                 self._remember_cancel(key)
@@ -310,9 +353,14 @@ class KubernetesBackend:
 
     def _remember_cancel(self, key: tuple[str, str, str]) -> None:
         with self._lock:
-            self._cancelled[key] = True
-            while len(self._cancelled) > 10000:  # a long-running bot: forget the oldest
-                self._cancelled.pop(next(iter(self._cancelled)))
+            remember(self._cancelled, key)
+
+
+def remember(flags: dict, key: tuple, limit: int = 10000) -> None:
+    """Set a flag, forgetting the oldest past `limit`: a long-running bot must not grow without bound."""
+    flags[key] = True
+    while len(flags) > limit:
+        flags.pop(next(iter(flags)))
 
 
 def _redacted(text: str, conn: KubeClient | None, extra: Iterable[str] = ()) -> str:
@@ -330,15 +378,17 @@ def delete_half_made(conn: KubeClient, namespace: str, name: str, timeout: tuple
 
     try:
         k8s.BatchV1Api(conn.api).delete_namespaced_job(
-            name, namespace, body={"propagationPolicy": "Background"}, _request_timeout=timeout,
-            _preload_content=False)
+            name, namespace, body={"propagationPolicy": "Background"}, _request_timeout=timeout, _preload_content=False
+        )
     except Exception as exc:  # noqa: BLE001
         if status_of(exc) == 404:
             return ""
         log.warning("could not delete the half-made Job", extra={"job": name, "namespace": namespace})
-        return (f"; the Job `{name}` (which never ran a Pod) could not be deleted again "
-                f"({'HTTP ' + str(status_of(exc)) if is_api_error(exc) else describe_network_error(exc)}): "
-                f"delete it with `kubectl -n {namespace} delete job {name}`")
+        return (
+            f"; the Job `{name}` (which never ran a Pod) could not be deleted again "
+            f"({'HTTP ' + str(status_of(exc)) if is_api_error(exc) else describe_network_error(exc)}): "
+            f"delete it with `kubectl -n {namespace} delete job {name}`"
+        )
     return ""
 
 
@@ -352,11 +402,18 @@ def pod_log_tail(conn: KubeClient, namespace: str, pod: Mapping, lines: int, tim
     name = (pod.get("metadata") or {}).get("name")
     try:
         resp = k8s.CoreV1Api(conn.api).read_namespaced_pod_log(
-            name, namespace, container=CONTAINER, tail_lines=int(lines), _request_timeout=timeout,
-            _preload_content=False)
+            name,
+            namespace,
+            container=CONTAINER,
+            tail_lines=int(lines),
+            _request_timeout=timeout,
+            _preload_content=False,
+        )
         text = resp.data.decode("utf-8", "replace")
     except Exception as exc:  # noqa: BLE001
-        log.info("no log tail", extra={"pod": name, "namespace": namespace, "error": type(exc).__name__,
-                                        "status": status_of(exc)})
+        log.info(
+            "no log tail",
+            extra={"pod": name, "namespace": namespace, "error": type(exc).__name__, "status": status_of(exc)},
+        )
         return []
-    return text.splitlines()[-int(lines):] if text else []
+    return text.splitlines()[-int(lines) :] if text else []

@@ -74,7 +74,6 @@ import urllib.parse
 from collections.abc import Iterable, Mapping
 
 from taobot.backends.base import JobRef, JobState, JobStatus, LaunchSpec, Submitted
-from taobot.errors import BackendUnreachable, LaunchFailed
 from taobot.backends.lepton_jobs import (
     AUTH_TOKEN,
     NODE_GROUP,
@@ -91,6 +90,7 @@ from taobot.backends.lepton_jobs import (
     resource_shape,
     secret_name,
 )
+from taobot.errors import BackendUnreachable, LaunchFailed
 from taobot.rest import DEFAULT_RETRY_AFTER_S, MAX_RETRY_AFTER_S, RestClient, RetryRule, scrub
 
 log = logging.getLogger(__name__)
@@ -158,23 +158,30 @@ class LeptonBackend:
         node_group = self._node_group(client, ws, creds.get(NODE_GROUP, "").strip())
         shape = (creds.get(RESOURCE_SHAPE) or "").strip() or resource_shape(spec.num_gpus)
         name = job_name(spec)
-        results_dir = spec.results_uri or f"{(creds.get(RESULTS_DIR) or '/tmp/tao-results').rstrip('/')}/{spec.launch_id}"
+        results_dir = (
+            spec.results_uri or f"{(creds.get(RESULTS_DIR) or '/tmp/tao-results').rstrip('/')}/{spec.launch_id}"
+        )
         refs = {k: secret_name(spec.launch_id, k) for k in sorted(job_secrets)}
-        body = job_body(spec, name, creds, shape=shape, node_group=node_group, results_dir=results_dir, secret_refs=refs)
+        body = job_body(
+            spec, name, creds, shape=shape, node_group=node_group, results_dir=results_dir, secret_refs=refs
+        )
 
         self._create_secrets(client, ws, {refs[k]: job_secrets[k] for k in refs})
         try:
             reply = client.request("POST", "/jobs", body=body)
         except BackendUnreachable as exc:
             # The job may or may not exist; keep the secrets it would need and say what to look for.
-            raise BackendUnreachable(f"{exc.message} (creating job `{name}`: it may or may not exist now; "
-                                     f"look for it in workspace `{ws}`)") from None
+            raise BackendUnreachable(
+                f"{exc.message} (creating job `{name}`: it may or may not exist now; look for it in workspace `{ws}`)"
+            ) from None
         if not reply.ok:
             self._delete_secrets(client, refs.values())
             raise LaunchFailed(refused(reply, ws, f"job `{name}`", client.secrets))
         job_id = str(((reply.body or {}).get("metadata") or {}).get("id") or "") if isinstance(reply.body, dict) else ""
         if not job_id:
-            raise LaunchFailed(f"Lepton accepted job `{name}` but its answer carried no metadata.id; look for it in workspace `{ws}`")
+            raise LaunchFailed(
+                f"Lepton accepted job `{name}` but its answer carried no metadata.id; look for it in workspace `{ws}`"
+            )
         log.info("lepton job created", extra={"launch": spec.launch_id, "job": job_id, "workspace": ws})
         return Submitted(
             job_id=job_id,
@@ -206,7 +213,9 @@ class LeptonBackend:
             self._delete_secrets(client, secrets)
             reply = client.request("POST", SECRETS_PATH, body=items)
         if not reply.ok:
-            raise LaunchFailed(refused(reply, ws, "creating the job's secrets (" + ", ".join(secrets) + ")", client.secrets))
+            raise LaunchFailed(
+                refused(reply, ws, "creating the job's secrets (" + ", ".join(secrets) + ")", client.secrets)
+            )
 
     @staticmethod
     def _delete_secrets(client: RestClient, names: Iterable[str]) -> None:
@@ -236,10 +245,13 @@ class LeptonBackend:
         for ws, members in by_ws.items():
             creds = next((j.platform_credentials for j in members if j.platform_credentials.get(AUTH_TOKEN)), {})
             if not ws or not creds:
-                raise BackendUnreachable(f"cannot ask Lepton: no {WORKSPACE_ID if not ws else AUTH_TOKEN} saved for these jobs")
+                raise BackendUnreachable(
+                    f"cannot ask Lepton: no {WORKSPACE_ID if not ws else AUTH_TOKEN} saved for these jobs"
+                )
             client = self._client(creds, ws)
             reply = client.request(
-                "GET", "/jobs",
+                "GET",
+                "/jobs",
                 query={"job_query_mode": "alive_and_archive", "q": JOB_PREFIX, "page": 1, "page_size": LIST_PAGE_SIZE},
             )
             if not reply.ok:
@@ -251,7 +263,9 @@ class LeptonBackend:
                 if job.job_id in tails:
                     tail = tuple(self._tail(client, job.job_id, TAIL_LINES))
                 if found is None:
-                    result[job.job_id] = JobStatus(JobState.UNKNOWN, "not found", "the Lepton workspace no longer lists this job", log_tail=tail)
+                    result[job.job_id] = JobStatus(
+                        JobState.UNKNOWN, "not found", "the Lepton workspace no longer lists this job", log_tail=tail
+                    )
                     continue
                 status = job_status(found, tail)
                 result[job.job_id] = status
@@ -267,9 +281,15 @@ class LeptonBackend:
 
     def _fetch_logs(self, client: RestClient, job_id: str, lines: int) -> list[str]:
         reply = client.request(
-            "GET", "/logs",
-            query={"job": job_id, "q": "", "limit": max(1, int(lines)), "direction": "backward",
-                   "job_query_mode": "alive_and_archive"},
+            "GET",
+            "/logs",
+            query={
+                "job": job_id,
+                "q": "",
+                "limit": max(1, int(lines)),
+                "direction": "backward",
+                "job_query_mode": "alive_and_archive",
+            },
         )
         if reply.status in (401, 403):
             raise BackendUnreachable(refused(reply, "?", "reading logs", client.secrets))

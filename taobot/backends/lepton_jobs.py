@@ -93,7 +93,9 @@ def parse_mounts(text: str) -> list[dict]:
             continue
         parts = item.split(":", 2)
         if len(parts) != 3 or not all(p.strip() for p in parts):
-            raise LaunchFailed(f"{MOUNTS} entry `{item}` is not FROM_PATH:MOUNT_PATH:VOLUME (e.g. /shared/tao:/mnt/tao:node-nfs:my-nfs)")
+            raise LaunchFailed(
+                f"{MOUNTS} entry `{item}` is not FROM_PATH:MOUNT_PATH:VOLUME (e.g. /shared/tao:/mnt/tao:node-nfs:my-nfs)"
+            )
         mounts.append({"path": parts[0].strip(), "mount_path": parts[1].strip(), "from": parts[2].strip()})
     return mounts
 
@@ -115,11 +117,11 @@ def container_script(spec: LaunchSpec, results_dir: str, config_path: str) -> st
         "export NUM_NODES=${LEPTON_JOB_TOTAL_WORKERS:-1}",
         "export NODE_RANK=${LEPTON_JOB_WORKER_INDEX:-0}",
         f"export WORLD_SIZE=$(( ${{LEPTON_JOB_TOTAL_WORKERS:-1}} * {int(spec.num_gpus)} ))",
-        "if [ \"${LEPTON_JOB_TOTAL_WORKERS:-1}\" -gt 1 ]; then "
-        "export MASTER_ADDR=\"${LEPTON_JOB_SERVICE_PREFIX:-$LEPTON_JOB_NAME}-0.${LEPTON_SUBDOMAIN:-$LEPTON_JOB_NAME-job-svc}\"; "
+        'if [ "${LEPTON_JOB_TOTAL_WORKERS:-1}" -gt 1 ]; then '
+        'export MASTER_ADDR="${LEPTON_JOB_SERVICE_PREFIX:-$LEPTON_JOB_NAME}-0.${LEPTON_SUBDOMAIN:-$LEPTON_JOB_NAME-job-svc}"; '
         "else export MASTER_ADDR=localhost; fi",
         f"export MASTER_PORT={MASTER_PORT}",
-        f"echo \"taobot launch {spec.launch_id}: $(date -u +%FT%TZ) on $(hostname)\"",
+        f'echo "taobot launch {spec.launch_id}: $(date -u +%FT%TZ) on $(hostname)"',
         command,
     ]
     return "\n".join(lines) + "\n"
@@ -146,7 +148,10 @@ def job_body(
     envs += [{"name": k, "value_from": {"secret_name_ref": ref}} for k, ref in secret_refs.items()]
 
     job_spec: dict[str, Any] = {
-        "container": {"image": spec.image, "command": ["/bin/bash", "-c", container_script(spec, results_dir, config_path)]},
+        "container": {
+            "image": spec.image,
+            "command": ["/bin/bash", "-c", container_script(spec, results_dir, config_path)],
+        },
         "resource_shape": shape,
         "completions": max(1, int(spec.num_nodes)),
         "parallelism": max(1, int(spec.num_nodes)),
@@ -188,7 +193,9 @@ def choose_node_group(body: Any, ws: str, wanted: str) -> str | None:
         for gid, gname in described:
             if wanted in (gid, gname):
                 return gid or gname
-        raise LaunchFailed(f"{NODE_GROUP} `{wanted}` is not a node group visible in workspace `{ws}`; visible: {listing}")
+        raise LaunchFailed(
+            f"{NODE_GROUP} `{wanted}` is not a node group visible in workspace `{ws}`; visible: {listing}"
+        )
     if not described:
         return None  # no dedicated node group: let the workspace place the job
     if len(described) == 1:
@@ -226,7 +233,11 @@ def job_status(job: dict, tail: tuple[str, ...] = ()) -> JobStatus:
     reason = None
     if state is JobState.FAILED:
         failed = status.get("failed")
-        reason = f"{failed} replica{'s' if failed != 1 else ''} failed" if isinstance(failed, int) and failed else "the job failed"
+        reason = (
+            f"{failed} replica{'s' if failed != 1 else ''} failed"
+            if isinstance(failed, int) and failed
+            else "the job failed"
+        )
     elif state is JobState.CANCELLED:
         reason = f"the job is {judged.lower()}"
     elif native == "Archived" and judged != native:
@@ -240,7 +251,9 @@ def job_status(job: dict, tail: tuple[str, ...] = ()) -> JobStatus:
 def merge_log_lines(body: Any, lines: int) -> list[str]:
     """The newest `lines` log lines of a Loki-style /logs answer, oldest first."""
     entries: list[tuple[int, str]] = []
-    result = body.get("data", {}).get("result") if isinstance(body, dict) and isinstance(body.get("data"), dict) else None
+    result = (
+        body.get("data", {}).get("result") if isinstance(body, dict) and isinstance(body.get("data"), dict) else None
+    )
     for stream in result or ():
         for value in (stream.get("values") or []) if isinstance(stream, dict) else ():
             if isinstance(value, (list, tuple)) and len(value) >= 2:
@@ -262,12 +275,16 @@ def refused(reply: Reply, ws: str, what: str, secrets: Iterable[str]) -> str:
     words = said(reply, secrets)
     words = f": {words}" if words else ""
     if reply.status == 401:
-        return (f"Lepton refused {AUTH_TOKEN} for workspace `{ws}` (HTTP 401{words}); the token is wrong, expired "
-                f"or revoked. Create a new one in the dashboard (workspace `{ws}` > Settings > Tokens) and give it "
-                f"as {AUTH_TOKEN}.")
+        return (
+            f"Lepton refused {AUTH_TOKEN} for workspace `{ws}` (HTTP 401{words}); the token is wrong, expired "
+            f"or revoked. Create a new one in the dashboard (workspace `{ws}` > Settings > Tokens) and give it "
+            f"as {AUTH_TOKEN}."
+        )
     if reply.status == 403:
-        return (f"Lepton denied {AUTH_TOKEN} access to workspace `{ws}` (HTTP 403{words}); check {WORKSPACE_ID} "
-                "and create the token inside that workspace.")
+        return (
+            f"Lepton denied {AUTH_TOKEN} access to workspace `{ws}` (HTTP 403{words}); check {WORKSPACE_ID} "
+            "and create the token inside that workspace."
+        )
     if reply.status is not None and 300 <= reply.status < 400:
         return f"the Lepton API URL answered {what} with a redirect (HTTP {reply.status}); not followed"
     return f"Lepton refused {what} (HTTP {reply.status}{words})"

@@ -18,11 +18,11 @@ import threading
 from collections.abc import Iterable
 
 from taobot.backends.base import (
+    RESULTS_PLACEHOLDER,
     JobRef,
     JobState,
     JobStatus,
     LaunchSpec,
-    RESULTS_PLACEHOLDER,
     Submitted,
 )
 from taobot.config import PlatformSettings
@@ -113,9 +113,9 @@ def sbatch_script(spec: LaunchSpec, launch_dir: str, config_path: str, container
         f"export NUM_GPU_PER_NODE={spec.num_gpus}",
         f"export WORLD_SIZE=$(( ${{SLURM_NNODES:-1}} * {spec.num_gpus} ))",
         "export NODE_RANK=${SLURM_NODEID:-0}",
-        "export MASTER_ADDR=$(scontrol show hostnames \"${SLURM_JOB_NODELIST:-localhost}\" 2>/dev/null | head -n 1 || hostname)",
+        'export MASTER_ADDR=$(scontrol show hostnames "${SLURM_JOB_NODELIST:-localhost}" 2>/dev/null | head -n 1 || hostname)',
         f"export MASTER_PORT={MASTER_PORT}",
-        f"echo \"taobot launch {spec.launch_id}: $(date -u +%FT%TZ) on $(hostname)\"",
+        f'echo "taobot launch {spec.launch_id}: $(date -u +%FT%TZ) on $(hostname)"',
         "# The internal timeout ends the run before SLURM's wall time, so it can save and write status.json.",
         f"timeout --signal=TERM --kill-after=120 {int(timeout_hours * 3600)} {run}",
     ]
@@ -152,14 +152,22 @@ class SlurmBackend:
             if client is not None:
                 client.close()
             login = connect_login_node(
-                creds.get("SLURM_HOSTNAME", ""), creds.get("SLURM_USER", ""), creds.get("SSH_KEY_PATH"),
+                creds.get("SLURM_HOSTNAME", ""),
+                creds.get("SLURM_USER", ""),
+                creds.get("SSH_KEY_PATH"),
                 creds.get("SSH_AUTH_SOCK") if not creds.get("SSH_KEY_PATH") else None,
-                self.settings.ssh_config_path, self.settings.known_hosts_path, self.settings.connect_timeout_s,
+                self.settings.ssh_config_path,
+                self.settings.known_hosts_path,
+                self.settings.connect_timeout_s,
             )
             if not login.ok:
                 self._connections.pop(key, None)
-                raise BackendUnreachable("cannot log in to " + (creds.get("SLURM_HOSTNAME") or "?") + ": "
-                                         + "; ".join(a.detail for a in login.attempts))
+                raise BackendUnreachable(
+                    "cannot log in to "
+                    + (creds.get("SLURM_HOSTNAME") or "?")
+                    + ": "
+                    + "; ".join(a.detail for a in login.attempts)
+                )
             login.client.get_transport().set_keepalive(30)
             self._connections[key] = login.client
             return login.client
@@ -215,10 +223,15 @@ class SlurmBackend:
             if spec.config_format != "args":
                 _write(sftp, config_path, render(flat, spec.config_format))
             _write(sftp, f"{launch_dir}/sbatch/job.env", env_file(dict(spec.job_env)), mode=0o600)
-            _write(sftp, f"{launch_dir}/sbatch/job.sh", sbatch_script(spec, launch_dir, config_path, self.container), mode=0o700)
+            _write(
+                sftp,
+                f"{launch_dir}/sbatch/job.sh",
+                sbatch_script(spec, launch_dir, config_path, self.container),
+                mode=0o700,
+            )
         finally:
             sftp.close()
-        out = self._run(creds, f"cd {quote(launch_dir)} && sbatch --parsable sbatch/job.sh 2>&1; echo \"RC=$?\"\n")
+        out = self._run(creds, f'cd {quote(launch_dir)} && sbatch --parsable sbatch/job.sh 2>&1; echo "RC=$?"\n')
         lines = [line for line in out.strip().splitlines() if line]
         rc = lines[-1].removeprefix("RC=") if lines and lines[-1].startswith("RC=") else "?"
         if rc != "0":
@@ -249,20 +262,28 @@ class SlurmBackend:
         tail_files = []
         for job in jobs:
             d = job.details.get("launch_dir", "")
-            script.append(f"if [ -f {quote(d + '/results/status.json')} ]; then printf 'STATUS|{job.job_id}|'; "
-                          f"tr -d '\\n' < {quote(d + '/results/status.json')} | head -c 2000; echo; fi")
+            script.append(
+                f"if [ -f {quote(d + '/results/status.json')} ]; then printf 'STATUS|{job.job_id}|'; "
+                f"tr -d '\\n' < {quote(d + '/results/status.json')} | head -c 2000; echo; fi"
+            )
             if job.job_id in tails:
                 tail_files.append((job.job_id, f"{d}/logs/slurm-{job.job_id}.out"))
         if tail_files:
             # One `tail` for every wanted log: its "==> file <==" headers say which job each line is from.
-            script.append(f"tail -v -n {TAIL_LINES} -- " + " ".join(quote(path) for _, path in tail_files)
-                          + " 2>/dev/null | sed 's/^/T|/'")
+            script.append(
+                f"tail -v -n {TAIL_LINES} -- "
+                + " ".join(quote(path) for _, path in tail_files)
+                + " 2>/dev/null | sed 's/^/T|/'"
+            )
         out = self._run(creds, "\n".join(script) + "\n")
         return parse_poll_output(out, [j.job_id for j in jobs], {path: job_id for job_id, path in tail_files})
 
     def logs(self, job: JobRef, lines: int = TAIL_LINES) -> list[str]:
         d = job.details.get("launch_dir", "")
-        out = self._run(dict(job.platform_credentials), f"tail -n {int(lines)} {quote(f'{d}/logs/slurm-{job.job_id}.out')} 2>/dev/null\n")
+        out = self._run(
+            dict(job.platform_credentials),
+            f"tail -n {int(lines)} {quote(f'{d}/logs/slurm-{job.job_id}.out')} 2>/dev/null\n",
+        )
         return out.splitlines()
 
     def cancel(self, job: JobRef) -> None:
@@ -311,8 +332,12 @@ def parse_poll_output(out: str, job_ids: list[str], tail_paths: dict[str, str] |
         elif job_id in squeue:
             native, reason = squeue[job_id]
         else:
-            result[job_id] = JobStatus(JobState.UNKNOWN, "not found", "the cluster no longer knows this job",
-                                       log_tail=tuple(tails.get(job_id, ())))
+            result[job_id] = JobStatus(
+                JobState.UNKNOWN,
+                "not found",
+                "the cluster no longer knows this job",
+                log_tail=tuple(tails.get(job_id, ())),
+            )
             continue
         # squeue is more current than accounting for a job that just started, and
         # it is where the queue reason (Resources, Priority, …) is reliable.

@@ -79,9 +79,7 @@ def _load_embedded() -> Catalog:
     if not isinstance(raw, dict):
         raise CatalogError(f"{platforms_file}: expected a mapping", file=str(platforms_file))
     try:
-        credentials = {
-            name: Credential(name=name, **body) for name, body in (raw.get("credentials") or {}).items()
-        }
+        credentials = {name: Credential(name=name, **body) for name, body in (raw.get("credentials") or {}).items()}
         platforms = {p["name"]: Platform(**p) for p in raw.get("platforms") or []}
     except (ValidationError, TypeError, KeyError) as exc:
         if isinstance(exc, ValidationError):

@@ -90,7 +90,9 @@ def load_skill_bank(path: Path) -> Catalog:
     """Read the skill bank at `path` (plain or `skills/` layout) into a Catalog."""
     path = Path(path)
     if not path.is_dir():
-        raise CatalogError(f"{path}: field (folder): the skill bank folder does not exist", file=str(path), field="(folder)")
+        raise CatalogError(
+            f"{path}: field (folder): the skill bank folder does not exist", file=str(path), field="(folder)"
+        )
 
     manifest_file = _locate(path, MANIFEST)
     versions_file = _locate(path, VERSIONS)

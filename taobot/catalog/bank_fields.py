@@ -37,9 +37,7 @@ def build(file: Path, prefix: str, factory: Callable[..., T], /, **kwargs: Any) 
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
         field = ".".join(p for p in (prefix, loc) if p) or "(top level)"
-        raise CatalogError(
-            f"{file}: field {field}: {first['msg']}", file=str(file), field=field
-        ) from exc
+        raise CatalogError(f"{file}: field {field}: {first['msg']}", file=str(file), field=field) from exc
     except (TypeError, ValueError) as exc:
         fail(file, prefix or "(top level)", str(exc))
 

@@ -131,7 +131,9 @@ def platform_from_entry(raw: object, file: Path, at: str, credentials: dict[str,
         cred, inline = credential_ref(entry, file, oat)
         learn(cred, inline)
         when = as_text(inline.get("only_when"), file, f"{oat}.only_when", required=False) or ""
-        optional.append(OptionalCredential(name=cred, only_when=_condition(when) if when else Condition.ALWAYS, when_text=when))
+        optional.append(
+            OptionalCredential(name=cred, only_when=_condition(when) if when else Condition.ALWAYS, when_text=when)
+        )
 
     defaults = as_mapping(body.get("resource_defaults"), file, f"{at}.resource_defaults")
     resources = build(

@@ -105,4 +105,3 @@ class Outcome:
     @property
     def changed(self) -> bool:
         return bool(self.notes)
-

@@ -50,8 +50,6 @@ def dataset_help(state: IntakeState, catalog: Catalog, missing: list[str] | None
     return "\n".join(lines)
 
 
-
-
 def help_text(catalog: Catalog) -> str:
     """What taobot does and how to talk to it, with the platforms and models this catalog has."""
     models = ", ".join(sorted(catalog.models))

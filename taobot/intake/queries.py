@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from taobot.catalog import Action, Catalog, Condition, Credential, Model, Platform, find_action, find_model, find_platform
+from taobot.catalog import (
+    Action,
+    Catalog,
+    Condition,
+    Credential,
+    Model,
+    Platform,
+    find_action,
+    find_model,
+    find_platform,
+)
 from taobot.intake.state import STEP_ORDER, IntakeState, Step
 from taobot.intake.values import path_kind
 
@@ -143,6 +153,7 @@ def next_step(state: IntakeState, catalog: Catalog) -> Step:
             return step
     return Step.COMPLETE
 
+
 def mounted_paths(state: IntakeState, catalog: Catalog) -> list[str]:
     """Dataset/result paths the platform cannot verify from the bot's host (they need the person's word)."""
     platform = platform_of(state, catalog)
@@ -152,10 +163,11 @@ def mounted_paths(state: IntakeState, catalog: Catalog) -> list[str]:
     return [v for v in dict.fromkeys(values) if path_kind(platform, v)[0] == "mounted"]
 
 
-
 def wanted_credentials(state: IntakeState, catalog: Catalog) -> set[str]:
     """Names of every credential this launch uses now: the required ones and the optional ones that apply."""
-    return {n.name for n in credential_needs(state, catalog)} | {c.name for c, _ in optional_credentials(state, catalog)}
+    return {n.name for n in credential_needs(state, catalog)} | {
+        c.name for c, _ in optional_credentials(state, catalog)
+    }
 
 
 def status_interval(state: IntakeState, catalog: Catalog) -> int:
@@ -165,4 +177,3 @@ def status_interval(state: IntakeState, catalog: Catalog) -> int:
 
 def may_act(state: IntakeState, user: str, admins: frozenset[str]) -> bool:
     return user == state.owner or user in admins
-

@@ -146,5 +146,3 @@ def _event_for(key: str, value: str, model: Model, catalog: Catalog) -> tuple[Ev
         return SetSpecInput(key, value), None
     known = "platform, monitor, interval, image, train, eval, calibration, results, num_gpus, num_nodes, or a spec key"
     return None, f"Unknown key `{key}`. Known keys: {known}."
-
-

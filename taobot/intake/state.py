@@ -105,4 +105,3 @@ def start_intake(
         action=action.name,
         image=ImageChoice(default=resolved.image, source=resolved.source),
     )
-

@@ -6,7 +6,14 @@ from dataclasses import dataclass
 
 from taobot.catalog import Catalog
 from taobot.intake.help import dataset_help
-from taobot.intake.queries import compute_defaults, compute_fields, missing_credentials, missing_inputs, platform_of, step_done
+from taobot.intake.queries import (
+    compute_defaults,
+    compute_fields,
+    missing_credentials,
+    missing_inputs,
+    platform_of,
+    step_done,
+)
 from taobot.intake.state import IntakeState, Step
 from taobot.intake.values import INTERVAL_ADVICE
 
@@ -58,9 +65,11 @@ def missing_items(state: IntakeState, catalog: Catalog) -> list[MissingItem]:
             default = compute_defaults(state, catalog)[name]
             limit = ""
             if platform:
-                cap = platform.resources.max_num_gpus_per_node if name == "num_gpus" else platform.resources.max_num_nodes
+                cap = (
+                    platform.resources.max_num_gpus_per_node if name == "num_gpus" else platform.resources.max_num_nodes
+                )
                 limit = f", at most {cap}"
-            items.append(MissingItem(Step.COMPUTE, f"Compute: {name}", f"`{name}={default}` (default {default}{limit})"))
+            items.append(
+                MissingItem(Step.COMPUTE, f"Compute: {name}", f"`{name}={default}` (default {default}{limit})")
+            )
     return items
-
-

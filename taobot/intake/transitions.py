@@ -18,8 +18,8 @@ from taobot.intake.events import (
     ConfirmMounted,
     CredentialsStored,
     Event,
-    OverrideImage,
     Outcome,
+    OverrideImage,
     SetCompute,
     SetMonitoring,
     SetResults,
@@ -43,7 +43,9 @@ from taobot.intake.values import (
 def apply(state: IntakeState, event: Event, catalog: Catalog, now: float | None = None) -> Outcome:
     """Apply one event. Refused events leave the state exactly as it was."""
     if state.status in CLOSED_STATUSES:
-        return Outcome(state, errors=[f"This intake is {state.status}; start a new one with `/tao launch {state.model}`."])
+        return Outcome(
+            state, errors=[f"This intake is {state.status}; start a new one with `/tao launch {state.model}`."]
+        )
     new = state.model_copy(deep=True)
     out = Outcome(new)
     handler = _HANDLERS[type(event)]
@@ -123,7 +125,9 @@ def _credentials_stored(s: IntakeState, e: CredentialsStored, catalog: Catalog, 
 def _use_ssh_agent(s: IntakeState, e: UseSshAgent, catalog: Catalog, out: Outcome) -> None:
     s.ssh_agent = e.enabled
     out.notes.append(
-        "Using your SSH agent: the bot needs SSH_AUTH_SOCK." if e.enabled else "Using a key file: the bot needs SSH_KEY_PATH."
+        "Using your SSH agent: the bot needs SSH_AUTH_SOCK."
+        if e.enabled
+        else "Using a key file: the bot needs SSH_KEY_PATH."
     )
 
 
@@ -225,14 +229,21 @@ def _accept_compute_defaults(s: IntakeState, e: AcceptComputeDefaults, catalog: 
     if not out.notes:
         out.notes.append("Compute shape already set.")
 
+
 def _confirm_mounted(s: IntakeState, e: ConfirmMounted, catalog: Catalog, out: Outcome) -> None:
     paths = [p for p in mounted_paths(s, catalog) if p not in s.mount_confirmations]
     if not paths:
-        out.errors.append("No path here needs a mount confirmation: s3:// URIs and paths on SLURM or local Docker are checked directly.")
+        out.errors.append(
+            "No path here needs a mount confirmation: s3:// URIs and paths on SLURM or local Docker are checked directly."
+        )
         return
     for path in paths:
         s.mount_confirmations[path] = Confirmation(by=e.by, at=e.at)
-    out.notes.append("Recorded that " + ", ".join(f"`{p}`" for p in paths) + f" are mounted in the job environment (confirmed by <@{e.by}>).")
+    out.notes.append(
+        "Recorded that "
+        + ", ".join(f"`{p}`" for p in paths)
+        + f" are mounted in the job environment (confirmed by <@{e.by}>)."
+    )
 
 
 def _cancel(s: IntakeState, e: Cancel, catalog: Catalog, out: Outcome) -> None:
@@ -266,4 +277,3 @@ def apply_all(state: IntakeState, events: list[Event], catalog: Catalog, now: fl
         total.notes += step.notes
         total.errors += step.errors
     return total
-

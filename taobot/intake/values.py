@@ -36,7 +36,9 @@ _IMAGE_REF = re.compile(
 def check_image_ref(ref: str) -> str | None:
     """Why this is not a usable image reference, or None."""
     if not ref.strip():
-        return "The image override is empty. Give a full reference, e.g. `image=nvcr.io/nvidia/tao/tao-toolkit:6.0.0-pyt`."
+        return (
+            "The image override is empty. Give a full reference, e.g. `image=nvcr.io/nvidia/tao/tao-toolkit:6.0.0-pyt`."
+        )
     if len(ref) > 255 or not _IMAGE_REF.match(ref):
         return (
             f"`{ref}` is not a valid image reference. Expected `registry/path/name:tag` "
@@ -85,7 +87,6 @@ def check_input_path(platform: Platform | None, value: str) -> str | None:
             return f"`{value}` is not an absolute path or URI."
         return None
     return path_kind(platform, value)[1]
-
 
 
 def check_credential_value(catalog: Catalog, name: str, value: str) -> str | None:

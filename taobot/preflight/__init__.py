@@ -44,7 +44,9 @@ PLATFORM_MODULES = {
 MOUNTED_PATH_PLATFORMS = ("lepton", "brev", "kubernetes")
 
 
-def request_for_intake(state, catalog, credentials: dict[str, str], settings: PlatformSettings) -> tuple[PreflightRequest, tuple[str, ...]]:
+def request_for_intake(
+    state, catalog, credentials: dict[str, str], settings: PlatformSettings
+) -> tuple[PreflightRequest, tuple[str, ...]]:
     """The preflight request for an intake thread, and the credentials it must find."""
     from taobot.intake import action_of, credential_needs, dataset_inputs, model_of, platform_of
 
@@ -96,7 +98,14 @@ def mount_checks(request: PreflightRequest) -> list[CheckResult]:
             continue
         if p.path in request.mount_confirmed:
             results.append(
-                CheckResult("mount", p.label, True, f"`{p.path}` confirmed mounted in the job environment", scope="dataset", key=p.label)
+                CheckResult(
+                    "mount",
+                    p.label,
+                    True,
+                    f"`{p.path}` confirmed mounted in the job environment",
+                    scope="dataset",
+                    key=p.label,
+                )
             )
         else:
             results.append(
@@ -119,7 +128,11 @@ def _safe(stage: str, fn, *args) -> list[CheckResult]:
         return list(fn(*args))
     except Exception as exc:  # a bug in a check must still leave a failed, visible result
         log.exception("preflight stage %s crashed", stage)
-        return [CheckResult(stage, stage, False, f"check crashed: {type(exc).__name__}", "Report this to the taobot maintainers.")]
+        return [
+            CheckResult(
+                stage, stage, False, f"check crashed: {type(exc).__name__}", "Report this to the taobot maintainers."
+            )
+        ]
 
 
 def run_preflight(
@@ -144,8 +157,17 @@ def run_preflight(
                 from pathlib import Path
 
                 exists = Path(local).exists()
-                results.append(CheckResult("path", p.label, exists, f"`{local}` {'exists' if exists else 'does not exist'} on this host",
-                                           "" if exists else f"Create `{local}` or fix the path.", scope="dataset", key=p.label))
+                results.append(
+                    CheckResult(
+                        "path",
+                        p.label,
+                        exists,
+                        f"`{local}` {'exists' if exists else 'does not exist'} on this host",
+                        "" if exists else f"Create `{local}` or fix the path.",
+                        scope="dataset",
+                        key=p.label,
+                    )
+                )
     else:
         module = importlib.import_module(PLATFORM_MODULES[request.platform])
         stage(request.platform, module.check, request)

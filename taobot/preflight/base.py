@@ -58,8 +58,6 @@ class DatasetPath:
     annotation_fields: tuple[str, ...] = ()  # fields every sampled record must have
 
 
-
-
 @dataclass(frozen=True)
 class PreflightRequest:
     platform: str

@@ -57,7 +57,11 @@ def check(request: PreflightRequest) -> list[CheckResult]:
     if not request.cred(TOKEN):
         return [
             CheckResult(
-                ACCESS, ACCESS_LABEL, False, f"not checked: missing {TOKEN}", f"Press *Enter credentials* and give {TOKEN}."
+                ACCESS,
+                ACCESS_LABEL,
+                False,
+                f"not checked: missing {TOKEN}",
+                f"Press *Enter credentials* and give {TOKEN}.",
             )
         ]
     token = request.cred(TOKEN).strip()
@@ -74,7 +78,7 @@ def check(request: PreflightRequest) -> list[CheckResult]:
 
 def _said(answer: Reply, secrets: tuple[str, ...]) -> str:
     said = excerpt(answer, secrets)
-    return f" (\"{said}\")" if said else ""
+    return f' ("{said}")' if said else ""
 
 
 def _credential_failure(check_id: str, label: str, answer: Reply, secrets: tuple[str, ...]) -> CheckResult | None:
@@ -93,7 +97,8 @@ def _credential_failure(check_id: str, label: str, answer: Reply, secrets: tuple
             False,
             f"Brev denied BREV_API_TOKEN: HTTP 403{_said(answer, secrets)}; Brev answers 403 for an expired "
             "login token or a token without access to this resource",
-            TOKEN_FIX + " If the token is new, check that its user belongs to the organization that owns your instances.",
+            TOKEN_FIX
+            + " If the token is new, check that its user belongs to the organization that owns your instances.",
         )
     return None
 
@@ -106,8 +111,7 @@ def _access_result(answer: Reply, base: str, secrets: tuple[str, ...]) -> CheckR
     if refused:
         return refused
     wrong_url = (
-        "Set the bot's Brev API URL to the Brev API "
-        "(default https://brevapi.us-west-2-prod.control-plane.brev.dev)."
+        "Set the bot's Brev API URL to the Brev API (default https://brevapi.us-west-2-prod.control-plane.brev.dev)."
     )
     if answer.status is not None and 300 <= answer.status < 400:
         return CheckResult(
@@ -133,7 +137,11 @@ def _access_result(answer: Reply, base: str, secrets: tuple[str, ...]) -> CheckR
     if not isinstance(user, dict) or not user.get("id"):
         kind = answer.content_type.split(";")[0] or "an empty body"
         return CheckResult(
-            ACCESS, ACCESS_LABEL, False, f"{answer.url} answered HTTP {answer.status} but not with a Brev user (got {kind})", wrong_url
+            ACCESS,
+            ACCESS_LABEL,
+            False,
+            f"{answer.url} answered HTTP {answer.status} but not with a Brev user (got {kind})",
+            wrong_url,
         )
     who = user.get("username") or user.get("name") or user["id"]
     return CheckResult(ACCESS, ACCESS_LABEL, True, f"Brev accepted the token for user `{who}`")

@@ -137,10 +137,7 @@ def _daemon_failure(exc: Exception, host: str, from_what: str) -> CheckResult:
 
     if any(isinstance(e, FileNotFoundError) for e in chain) or "No such file or directory" in text:
         why = f"socket `{socket_path or host}` does not exist: the daemon is not running there"
-        fix = (
-            "Start the daemon on the bot host (`sudo systemctl start docker`, or run `dockerd`), "
-            + set_host
-        )
+        fix = "Start the daemon on the bot host (`sudo systemctl start docker`, or run `dockerd`), " + set_host
     elif any(isinstance(e, PermissionError) for e in chain) or "Permission denied" in text:
         why = f"permission denied on `{socket_path or host}` for the bot's user"
         fix = (
@@ -182,7 +179,9 @@ def nvidia_runtime_evidence(info: dict) -> str | None:
         if "nvidia-container-runtime" in path:
             return f"runtime `{name}` runs `{path}`"
     devices = info.get("DiscoveredDevices") or []
-    gpus = [d.get("ID", "") for d in devices if isinstance(d, dict) and str(d.get("ID", "")).startswith("nvidia.com/gpu")]
+    gpus = [
+        d.get("ID", "") for d in devices if isinstance(d, dict) and str(d.get("ID", "")).startswith("nvidia.com/gpu")
+    ]
     if gpus:
         return f"CDI lists {len(gpus)} NVIDIA device(s): " + ", ".join(f"`{g}`" for g in gpus[:4])
     return None
@@ -210,7 +209,9 @@ def gpu_runtime_result(info: dict, host: str) -> CheckResult:
 
 def _path_results(request: PreflightRequest, p, remote: bool, host: str) -> list[CheckResult]:
     local = local_path(p.path)
-    where = "on the bot host" + (f" (DOCKER_HOST `{host}` is a remote daemon; the path was checked on the bot host, not there)" if remote else "")
+    where = "on the bot host" + (
+        f" (DOCKER_HOST `{host}` is a remote daemon; the path was checked on the bot host, not there)" if remote else ""
+    )
     results: list[CheckResult] = []
     if local is None:
         results.append(
@@ -234,7 +235,9 @@ def _path_results(request: PreflightRequest, p, remote: bool, host: str) -> list
                 p.label,
                 exists,
                 f"`{local}` exists ({kind}) {where}" if exists else f"`{local}` does not exist {where}",
-                "" if exists else f"Create or copy the data to `{local}` on the bot host (`ls -ld {quote(local)}` must succeed), or fix `{p.label}`.",
+                ""
+                if exists
+                else f"Create or copy the data to `{local}` on the bot host (`ls -ld {quote(local)}` must succeed), or fix `{p.label}`.",
                 scope="dataset",
                 key=p.label,
             )
@@ -315,7 +318,9 @@ def annotation_result(request: PreflightRequest, p, local: str | None) -> CheckR
         label,
         ok,
         f"`{local}`: {detail}",
-        "" if ok else f"Add {wanted} to every record of `{local}` (the model reads it), or point `{p.label}` at the annotation file that has it.",
+        ""
+        if ok
+        else f"Add {wanted} to every record of `{local}` (the model reads it), or point `{p.label}` at the annotation file that has it.",
         scope="dataset",
         key=p.label,
     )

@@ -23,7 +23,6 @@ every text this module returns.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 
 from taobot.kube import (
@@ -38,27 +37,63 @@ from taobot.kube import (
     tls_text,
 )
 from taobot.preflight.base import CheckResult, PreflightRequest, quote
+from taobot.preflight.kube_rbac import (
+    ROLE_PREFIX,
+    anonymous,
+    can_i_resource,
+    permission_words,
+    role_remediation,
+    subject_flag,
+    unknown_user_note,
+    user_from,
+    who,
+)
 
 GPU_RESOURCE = "nvidia.com/gpu"
-ROLE_PREFIX = "taobot"
-
 # (check id, label, verb(s, comma-separated), API group, resource, subresource, why the launch needs it);
 # a check with several verbs passes when every one is allowed, and its remediation grants the denied ones.
 PERMISSIONS = (
     ("kubernetes.rbac.jobs", "Create Jobs", "create", "batch", "jobs", "", "the launch creates a batch/v1 Job"),
-    ("kubernetes.rbac.secrets", "Create Secrets", "create", "", "secrets", "", "the launch passes credentials in a per-launch Secret"),
-    ("kubernetes.rbac.configmaps", "Create ConfigMaps", "create", "", "configmaps", "",
-     "the launch puts the rendered spec file in a per-launch ConfigMap"),
+    (
+        "kubernetes.rbac.secrets",
+        "Create Secrets",
+        "create",
+        "",
+        "secrets",
+        "",
+        "the launch passes credentials in a per-launch Secret",
+    ),
+    (
+        "kubernetes.rbac.configmaps",
+        "Create ConfigMaps",
+        "create",
+        "",
+        "configmaps",
+        "",
+        "the launch puts the rendered spec file in a per-launch ConfigMap",
+    ),
     ("kubernetes.rbac.jobs-read", "Read Jobs", "get,list", "batch", "jobs", "", "monitoring lists the bot's Jobs"),
-    ("kubernetes.rbac.jobs-patch", "Patch Jobs", "patch", "batch", "jobs", "",
-     "the launch starts the Job once its Secret and ConfigMap exist, and cancel marks it cancelled"),
-    ("kubernetes.rbac.jobs-delete", "Delete Jobs", "delete", "batch", "jobs", "",
-     "cancel deletes the Job (with its Pod, Secret and ConfigMap)"),
+    (
+        "kubernetes.rbac.jobs-patch",
+        "Patch Jobs",
+        "patch",
+        "batch",
+        "jobs",
+        "",
+        "the launch starts the Job once its Secret and ConfigMap exist, and cancel marks it cancelled",
+    ),
+    (
+        "kubernetes.rbac.jobs-delete",
+        "Delete Jobs",
+        "delete",
+        "batch",
+        "jobs",
+        "",
+        "cancel deletes the Job (with its Pod, Secret and ConfigMap)",
+    ),
     ("kubernetes.rbac.pods", "Read Pods", "get,list", "", "pods", "", "monitoring lists the Jobs' Pods"),
     ("kubernetes.rbac.pods-log", "Read Pod logs", "get", "", "pods", "log", "monitoring reads the job's Pod logs"),
 )
-
-_USER_IN_403 = re.compile(r'User "([^"]+)" cannot')
 
 
 @dataclass
@@ -112,20 +147,31 @@ def _api_and_namespace(run: _Run, client: KubeClient) -> bool:
         reached = f"{client.server} answered (Kubernetes {version.git_version}) using {client.source}"
     except ApiException as exc:
         if exc.status == 401:
-            run.add("kubernetes.api", label, False,
-                    f"{client.server} rejected the credentials of {client.source} (401 Unauthorized)",
-                    "The token or client certificate is wrong or expired: refresh the kubeconfig with your cluster's "
-                    "setup command (e.g. `aws eks update-kubeconfig`, `gcloud container clusters get-credentials`) and retry.")
+            run.add(
+                "kubernetes.api",
+                label,
+                False,
+                f"{client.server} rejected the credentials of {client.source} (401 Unauthorized)",
+                "The token or client certificate is wrong or expired: refresh the kubeconfig with your cluster's "
+                "setup command (e.g. `aws eks update-kubeconfig`, `gcloud container clusters get-credentials`) and retry.",
+            )
             return False
         if exc.status == 403:  # authenticated, but /version is not public here: still reachable
             reached = f"{client.server} answered (version not readable by this identity) using {client.source}"
         elif exc.status == 0 or exc.status is None:  # the client turns bare TLS errors into status 0
             reason = str(exc.reason or "")
-            _unreachable(run, client, f"TLS handshake failed ({tls_text(reason)})" if "SSL" in reason else short(reason))
+            _unreachable(
+                run, client, f"TLS handshake failed ({tls_text(reason)})" if "SSL" in reason else short(reason)
+            )
             return False
         else:
-            run.add("kubernetes.api", label, False, f"{client.server} answered HTTP {exc.status}: {api_message(exc)}",
-                    f"Check that {client.server} is the Kubernetes API server (`kubectl cluster-info`) and that it is healthy.")
+            run.add(
+                "kubernetes.api",
+                label,
+                False,
+                f"{client.server} answered HTTP {exc.status}: {api_message(exc)}",
+                f"Check that {client.server} is the Kubernetes API server (`kubectl cluster-info`) and that it is healthy.",
+            )
             return False
     except Exception as exc:  # connection refused, DNS, timeouts, TLS from urllib3
         _unreachable(run, client, describe_network_error(exc))
@@ -139,47 +185,80 @@ def _api_and_namespace(run: _Run, client: KubeClient) -> bool:
     except ApiException as exc:
         message = api_message(exc)
         if exc.status == 404:
-            run.add("kubernetes.namespace", label, False, f"namespace `{ns}` does not exist on {client.server}",
-                    f"Create it: `kubectl create namespace {quote(ns)}`, or set TAO_K8S_NAMESPACE to an existing namespace "
-                    "(`kubectl get namespaces`).")
+            run.add(
+                "kubernetes.namespace",
+                label,
+                False,
+                f"namespace `{ns}` does not exist on {client.server}",
+                f"Create it: `kubectl create namespace {quote(ns)}`, or set TAO_K8S_NAMESPACE to an existing namespace "
+                "(`kubectl get namespaces`).",
+            )
             return True  # permissions and GPUs are still worth knowing
         if exc.status == 403:
-            run.user = run.user or _user_from(message)
-            if _anonymous(run.user):
-                run.add("kubernetes.namespace", label, False,
-                        f"{client.server} treated the request as anonymous ({run.user}): the context's user sent no credentials",
-                        "Give the kubeconfig user a token or client certificate (an exec credential plugin may have failed; "
-                        "run `kubectl get --raw /version -v=6` with the same kubeconfig to see why).")
+            run.user = run.user or user_from(message)
+            if anonymous(run.user):
+                run.add(
+                    "kubernetes.namespace",
+                    label,
+                    False,
+                    f"{client.server} treated the request as anonymous ({run.user}): the context's user sent no credentials",
+                    "Give the kubeconfig user a token or client certificate (an exec credential plugin may have failed; "
+                    "run `kubectl get --raw /version -v=6` with the same kubeconfig to see why).",
+                )
                 return False
-            run.add("kubernetes.namespace", label, True,
-                    f"namespace `{ns}`: this identity may not read namespaces ({message}); its existence is not verified, "
-                    "the permission checks below show what may be done in it")
+            run.add(
+                "kubernetes.namespace",
+                label,
+                True,
+                f"namespace `{ns}`: this identity may not read namespaces ({message}); its existence is not verified, "
+                "the permission checks below show what may be done in it",
+            )
             return True
         if exc.status == 401:
-            run.add("kubernetes.namespace", label, False, f"{client.server} rejected the credentials (401 Unauthorized)",
-                    "Refresh the kubeconfig with your cluster's setup command and retry.")
+            run.add(
+                "kubernetes.namespace",
+                label,
+                False,
+                f"{client.server} rejected the credentials (401 Unauthorized)",
+                "Refresh the kubeconfig with your cluster's setup command and retry.",
+            )
             return False
-        run.add("kubernetes.namespace", label, False, f"reading namespace `{ns}` failed: HTTP {exc.status} {message}",
-                f"Check the API server's health (`kubectl get namespace {quote(ns)}`).")
+        run.add(
+            "kubernetes.namespace",
+            label,
+            False,
+            f"reading namespace `{ns}` failed: HTTP {exc.status} {message}",
+            f"Check the API server's health (`kubectl get namespace {quote(ns)}`).",
+        )
         return False
     except Exception as exc:
         _unreachable(run, client, describe_network_error(exc))
         return False
     phase = getattr(obj.status, "phase", None) if obj.status else None
     if phase == "Terminating":
-        run.add("kubernetes.namespace", label, False, f"namespace `{ns}` is being deleted (phase Terminating); new Jobs are refused",
-                f"Wait for the deletion to finish and recreate it (`kubectl create namespace {quote(ns)}`), or set "
-                "TAO_K8S_NAMESPACE to another namespace.")
+        run.add(
+            "kubernetes.namespace",
+            label,
+            False,
+            f"namespace `{ns}` is being deleted (phase Terminating); new Jobs are refused",
+            f"Wait for the deletion to finish and recreate it (`kubectl create namespace {quote(ns)}`), or set "
+            "TAO_K8S_NAMESPACE to another namespace.",
+        )
         return True
     run.add("kubernetes.namespace", label, True, f"namespace `{ns}` exists ({phase or 'Active'})")
     return True
 
 
 def _unreachable(run: _Run, client: KubeClient, why: str) -> None:
-    run.add("kubernetes.api", "API server", False, f"cannot reach the API server at {client.server}: {why}",
-            f"Check that {client.server} is the right address and reachable from the bot's host (VPN, firewall, "
-            "cluster running; `kubectl cluster-info` with the same kubeconfig), and that the kubeconfig's "
-            "certificate-authority matches the server.")
+    run.add(
+        "kubernetes.api",
+        "API server",
+        False,
+        f"cannot reach the API server at {client.server}: {why}",
+        f"Check that {client.server} is the right address and reachable from the bot's host (VPN, firewall, "
+        "cluster running; `kubectl cluster-info` with the same kubeconfig), and that the kubeconfig's "
+        "certificate-authority matches the server.",
+    )
 
 
 # --------------------------------------------------------------------------- 3. permissions
@@ -195,37 +274,48 @@ def _permissions(run: _Run, client: KubeClient) -> None:
     outcomes: list[CheckResult | tuple[tuple, str, str]] = []
     for perm in PERMISSIONS:
         check_id, label, verbs, group, resource, sub, why = perm
-        what = _what(verbs, group, resource, sub)
+        what = permission_words(verbs, group, resource, sub)
         denied: list[str] = []
         reasons: list[str] = []
         failed: CheckResult | None = None
         for verb in verbs.split(","):
-            attrs = k8s.V1ResourceAttributes(namespace=ns, verb=verb, group=group, resource=resource,
-                                             subresource=sub or None)
+            attrs = k8s.V1ResourceAttributes(
+                namespace=ns, verb=verb, group=group, resource=resource, subresource=sub or None
+            )
             review = k8s.V1SelfSubjectAccessReview(
-                api_version="authorization.k8s.io/v1", kind="SelfSubjectAccessReview",
+                api_version="authorization.k8s.io/v1",
+                kind="SelfSubjectAccessReview",
                 spec=k8s.V1SelfSubjectAccessReviewSpec(resource_attributes=attrs),
             )
             try:
                 status = authz.create_self_subject_access_review(review, _request_timeout=run.timeout).status
             except ApiException as exc:
                 message = api_message(exc)
-                run.user = run.user or _user_from(message)
+                run.user = run.user or user_from(message)
                 failed = CheckResult(
-                    check_id, label, False,
+                    check_id,
+                    label,
+                    False,
                     f"could not ask whether this identity may {what} in `{ns}`: HTTP {exc.status} {message}",
                     "The identity may not create SelfSubjectAccessReviews (normally granted to every authenticated user "
                     f"by the system:basic-user ClusterRole); ask a cluster admin to confirm `kubectl auth can-i {verb} "
-                    f"{_can_i_resource(group, resource, sub)} -n {quote(ns)}` for the bot's identity.")
+                    f"{can_i_resource(group, resource, sub)} -n {quote(ns)}` for the bot's identity.",
+                )
                 break
             except Exception as exc:
-                failed = CheckResult(check_id, label, False,
-                                     f"could not ask whether this identity may {what}: {describe_network_error(exc)}",
-                                     "Retry; check that the API server stays reachable.")
+                failed = CheckResult(
+                    check_id,
+                    label,
+                    False,
+                    f"could not ask whether this identity may {what}: {describe_network_error(exc)}",
+                    "Retry; check that the API server stays reachable.",
+                )
                 break
             if status is None or not status.allowed:
                 denied.append(verb)
-                extra = "; ".join(x for x in (getattr(status, "reason", None), getattr(status, "evaluation_error", None)) if x)
+                extra = "; ".join(
+                    x for x in (getattr(status, "reason", None), getattr(status, "evaluation_error", None)) if x
+                )
                 if extra and extra not in reasons:
                     reasons.append(extra)
         if failed is not None:
@@ -241,57 +331,10 @@ def _permissions(run: _Run, client: KubeClient) -> None:
             run.results.append(outcome)
             continue
         (check_id, label, _verbs, group, resource, sub, why), denied_verbs, extra = outcome
-        detail = f"denied: {_who(user)} may not {_what(denied_verbs, group, resource, sub)} in namespace `{ns}` ({why})"
+        detail = f"denied: {who(user)} may not {permission_words(denied_verbs, group, resource, sub)} in namespace `{ns}` ({why})"
         if extra:
             detail += f"; the API server says: {extra}"
-        run.add(check_id, label, False, detail, _role_remediation(ns, user, denied_verbs, group, resource, sub))
-
-
-def _what(verbs: str, group: str, resource: str, sub: str) -> str:
-    res = f"{resource}/{sub}" if sub else resource
-    return f"{verbs.replace(',', '/')} {res}" + (f" ({group})" if group else "")
-
-
-def _can_i_resource(group: str, resource: str, sub: str) -> str:
-    res = f"{resource}.{group}" if group else resource
-    return f"{res} --subresource={sub}" if sub else res
-
-
-def _kubectl_resource(group: str, resource: str, sub: str) -> str:
-    res = f"{resource}.{group}" if group else resource
-    return f"{res}/{sub}" if sub else res
-
-
-def _subject_flag(user: str | None) -> str:
-    if user and user.startswith("system:serviceaccount:"):
-        sa_ns, _, sa_name = user[len("system:serviceaccount:"):].partition(":")
-        return f"--serviceaccount={quote(f'{sa_ns}:{sa_name}')}"
-    if user:
-        return f"--user={quote(user)}"
-    return "--user=BOT_USER"
-
-
-def _who(user: str | None) -> str:
-    return f"`{user}`" if user else "this identity"
-
-
-def _unknown_user_note(user: str | None) -> str:
-    if user:
-        return ""
-    return (" Replace BOT_USER with the user the bot's kubeconfig authenticates as (`kubectl auth whoami` on "
-            "Kubernetes 1.28+), or use --serviceaccount=NAMESPACE:NAME for a service account.")
-
-
-def _role_remediation(ns: str, user: str | None, verb: str, group: str, resource: str, sub: str) -> str:
-    """`verb` may be several, comma-separated (kubectl's --verb takes that form)."""
-    slug = f"{resource}-{sub}" if sub else resource
-    name = f"{ROLE_PREFIX}-{verb.replace(',', '-')}-{slug}"
-    return (
-        f"A namespace admin grants exactly this with a Role and a RoleBinding:\n"
-        f"`kubectl create role {name} --namespace={quote(ns)} --verb={verb} --resource={_kubectl_resource(group, resource, sub)}`\n"
-        f"`kubectl create rolebinding {name} --namespace={quote(ns)} --role={name} {_subject_flag(user)}`"
-        + _unknown_user_note(user)
-    )
+        run.add(check_id, label, False, detail, role_remediation(ns, user, denied_verbs, group, resource, sub))
 
 
 def _identity(run: _Run, client: KubeClient) -> str | None:
@@ -326,25 +369,39 @@ def _gpus(run: _Run, client: KubeClient) -> None:
     except ApiException as exc:
         message = api_message(exc)
         if exc.status == 403:
-            run.user = run.user or _user_from(message)
+            run.user = run.user or user_from(message)
             user = run.user
-            run.add("kubernetes.gpus", label, False,
-                    f"cannot check GPUs: {_who(user)} may not list nodes, so whether any node offers {GPU_RESOURCE} is "
-                    f"unknown (the API server says: {message})",
-                    "A cluster admin either grants read access to nodes with a ClusterRole and a ClusterRoleBinding:\n"
-                    f"`kubectl create clusterrole {ROLE_PREFIX}-read-nodes --verb=get,list --resource=nodes`\n"
-                    f"`kubectl create clusterrolebinding {ROLE_PREFIX}-read-nodes --clusterrole={ROLE_PREFIX}-read-nodes "
-                    f"{_subject_flag(user)}`\n"
-                    f"or confirms that nodes offer allocatable {GPU_RESOURCE} "
-                    "(`kubectl get nodes -o custom-columns=NAME:.metadata.name,GPU:.status.allocatable.nvidia\\.com/gpu`)."
-                    + _unknown_user_note(user))
+            run.add(
+                "kubernetes.gpus",
+                label,
+                False,
+                f"cannot check GPUs: {who(user)} may not list nodes, so whether any node offers {GPU_RESOURCE} is "
+                f"unknown (the API server says: {message})",
+                "A cluster admin either grants read access to nodes with a ClusterRole and a ClusterRoleBinding:\n"
+                f"`kubectl create clusterrole {ROLE_PREFIX}-read-nodes --verb=get,list --resource=nodes`\n"
+                f"`kubectl create clusterrolebinding {ROLE_PREFIX}-read-nodes --clusterrole={ROLE_PREFIX}-read-nodes "
+                f"{subject_flag(user)}`\n"
+                f"or confirms that nodes offer allocatable {GPU_RESOURCE} "
+                "(`kubectl get nodes -o custom-columns=NAME:.metadata.name,GPU:.status.allocatable.nvidia\\.com/gpu`)."
+                + unknown_user_note(user),
+            )
             return
-        run.add("kubernetes.gpus", label, False, f"listing nodes failed: HTTP {exc.status} {message}",
-                "Check the API server's health (`kubectl get nodes`).")
+        run.add(
+            "kubernetes.gpus",
+            label,
+            False,
+            f"listing nodes failed: HTTP {exc.status} {message}",
+            "Check the API server's health (`kubectl get nodes`).",
+        )
         return
     except Exception as exc:
-        run.add("kubernetes.gpus", label, False, f"listing nodes failed: {describe_network_error(exc)}",
-                "Retry; check that the API server stays reachable.")
+        run.add(
+            "kubernetes.gpus",
+            label,
+            False,
+            f"listing nodes failed: {describe_network_error(exc)}",
+            "Retry; check that the API server stays reachable.",
+        )
         return
 
     total, with_gpus, largest, cordoned = 0, 0, 0, 0
@@ -366,34 +423,35 @@ def _gpus(run: _Run, client: KubeClient) -> None:
 
     ignored = f"; {cordoned} more on cordoned nodes, ignored" if cordoned else ""
     if total <= 0:
-        run.add("kubernetes.gpus", label, False,
-                f"no node offers {GPU_RESOURCE}: 0 GPUs allocatable on {len(nodes)} node{'s' if len(nodes) != 1 else ''}{ignored}",
-                "Install the NVIDIA device plugin on the GPU nodes, or the NVIDIA GPU Operator, which includes it: "
-                "`helm repo add nvidia https://helm.ngc.nvidia.com/nvidia && helm install --wait gpu-operator "
-                "-n gpu-operator --create-namespace nvidia/gpu-operator`; or add GPU nodes to the cluster, "
-                f"or uncordon them; `kubectl describe nodes | grep {GPU_RESOURCE}` must show a non-zero allocatable count.")
+        run.add(
+            "kubernetes.gpus",
+            label,
+            False,
+            f"no node offers {GPU_RESOURCE}: 0 GPUs allocatable on {len(nodes)} node{'s' if len(nodes) != 1 else ''}{ignored}",
+            "Install the NVIDIA device plugin on the GPU nodes, or the NVIDIA GPU Operator, which includes it: "
+            "`helm repo add nvidia https://helm.ngc.nvidia.com/nvidia && helm install --wait gpu-operator "
+            "-n gpu-operator --create-namespace nvidia/gpu-operator`; or add GPU nodes to the cluster, "
+            f"or uncordon them; `kubectl describe nodes | grep {GPU_RESOURCE}` must show a non-zero allocatable count.",
+        )
         return
-    detail = (f"{total} GPU{'s' if total != 1 else ''} allocatable on {with_gpus} node{'s' if with_gpus != 1 else ''} "
-              f"(largest: {largest} on one node; {len(nodes)} node{'s' if len(nodes) != 1 else ''} in the cluster{ignored})")
+    detail = (
+        f"{total} GPU{'s' if total != 1 else ''} allocatable on {with_gpus} node{'s' if with_gpus != 1 else ''} "
+        f"(largest: {largest} on one node; {len(nodes)} node{'s' if len(nodes) != 1 else ''} in the cluster{ignored})"
+    )
     wanted = int(run.request.compute.get("num_gpus") or 0)
     if wanted > largest:  # the Job's single Pod needs all its GPUs on one node
-        run.add("kubernetes.gpus", label, False,
-                f"the job asks for {wanted} GPUs on one node but the largest node offers {largest}: {detail}",
-                f"Lower num_gpus to at most {largest}, or add a node with {wanted} allocatable {GPU_RESOURCE}.")
+        run.add(
+            "kubernetes.gpus",
+            label,
+            False,
+            f"the job asks for {wanted} GPUs on one node but the largest node offers {largest}: {detail}",
+            f"Lower num_gpus to at most {largest}, or add a node with {wanted} allocatable {GPU_RESOURCE}.",
+        )
         return
     run.add("kubernetes.gpus", label, True, detail)
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _user_from(message: str) -> str | None:
-    match = _USER_IN_403.search(message or "")
-    return match.group(1) if match else None
-
-
-def _anonymous(user: str | None) -> bool:
-    return user == "system:anonymous"
 
 
 def _redact(result: CheckResult, secrets: set[str]) -> CheckResult:

@@ -62,8 +62,7 @@ TOKEN_FIX = (
     "and give LEPTON_AUTH_TOKEN."
 )
 WORKSPACE_FIX = (
-    "Check LEPTON_WORKSPACE_ID: copy the id from the dashboard's Settings > General page "
-    "(or `lep workspace list`)."
+    "Check LEPTON_WORKSPACE_ID: copy the id from the dashboard's Settings > General page (or `lep workspace list`)."
 )
 
 
@@ -78,8 +77,15 @@ def http_client(
     A 502/503/504 is asked once more after RETRY_PAUSE_S; a 429 is reported at
     once (a preflight answers now rather than wait).
     """
-    return RestClient(base_url, token, timeout, headers=headers, secrets=secrets, user_agent=USER_AGENT,
-                      retry=RetryRule(rate_limited=False, pause_s=RETRY_PAUSE_S))
+    return RestClient(
+        base_url,
+        token,
+        timeout,
+        headers=headers,
+        secrets=secrets,
+        user_agent=USER_AGENT,
+        retry=RetryRule(rate_limited=False, pause_s=RETRY_PAUSE_S),
+    )
 
 
 def excerpt(answer: Reply, secrets: tuple[str, ...]) -> str:
@@ -87,7 +93,9 @@ def excerpt(answer: Reply, secrets: tuple[str, ...]) -> str:
     return said(answer, secrets, limit=EXCERPT_LIMIT)
 
 
-def unreachable(check: str, label: str, service: str, answer: Reply, secrets: tuple[str, ...], fix: str = "") -> CheckResult | None:
+def unreachable(
+    check: str, label: str, service: str, answer: Reply, secrets: tuple[str, ...], fix: str = ""
+) -> CheckResult | None:
     """The failed result for a transport failure, 429 or 5xx; None for any other answer."""
     if answer.status is None:
         what = answer.failure
@@ -173,7 +181,7 @@ def _access_result(answer: Reply, ws: str, secrets: tuple[str, ...]) -> CheckRes
         return down
     status = answer.status
     said = excerpt(answer, secrets)
-    said = f" (\"{said}\")" if said else ""
+    said = f' ("{said}")' if said else ""
     if status == 401:
         return CheckResult(
             ACCESS,
@@ -250,7 +258,7 @@ def _node_group_result(answer: Reply, ws: str, secrets: tuple[str, ...]) -> Chec
     if down:
         return down
     said = excerpt(answer, secrets)
-    said = f" (\"{said}\")" if said else ""
+    said = f' ("{said}")' if said else ""
     if answer.status in (401, 403):
         return CheckResult(
             NODE_GROUPS,
@@ -293,9 +301,14 @@ def _node_group_result(answer: Reply, ws: str, secrets: tuple[str, ...]) -> Chec
         status = g.get("status", {}) if isinstance(g, dict) else {}
         name = meta.get("name") or meta.get("id") or "?"
         ready = status.get("ready_nodes") if isinstance(status, dict) else None
-        shown.append(f"`{name}`" + (f" ({ready} ready node{'s' if ready != 1 else ''})" if isinstance(ready, int) else ""))
+        shown.append(
+            f"`{name}`" + (f" ({ready} ready node{'s' if ready != 1 else ''})" if isinstance(ready, int) else "")
+        )
     more = f" and {len(groups) - NAMES_SHOWN} more" if len(groups) > NAMES_SHOWN else ""
     n = len(groups)
     return CheckResult(
-        NODE_GROUPS, NODE_GROUPS_LABEL, True, f"{n} node group{'s' if n != 1 else ''} visible: " + ", ".join(shown) + more
+        NODE_GROUPS,
+        NODE_GROUPS_LABEL,
+        True,
+        f"{n} node group{'s' if n != 1 else ''} visible: " + ", ".join(shown) + more,
     )

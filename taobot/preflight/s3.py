@@ -147,8 +147,13 @@ def identity_result(ctx: S3Context) -> CheckResult:
 
 def _not_checked_identity(check: str, label: str, key: str, uri: str) -> CheckResult:
     return CheckResult(
-        check, label, False, f"`{uri}` not checked: S3 access failed (see S3 access)",
-        "Fix S3 access (above), then run preflight again.", scope="dataset", key=key,
+        check,
+        label,
+        False,
+        f"`{uri}` not checked: S3 access failed (see S3 access)",
+        "Fix S3 access (above), then run preflight again.",
+        scope="dataset",
+        key=key,
     )
 
 
@@ -216,12 +221,17 @@ def _list_prefix(ctx: S3Context, p: DatasetPath, bucket: str, prefix: str, via_m
     contents = resp.get("Contents") or []
     if not contents:
         code = "no object, empty listing" if via_missing_object else "empty listing"
-        return None, _read_failure(ctx, p, "not_found", code, what, bucket, prefix if not via_missing_object else prefix.rstrip("/"))
+        return None, _read_failure(
+            ctx, p, "not_found", code, what, bucket, prefix if not via_missing_object else prefix.rstrip("/")
+        )
     first = contents[0].get("Key", "")
     return "prefix", CheckResult(
-        "s3.path", p.label, True,
+        "s3.path",
+        p.label,
+        True,
         f"`s3://{bucket}/{prefix}` is readable: a prefix with objects (first: `{first}`)",
-        scope="dataset", key=p.label,
+        scope="dataset",
+        key=p.label,
     )
 
 
@@ -275,7 +285,11 @@ def results_location_result(ctx: S3Context, uri: str) -> CheckResult:
     if err:
         kind, code = err
         if kind in IDENTITY_KINDS:
-            return result(False, f"cannot write results to `{uri}`: S3 access failed ({code}, see S3 access)", "Fix S3 access (above), then run preflight again.")
+            return result(
+                False,
+                f"cannot write results to `{uri}`: S3 access failed ({code}, see S3 access)",
+                "Fix S3 access (above), then run preflight again.",
+            )
         if kind in ("not_found", "no_bucket"):
             return result(
                 False,
@@ -283,7 +297,11 @@ def results_location_result(ctx: S3Context, uri: str) -> CheckResult:
                 f"Create it (`aws s3 mb s3://{bucket}{ctx.cli_opts}`) or give a results location in a bucket that exists.",
             )
         if kind != "denied":  # 403 on HEAD bucket: it exists, we just may not list it; the write test decides
-            return result(False, f"cannot check bucket `{bucket}` for `{uri}` ({code})", "Check the results location and S3_ENDPOINT_URL.")
+            return result(
+                False,
+                f"cannot check bucket `{bucket}` for `{uri}` ({code})",
+                "Check the results location and S3_ENDPOINT_URL.",
+            )
 
     # 2. writable: start a multipart upload on a unique key and abort it at once (no object is ever created)
     base = prefix if (not prefix or prefix.endswith("/")) else prefix + "/"
@@ -292,7 +310,11 @@ def results_location_result(ctx: S3Context, uri: str) -> CheckResult:
     if err:
         kind, code = err
         if kind in IDENTITY_KINDS:
-            return result(False, f"cannot write results to `{uri}`: S3 access failed ({code}, see S3 access)", "Fix S3 access (above), then run preflight again.")
+            return result(
+                False,
+                f"cannot write results to `{uri}`: S3 access failed ({code}, see S3 access)",
+                "Fix S3 access (above), then run preflight again.",
+            )
         if kind == "no_bucket":
             return result(
                 False,
@@ -307,7 +329,11 @@ def results_location_result(ctx: S3Context, uri: str) -> CheckResult:
                 f"Grant this key pair s3:PutObject and s3:AbortMultipartUpload on `arn:aws:s3:::{bucket}/{base}*`, "
                 "or give a results location (or a key pair) that can be written.",
             )
-        return result(False, f"cannot write results to `{uri}` ({code})", "Check the results location, S3_ENDPOINT_URL and the key pair's write permission.")
+        return result(
+            False,
+            f"cannot write results to `{uri}` ({code})",
+            "Check the results location, S3_ENDPOINT_URL and the key pair's write permission.",
+        )
 
     upload_id = resp["UploadId"]
     abort_err = None
@@ -323,4 +349,6 @@ def results_location_result(ctx: S3Context, uri: str) -> CheckResult:
             f"Abort it: `aws s3api abort-multipart-upload --bucket {bucket} --key {probe_key} --upload-id {upload_id}{ctx.cli_opts}`, "
             "and grant s3:AbortMultipartUpload to this key pair.",
         )
-    return result(True, f"`{uri}` is writable by ACCESS_KEY `{ctx.key_hint}` (test upload started and aborted; nothing created)")
+    return result(
+        True, f"`{uri}` is writable by ACCESS_KEY `{ctx.key_hint}` (test upload started and aborted; nothing created)"
+    )

@@ -25,7 +25,11 @@ def annotation_result(ctx: S3Context, p: DatasetPath, found: str | None, max_byt
         return CheckResult("s3.annotation", label, ok, detail, remediation, scope="dataset", key=p.label)
 
     if found is None:
-        return result(False, f"not checked: `{p.path}` is not readable", f"Fix `{p.label}` (above) so preflight can read it and check for {wanted}.")
+        return result(
+            False,
+            f"not checked: `{p.path}` is not readable",
+            f"Fix `{p.label}` (above) so preflight can read it and check for {wanted}.",
+        )
     if found == "prefix":
         return result(
             False,
@@ -36,7 +40,11 @@ def annotation_result(ctx: S3Context, p: DatasetPath, found: str | None, max_byt
     resp, err = call(ctx.client.get_object, Bucket=bucket, Key=key)
     if err:
         code = err[1]
-        return result(False, f"`{p.path}` could not be downloaded ({code})", f"Check that this key pair can `s3:GetObject` `{p.path}`.")
+        return result(
+            False,
+            f"`{p.path}` could not be downloaded ({code})",
+            f"Check that this key pair can `s3:GetObject` `{p.path}`.",
+        )
     body = resp["Body"]
     try:
         size = int(resp.get("ContentLength") or 0)
@@ -48,18 +56,26 @@ def annotation_result(ctx: S3Context, p: DatasetPath, found: str | None, max_byt
             )
         raw = body.read(max_bytes + 1)
     except Exception as exc:  # a broken stream mid-download
-        return result(False, f"`{p.path}` could not be downloaded ({type(exc).__name__})", "Run preflight again; if it repeats, check the store.")
+        return result(
+            False,
+            f"`{p.path}` could not be downloaded ({type(exc).__name__})",
+            "Run preflight again; if it repeats, check the store.",
+        )
     finally:
         body.close()
     doc, why = parse_json_bytes(raw, f"`{p.path}`", max_bytes)
     if why:
         return result(
-            False, why,
+            False,
+            why,
             f"Point `{p.label}` at a UTF-8 JSON file (a list of records, or a list under `annotations`/`data`/`samples`/`items`) "
             f"whose records have {wanted}.",
         )
     ok, detail = check_annotation_document(doc, fields, ctx.request.settings.annotation_sample)
     return result(
-        ok, f"`{p.path}`: {detail}",
-        "" if ok else f"Add {wanted} to every record of `{p.path}` (the model reads it), or point `{p.label}` at the annotation file that has it.",
+        ok,
+        f"`{p.path}`: {detail}",
+        ""
+        if ok
+        else f"Add {wanted} to every record of `{p.path}` (the model reads it), or point `{p.label}` at the annotation file that has it.",
     )

@@ -95,23 +95,44 @@ def limits_check(request: PreflightRequest) -> CheckResult:
     wall, err1 = _hours(request, "SLURM_TIME_HOURS", res.time_hours or 4.0)
     inner, err2 = _hours(request, "SLURM_TIMEOUT_HOURS", res.timeout_hours or 3.8)
     if err1 or err2:
-        return CheckResult("slurm.limits", "Runtime limits", False, err1 or err2 or "", "Give the hours as a number, e.g. 4 or 3.8.", scope="limits")
+        return CheckResult(
+            "slurm.limits",
+            "Runtime limits",
+            False,
+            err1 or err2 or "",
+            "Give the hours as a number, e.g. 4 or 3.8.",
+            scope="limits",
+        )
     assert wall is not None and inner is not None
     if res.max_time_hours and wall > res.max_time_hours:
-        return CheckResult("slurm.limits", "Runtime limits", False,
-                           f"requested wall time {wall:g} h is above the platform maximum {res.max_time_hours:g} h",
-                           f"Set SLURM_TIME_HOURS to at most {res.max_time_hours:g}.", scope="limits")
+        return CheckResult(
+            "slurm.limits",
+            "Runtime limits",
+            False,
+            f"requested wall time {wall:g} h is above the platform maximum {res.max_time_hours:g} h",
+            f"Set SLURM_TIME_HOURS to at most {res.max_time_hours:g}.",
+            scope="limits",
+        )
     if inner >= wall:
-        return CheckResult("slurm.limits", "Runtime limits", False,
-                           f"internal timeout {inner:g} h is not below the wall time {wall:g} h; the job would be killed before it saves",
-                           f"Set SLURM_TIMEOUT_HOURS below {wall:g} (e.g. {wall * 0.95:.2g}).", scope="limits")
-    return CheckResult("slurm.limits", "Runtime limits", True, f"wall time {wall:g} h, internal timeout {inner:g} h", scope="limits")
+        return CheckResult(
+            "slurm.limits",
+            "Runtime limits",
+            False,
+            f"internal timeout {inner:g} h is not below the wall time {wall:g} h; the job would be killed before it saves",
+            f"Set SLURM_TIMEOUT_HOURS below {wall:g} (e.g. {wall * 0.95:.2g}).",
+            scope="limits",
+        )
+    return CheckResult(
+        "slurm.limits", "Runtime limits", True, f"wall time {wall:g} h, internal timeout {inner:g} h", scope="limits"
+    )
 
 
-def remote_script(paths: list[tuple[int, str]], partitions: list[str], annotations: list[tuple[int, str]], sample: int) -> str:
+def remote_script(
+    paths: list[tuple[int, str]], partitions: list[str], annotations: list[tuple[int, str]], sample: int
+) -> str:
     """The one shell script the login node runs. Every value is quoted or base64."""
     lines = [
-        "p() { if test -e \"$2\"; then printf 'PATH\\t%s\\t1\\n' \"$1\"; else printf 'PATH\\t%s\\t0\\n' \"$1\"; fi; }",
+        'p() { if test -e "$2"; then printf \'PATH\\t%s\\t1\\n\' "$1"; else printf \'PATH\\t%s\\t0\\n\' "$1"; fi; }',
     ]
     lines += [f"p {idx} {quote(path)}" for idx, path in paths]
     for part in partitions:
@@ -119,7 +140,12 @@ def remote_script(paths: list[tuple[int, str]], partitions: list[str], annotatio
             f"printf 'PART\\t%s\\t%s\\n' {quote(part)} \"$(sinfo -h -p {quote(part)} -o %l 2>/dev/null | head -n 1)\""
         )
     if annotations:
-        spec = {"files": annotations, "sample": sample, "record_keys": list(RECORD_KEYS), "max_bytes": MAX_ANNOTATION_BYTES}
+        spec = {
+            "files": annotations,
+            "sample": sample,
+            "record_keys": list(RECORD_KEYS),
+            "max_bytes": MAX_ANNOTATION_BYTES,
+        }
         program = base64.b64encode(_REMOTE_ANNOTATION_PROGRAM.encode()).decode()
         data = base64.b64encode(json.dumps(spec).encode()).decode()
         lines.append("if command -v python3 >/dev/null 2>&1; then")
@@ -144,17 +170,39 @@ def static_checks(request: PreflightRequest) -> tuple[list[CheckResult], bool]:
     if not key_path and not agent:
         missing.append("SSH_KEY_PATH")
     if missing:
-        results.append(CheckResult("slurm.variables", "SLURM settings", False, "missing: " + ", ".join(missing),
-                                   "Press *Enter credentials* and give " + ", ".join(missing) + ".", scope="platform"))
+        results.append(
+            CheckResult(
+                "slurm.variables",
+                "SLURM settings",
+                False,
+                "missing: " + ", ".join(missing),
+                "Press *Enter credentials* and give " + ", ".join(missing) + ".",
+                scope="platform",
+            )
+        )
         return results, False
     user, hosts, partition = request.cred("SLURM_USER"), request.cred("SLURM_HOSTNAME"), request.cred("SLURM_PARTITION")
-    results.append(CheckResult("slurm.variables", "SLURM settings", True,
-                               f"user {user}, hosts {hosts}, partition {partition}", scope="platform"))
+    results.append(
+        CheckResult(
+            "slurm.variables",
+            "SLURM settings",
+            True,
+            f"user {user}, hosts {hosts}, partition {partition}",
+            scope="platform",
+        )
+    )
     if key_path:
         problem = key_file_problem(key_path)
-        results.append(CheckResult("slurm.key", "SSH key file", problem is None,
-                                   problem or f"`{key_path}` exists and is private",
-                                   "" if problem is None else remediation_for([], user or ""), scope="platform"))
+        results.append(
+            CheckResult(
+                "slurm.key",
+                "SSH key file",
+                problem is None,
+                problem or f"`{key_path}` exists and is private",
+                "" if problem is None else remediation_for([], user or ""),
+                scope="platform",
+            )
+        )
         if problem:
             return results, False
     results.append(limits_check(request))
@@ -169,18 +217,40 @@ def check(request: PreflightRequest) -> list[CheckResult]:
     agent = request.cred("SSH_AUTH_SOCK") if not key_path else None
     user, hosts = request.cred("SLURM_USER"), request.cred("SLURM_HOSTNAME")
 
-    login = connect_login_node(hosts or "", user or "", key_path, agent, request.settings.ssh_config_path,
-                               request.settings.known_hosts_path, request.settings.connect_timeout_s)
+    login = connect_login_node(
+        hosts or "",
+        user or "",
+        key_path,
+        agent,
+        request.settings.ssh_config_path,
+        request.settings.known_hosts_path,
+        request.settings.connect_timeout_s,
+    )
     tried = "; ".join(a.detail for a in login.attempts if not a.ok)
     if not login.ok:
-        results.append(CheckResult("slurm.login", "SSH login", False, tried or "no login host given",
-                                   remediation_for(login.attempts, user or ""), scope="platform"))
+        results.append(
+            CheckResult(
+                "slurm.login",
+                "SSH login",
+                False,
+                tried or "no login host given",
+                remediation_for(login.attempts, user or ""),
+                scope="platform",
+            )
+        )
         return results
     target = login.target
     assert target is not None
     note = f" (after: {tried})" if tried else ""
-    results.append(CheckResult("slurm.login", "SSH login", True,
-                               f"key-only login to {target.user}@{target.hostname}:{target.port}{note}", scope="platform"))
+    results.append(
+        CheckResult(
+            "slurm.login",
+            "SSH login",
+            True,
+            f"key-only login to {target.user}@{target.hostname}:{target.port}{note}",
+            scope="platform",
+        )
+    )
     try:
         results += _remote_checks(login.client, request)
     finally:
@@ -204,8 +274,16 @@ def _remote_checks(client, request: PreflightRequest) -> list[CheckResult]:
     try:
         output = run_remote(client, script, timeout=max(30.0, request.settings.connect_timeout_s * 3))
     except Exception as exc:  # noqa: BLE001 - any transport failure is a failed check
-        return [CheckResult("slurm.remote", "Login node checks", False, f"the check script failed: {type(exc).__name__}",
-                            "Run preflight again; if it keeps failing, check the login node's load.", scope="platform")]
+        return [
+            CheckResult(
+                "slurm.remote",
+                "Login node checks",
+                False,
+                f"the check script failed: {type(exc).__name__}",
+                "Run preflight again; if it keeps failing, check the login node's load.",
+                scope="platform",
+            )
+        ]
     exists: dict[int, bool] = {}
     part_limits: dict[str, str] = {}
     ann: dict[int, dict] = {}
@@ -228,15 +306,32 @@ def _remote_checks(client, request: PreflightRequest) -> list[CheckResult]:
     for idx, local in paths:
         item = request.paths[idx]
         if idx not in exists:
-            results.append(CheckResult("path", item.label, False, f"`{local}` was not checked (the script stopped early)",
-                                       "Run preflight again.", scope="dataset", key=item.label))
+            results.append(
+                CheckResult(
+                    "path",
+                    item.label,
+                    False,
+                    f"`{local}` was not checked (the script stopped early)",
+                    "Run preflight again.",
+                    scope="dataset",
+                    key=item.label,
+                )
+            )
             continue
         ok = exists[idx]
-        results.append(CheckResult(
-            "path", item.label, ok,
-            f"`{local}` exists on the login node" if ok else f"`{local}` does not exist on the login node",
-            "" if ok else "Fix the path (checked with `test -e` as the SLURM user), or create it on the shared filesystem.",
-            scope="dataset", key=item.label))
+        results.append(
+            CheckResult(
+                "path",
+                item.label,
+                ok,
+                f"`{local}` exists on the login node" if ok else f"`{local}` does not exist on the login node",
+                ""
+                if ok
+                else "Fix the path (checked with `test -e` as the SLURM user), or create it on the shared filesystem.",
+                scope="dataset",
+                key=item.label,
+            )
+        )
     for idx, local in annotations:
         item = request.paths[idx]
         if not exists.get(idx):
@@ -251,37 +346,73 @@ def _partition_results(request: PreflightRequest, partitions: list[str], limits:
     for part in partitions:
         raw = limits.get(part, "")
         if not raw:
-            results.append(CheckResult("slurm.partition", f"Partition {part}", False,
-                                       f"partition `{part}` does not exist on this cluster",
-                                       "Run `sinfo -s` on the login node and set SLURM_PARTITION to one of its partitions.",
-                                       scope="platform"))
+            results.append(
+                CheckResult(
+                    "slurm.partition",
+                    f"Partition {part}",
+                    False,
+                    f"partition `{part}` does not exist on this cluster",
+                    "Run `sinfo -s` on the login node and set SLURM_PARTITION to one of its partitions.",
+                    scope="platform",
+                )
+            )
             continue
         try:
             max_hours = parse_slurm_time(raw)
         except ValueError:
             max_hours = None
         if max_hours is not None and wall is not None and wall > max_hours + 1e-9:
-            results.append(CheckResult("slurm.partition", f"Partition {part}", False,
-                                       f"requested wall time {wall:g} h is above the partition maximum {raw} ({max_hours:g} h)",
-                                       f"Set SLURM_TIME_HOURS to at most {max_hours:g}, or choose a partition with a longer limit.",
-                                       scope="platform"))
+            results.append(
+                CheckResult(
+                    "slurm.partition",
+                    f"Partition {part}",
+                    False,
+                    f"requested wall time {wall:g} h is above the partition maximum {raw} ({max_hours:g} h)",
+                    f"Set SLURM_TIME_HOURS to at most {max_hours:g}, or choose a partition with a longer limit.",
+                    scope="platform",
+                )
+            )
         else:
-            results.append(CheckResult("slurm.partition", f"Partition {part}", True, f"time limit {raw}", scope="platform"))
+            results.append(
+                CheckResult("slurm.partition", f"Partition {part}", True, f"time limit {raw}", scope="platform")
+            )
     return results
 
 
 def _annotation_result(item, local: str, record: dict | None, nopy: bool, sample: int) -> CheckResult:
     label, fields = item.label, item.annotation_fields
     if nopy:
-        return CheckResult("annotation", label, False, "python3 is not available on the login node to read annotations",
-                           "Install python3 on the login node, or check the fields by hand and ask an admin.", scope="dataset", key=label)
+        return CheckResult(
+            "annotation",
+            label,
+            False,
+            "python3 is not available on the login node to read annotations",
+            "Install python3 on the login node, or check the fields by hand and ask an admin.",
+            scope="dataset",
+            key=label,
+        )
     if record is None:
-        return CheckResult("annotation", label, False, f"`{local}` was not sampled", "Run preflight again.", scope="dataset", key=label)
+        return CheckResult(
+            "annotation", label, False, f"`{local}` was not sampled", "Run preflight again.", scope="dataset", key=label
+        )
     if "error" in record:
-        return CheckResult("annotation", label, False, f"`{local}`: {record['error']}",
-                           "Point the input at a JSON annotation file.", scope="dataset", key=label)
+        return CheckResult(
+            "annotation",
+            label,
+            False,
+            f"`{local}`: {record['error']}",
+            "Point the input at a JSON annotation file.",
+            scope="dataset",
+            key=label,
+        )
     records = record.get("records")
-    document = None if records is None else [dict.fromkeys(keys or ()) if keys is not None else None for keys in records]
+    document = (
+        None if records is None else [dict.fromkeys(keys or ()) if keys is not None else None for keys in records]
+    )
     ok, detail = check_annotation_document(document, fields, sample)
-    fix = "" if ok else "Every record needs " + ", ".join(f"`{f}`" for f in fields) + "; regenerate the annotations with them."
+    fix = (
+        ""
+        if ok
+        else "Every record needs " + ", ".join(f"`{f}`" for f in fields) + "; regenerate the annotations with them."
+    )
     return CheckResult("annotation", label, ok, f"`{local}`: {detail}", fix, scope="dataset", key=label)

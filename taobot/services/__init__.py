@@ -46,13 +46,24 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Context", "Messenger", "Services"]
 
-UNKNOWN_LAUNCH = ("This launch is unknown to taobot (it may have expired or belong to another installation). "
-                  "Start a new one with `/tao launch <model> [action]`.")
+UNKNOWN_LAUNCH = (
+    "This launch is unknown to taobot (it may have expired or belong to another installation). "
+    "Start a new one with `/tao launch <model> [action]`."
+)
 
 
 class Services:
-    def __init__(self, store: Store, catalog: Catalog, messenger: Messenger, admins: frozenset[str] = frozenset(),
-                 expiry_days: int = 30, platform_settings=None, launcher=None, monitor=None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        catalog: Catalog,
+        messenger: Messenger,
+        admins: frozenset[str] = frozenset(),
+        expiry_days: int = 30,
+        platform_settings=None,
+        launcher=None,
+        monitor=None,
+    ) -> None:
         from taobot.config import PlatformSettings
 
         self.desk = Desk(store, catalog, messenger, admins, expiry_days)
@@ -73,7 +84,9 @@ class Services:
 
     # ------------------------------------------------------------------ what people say and do
 
-    def start(self, channel: str, user: str, model: str, action: str | None, thread_ts: str | None = None) -> IntakeState:
+    def start(
+        self, channel: str, user: str, model: str, action: str | None, thread_ts: str | None = None
+    ) -> IntakeState:
         return self.intake.start(channel, user, model, action, thread_ts)
 
     def is_launch_thread(self, channel: str, thread_ts: str) -> bool:
@@ -96,17 +109,27 @@ class Services:
             intent = parsed.intent
             if not may_act(state, ctx.user, desk.admins):
                 if intent is not None:
-                    desk.tell(ctx.user, ctx.channel, f"Only <@{state.owner}>, who started launch `{state.id}`, "
-                              "or an admin can change it.", ctx.thread_ts)
+                    desk.tell(
+                        ctx.user,
+                        ctx.channel,
+                        f"Only <@{state.owner}>, who started launch `{state.id}`, or an admin can change it.",
+                        ctx.thread_ts,
+                    )
                 return True
             if desk.expired(state):
                 desk.reply(state, desk.expired_text(state))
                 return True
             if isinstance(intent, Answer) or intent is None:
                 # Answers given in a reply always get an answer back, even if it is only the expected shape.
-                self.intake.answer(state, ctx.user, list(intent.events) if intent else [], "reply",
-                                   {"events": [type(e).__name__ for e in parsed.events]}, errors=parsed.errors,
-                                   say_shape_if_silent=expected_shape())
+                self.intake.answer(
+                    state,
+                    ctx.user,
+                    list(intent.events) if intent else [],
+                    "reply",
+                    {"events": [type(e).__name__ for e in parsed.events]},
+                    errors=parsed.errors,
+                    say_shape_if_silent=expected_shape(),
+                )
             else:
                 self._route(state, ctx.user, intent)
             return True
@@ -135,7 +158,9 @@ class Services:
             self._route(self.store.get_intake(intake_id) or state, ctx.user, intent)
         return None
 
-    def check_form(self, ctx: Context, intake_id: str, intent: SubmitCredentials | SubmitDatasets | Answer) -> dict[str, str]:
+    def check_form(
+        self, ctx: Context, intake_id: str, intent: SubmitCredentials | SubmitDatasets | Answer
+    ) -> dict[str, str]:
         """Problems by field of a form about to be submitted; {} to accept it. Fast: it runs inside the ack."""
         state = self.store.get_intake(intake_id)
         if state is None:

@@ -45,8 +45,14 @@ class Context:
 
 
 class Desk:
-    def __init__(self, store: Store, catalog: Catalog, messenger: Messenger, admins: frozenset[str] = frozenset(),
-                 expiry_days: int = 30) -> None:
+    def __init__(
+        self,
+        store: Store,
+        catalog: Catalog,
+        messenger: Messenger,
+        admins: frozenset[str] = frozenset(),
+        expiry_days: int = 30,
+    ) -> None:
         self.store = store
         self.catalog = catalog
         self.messenger = messenger

@@ -23,7 +23,14 @@ from taobot.intake import (
     start_intake,
     wanted_credentials,
 )
-from taobot.intake.intents import Answer, ConfirmMounts, OpenForm, SubmitCredentials, SubmitDatasets, dataset_form_events
+from taobot.intake.intents import (
+    Answer,
+    ConfirmMounts,
+    OpenForm,
+    SubmitCredentials,
+    SubmitDatasets,
+    dataset_form_events,
+)
 from taobot.services.desk import Desk
 from taobot.views import CredentialsForm, Form, ImageForm, datasets_form, intake_card, intake_facts
 
@@ -34,7 +41,9 @@ class IntakeService:
     def __init__(self, desk: Desk) -> None:
         self.desk = desk
 
-    def start(self, channel: str, user: str, model: str, action: str | None, thread_ts: str | None = None) -> IntakeState:
+    def start(
+        self, channel: str, user: str, model: str, action: str | None, thread_ts: str | None = None
+    ) -> IntakeState:
         """Open a launch thread. Raises UnknownNameError (listing what exists) for bad names."""
         desk = self.desk
         state = start_intake(desk.catalog, model, action or "train", user, channel, thread_ts)
@@ -53,8 +62,16 @@ class IntakeService:
 
     # ------------------------------------------------------------------ answers
 
-    def answer(self, state: IntakeState, user: str, events: list[Event], kind: str, detail: dict | None = None,
-               errors: list[str] | None = None, say_shape_if_silent: str | None = None) -> IntakeState:
+    def answer(
+        self,
+        state: IntakeState,
+        user: str,
+        events: list[Event],
+        kind: str,
+        detail: dict | None = None,
+        errors: list[str] | None = None,
+        say_shape_if_silent: str | None = None,
+    ) -> IntakeState:
         """Apply events, save and redraw if anything changed, and reply with what changed or was refused."""
         desk = self.desk
         outcome = apply_all(state, events, desk.catalog)
@@ -72,8 +89,9 @@ class IntakeService:
             desk.reply(state, say_shape_if_silent)
         return new
 
-    def apply_intent(self, state: IntakeState, user: str, intent: Answer | ConfirmMounts | SubmitCredentials
-                     | SubmitDatasets) -> None:
+    def apply_intent(
+        self, state: IntakeState, user: str, intent: Answer | ConfirmMounts | SubmitCredentials | SubmitDatasets
+    ) -> None:
         if isinstance(intent, Answer):
             detail = {"events": [type(e).__name__ for e in intent.events]}
             self.answer(state, user, list(intent.events), intent.kind, detail)

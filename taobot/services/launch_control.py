@@ -37,15 +37,22 @@ class LaunchControl:
         desk = self.desk
         gate = compute_gate(state, desk.catalog)
         if not gate.open:
-            desk.reply(state, "Not launching: the launch gate is closed. Nothing was created.\n"
-                       + "\n".join(f"• {m}" for m in gate.missing))
+            desk.reply(
+                state,
+                "Not launching: the launch gate is closed. Nothing was created.\n"
+                + "\n".join(f"• {m}" for m in gate.missing),
+            )
             return
         if self.launcher is None:
-            desk.reply(state, f"The launch gate is open for launch `{state.id}`, but this taobot has no launcher configured.")
+            desk.reply(
+                state, f"The launch gate is open for launch `{state.id}`, but this taobot has no launcher configured."
+            )
             return
         active = [launch for launch in desk.store.launches_for_intake(state.id) if launch.state.active]
         if active or state.status == "launched":
-            desk.reply(state, f"Launch `{state.id}` already has a job; press *Relaunch* on its final reply to run again.")
+            desk.reply(
+                state, f"Launch `{state.id}` already has a job; press *Relaunch* on its final reply to run again."
+            )
             return
         desk.reply(state, f":hourglass_flowing_sand: Submitting {state.model} {state.action} to {state.platform}…")
         self.work.submit(self._submit, state.id, user)
@@ -63,16 +70,26 @@ class LaunchControl:
                 desk.reply(state, "Not launching: " + exc.message)
                 return
             except LaunchFailed as exc:
-                self._failed(state, "refused", f":x: {state.platform} refused the job: {exc.message}\n"
-                             "Nothing is running. Fix it and press *Launch* again.")
+                self._failed(
+                    state,
+                    "refused",
+                    f":x: {state.platform} refused the job: {exc.message}\n"
+                    "Nothing is running. Fix it and press *Launch* again.",
+                )
                 return
             except BackendUnreachable as exc:
-                self._failed(state, "unreachable", f":x: Could not reach {state.platform}: {exc.message}\n"
-                             "Nothing was submitted; press *Launch* to try again.")
+                self._failed(
+                    state,
+                    "unreachable",
+                    f":x: Could not reach {state.platform}: {exc.message}\n"
+                    "Nothing was submitted; press *Launch* to try again.",
+                )
                 return
             except Exception as exc:  # noqa: BLE001 - the person must hear about it
                 log.exception("launch failed", extra={"intake": intake_id})
-                self._failed(state, "error", f":x: Launch failed unexpectedly ({type(exc).__name__}). Nothing is running.")
+                self._failed(
+                    state, "error", f":x: Launch failed unexpectedly ({type(exc).__name__}). Nothing is running."
+                )
                 return
             metrics.LAUNCHES.labels(platform=state.platform, outcome="submitted").inc()
             desk.messenger.post(state.channel, LaunchPosted(launch), thread_ts=state.thread_ts)
@@ -94,8 +111,11 @@ class LaunchControl:
         if isinstance(intent, Detach):
             desk.store.update_launch(launch.id, detached=True)
             desk.store.log_event(state.id, user, "detach", {"launch": launch.id})
-            desk.reply(state, f"Stopped status updates for `{launch.id}`. The job keeps running; check it with "
-                       f"`/tao status {launch.id}`, or reply `attach` to resume updates here.")
+            desk.reply(
+                state,
+                f"Stopped status updates for `{launch.id}`. The job keeps running; check it with "
+                f"`/tao status {launch.id}`, or reply `attach` to resume updates here.",
+            )
         elif isinstance(intent, Attach):
             desk.store.update_launch(launch.id, monitor=True, detached=False)
             desk.store.log_event(state.id, user, "attach", {"launch": launch.id})
@@ -110,15 +130,20 @@ class LaunchControl:
         with desk.lock(state.id):
             state = desk.store.get_intake(state.id) or state
             if launch.state.active:
-                desk.reply(state, f"`{launch.id}` is still {launch.state.value}; cancel it first or wait for it to end.")
+                desk.reply(
+                    state, f"`{launch.id}` is still {launch.state.value}; cancel it first or wait for it to end."
+                )
                 return
             state.status = "complete"
             state.preflight = None
             state.updated_at = time.time()
             desk.store.save_intake(state, user, "relaunch", {"after": launch.id})
             desk.refresh(state)
-            desk.reply(state, "Same inputs, ready to go again. Run preflight (it checks everything afresh), then Launch. "
-                              "Change any input first with a `key=value` reply if you like.")
+            desk.reply(
+                state,
+                "Same inputs, ready to go again. Run preflight (it checks everything afresh), then Launch. "
+                "Change any input first with a `key=value` reply if you like.",
+            )
 
     def _cancel_job(self, intake_id: str, launch_id: str, user: str) -> None:
         from taobot.backends.base import JobRef
@@ -138,7 +163,9 @@ class LaunchControl:
         try:
             self.launcher.backend(launch.platform).cancel(ref)
         except BackendUnreachable as exc:
-            desk.reply(state, f":x: Could not reach {launch.platform} to cancel `{launch_id}`: {exc.message}. Try again.")
+            desk.reply(
+                state, f":x: Could not reach {launch.platform} to cancel `{launch_id}`: {exc.message}. Try again."
+            )
             return
         desk.store.log_event(intake_id, user, "cancel_job", {"launch": launch_id, "job": launch.job_id})
         desk.reply(state, f"Cancel sent for job `{launch.job_id}` (`{launch_id}`) by <@{user}>.")

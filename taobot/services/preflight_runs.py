@@ -21,11 +21,24 @@ from taobot.views import PreflightCard
 log = logging.getLogger(__name__)
 
 PREFLIGHT_STALE_S = 600
-CRASHED = {"check": "preflight", "label": "Preflight", "ok": False, "detail": "preflight crashed",
-           "remediation": "Run preflight again; if it persists, tell the taobot maintainers.", "scope": "platform",
-           "key": None}
-INTERRUPTED = {"check": "preflight", "label": "Preflight", "ok": False, "detail": "interrupted by a restart of taobot",
-               "remediation": "Run preflight again.", "scope": "platform", "key": None}
+CRASHED = {
+    "check": "preflight",
+    "label": "Preflight",
+    "ok": False,
+    "detail": "preflight crashed",
+    "remediation": "Run preflight again; if it persists, tell the taobot maintainers.",
+    "scope": "platform",
+    "key": None,
+}
+INTERRUPTED = {
+    "check": "preflight",
+    "label": "Preflight",
+    "ok": False,
+    "detail": "interrupted by a restart of taobot",
+    "remediation": "Run preflight again.",
+    "scope": "platform",
+    "key": None,
+}
 
 
 def card_for(state: IntakeState, results, running: str | None, passed: bool | None) -> PreflightCard:
@@ -42,8 +55,11 @@ class PreflightRuns:
         """Record a running preflight, post its card, and run it in the background. Caller holds the lock."""
         desk = self.desk
         if next_step(state, desk.catalog) is not Step.COMPLETE:
-            desk.reply(state, "Preflight runs once the intake is complete. Still missing:\n"
-                       + "\n".join(f"• {m.label}" for m in missing_items(state, desk.catalog)))
+            desk.reply(
+                state,
+                "Preflight runs once the intake is complete. Still missing:\n"
+                + "\n".join(f"• {m.label}" for m in missing_items(state, desk.catalog)),
+            )
             return
         record = state.preflight
         if record and record.status == "running" and time.time() - record.started_at < PREFLIGHT_STALE_S:
@@ -54,8 +70,9 @@ class PreflightRuns:
         request, required = request_for_intake(state, desk.catalog, desk.credential_values(state), self.settings)
         fingerprint = input_fingerprint(state, desk.catalog)
         ts = desk.messenger.post(state.channel, card_for(state, [], "credentials", None), thread_ts=state.thread_ts)
-        state.preflight = PreflightRecord(status="running", fingerprint=fingerprint, by=user, started_at=time.time(),
-                                          card_ts=ts)
+        state.preflight = PreflightRecord(
+            status="running", fingerprint=fingerprint, by=user, started_at=time.time(), card_ts=ts
+        )
         desk.store.save_intake(state, user, "preflight_started", {"fingerprint": fingerprint})
         desk.refresh(state)
         self.work.submit(self._run, state.id, fingerprint, request, required)
@@ -70,7 +87,9 @@ class PreflightRuns:
         def progress(results, stage):
             if card_ts and stage is not None:
                 try:
-                    desk.messenger.update(state.channel, card_ts, card_for(state, [r.to_dict() for r in results], stage, None))
+                    desk.messenger.update(
+                        state.channel, card_ts, card_for(state, [r.to_dict() for r in results], stage, None)
+                    )
                 except TaobotError as exc:
                     log.warning("preflight progress update failed: %s", exc, extra={"intake": intake_id})
 
@@ -89,12 +108,16 @@ class PreflightRuns:
             state.preflight.results = results
             state.preflight.finished_at = time.time()
             failed = [r["label"] for r in results if not r["ok"]]
-            desk.store.save_intake(state, state.preflight.by, "preflight_finished", {"passed": passed, "failed": failed})
+            desk.store.save_intake(
+                state, state.preflight.by, "preflight_finished", {"passed": passed, "failed": failed}
+            )
             if card_ts:
                 desk.messenger.update(state.channel, card_ts, card_for(state, results, None, passed))
             desk.refresh(state)
         metrics.PREFLIGHTS.labels(platform=request.platform, result="passed" if passed else "failed").inc()
-        log.info("preflight %s", "passed" if passed else "failed", extra={"intake": intake_id, "platform": request.platform})
+        log.info(
+            "preflight %s", "passed" if passed else "failed", extra={"intake": intake_id, "platform": request.platform}
+        )
 
     def recover(self) -> int:
         """After a restart: a preflight that was running when the process died is marked failed, never left hanging."""
@@ -110,8 +133,11 @@ class PreflightRuns:
                 desk.store.save_intake(state, "taobot", "preflight_interrupted", {})
                 if state.preflight.card_ts:
                     try:
-                        desk.messenger.update(state.channel, state.preflight.card_ts,
-                                              card_for(state, state.preflight.results, None, False))
+                        desk.messenger.update(
+                            state.channel,
+                            state.preflight.card_ts,
+                            card_for(state, state.preflight.results, None, False),
+                        )
                     except TaobotError:
                         pass
                 desk.refresh(state)

@@ -27,8 +27,8 @@ from taobot.errors import SlackError
 from taobot.secrets import REDACTOR
 from taobot.services import Services
 from taobot.slack.render import render
-from taobot.views import View
 from taobot.store import Store
+from taobot.views import View
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +111,18 @@ class SlackMessenger:
             raise SlackError(f"Slack {method} failed: {error}", method=method, error=error) from exc
         except Exception as exc:  # connection errors after the SDK's own retries
             metrics.SLACK_ERRORS.labels(method=method, error=type(exc).__name__).inc()
-            raise SlackError(f"Slack {method} failed: {type(exc).__name__}", method=method, error=type(exc).__name__) from exc
+            raise SlackError(
+                f"Slack {method} failed: {type(exc).__name__}", method=method, error=type(exc).__name__
+            ) from exc
 
     def post(self, channel: str, view: View, thread_ts: str | None = None, metadata: dict | None = None) -> str:
         message = redacted(render(view))
-        body = {"channel": channel, "text": message.get("text", ""), "blocks": message.get("blocks"), "metadata": metadata}
+        body = {
+            "channel": channel,
+            "text": message.get("text", ""),
+            "blocks": message.get("blocks"),
+            "metadata": metadata,
+        }
         if thread_ts:
             body["thread_ts"] = thread_ts
         return str(self._call("chat.postMessage", **body)["ts"])
@@ -124,8 +131,14 @@ class SlackMessenger:
         """The ts of a status post for (launch, slot) already in the thread, found by its metadata."""
         cursor = None
         while True:
-            data = self._call("conversations.replies", channel=channel, ts=thread_ts, include_all_metadata=True,
-                              limit=200, cursor=cursor)
+            data = self._call(
+                "conversations.replies",
+                channel=channel,
+                ts=thread_ts,
+                include_all_metadata=True,
+                limit=200,
+                cursor=cursor,
+            )
             for message in data.get("messages", []):
                 payload = (message.get("metadata") or {}).get("event_payload") or {}
                 if payload.get("launch") == launch_id and payload.get("slot") == slot:
@@ -191,7 +204,9 @@ class Runtime:
             lines.append("scheduler: not running")
         elif status.get("role") == "standby":
             ok = False
-            lines.append("scheduler: standby (another instance holds the lease; this one takes over if it stops renewing)")
+            lines.append(
+                "scheduler: standby (another instance holds the lease; this one takes over if it stops renewing)"
+            )
         elif status.get("last_cycle") and _time.time() - status["last_cycle"] > max(60, poll * 4):
             ok = False
             lines.append(f"scheduler: stalled (last cycle {int(_time.time() - status['last_cycle'])} s ago)")
@@ -212,7 +227,9 @@ class Runtime:
     def start_monitoring(self) -> None:
         from taobot import scheduler
 
-        self.scheduler = scheduler.start(str(self.store.path), self.services.monitor, self.store, self.settings.poll_seconds)
+        self.scheduler = scheduler.start(
+            str(self.store.path), self.services.monitor, self.store, self.settings.poll_seconds
+        )
 
     def stop(self) -> None:
         from taobot import scheduler
@@ -225,7 +242,9 @@ class Runtime:
         self.services.monitor.backends.close()
 
 
-def build_app(settings: Settings, store: Store, catalog: Catalog, client: WebClient | None = None, http: bool = True) -> Runtime:
+def build_app(
+    settings: Settings, store: Store, catalog: Catalog, client: WebClient | None = None, http: bool = True
+) -> Runtime:
     client = client or make_client(settings)
     signing = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     app = App(
@@ -242,8 +261,15 @@ def build_app(settings: Settings, store: Store, catalog: Catalog, client: WebCli
 
     messenger = SlackMessenger(client)
     backends = Backends(settings)
-    services = Services(store, catalog, messenger, settings.admin_ids, settings.intake_expiry_days,
-                        platform_settings=settings.platform_settings(), launcher=Launcher(store, catalog, backends))
+    services = Services(
+        store,
+        catalog,
+        messenger,
+        settings.admin_ids,
+        settings.intake_expiry_days,
+        platform_settings=settings.platform_settings(),
+        launcher=Launcher(store, catalog, backends),
+    )
     services.monitor = Monitor(store, catalog, backends, messenger, on_state_change=services.refresh_for_launch)
     services.recover()
 

@@ -130,7 +130,9 @@ def actions(block_id: str, elements: list[dict]) -> dict:
 def fit(blocks: list[dict], limit: int = MAX_BLOCKS) -> list[dict]:
     if len(blocks) <= limit:
         return blocks
-    return blocks[: limit - 1] + [context(f"{len(blocks) - limit + 1} more items not shown; reply `help` for the full list.")]
+    return blocks[: limit - 1] + [
+        context(f"{len(blocks) - limit + 1} more items not shown; reply `help` for the full list.")
+    ]
 
 
 # --------------------------------------------------------------------------- replies
@@ -140,4 +142,3 @@ def reply(text: str) -> dict:
     """A short thread reply: plain text fallback plus one section per 3,000 chars."""
     chunks = [text[i : i + MAX_SECTION] for i in range(0, min(len(text), MAX_SECTION * 10), MAX_SECTION)] or [""]
     return {"text": clip(text, MAX_TEXT), "blocks": [section(c) for c in chunks if c]}
-

@@ -51,7 +51,9 @@ def _question_blocks(card: IntakeCard) -> list[dict]:
             "options": opts,
         }
         names = ", ".join(f"`{p.name}`" for p in card.platforms)
-        return [section(f"*Where should it run?* Choose one of {names} (or reply `platform=<name>`).", select, f"q_{iid}")]
+        return [
+            section(f"*Where should it run?* Choose one of {names} (or reply `platform=<name>`).", select, f"q_{iid}")
+        ]
     if step is Step.MONITORING:
         select = {
             "type": "static_select",
@@ -126,7 +128,9 @@ def _question_blocks(card: IntakeCard) -> list[dict]:
         elements = [button("Launch", LAUNCH, iid, "primary"), button("Run preflight again", RUN_PREFLIGHT, iid)]
     else:
         if record is None:
-            state_line = "Nothing has been created. Run preflight to check every input from the platform's point of view."
+            state_line = (
+                "Nothing has been created. Run preflight to check every input from the platform's point of view."
+            )
         elif record.status == "running":
             state_line = "Preflight is running; results appear below in this thread."
         else:
@@ -134,7 +138,6 @@ def _question_blocks(card: IntakeCard) -> list[dict]:
         text = "*Intake complete.* " + state_line + "\n" + "\n".join(f"• {m}" for m in gate.missing)
         elements = [button("Run preflight", RUN_PREFLIGHT, iid, "primary")]
     return [section(text, block_id=f"q_{iid}"), actions(f"a_{iid}", elements)]
-
 
 
 def preflight_card(view: PreflightCard) -> dict:
@@ -164,7 +167,9 @@ def preflight_card(view: PreflightCard) -> dict:
             elements.insert(0, button("Launch", LAUNCH, iid, "primary"))
         blocks.append(actions(f"p_{iid}", elements))
     failed = sum(1 for r in results if not r["ok"])
-    summary = f"Preflight {iid}: " + ("running" if running is not None else "passed" if passed else f"{failed} check(s) failed")
+    summary = f"Preflight {iid}: " + (
+        "running" if running is not None else "passed" if passed else f"{failed} check(s) failed"
+    )
     return {"text": summary, "blocks": fit(blocks)}
 
 

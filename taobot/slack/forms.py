@@ -25,8 +25,15 @@ RESULTS_BLOCK = "results"
 VALUE_ID = "value"
 
 
-def _input(block_id: str, label: str, optional: bool, hint: str = "", initial: str | None = None,
-           placeholder: str | None = None, multiline: bool = False) -> dict:
+def _input(
+    block_id: str,
+    label: str,
+    optional: bool,
+    hint: str = "",
+    initial: str | None = None,
+    placeholder: str | None = None,
+    multiline: bool = False,
+) -> dict:
     element: dict = {"type": "plain_text_input", "action_id": VALUE_ID, "multiline": multiline}
     if initial and len(initial) <= MAX_INPUT:
         element["initial_value"] = initial
@@ -141,4 +148,3 @@ def datasets_modal(form: DatasetsForm) -> dict:
 
 
 # --------------------------------------------------------------------------- replies
-

@@ -16,12 +16,18 @@ def _log_block(lines) -> list[dict]:
 
 
 def _cancel_button(launch_id: str) -> dict:
-    return button("Cancel job", CANCEL_JOB, launch_id, "danger", confirm={
-        "title": plain("Cancel this job?"),
-        "text": plain("The job is cancelled on the platform. This cannot be undone.", 300),
-        "confirm": plain("Cancel job"),
-        "deny": plain("Keep it running"),
-    })
+    return button(
+        "Cancel job",
+        CANCEL_JOB,
+        launch_id,
+        "danger",
+        confirm={
+            "title": plain("Cancel this job?"),
+            "text": plain("The job is cancelled on the platform. This cannot be undone.", 300),
+            "confirm": plain("Cancel job"),
+            "deny": plain("Keep it running"),
+        },
+    )
 
 
 def launch_posted(view: LaunchPosted) -> dict:
@@ -33,14 +39,18 @@ def launch_posted(view: LaunchPosted) -> dict:
         f"Results: `{launch.results_location}`",
     ]
     if launch.monitor:
-        lines.append(f"I will post status here every {launch.interval_minutes} min until it ends. Reply `detach` to stop updates.")
+        lines.append(
+            f"I will post status here every {launch.interval_minutes} min until it ends. Reply `detach` to stop updates."
+        )
     else:
         lines.append(f"Monitoring is off. Check it any time with `/tao status {launch.id}`.")
     elements = [_cancel_button(launch.id)]
     if launch.monitor:
         elements.append(button("Stop updates", DETACH, launch.id))
-    return {"text": f"Launched {launch.id}: job {launch.job_id}",
-            "blocks": [section("\n".join(lines)), actions(f"l_{launch.id}", elements)]}
+    return {
+        "text": f"Launched {launch.id}: job {launch.job_id}",
+        "blocks": [section("\n".join(lines)), actions(f"l_{launch.id}", elements)],
+    }
 
 
 def status_update(view: StatusUpdate) -> dict:
@@ -48,11 +58,19 @@ def status_update(view: StatusUpdate) -> dict:
     head = f"*`{launch.id}`* {launch.model} {launch.action} · job `{launch.job_id}` · " + status_line(launch, now)
     body = [section(head)]
     if launch.unreachable:
-        body.append(section(f":warning: Could not reach {launch.platform}: {launch.unreachable}. "
-                            "The job is not marked failed; taobot keeps retrying with backoff."))
+        body.append(
+            section(
+                f":warning: Could not reach {launch.platform}: {launch.unreachable}. "
+                "The job is not marked failed; taobot keeps retrying with backoff."
+            )
+        )
     body += _log_block(lines)
-    body.append(context(f"Full logs: `{launch.log_location}` · {duration(now - launch.launched_at)} since launch · "
-                        f"`/tao status {launch.id}` · reply `detach` to stop updates"))
+    body.append(
+        context(
+            f"Full logs: `{launch.log_location}` · {duration(now - launch.launched_at)} since launch · "
+            f"`/tao status {launch.id}` · reply `detach` to stop updates"
+        )
+    )
     body.append(actions(f"u_{launch.id}", [_cancel_button(launch.id), button("Stop updates", DETACH, launch.id)]))
     return {"text": f"{launch.id}: {launch.state.value}", "blocks": fit(body)}
 
@@ -70,7 +88,9 @@ def final_update(view: FinalUpdate) -> dict:
     facts.append(f"Results: `{launch.results_location}`")
     facts.append(f"Logs: `{launch.log_location}`")
     if cause:
-        facts.append(f":recycle: The logs point to an infrastructure problem ({cause}); this failure is likely retriable.")
+        facts.append(
+            f":recycle: The logs point to an infrastructure problem ({cause}); this failure is likely retriable."
+        )
     body = [section("\n".join(facts))] + _log_block(lines)
     body.append(actions(f"f_{launch.id}", [button("Relaunch", RELAUNCH, launch.id, "primary")]))
     return {"text": f"{launch.id} {state}", "blocks": fit(body)}

@@ -12,5 +12,3 @@ def slack_plain_text(text: str) -> str:
     text = re.sub(r"<([^<>@#!][^<>]*)>", r"\1", text)
     text = html.unescape(text)
     return text.translate(str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'"}))
-
-

@@ -197,4 +197,3 @@ class Store(LaunchRows, OperationRows):
             rows = self.db.execute("SELECT ciphertext FROM secrets WHERE secret = 1").fetchall()
         for (ciphertext,) in rows:
             REDACTOR.add(self.box.decrypt(ciphertext))
-

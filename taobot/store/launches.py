@@ -20,12 +20,19 @@ class LaunchRows:
             db["intakes"].update(
                 intake.id, {"status": intake.status, "state": intake.model_dump_json(), "updated_at": intake.updated_at}
             )
-            self._log(db, intake.id, actor, "launched", {"launch": launch.id, "job": launch.job_id, "platform": launch.platform})
+            self._log(
+                db,
+                intake.id,
+                actor,
+                "launched",
+                {"launch": launch.id, "job": launch.job_id, "platform": launch.platform},
+            )
 
     def intakes_with_running_preflight(self) -> list[str]:
         with self._lock:
             rows = self.db.execute(
-                "SELECT id FROM intakes WHERE json_extract(state, '$.preflight.status') = 'running'").fetchall()
+                "SELECT id FROM intakes WHERE json_extract(state, '$.preflight.status') = 'running'"
+            ).fetchall()
         return [r[0] for r in rows]
 
     def launch_counts_by_state(self) -> dict[str, int]:
@@ -75,7 +82,9 @@ class LaunchRows:
 
     def mark_posted(self, launch_id: str, slot: int, ts: str) -> None:
         with self.transaction() as db:
-            db.execute("UPDATE updates SET status = 'posted', ts = ? WHERE launch_id = ? AND slot = ?", [ts, launch_id, slot])
+            db.execute(
+                "UPDATE updates SET status = 'posted', ts = ? WHERE launch_id = ? AND slot = ?", [ts, launch_id, slot]
+            )
 
     def pending_slots(self) -> list[dict]:
         with self._lock:
@@ -88,11 +97,14 @@ class LaunchRows:
     def last_slots(self) -> dict[str, int]:
         """launch id -> highest interval slot claimed, for every launch, in one query."""
         with self._lock:
-            rows = self.db.execute("SELECT launch_id, MAX(slot) FROM updates WHERE slot >= 0 GROUP BY launch_id").fetchall()
+            rows = self.db.execute(
+                "SELECT launch_id, MAX(slot) FROM updates WHERE slot >= 0 GROUP BY launch_id"
+            ).fetchall()
         return {launch_id: slot for launch_id, slot in rows}
 
     def last_slot(self, launch_id: str) -> int | None:
         with self._lock:
-            row = self.db.execute("SELECT MAX(slot) FROM updates WHERE launch_id = ? AND slot >= 0", [launch_id]).fetchone()
+            row = self.db.execute(
+                "SELECT MAX(slot) FROM updates WHERE launch_id = ? AND slot >= 0", [launch_id]
+            ).fetchone()
         return row[0] if row and row[0] is not None else None
-

@@ -41,8 +41,10 @@ class OperationRows:
         plain = [(owner, name, self.box.decrypt(ciphertext)) for owner, name, ciphertext in rows]
         with self.transaction() as db:
             for owner, name, value in plain:
-                db.execute("UPDATE secrets SET ciphertext = ? WHERE owner = ? AND name = ?",
-                           [new_box.encrypt(value), owner, name])
+                db.execute(
+                    "UPDATE secrets SET ciphertext = ? WHERE owner = ? AND name = ?",
+                    [new_box.encrypt(value), owner, name],
+                )
         self.box = new_box
         return len(plain)
 
@@ -60,7 +62,9 @@ class OperationRows:
             row = db.execute("SELECT holder, expires_at FROM lease WHERE name = ?", [name]).fetchone()
             if row and row[0] != holder and row[1] > now:
                 return False
-            db.execute("INSERT OR REPLACE INTO lease (name, holder, expires_at) VALUES (?, ?, ?)", [name, holder, now + ttl_s])
+            db.execute(
+                "INSERT OR REPLACE INTO lease (name, holder, expires_at) VALUES (?, ?, ?)", [name, holder, now + ttl_s]
+            )
             return True
 
     def release_lease(self, name: str, holder: str) -> None:

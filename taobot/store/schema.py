@@ -29,9 +29,7 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     )
     db["intakes"].create_index(["channel", "thread_ts"], unique=True)
     db["intakes"].create_index(["channel", "updated_at"])
-    db["events"].create(
-        {"id": int, "intake_id": str, "actor": str, "kind": str, "detail": str, "at": float}, pk="id"
-    )
+    db["events"].create({"id": int, "intake_id": str, "actor": str, "kind": str, "detail": str, "at": float}, pk="id")
     db["events"].create_index(["intake_id", "id"])
     db["secrets"].create(
         {"owner": str, "name": str, "ciphertext": bytes, "fingerprint": str, "updated_at": float},

@@ -119,7 +119,9 @@ class FakeBrevAPI(FakeHTTPAPI):
 
     # ------------------------------------------------------------------ state helpers
 
-    def add_user(self, token: str, user: Mapping[str, Any] | None = None, organizations: Sequence[Mapping[str, Any]] = ()) -> dict:
+    def add_user(
+        self, token: str, user: Mapping[str, Any] | None = None, organizations: Sequence[Mapping[str, Any]] = ()
+    ) -> dict:
         """Another user with its own token, member of `organizations` (created if new)."""
         full = {**DEFAULT_USER, **(user or {})}
         if user is None or "id" not in user:
@@ -186,7 +188,9 @@ class FakeBrevAPI(FakeHTTPAPI):
 
     def list_instances(self, org_id: str | None = None) -> list[dict]:
         with self._lock:
-            return copy.deepcopy([i for i in self.instances.values() if org_id is None or i["organizationId"] == org_id])
+            return copy.deepcopy(
+                [i for i in self.instances.values() if org_id is None or i["organizationId"] == org_id]
+            )
 
     # ------------------------------------------------------------------ wire
 
@@ -220,7 +224,9 @@ class FakeBrevAPI(FakeHTTPAPI):
         if path == "/api/organizations":
             if method != "GET":
                 return self._err(405, "method not allowed")
-            return 200, [copy.deepcopy(o) for oid, o in self.organizations.items() if user["id"] in self.members.get(oid, ())]
+            return 200, [
+                copy.deepcopy(o) for oid, o in self.organizations.items() if user["id"] in self.members.get(oid, ())
+            ]
         if path == "/api/secrets":
             return self._create_secret(user, call.body) if method == "POST" else self._err(405, "method not allowed")
         m = re.match(r"^/api/organizations/([^/]+)/workspaces$", path)
@@ -254,18 +260,40 @@ class FakeBrevAPI(FakeHTTPAPI):
         name = body.get("name")
         if not name or not isinstance(name, str):
             return self._err(400, "name is required")
-        if any(i["name"] == name and i["organizationId"] == org_id and i["status"] != "DELETING" for i in self.instances.values()):
+        if any(
+            i["name"] == name and i["organizationId"] == org_id and i["status"] != "DELETING"
+            for i in self.instances.values()
+        ):
             return self._err(409, f"a workspace named {name} already exists")
-        fields = {k: v for k, v in body.items() if k in (
-            "workspaceGroupId", "workspaceClassId", "instanceType", "gitRepo", "startupScriptPath",
-            "startupScript", "description", "labels", "customContainer", "workspaceVersion")}
+        fields = {
+            k: v
+            for k, v in body.items()
+            if k
+            in (
+                "workspaceGroupId",
+                "workspaceClassId",
+                "instanceType",
+                "gitRepo",
+                "startupScriptPath",
+                "startupScript",
+                "description",
+                "labels",
+                "customContainer",
+                "workspaceVersion",
+            )
+        }
         container = body.get("customContainer")
         if container is not None and (not isinstance(container, dict) or not container.get("containerUrl")):
             return self._err(400, "customContainer.containerUrl is required")
         if "isStoppable" in body and body["isStoppable"] is not None:
             fields["isStoppable"] = bool(body["isStoppable"])
         inst = self.make_instance(
-            name=name, organizationId=org_id, createdByUserId=user["id"], status="DEPLOYING", healthStatus="UNAVAILABLE", **fields
+            name=name,
+            organizationId=org_id,
+            createdByUserId=user["id"],
+            status="DEPLOYING",
+            healthStatus="UNAVAILABLE",
+            **fields,
         )
         self.instances[inst["id"]] = inst
         return 200, copy.deepcopy(inst)

@@ -321,7 +321,12 @@ def _now_ms() -> int:
 
 
 def make_node_group(
-    group_id: str, *, name: str | None = None, ready_nodes: int = 2, gpu_product: str = "NVIDIA-H100-80GB-HBM3", workspaces: Sequence[str] = ()
+    group_id: str,
+    *,
+    name: str | None = None,
+    ready_nodes: int = 2,
+    gpu_product: str = "NVIDIA-H100-80GB-HBM3",
+    workspaces: Sequence[str] = (),
 ) -> dict:
     """A DedicatedNodeGroup object (SDK types/dedicated_node_group.py)."""
     return {
@@ -421,7 +426,9 @@ class FakeLeptonAPI(FakeHTTPAPI):
         self.require_existing_secrets = require_existing_secrets
         self.user = user
         self.workspaces: dict[str, _Workspace] = {}
-        self.add_workspace(workspace_id, token, name=workspace_name, state=workspace_state, node_groups=node_groups, shapes=shapes)
+        self.add_workspace(
+            workspace_id, token, name=workspace_name, state=workspace_state, node_groups=node_groups, shapes=shapes
+        )
         for ws, tok in (extra_workspaces or {}).items():
             self.add_workspace(ws, tok)
 
@@ -444,12 +451,16 @@ class FakeLeptonAPI(FakeHTTPAPI):
             g.setdefault("spec", {}).setdefault("workspaces", [])
             if workspace_id not in g["spec"]["workspaces"]:
                 g["spec"]["workspaces"].append(workspace_id)
-        shape_list = [make_shape(s, accelerator_type=t, accelerator_num=n) for s, t, n in DEFAULT_SHAPES] if shapes is None else [
-            make_shape(s) if isinstance(s, str) else copy.deepcopy(s) for s in shapes
-        ]
+        shape_list = (
+            [make_shape(s, accelerator_type=t, accelerator_num=n) for s, t, n in DEFAULT_SHAPES]
+            if shapes is None
+            else [make_shape(s) if isinstance(s, str) else copy.deepcopy(s) for s in shapes]
+        )
         tokens = {token} if isinstance(token, str) else set(token)
         with self._lock:
-            self.workspaces[workspace_id] = _Workspace(workspace_id, tokens, name or workspace_id, state, groups, shape_list)
+            self.workspaces[workspace_id] = _Workspace(
+                workspace_id, tokens, name or workspace_id, state, groups, shape_list
+            )
 
     def set_workspace_state(self, state: str, workspace_id: str | None = None) -> None:
         assert state in WORKSPACE_STATES, state
@@ -466,7 +477,9 @@ class FakeLeptonAPI(FakeHTTPAPI):
             job = self.workspaces[workspace_id or self.workspace_id].jobs.get(job_id)
             return copy.deepcopy(job) if job else None
 
-    def add_job(self, name: str, *, state: str = "Running", workspace_id: str | None = None, spec: dict | None = None) -> dict:
+    def add_job(
+        self, name: str, *, state: str = "Running", workspace_id: str | None = None, spec: dict | None = None
+    ) -> dict:
         """Put a job in the workspace directly (not recorded as a call)."""
         ws = self.workspaces[workspace_id or self.workspace_id]
         with self._lock:
@@ -483,7 +496,11 @@ class FakeLeptonAPI(FakeHTTPAPI):
     def add_secret(self, name: str, value: str, workspace_id: str | None = None) -> None:
         with self._lock:
             self.workspaces[workspace_id or self.workspace_id].secrets[name] = {
-                "name": name, "value": value, "owner": self.user, "visibility": "private"}
+                "name": name,
+                "value": value,
+                "owner": self.user,
+                "visibility": "private",
+            }
 
     def add_job_logs(self, job_id: str, lines: Sequence[str], workspace_id: str | None = None) -> None:
         """Append log lines for a job (each gets the next nanosecond timestamp)."""
@@ -502,9 +519,19 @@ class FakeLeptonAPI(FakeHTTPAPI):
     # ------------------------------------------------------------------ wire
 
     def _error_body(self, status: int, message: str) -> Any:
-        codes = {400: "InvalidParameter", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
-                 409: "AlreadyExists", 429: "TooManyRequests", 500: "InternalError", 502: "BadGateway",
-                 503: "ServiceUnavailable", 504: "GatewayTimeout"}
+        codes = {
+            400: "InvalidParameter",
+            401: "Unauthorized",
+            403: "Forbidden",
+            404: "NotFound",
+            405: "MethodNotAllowed",
+            409: "AlreadyExists",
+            429: "TooManyRequests",
+            500: "InternalError",
+            502: "BadGateway",
+            503: "ServiceUnavailable",
+            504: "GatewayTimeout",
+        }
         return {"code": codes.get(status, f"HTTP{status}"), "message": message}
 
     def _err(self, status: int, message: str) -> tuple[int, Any]:
@@ -599,7 +626,10 @@ class FakeLeptonAPI(FakeHTTPAPI):
             "workspace_tier": "enterprise",
             "workspace_state": ws.state,
             "supported_shapes": {
-                s["metadata"]["id"]: {k: s["spec"].get(k) for k in ("description", "cpu", "memory_in_mb", "accelerator_type", "accelerator_num")}
+                s["metadata"]["id"]: {
+                    k: s["spec"].get(k)
+                    for k in ("description", "cpu", "memory_in_mb", "accelerator_type", "accelerator_num")
+                }
                 for s in ws.shapes
             },
             "workspace_disk_usage_bytes": 0,
@@ -636,7 +666,11 @@ class FakeLeptonAPI(FakeHTTPAPI):
             jobs = [j for j in jobs if j["status"]["state"] in wanted]
         if query.get("node_groups"):
             wanted = set(query["node_groups"])
-            jobs = [j for j in jobs if wanted & set(((j["spec"].get("affinity") or {}).get("allowed_dedicated_node_groups") or []))]
+            jobs = [
+                j
+                for j in jobs
+                if wanted & set(((j["spec"].get("affinity") or {}).get("allowed_dedicated_node_groups") or []))
+            ]
         if "page" in query or "page_size" in query:
             try:
                 page = max(int((query.get("page") or ["1"])[0]), 1)
@@ -656,7 +690,8 @@ class FakeLeptonAPI(FakeHTTPAPI):
         name = meta["name"]
         if not isinstance(name, str) or not JOB_NAME.match(name):
             return self._err(
-                400, f"invalid job name {name!r}: at most 36 lowercase letters, digits and dashes, starting with a letter"
+                400,
+                f"invalid job name {name!r}: at most 36 lowercase letters, digits and dashes, starting with a letter",
             )
         if not isinstance(spec, dict):
             return self._err(400, "spec is required")
@@ -684,12 +719,19 @@ class FakeLeptonAPI(FakeHTTPAPI):
             if not isinstance(env, dict) or not env.get("name"):
                 return self._err(400, "every spec.envs entry needs a name")
             has_value = env.get("value") is not None
-            ref = (env.get("value_from") or {}).get("secret_name_ref") if isinstance(env.get("value_from"), dict) else None
+            ref = (
+                (env.get("value_from") or {}).get("secret_name_ref")
+                if isinstance(env.get("value_from"), dict)
+                else None
+            )
             if has_value == bool(ref):
                 return self._err(400, f"env {env['name']}: give exactly one of value and value_from.secret_name_ref")
             if ref and self.require_existing_secrets and ref not in ws.secrets:
                 return self._err(400, f"env {env['name']}: secret {ref} not found in workspace {ws.id}")
-        if any(j["metadata"]["name"] == name and j["status"]["state"] not in ("Archived", "Deleted") for j in ws.jobs.values()):
+        if any(
+            j["metadata"]["name"] == name and j["status"]["state"] not in ("Archived", "Deleted")
+            for j in ws.jobs.values()
+        ):
             return self._err(409, f"job {name} already exists")
         job = self._new_job(ws, meta, spec)
         ws.jobs[job["metadata"]["id"]] = job
@@ -738,7 +780,11 @@ class FakeLeptonAPI(FakeHTTPAPI):
         if not items:
             return self._err(400, "request body must be a non-empty JSON list of secrets")
         for item in items:
-            if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not isinstance(item.get("value"), str):
+            if (
+                not isinstance(item, dict)
+                or not isinstance(item.get("name"), str)
+                or not isinstance(item.get("value"), str)
+            ):
                 return self._err(400, "every secret needs a string name and value")
             name = item["name"]
             if not SECRET_NAME.match(name) or name.upper().startswith("LEPTON_"):
@@ -748,8 +794,12 @@ class FakeLeptonAPI(FakeHTTPAPI):
         if len({i["name"] for i in items}) != len(items):
             return self._err(400, "duplicate secret names in one request")
         for item in items:
-            ws.secrets[item["name"]] = {"name": item["name"], "value": item["value"], "owner": self.user,
-                                        "visibility": item.get("visibility") or "private"}
+            ws.secrets[item["name"]] = {
+                "name": item["name"],
+                "value": item["value"],
+                "owner": self.user,
+                "visibility": item.get("visibility") or "private",
+            }
         return 200, None
 
     def _logs(self, ws: _Workspace, query: dict[str, list[str]]) -> tuple[int, Any]:
@@ -781,7 +831,13 @@ class FakeLeptonAPI(FakeHTTPAPI):
             return self._err(400, "spec must be an object")
         job["spec"].update(copy.deepcopy(spec))
         job["metadata"]["version"] += 1
-        if spec.get("stopped") is True and job["status"]["state"] in ("Starting", "Running", "Queueing", "Awaiting", "Restarting"):
+        if spec.get("stopped") is True and job["status"]["state"] in (
+            "Starting",
+            "Running",
+            "Queueing",
+            "Awaiting",
+            "Restarting",
+        ):
             self._set_state(job, "Stopped")
         elif spec.get("stopped") is False and job["status"]["state"] == "Stopped":
             self._set_state(job, "Starting")

@@ -259,9 +259,7 @@ def post_event(
     ``X-Slack-Retry-Reason`` (``retry_reason``).  Reuse the same ``event_id``
     for redeliveries of one event.
     """
-    envelope = build_event_envelope(
-        event, event_id, team_id=team_id, api_app_id=api_app_id, bot_user_id=bot_user_id
-    )
+    envelope = build_event_envelope(event, event_id, team_id=team_id, api_app_id=api_app_id, bot_user_id=bot_user_id)
     headers: Dict[str, str] = {}
     if retry_num is not None:
         headers["X-Slack-Retry-Num"] = str(int(retry_num))

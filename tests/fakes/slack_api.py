@@ -359,9 +359,7 @@ class FakeSlackAPI:
                     return matched
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    seen = ", ".join(
-                        f"{c.method}({c.status}{'' if c.ok else ':' + str(c.error)})" for c in self._calls
-                    )
+                    seen = ", ".join(f"{c.method}({c.status}{'' if c.ok else ':' + str(c.error)})" for c in self._calls)
                     raise WaitTimeout(
                         f"timed out after {timeout}s waiting for {count} call(s) matching {what}; "
                         f"got {len(matched)}. Calls received: [{seen}]"
@@ -388,9 +386,7 @@ class FakeSlackAPI:
                 return None
             return self._render_message((channel, ts))
 
-    def ephemeral_messages(
-        self, channel: Optional[str] = None, user: Optional[str] = None
-    ) -> List[Dict[str, Any]]:
+    def ephemeral_messages(self, channel: Optional[str] = None, user: Optional[str] = None) -> List[Dict[str, Any]]:
         """Ephemeral messages (``chat.postEphemeral`` and ephemeral response_url posts)."""
         with self._lock:
             return [

@@ -44,5 +44,9 @@ def register(app: App, services: Services, catalog: Catalog) -> None:
         try:
             services.start(command["channel_id"], command["user_id"], model_name, action_name)
         except SlackError as exc:
-            hint = " Invite the bot to this channel with `/invite @taobot`." if exc.error in ("not_in_channel", "channel_not_found") else ""
+            hint = (
+                " Invite the bot to this channel with `/invite @taobot`."
+                if exc.error in ("not_in_channel", "channel_not_found")
+                else ""
+            )
             respond(text=f"Could not open the launch thread: {exc.error}.{hint}", response_type="ephemeral")

@@ -26,7 +26,9 @@ def submitted_values(view: dict) -> dict[str, str]:
 def form_intent(callback_id: str, values: dict[str, str]) -> tuple[SubmitCredentials | SubmitDatasets | Answer, dict]:
     """The intent a submitted form means, and each of its field names' block id (to place problems)."""
     if callback_id == F.CREDENTIALS_MODAL:
-        by_name = {b.removeprefix(F.CRED_BLOCK_PREFIX): v for b, v in values.items() if b.startswith(F.CRED_BLOCK_PREFIX)}
+        by_name = {
+            b.removeprefix(F.CRED_BLOCK_PREFIX): v for b, v in values.items() if b.startswith(F.CRED_BLOCK_PREFIX)
+        }
         return SubmitCredentials(by_name), {n: F.CRED_BLOCK_PREFIX + n for n in by_name}
     if callback_id == F.IMAGE_MODAL:
         return Answer((OverrideImage(values.get(F.IMAGE_BLOCK, "")),), "image_override"), {"image": F.IMAGE_BLOCK}
@@ -47,8 +49,10 @@ def register(app: App, services: Services) -> None:
             problems = services.check_form(ctx, intake_id, intent)
             if problems:
                 first = next(iter(values), F.IMAGE_BLOCK)
-                ack(response_action="errors",
-                    errors={blocks.get(field, first): clip(text, 2000) for field, text in problems.items()})
+                ack(
+                    response_action="errors",
+                    errors={blocks.get(field, first): clip(text, 2000) for field, text in problems.items()},
+                )
                 return
             ack()
             state = services.store.get_intake(intake_id)
