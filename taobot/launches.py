@@ -73,6 +73,9 @@ class Launch(BaseModel):
     unreachable_since: float | None = None
     next_poll_at: float | None = None  # backoff while unreachable
     final_posted: bool = False
+    post_error: str | None = None  # why the last status post into the thread failed
+    post_failures: int = 0  # failed posts in a row
+    post_retry_at: float | None = None  # the thread's posts wait until then
 
     @property
     def detail_map(self) -> dict[str, str]:

@@ -26,6 +26,12 @@ POLL_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
     registry=REGISTRY,
 )
+THREAD_POST_FAILURES = Counter(
+    "taobot_thread_post_failures_total",
+    "Status posts into a launch thread that failed (retried with backoff, per thread)",
+    ["error"],
+    registry=REGISTRY,
+)
 SLACK_CALLS = Counter("taobot_slack_api_calls_total", "Slack Web API calls", ["method"], registry=REGISTRY)
 SLACK_ERRORS = Counter(
     "taobot_slack_api_errors_total",

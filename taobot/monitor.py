@@ -8,10 +8,12 @@ update is due when a new interval slot starts (slot n covers
 only the current slot is posted, so a restart produces one catch-up update,
 not a burst.
 
-Exactly-once posting: the slot is claimed in the database BEFORE posting,
-and the post carries Slack message metadata naming launch and slot. A slot
-left "pending" by a crash is retried on the next cycle, after checking the
-thread for a message with that metadata, so it is neither lost nor doubled.
+Posting is `posting.ThreadPoster`'s: exactly once per slot, and a thread
+that refuses posts backs off alone. Every launch reaches an end: an
+interrupted submit, and a job the platform no longer knows for
+`UNKNOWN_GRACE_S`, end with a final reply that says what to check.
+A long cycle calls `keep_alive` between steps, so the scheduler's lease is
+renewed in time (and a cycle that lost it stops before posting anything).
 """
 
 from __future__ import annotations
@@ -23,14 +25,17 @@ from dataclasses import dataclass, field
 
 from taobot.backends.base import JobRef, JobStatus, infrastructure_cause
 from taobot.catalog import Catalog, find_platform
-from taobot.errors import BackendUnreachable, TaobotError
+from taobot.errors import BackendUnreachable
 from taobot.launches import JobState, Launch
+from taobot.posting import FINAL_SLOT, ThreadPoster
 from taobot.views import FinalUpdate, StatusUpdate
 
 log = logging.getLogger(__name__)
 
-FINAL_SLOT = -1
+__all__ = ["FINAL_SLOT", "Monitor", "CycleStats"]
+
 SUBMIT_STALE_S = 600
+UNKNOWN_GRACE_S = 600  # a job the platform does not report for this long has ended as far as taobot can tell
 MAX_BACKOFF_S = 600
 
 
@@ -52,7 +57,7 @@ def platform_credential_names(catalog: Catalog, platform: str) -> list[str]:
 
 class Monitor:
     def __init__(
-        self, store, catalog: Catalog, backends: dict, messenger, clock=time.time, on_state_change=None
+        self, store, catalog: Catalog, backends: dict, messenger, clock=time.time, on_state_change=None, keep_alive=None
     ) -> None:
         self.on_state_change = on_state_change
         self.store = store
@@ -60,6 +65,9 @@ class Monitor:
         self.backends = backends
         self.messenger = messenger
         self.clock = clock
+        self.poster = ThreadPoster(store, messenger, clock)
+        # Called between the steps of a cycle; raises to stop a cycle that must not go on (the lease was lost).
+        self.keep_alive = keep_alive or (lambda: None)
 
     # ------------------------------------------------------------------ helpers
 
@@ -95,7 +103,8 @@ class Monitor:
     def cycle(self) -> CycleStats:
         stats = CycleStats()
         now = self.clock()
-        self.retry_pending()
+        self.keep_alive()
+        stats.posted += self.retry_pending()
         rows = self.store.active_launches()
         stats.launches = len(rows)
         groups: dict[tuple[str, str], list[tuple[Launch, JobRef]]] = defaultdict(list)
@@ -105,8 +114,8 @@ class Monitor:
                 if now - row.launched_at > SUBMIT_STALE_S:
                     self._finish_unknown_submit(row)
                 continue
-            if row.state.terminal:
-                self._post_final(row, None)  # terminal but its final reply not posted yet (a crash in between)
+            if row.state.terminal or row.ended_at is not None:
+                stats.posted += self._post_final(row, None)  # ended, its final reply not posted yet
                 continue
             key = (row.owner, row.platform)
             if key not in creds_cache:
@@ -116,6 +125,7 @@ class Monitor:
             groups[(row.platform, backend.connection_key(ref))].append((row, ref))
         last_slots = self.store.last_slots() if groups else {}
         for (platform, _conn), members in groups.items():
+            self.keep_alive()
             backend = self.backends[platform]
             if all((r.next_poll_at or 0) > now for r, _ in members):
                 continue  # backing off an unreachable platform
@@ -149,15 +159,16 @@ class Monitor:
                 status = statuses.get(ref.job_id) or JobStatus(JobState.UNKNOWN, "not reported")
                 recorded.append((self._record(row, status, now), ref, status))
             # Jobs that just ended get their last log lines in ONE more query, not one each.
-            ended = [(r, ref) for r, ref, st in recorded if r.state.terminal and r.watched and not st.log_tail]
+            ended = [(r, ref) for r, ref, st in recorded if r.ended_at and r.watched and not st.log_tail]
             extra_tails: dict[str, JobStatus] = {}
             if ended:
                 try:
                     extra_tails = backend.poll([ref for _, ref in ended], tails_for=[ref.job_id for _, ref in ended])
                 except Exception:  # noqa: BLE001 - the final reply goes out without log lines then
                     log.warning("could not fetch the last log lines of %d ended job(s)", len(ended))
+            self.keep_alive()
             for row, ref, status in recorded:
-                if row.state.terminal:
+                if row.ended_at is not None:
                     tail = status.log_tail or (extra_tails[ref.job_id].log_tail if ref.job_id in extra_tails else ())
                     if self._post_final(
                         row, JobStatus(status.state, status.native, status.reason, status.exit_code, tail)
@@ -180,6 +191,16 @@ class Monitor:
             changes["state_since"] = now
             if status.state.terminal:
                 changes["ended_at"] = now
+        elif status.state is JobState.UNKNOWN and now - (row.state_since or row.launched_at) > UNKNOWN_GRACE_S:
+            minutes = int(UNKNOWN_GRACE_S // 60)
+            changes["ended_at"] = now
+            status = JobStatus(
+                JobState.UNKNOWN,
+                status.native,
+                f"{row.platform} has not reported job {row.job_id} for {minutes} min ({status.reason or status.native}); "
+                "taobot stopped watching it. Check the platform for what became of it.",
+                status.exit_code,
+            )
         if status.native != row.native:
             changes["native"] = status.native
         if status.reason != row.reason:
@@ -213,33 +234,22 @@ class Monitor:
         return False
 
     def _finish_unknown_submit(self, row: Launch) -> None:
+        """taobot stopped between recording the launch and hearing back from the platform: end it, saying what to check."""
         self.store.update_launch(
             row.id,
             state=JobState.UNKNOWN,
             native="submit interrupted",
-            reason=f"taobot stopped while submitting; look for a job named tao-{row.model}-{row.action}-{row.id} "
-            "on the platform",
+            reason=f"submission state unknown: taobot stopped while submitting; look for a job named "
+            f"tao-{row.model}-{row.action}-{row.id} on the platform, and cancel it there if it runs",
             ended_at=self.clock(),
-            final_posted=True,
+            state_since=self.clock(),
         )
 
     # ------------------------------------------------------------------ posting
 
-    def _post(self, row: Launch, slot: int, view) -> bool:
-        if not self.store.claim_slot(row.id, slot, row.state):
-            return False  # this slot was already claimed: never post it twice
-        metadata = {"event_type": "taobot_status", "event_payload": {"launch": row.id, "slot": slot}}
-        try:
-            ts = self.messenger.post(row.channel, view, thread_ts=row.thread_ts, metadata=metadata)
-        except TaobotError as exc:
-            log.warning("status post failed, will retry: %s", exc, extra={"launch": row.id})
-            return False
-        self.store.mark_posted(row.id, slot, ts)
-        return True
-
     def _post_update(self, row: Launch, slot: int, status: JobStatus | None) -> bool:
         lines = tuple(status.log_tail) if status else ()
-        posted = self._post(row, slot, StatusUpdate(row, lines, self.clock()))
+        posted = self.poster.post(row, slot, StatusUpdate(row, lines, self.clock()))
         if posted and self.on_state_change is not None:
             try:  # the card's status line ("Running for 12 min") follows each update
                 self.on_state_change(row)
@@ -253,35 +263,21 @@ class Monitor:
         if not row.watched:
             self.store.update_launch(row.id, final_posted=True)
             return False
-        tail = tuple(status.log_tail) if status else ()
-        cause = infrastructure_cause(row.native or "", tail) if row.state is JobState.FAILED else None
-        if self._post(row, FINAL_SLOT, FinalUpdate(row, tail, cause, self.clock())):
-            self.store.update_launch(row.id, final_posted=True)
+        if self.poster.post(row, FINAL_SLOT, self._final_view(row, status)):
             return True
         if any(s["slot"] == FINAL_SLOT and s["status"] == "posted" for s in self.store.posted_slots(row.id)):
             self.store.update_launch(row.id, final_posted=True)
         return False
 
-    def retry_pending(self) -> None:
-        """Slots claimed but not confirmed posted (a crash in between): find or post them now."""
-        for pending in self.store.pending_slots():
-            row = self.store.get_launch(pending["launch_id"])
-            if row is None:
-                continue
-            ts = self.messenger.find_posted(row.channel, row.thread_ts, row.id, pending["slot"])
-            if ts:
-                self.store.mark_posted(row.id, pending["slot"], ts)
-                continue
-            metadata = {"event_type": "taobot_status", "event_payload": {"launch": row.id, "slot": pending["slot"]}}
-            if pending["slot"] == FINAL_SLOT:
-                view = FinalUpdate(row, (), infrastructure_cause(row.native or "", []), self.clock())
-            else:
-                view = StatusUpdate(row, (), self.clock())
-            try:
-                ts = self.messenger.post(row.channel, view, thread_ts=row.thread_ts, metadata=metadata)
-            except TaobotError as exc:
-                log.warning("retry of a pending status post failed: %s", exc, extra={"launch": row.id})
-                continue
-            self.store.mark_posted(row.id, pending["slot"], ts)
-            if pending["slot"] == FINAL_SLOT:
-                self.store.update_launch(row.id, final_posted=True)
+    def _final_view(self, row: Launch, status: JobStatus | None) -> FinalUpdate:
+        tail = tuple(status.log_tail) if status else ()
+        cause = infrastructure_cause(row.native or "", tail) if row.state is JobState.FAILED else None
+        return FinalUpdate(row, tail, cause, self.clock())
+
+    def retry_pending(self) -> int:
+        """Slots claimed but not confirmed posted (a crash, or a post Slack refused): find or post them now."""
+
+        def view_for(row: Launch, slot: int):
+            return self._final_view(row, None) if slot == FINAL_SLOT else StatusUpdate(row, (), self.clock())
+
+        return self.poster.retry_pending(view_for)

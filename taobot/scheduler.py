@@ -5,7 +5,11 @@ store on the bot's own database, with `coalesce=True` and a misfire grace
 time, so a restart after downtime runs one catch-up cycle instead of a
 burst. Each run first takes (or renews) a lease row in the database: when
 two instances share a database, only the lease holder runs cycles; the
-other waits as a standby and takes over once the lease expires.
+other waits as a standby and takes over once the lease expires. A cycle
+renews the lease as it goes (`keep_lease`, between its steps), so a cycle
+longer than the lease never lets a standby post the same slot; if the lease
+was lost anyway, the cycle stops before its next step. Once an hour a cycle
+also forgets Slack deliveries older than a day.
 """
 
 from __future__ import annotations
@@ -20,6 +24,13 @@ log = logging.getLogger(__name__)
 
 JOB_ID = "monitor-cycle"
 LEASE = "scheduler"
+PRUNE_EVERY_S = 3600
+DELIVERIES_KEPT_S = 86400  # Slack retries a delivery for minutes, never a day later
+
+
+class LeaseLost(Exception):
+    """Another instance holds the scheduler lease now: this cycle must stop."""
+
 
 # The persistent job store stores a reference to a module-level function; the
 # running process registers what that function drives.
@@ -40,15 +51,39 @@ def run_cycle() -> None:
     if _ACTIVE.get("role") != "active":
         log.info("scheduler lease taken; this instance runs monitoring")
     _ACTIVE["role"] = "active"
+    _ACTIVE["renewed"] = time.monotonic()
     start = time.perf_counter()
     try:
         stats = monitor.cycle()
         _ACTIVE["last_cycle"] = time.time()
         _ACTIVE["last_stats"] = stats
+        prune_if_due(store)
+    except LeaseLost:
+        log.warning("the scheduler lease passed to another instance during a cycle; this one stopped it")
+        _ACTIVE["role"] = "standby"
     except Exception:  # the next cycle must still run
         log.exception("monitor cycle failed")
     finally:
         _ACTIVE["last_duration"] = time.perf_counter() - start
+
+
+def keep_lease() -> None:
+    """Renew the lease once a third of it has passed; raise LeaseLost if another instance holds it now."""
+    store, holder, ttl = _ACTIVE.get("store"), _ACTIVE.get("holder"), _ACTIVE.get("lease_ttl")
+    if store is None or holder is None:
+        return
+    now = time.monotonic()
+    if now - _ACTIVE.get("renewed", 0.0) < ttl / 3:
+        return
+    if not store.acquire_lease(LEASE, holder, ttl):
+        raise LeaseLost()
+    _ACTIVE["renewed"] = now
+
+
+def prune_if_due(store) -> None:
+    if time.monotonic() - _ACTIVE.get("pruned", float("-inf")) >= PRUNE_EVERY_S:
+        store.prune_deliveries(DELIVERIES_KEPT_S)
+        _ACTIVE["pruned"] = time.monotonic()
 
 
 def start(db_path: str, monitor, store, poll_seconds: int):
@@ -58,6 +93,7 @@ def start(db_path: str, monitor, store, poll_seconds: int):
 
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     _ACTIVE.update(monitor=monitor, store=store, holder=holder, lease_ttl=max(15.0, poll_seconds * 3.0), role=None)
+    monitor.keep_alive = keep_lease
     scheduler = BackgroundScheduler(
         jobstores={
             "default": SQLAlchemyJobStore(

@@ -32,6 +32,7 @@ from taobot.intake import (
 from taobot.slack import blocks as B
 from taobot.slack import forms as F
 from taobot.slack.render import render
+from taobot.view_text import STEP_TITLES
 from tests.builders import PLATFORMS, drive_to, new, ok, store_missing_credentials
 from tests.fakes._blocks import validate_message_blocks, validate_view
 
@@ -143,7 +144,7 @@ def test_every_builder_is_valid_at_every_step(platform, model, action, step):
     state = _state(platform, model, action, step)
     card = render(V.intake_card(state, CATALOG))
     assert_message_ok(card)
-    assert B.STEP_TITLES[step] in card["text"]
+    assert STEP_TITLES[step] in card["text"]
     assert_view_ok(render(V.CredentialsForm(V.intake_facts(state, CATALOG))))
     assert_view_ok(render(V.datasets_form(state, CATALOG)))
     assert_view_ok(render(V.ImageForm(state)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 from slack_bolt import App, BoltResponse
@@ -62,6 +63,16 @@ class CountingRateLimitHandler(RateLimitErrorRetryHandler):
             method = request.url.rstrip("/").rsplit("/", 1)[-1]
             metrics.SLACK_ERRORS.labels(method=method, error="ratelimited").inc()
         return super()._can_retry(state=state, request=request, response=response, error=error)
+
+
+def thread_health(store: Store) -> str:
+    """One line for /readyz: which launch threads refuse status posts. One bad thread never makes the bot unready."""
+    failing = store.launches_failing_to_post()
+    if not failing:
+        return "threads: every watched thread accepts status posts"
+    errors = Counter(launch.post_error or "error" for launch in failing)
+    shown = ", ".join(f"{error} x{count}" for error, count in errors.most_common())
+    return f"threads: {len(failing)} refusing status posts ({shown}); each retried with backoff, the others unaffected"
 
 
 def make_client(settings: Settings) -> WebClient:
@@ -212,6 +223,7 @@ class Runtime:
             lines.append(f"scheduler: stalled (last cycle {int(_time.time() - status['last_cycle'])} s ago)")
         else:
             lines.append(f"scheduler: {status.get('role') or 'starting'}")
+        lines.append(thread_health(self.store))
         if self.http_mode:
             lines.append("slack: HTTP mode (token verified at start)")
         else:

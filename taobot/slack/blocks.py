@@ -9,7 +9,6 @@ button, a reply word and a console answer mean the same thing.
 
 from __future__ import annotations
 
-from taobot.intake import Step
 from taobot.intake.intents import (  # noqa: F401 - the action ids of buttons and selects, used by renderers and tests
     ATTACH,
     CANCEL_INTAKE,
@@ -58,16 +57,6 @@ MAX_OPTIONS = 100
 MAX_TITLE = 24
 MAX_INPUT = 3000  # longest value a plain_text_input can hold
 INTERVAL_CHOICES = (1, 2, 5, 10, 15, 30, 60)
-
-STEP_TITLES = {
-    Step.PLATFORM: "Where should it run?",
-    Step.MONITORING: "Watch it in this thread?",
-    Step.CREDENTIALS: "Credentials",
-    Step.IMAGE: "Container image",
-    Step.DATASETS: "Datasets",
-    Step.COMPUTE: "Compute shape",
-    Step.COMPLETE: "Intake complete",
-}
 
 
 def clip(text: str, limit: int = MAX_SECTION) -> str:

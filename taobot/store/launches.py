@@ -64,8 +64,14 @@ class LaunchRows:
 
     def active_launches(self) -> list[Launch]:
         """Launches whose job has not reached a terminal state, or whose final reply is not posted yet."""
-        where = f"state NOT IN ({terminal_sql_list()}) OR (monitor = 1 AND final_posted = 0)"
+        # Every end (a terminal state, an interrupted submit, a job the platform forgot) sets ended_at.
+        ended = f"ended_at IS NOT NULL OR state IN ({terminal_sql_list()})"
+        where = f"NOT ({ended}) OR (monitor = 1 AND final_posted = 0)"
         return self._launches(where, [], order_by="launched_at")
+
+    def launches_failing_to_post(self) -> list[Launch]:
+        """Launches whose thread refuses status posts right now (for /readyz and the operator)."""
+        return self._launches("post_failures > 0", [], order_by="launched_at")
 
     def update_launch(self, launch_id: str, **fields: object) -> None:
         with self.transaction() as db:

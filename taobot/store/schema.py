@@ -89,3 +89,11 @@ def m003_secret_flag(db: sqlite_utils.Database) -> None:
     # only real secrets are redacted from messages and logs. Rows from before
     # this column count as secret: redacting too much is the safe side.
     db["secrets"].add_column("secret", int, not_null_default=1)
+
+
+@migrations()
+def m004_post_backoff(db: sqlite_utils.Database) -> None:
+    # A thread whose posts fail backs off on its own (see posting.py).
+    db["launches"].add_column("post_error", str)
+    db["launches"].add_column("post_failures", int, not_null_default=0)
+    db["launches"].add_column("post_retry_at", float)
