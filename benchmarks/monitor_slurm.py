@@ -214,6 +214,9 @@ class RecordingMessenger:
     def ephemeral(self, *args, **kwargs) -> None:
         pass
 
+    def open_dm(self, user: str) -> str:
+        return "D" + user
+
 
 def make_store(path: Path, cluster: Cluster, catalog) -> tuple[Store, list[str]]:
     store = Store(path, SecretBox(Fernet.generate_key()))

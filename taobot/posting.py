@@ -8,7 +8,9 @@ thread for a message with that metadata, so it is neither lost nor doubled.
 A thread whose posts fail (the bot was removed from the channel, the
 channel was archived, Slack is failing) backs off on its own: its launch
 records the error, the number of failures in a row and when to try again.
-No other thread waits for it, and a failure never stops a cycle.
+No other thread waits for it, and a failure never stops a cycle. When the
+channel itself is gone, the launch moves to a thread in its owner's DM
+with the bot, says why, and its updates go on there.
 """
 
 from __future__ import annotations
@@ -18,12 +20,17 @@ import logging
 from taobot import metrics
 from taobot.errors import TaobotError
 from taobot.launches import Launch
+from taobot.views import Reply
 
 log = logging.getLogger(__name__)
 
 FINAL_SLOT = -1
 POST_BACKOFF_S = 5  # after the first failure; doubles with each one in a row
 MAX_POST_BACKOFF_S = 600
+# Slack's answers that mean the thread's channel (or the thread) cannot be posted to again.
+CHANNEL_GONE = frozenset(
+    {"channel_not_found", "is_archived", "channel_is_archived", "not_in_channel", "thread_not_found"}
+)
 
 
 def post_backoff(failures: int) -> float:
@@ -63,8 +70,10 @@ class ThreadPoster:
             try:
                 ts = self.messenger.find_posted(launch.channel, launch.thread_ts, launch.id, slot)
             except TaobotError as exc:
-                self._failed(launch, exc)
-                continue
+                moved = self._failed(launch, exc)
+                if moved is None:
+                    continue
+                launch, ts = moved, None  # a fresh DM thread cannot hold the slot yet
             if ts:
                 self._confirmed(launch, slot, ts)
                 continue
@@ -76,8 +85,8 @@ class ThreadPoster:
         try:
             ts = self.messenger.post(launch.channel, view, thread_ts=launch.thread_ts, metadata=metadata)
         except TaobotError as exc:
-            self._failed(launch, exc)
-            return False
+            moved = self._failed(launch, exc)
+            return self._send(moved, slot, view) if moved is not None else False
         self._confirmed(launch, slot, ts)
         return True
 
@@ -92,8 +101,13 @@ class ThreadPoster:
         if changes:
             self.store.update_launch(launch.id, **changes)
 
-    def _failed(self, launch: Launch, exc: TaobotError) -> None:
+    def _failed(self, launch: Launch, exc: TaobotError) -> Launch | None:
+        """Record the failure and back off; or, when the channel is gone, the launch moved to its owner's DM."""
         error = str(exc.context.get("error") or type(exc).__name__)
+        if error in CHANNEL_GONE and not launch.moved_from:
+            moved = self._move_to_dm(launch, error)
+            if moved is not None:
+                return moved
         failures = (self.store.get_launch(launch.id) or launch).post_failures + 1
         self.store.update_launch(
             launch.id,
@@ -108,3 +122,20 @@ class ThreadPoster:
             failures,
             extra={"launch": launch.id, "channel": launch.channel},
         )
+        return None
+
+    def _move_to_dm(self, launch: Launch, error: str) -> Launch | None:
+        """Open a thread in the owner's DM with the bot, say why, and make it the launch's thread."""
+        text = (
+            f"The thread of launch `{launch.id}` ({launch.model} {launch.action} on {launch.platform}) in <#{launch.channel}> "
+            f"can no longer be posted to (`{error}`). The job is still watched: its status updates continue here."
+        )
+        try:
+            dm = self.messenger.open_dm(launch.owner)
+            ts = self.messenger.post(dm, Reply(text))
+        except TaobotError as exc:
+            log.warning("could not move launch updates to the owner's DM: %s", exc, extra={"launch": launch.id})
+            return None
+        self.store.update_launch(launch.id, channel=dm, thread_ts=ts, moved_from=launch.channel)
+        log.info("launch updates moved to the owner's DM (%s)", error, extra={"launch": launch.id, "channel": dm})
+        return launch.with_changes(channel=dm, thread_ts=ts, moved_from=launch.channel)

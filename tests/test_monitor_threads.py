@@ -115,6 +115,7 @@ def test_a_channel_that_refuses_posts_never_holds_up_another_thread(world, sleep
         ))  # fmt: skip
     # A slot left pending in the refusing channel (a crash between claim and post): today's first step.
     assert store.claim_slot("thr20000-00001", 0, JobState.RUNNING)
+    slack.fail("conversations.open", "user_not_found", times=100)  # and the owner's DM cannot be opened either
     failures_before = metrics.THREAD_POST_FAILURES.labels(error="channel_not_found")._value.get()
 
     stats = monitor.cycle()
@@ -233,3 +234,28 @@ def test_a_cycle_forgets_old_slack_deliveries(tmp_path, monkeypatch):
         assert not store.first_delivery("event:new")  # a retry of a recent delivery is still recognised
     finally:
         store.close()
+
+
+def test_a_launch_whose_channel_is_gone_goes_on_in_the_owners_dm_exactly_once(world, sleeping_jobs):
+    store, slack, monitor, clock = world
+    (job, folder), _ = sleeping_jobs
+    start = clock["now"] - 61
+    add_launch(store, launch_record(
+        id="dmm00000-00001", intake_id="dmm00000", channel=GONE, thread_ts="1700000000.000009", owner=OWNER,
+        job_id=job, details=f'{{"launch_dir": "{folder}"}}', state=JobState.RUNNING, native="RUNNING",
+        interval_minutes=1, launched_at=start, state_since=start,
+    ))  # fmt: skip
+    assert monitor.cycle().posted == 1
+    launch = store.get_launch("dmm00000-00001")
+    assert launch.moved_from == GONE and launch.channel.startswith("D") and launch.post_failures == 0
+    dm_posts = [p for p in posts_to(slack, launch.channel) if p.ok]
+    intro, update = dm_posts
+    assert "can no longer be posted to (`channel_not_found`)" in intro.params["text"] and GONE in intro.params["text"]
+    assert update.params["thread_ts"] == launch.thread_ts == intro.response["ts"]
+    assert update.params["metadata"]["event_payload"] == {"launch": "dmm00000-00001", "slot": 1}
+    clock["now"] += 60
+    monitor.cycle()
+    dm_posts = [p for p in posts_to(slack, launch.channel) if p.ok and "metadata" in p.params]
+    slots = [p.params["metadata"]["event_payload"]["slot"] for p in dm_posts]
+    assert slots == [1, 2]  # the next slot in the DM thread, none twice
+    assert [p for p in posts_to(slack, GONE) if p.ok] == []

@@ -43,7 +43,9 @@ SCOPES_FOR_METHOD = {
     "chat.update": "chat:write",
     "chat.postEphemeral": "chat:write",
     "views.open": None,  # needs only the trigger_id of an interaction
-    "conversations.replies": "channels:history",  # finding a status post after a crash
+    # finding a status post after a crash, in a channel, a private channel or a DM thread
+    "conversations.replies": ("channels:history", "groups:history", "im:history"),
+    "conversations.open": "im:write",  # a launch whose channel is gone goes on in its owner's DM
 }
 SCOPES_FOR_EVENT = {
     "app_mention": "app_mentions:read",
@@ -170,6 +172,10 @@ class SlackMessenger:
             self._call("chat.postEphemeral", **body)
         except SlackError as exc:
             log.warning("ephemeral message failed: %s", exc.error)
+
+    def open_dm(self, user: str) -> str:
+        """The id of the bot's DM with `user`, opened if needed."""
+        return str(self._call("conversations.open", users=user)["channel"]["id"])
 
     def open_view(self, trigger_id: str, modal: dict) -> None:
         self._call("views.open", trigger_id=trigger_id, view=redacted(modal))

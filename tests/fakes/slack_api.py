@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import json
+import re
 import secrets
 import string
 import threading
@@ -245,6 +247,7 @@ class FakeSlackAPI:
             "chat.postEphemeral": self._chat_post_ephemeral,
             "chat.delete": self._chat_delete,
             "conversations.replies": self._conversations_replies,
+            "conversations.open": self._conversations_open,
             "reactions.add": self._reactions_add,
             "users.info": self._users_info,
             "views.open": self._views_open,
@@ -962,6 +965,20 @@ class FakeSlackAPI:
             next_cursor = base64.b64encode(f"offset:{offset + limit}".encode()).decode()
             body["response_metadata"] = {"next_cursor": next_cursor}
         return body
+
+    def _conversations_open(self, params: Dict[str, Any]) -> Dict[str, Any]:
+        """The DM between the bot and one user (``users``), as Slack answers it; several users are a group DM."""
+        users = [u.strip() for u in (_as_str(params.get("users")) or "").split(",") if u.strip()]
+        if not users:
+            raise _invalid_arguments("[ERROR] missing required field: users")
+        if len(users) > 1:
+            raise SlackApiFault("not_implemented")
+        if not re.fullmatch(r"[UW][A-Z0-9]{2,}", users[0]):
+            raise SlackApiFault("user_not_found")
+        dm = "D" + hashlib.sha256(users[0].encode()).hexdigest()[:10].upper()
+        if self._channels is not None:
+            self._channels.setdefault(dm, dm)
+        return {"ok": True, "channel": {"id": dm, "is_im": True, "user": users[0]}}
 
     def _reactions_add(self, params: Dict[str, Any]) -> Dict[str, Any]:
         channel = _as_str(params.get("channel"))
