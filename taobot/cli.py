@@ -56,88 +56,22 @@ def _store(settings):
 # --------------------------------------------------------------------------- platforms / image
 
 
-def platform_text(catalog, platform) -> str:
-    creds = catalog.credentials
-    lines = [
-        f"{platform.name} — {platform.display_name}"
-        + (f" (aliases: {', '.join(platform.aliases)})" if platform.aliases else "")
-    ]
-    lines.append(platform.description)
-    lines.append("Required credentials:" if platform.required_credentials else "Required credentials: none")
-    for name in platform.required_credentials:
-        lines.append(f"  {name}: {creds[name].description}\n    how to get it: {creds[name].how_to_get}")
-    for group in platform.credential_groups:
-        members = ", ".join(m + (" (preferred)" if m == group.preferred else "") for m in group.one_of)
-        lines.append(
-            f"Credential group {group.name}: one of {members}\n  {group.description}\n  how to get it: {group.how_to_get}"
-        )
-    if platform.optional_credentials:
-        lines.append("Optional credentials:")
-        for opt in platform.optional_credentials:
-            when = f"only when {opt.when_text}" if opt.when_text else "any time"
-            lines.append(f"  {opt.name} [{opt.only_when.value}] — {when}: {creds[opt.name].description}")
-    lines.append(
-        "S3 credentials (any platform, when a dataset or result URI uses s3://): "
-        + ", ".join(catalog.s3_required)
-        + "; optional "
-        + ", ".join(catalog.s3_optional)
-    )
-    res = platform.resources.model_dump(exclude_none=True)
-    lines.append("Resource defaults: " + ", ".join(f"{k}={v}" for k, v in res.items()))
-    lines.append(f"Storage: {platform.storage.protocol}, {platform.storage.uri_form}")
-    lines.append("Dataset examples:\n" + "\n".join(f"  {e}" for e in platform.dataset_examples))
-    lines.append("Preflight checks:\n" + "\n".join(f"  - {c}" for c in platform.preflight_checks))
-    return "\n".join(lines)
-
-
 def cmd_platforms(args: argparse.Namespace) -> int:
     from taobot.catalog import find_platform
+    from taobot.catalog.listing import platform_data, platform_text, platforms_data, platforms_text
 
     catalog = _catalog(_settings(args))
-    defaults = {
-        "long_running_enabled": catalog.default_long_running,
-        "status_interval_minutes": catalog.default_status_interval_minutes,
-    }
     if args.platform:
         platform = find_platform(catalog, args.platform)
         if args.format == "json":
-            body = platform.model_dump(mode="json")
-            body["credential_definitions"] = {
-                n: catalog.credentials[n].model_dump(mode="json")
-                for n in [
-                    *platform.required_credentials,
-                    *(m for g in platform.credential_groups for m in g.one_of),
-                    *(o.name for o in platform.optional_credentials),
-                ]
-            }
-            body["prompt_defaults"] = defaults
-            print(json.dumps(body, indent=2))
+            print(json.dumps(platform_data(catalog, platform), indent=2))
         else:
             print(platform_text(catalog, platform))
         return 0
     if args.format == "json":
-        print(
-            json.dumps(
-                {
-                    "prompt_defaults": defaults,
-                    "platforms": [p.model_dump(mode="json") for p in catalog.platforms.values()],
-                },
-                indent=2,
-            )
-        )
-        return 0
-    print(
-        f"Prompt defaults: long_running_enabled={str(defaults['long_running_enabled']).lower()}, "
-        f"status_interval_minutes={defaults['status_interval_minutes']}"
-    )
-    for p in catalog.platforms.values():
-        aliases = f" (aliases: {', '.join(p.aliases)})" if p.aliases else ""
-        required = ", ".join(p.required_credentials) or "none"
-        groups = "; ".join(f"one of {'/'.join(g.one_of)}" for g in p.credential_groups)
-        print(
-            f"{p.name:<13} {p.display_name}{aliases}\n  {p.description}\n  required: {required}"
-            + (f"; {groups}" if groups else "")
-        )
+        print(json.dumps(platforms_data(catalog), indent=2))
+    else:
+        print(platforms_text(catalog))
     return 0
 
 
@@ -157,6 +91,8 @@ def cmd_image(args: argparse.Namespace) -> int:
                     "image": resolved.image,
                     "source": resolved.source,
                     "versions_key": resolved.key,
+                    "access": resolved.access,
+                    "catalog": catalog.description,
                 },
                 indent=2,
             )
@@ -164,7 +100,9 @@ def cmd_image(args: argparse.Namespace) -> int:
     else:
         via = f" via versions key {resolved.key}" if resolved.key else ""
         print(f"Container image for {model.name}/{action.name}: default={resolved.image}")
-        print(f"  from {resolved.source}{via} ({catalog.source} catalog)")
+        print(f"  from {resolved.source}{via} ({catalog.description})")
+        if resolved.access:
+            print(f"  access: {resolved.access}")
     return 0
 
 

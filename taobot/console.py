@@ -181,6 +181,8 @@ def _ask_step(state: IntakeState, catalog: Catalog, step: Step, store: Store, io
         return [CredentialsStored({cred.name: store.put_secret(state.owner, cred.name, value, secret=cred.secret)})]
     if step is Step.IMAGE:
         io.say(f"Container image for {state.model}/{state.action}: default={state.image.default}")
+        if state.image.access:
+            io.say(f"  Note: {state.image.access}")
         answer = io.ask("Press Enter to use it, or type image=<registry/name:tag>: ").strip()
         if not answer:
             return [ConfirmImage()]

@@ -23,8 +23,10 @@ from taobot.intake import (
     dataset_inputs,
     missing_inputs,
     model_of,
-    optional_credentials,
+    wanted_credentials,
 )
+
+DATASET_SCOPES = ("dataset", "mount")  # preflight results about one dataset or results location
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,7 @@ class Gate:
 
 def input_fingerprint(state: IntakeState, catalog: Catalog) -> str:
     """A digest of every input a preflight checks. Values of secrets enter only as their keyed fingerprints."""
-    needed = {n.name for n in credential_needs(state, catalog)} | {
-        c.name for c, _ in optional_credentials(state, catalog)
-    }
+    needed = wanted_credentials(state, catalog)
     body = {
         "model": state.model,
         "action": state.action,
@@ -81,16 +81,24 @@ def compute_gate(state: IntakeState, catalog: Catalog) -> Gate:
         record is not None and record.status != "running" and record.fingerprint == input_fingerprint(state, catalog)
     )
     results = record.results if (record and current) else []
-    platform_results = [r for r in results if r.get("scope") in ("platform", "credentials", "limits")]
+    # Every result counts for exactly one condition: dataset (and mount) results for 6, all others for 5.
+    dataset_results = [r for r in results if r.get("scope") in DATASET_SCOPES]
+    platform_results = [r for r in results if r.get("scope") not in DATASET_SCOPES]
+    failed_platform = [r["label"] for r in platform_results if not r["ok"]]
+    failed_elsewhere = [r for r in dataset_results if not r["ok"]]
     if record is None:
         access = (False, "preflight has not run")
     elif record.status == "running":
         access = (False, "preflight is running")
     elif not current:
         access = (False, "inputs changed since the last preflight; run it again")
-    elif record.status != "passed" or not platform_results or not all(r["ok"] for r in platform_results):
-        failed = [r["label"] for r in platform_results if not r["ok"]]
-        access = (False, "failed: " + ", ".join(failed) if failed else "no platform check ran")
+    elif failed_platform:
+        access = (False, "failed: " + ", ".join(failed_platform))
+    elif not platform_results:
+        access = (False, "no platform check ran")
+    elif record.status != "passed" and not failed_elsewhere:
+        # A failed run whose failure no condition names: never count it as passed.
+        access = (False, "preflight did not pass; run it again")
     else:
         access = (True, "passed from the bot's host")
 
@@ -98,9 +106,13 @@ def compute_gate(state: IntakeState, catalog: Catalog) -> Gate:
     unmapped = missing_inputs(state, catalog)
     unverified = []
     for key in mapping:
-        mine = [r for r in results if r.get("scope") == "dataset" and r.get("key") == key]
+        mine = [r for r in dataset_results if r.get("key") == key]
         if not mine or not all(r["ok"] for r in mine):
             unverified.append(key)
+    # Failed checks of other locations (the results folder): named too, so they keep the gate shut.
+    unverified += list(
+        dict.fromkeys(r.get("key") or r["label"] for r in failed_elsewhere if r.get("key") not in mapping)
+    )
     if unmapped:
         datasets = (False, "not mapped: " + ", ".join(unmapped))
     elif unverified:

@@ -6,24 +6,22 @@ key checked against known_hosts — an unknown host is refused, never added.
 Every failed attempt is classified (unknown host key, changed host key,
 password-only server, key refused, unreachable, name not resolved) so the
 person gets the one remediation that fits.
+
+A login node behind a bastion (`ProxyJump` in the operator's SSH config) is
+reached the way OpenSSH does it: the jump host is logged in to under the
+same rules (key only, known_hosts enforced, no agent forwarding), and a
+`direct-tcpip` channel it opens to the login node is the socket of the
+session that logs in there.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-
-SSH_SETUP_STEPS = (
-    "1. Create a key if you have none: `ssh-keygen -t ed25519 -f ~/.ssh/tao_slurm -N ''`\n"
-    "2. Install it on the login node: `ssh-copy-id -i ~/.ssh/tao_slurm.pub {user}@{host}`\n"
-    "3. Trust the host key: `ssh-keyscan -p {port} {host} >> ~/.ssh/known_hosts`\n"
-    "4. Keep the private key private: `chmod 600 ~/.ssh/tao_slurm`\n"
-    "5. Verify: `ssh -o BatchMode=yes -i ~/.ssh/tao_slurm {user}@{host} 'hostname'` prints the host name\n"
-    "Then enter `SSH_KEY_PATH=/path/to/private_key` with *Enter credentials*."
-)
 
 
 @dataclass(frozen=True)
@@ -34,13 +32,20 @@ class HostTarget:
     user: str
     identity_files: tuple[str, ...] = ()
     known_hosts_files: tuple[str, ...] = ()
+    jumps: tuple["HostTarget", ...] = ()  # ProxyJump hosts, in the order they are passed through
+
+    @property
+    def address(self) -> str:
+        return f"{self.hostname}:{self.port}"
 
 
 @dataclass
 class Attempt:
     target: HostTarget
     ok: bool
-    reason: str  # "ok", "resolve", "unreachable", "unknown_host_key", "host_key_changed", "password_only", "key_refused", "key_unusable", "error"
+    # "ok", "resolve", "unreachable", "unknown_host_key", "host_key_changed", "password_only", "key_refused",
+    # "key_unusable", "jump_refused" (a jump host would not open the connection onwards), "error"
+    reason: str
     detail: str
 
 
@@ -73,7 +78,7 @@ def split_hosts(value: str) -> list[tuple[str, int | None]]:
 def resolve_targets(
     hostnames: str, user: str, key_path: str | None, ssh_config_path: str | None, known_hosts_path: str | None
 ) -> list[HostTarget]:
-    """Apply the bot host's ~/.ssh/config (HostName, Port, User, IdentityFile, UserKnownHostsFile)."""
+    """Apply the bot host's ~/.ssh/config (HostName, Port, User, IdentityFile, UserKnownHostsFile, ProxyJump)."""
     import paramiko
 
     config = paramiko.SSHConfig()
@@ -83,24 +88,44 @@ def resolve_targets(
     defaults_known = [known_hosts_path or str(Path.home() / ".ssh" / "known_hosts")]
     targets = []
     for host, port in split_hosts(hostnames):
-        entry = config.lookup(host)
-        identities = ([os.path.expanduser(key_path)] if key_path else []) + [
-            os.path.expanduser(p) for p in entry.get("identityfile", [])
-        ]
-        known = list(defaults_known)
-        for item in (entry.get("userknownhostsfile") or "").split():
-            known.append(os.path.expanduser(item))
-        targets.append(
-            HostTarget(
-                given=host if port is None else f"{host}:{port}",
-                hostname=entry.get("hostname", host),
-                port=port or int(entry.get("port", 22)),
-                user=user or entry.get("user", ""),
-                identity_files=tuple(dict.fromkeys(identities)),
-                known_hosts_files=tuple(dict.fromkeys(known)),
-            )
-        )
+        target = _target(config, host, port, user, key_path, defaults_known)
+        jumps = (config.lookup(host).get("proxyjump") or "").strip()
+        if jumps and jumps.lower() != "none":
+            hops = []
+            for spec in jumps.split(","):
+                jump_user, jump_host, jump_port = _split_jump(spec.strip())
+                # The bastion's own login: as the hop names it, else its User in the config, else SLURM_USER.
+                jump_user = jump_user or config.lookup(jump_host).get("user") or user
+                hops.append(_target(config, jump_host, jump_port, jump_user, key_path, defaults_known))
+            target = replace(target, jumps=tuple(hops))
+        targets.append(target)
     return targets
+
+
+def _target(config, host: str, port: int | None, user: str, key_path: str | None, known: list[str]) -> HostTarget:
+    entry = config.lookup(host)
+    identities = ([os.path.expanduser(key_path)] if key_path else []) + [
+        os.path.expanduser(p) for p in entry.get("identityfile", [])
+    ]
+    known = list(known) + [os.path.expanduser(item) for item in (entry.get("userknownhostsfile") or "").split()]
+    return HostTarget(
+        given=host if port is None else f"{host}:{port}",
+        hostname=entry.get("hostname", host),
+        port=port or int(entry.get("port", 22)),
+        user=user or entry.get("user", ""),
+        identity_files=tuple(dict.fromkeys(identities)),
+        known_hosts_files=tuple(dict.fromkeys(known)),
+    )
+
+
+def _split_jump(spec: str) -> tuple[str, str, int | None]:
+    """`[ssh://][user@]host[:port]` -> (user, host, port) as ProxyJump writes a hop."""
+    spec = spec.removeprefix("ssh://")
+    user, _, rest = spec.rpartition("@")
+    host, sep, port = rest.rpartition(":")
+    if sep and port.isdigit() and host:
+        return user, host.strip("[]"), int(port)
+    return user, rest.strip("[]"), None
 
 
 def key_file_problem(key_path: str) -> str | None:
@@ -151,11 +176,28 @@ def _load_pkey(path: str):
     raise ValueError(f"`{path}` is not a private key paramiko can read ({type(last).__name__})")
 
 
+@functools.cache
+def _client_class():
+    import paramiko
+
+    class StrictClient(paramiko.SSHClient):
+        """An SSHClient that also closes the jump hosts it was reached through."""
+
+        hops: tuple = ()
+
+        def close(self) -> None:
+            super().close()
+            for hop in reversed(self.hops):
+                hop.close()
+
+    return StrictClient
+
+
 def _strict_client(target: HostTarget):
     """A client that knows only the known_hosts entries and refuses any other host key."""
     import paramiko
 
-    client = paramiko.SSHClient()
+    client = _client_class()()
     for known in target.known_hosts_files:
         if Path(known).is_file():
             client.load_host_keys(known)
@@ -163,13 +205,28 @@ def _strict_client(target: HostTarget):
     return client
 
 
-def _connect_one(target: HostTarget, agent_sock: str | None, timeout: float) -> tuple[object | None, Attempt]:
+Via = tuple[object, HostTarget]  # a logged-in jump host's client, and which host it is
+
+
+def _channel(via: Via, target: HostTarget, timeout: float):
+    """A direct-tcpip channel from the jump host to the target: the socket its session runs over."""
+    client, _hop = via
+    return client.get_transport().open_channel(
+        "direct-tcpip", (target.hostname, target.port), ("127.0.0.1", 0), timeout=timeout
+    )
+
+
+def _connect_one(
+    target: HostTarget, agent_sock: str | None, timeout: float, via: Via | None = None
+) -> tuple[object | None, Attempt]:
+    """Log in to one host with a key, directly or (`via`) through a jump host that is logged in already."""
     import paramiko
 
-    try:
-        socket.getaddrinfo(target.hostname, target.port)
-    except socket.gaierror as exc:
-        return None, Attempt(target, False, "resolve", f"{target.hostname} does not resolve ({exc.strerror})")
+    if via is None:  # behind a jump host the name is the jump host's to resolve
+        try:
+            socket.getaddrinfo(target.hostname, target.port)
+        except socket.gaierror as exc:
+            return None, Attempt(target, False, "resolve", f"{target.hostname} does not resolve ({exc.strerror})")
     client = _strict_client(target)
     kwargs: dict = {
         "hostname": target.hostname,
@@ -189,7 +246,7 @@ def _connect_one(target: HostTarget, agent_sock: str | None, timeout: float) -> 
             last_exc: Exception | None = None
             for key in keys:
                 try:
-                    client.connect(pkey=key, **kwargs)
+                    client.connect(pkey=key, sock=_channel(via, target, timeout) if via else None, **kwargs)
                     return client, Attempt(target, True, "ok", "logged in with a key from the agent")
                 except paramiko.AuthenticationException as exc:
                     last_exc = exc
@@ -205,13 +262,22 @@ def _connect_one(target: HostTarget, agent_sock: str | None, timeout: float) -> 
         last: Exception | None = None
         for pkey in pkeys:
             try:
-                client.connect(pkey=pkey, **kwargs)
+                client.connect(pkey=pkey, sock=_channel(via, target, timeout) if via else None, **kwargs)
                 return client, Attempt(target, True, "ok", "logged in with the key file")
             except paramiko.BadAuthenticationType:
                 raise
             except paramiko.AuthenticationException as exc:
                 last = exc
         raise last or paramiko.AuthenticationException("key refused")
+    except paramiko.ChannelException as exc:
+        client.close()
+        hop = via[1].address if via else "the jump host"
+        return None, Attempt(
+            target,
+            False,
+            "jump_refused",
+            f"the jump host {hop} would not connect to {target.address} ({exc.text or 'refused'})",
+        )
     except paramiko.BadHostKeyException:
         client.close()
         return None, Attempt(
@@ -265,7 +331,7 @@ def connect_login_node(
     targets = resolve_targets(hostnames, user, key_path, ssh_config_path, known_hosts_path)
     result = LoginResult(None, None)
     for target in targets:
-        client, attempt = _connect_one(target, agent_sock, timeout)
+        client, attempt = _connect_through(target, agent_sock, timeout)
         result.attempts.append(attempt)
         if client is not None:
             result.client, result.target = client, target
@@ -273,17 +339,23 @@ def connect_login_node(
     return result
 
 
-def remediation_for(attempts: list[Attempt], user: str) -> str:
-    """One message, not a menu: what went wrong per host, then the five setup steps."""
-    first = attempts[0].target if attempts else None
-    host = first.hostname if first else "<login-host>"
-    port = first.port if first else 22
-    lines = []
-    reasons = {a.reason for a in attempts}
-    if "host_key_changed" in reasons:
-        lines.append(
-            "A login node's host key changed. Ask your cluster admin whether it was reinstalled; only then remove the old "
-            f"entry with `ssh-keygen -R '[{host}]:{port}'` and trust the new key (step 3)."
-        )
-    lines.append(SSH_SETUP_STEPS.format(user=user or "<user>", host=host, port=port))
-    return "\n".join(lines)
+def _connect_through(target: HostTarget, agent_sock: str | None, timeout: float) -> tuple[object | None, Attempt]:
+    """Log in to each jump host in turn (same strict rules), then to the target over the last one's channel."""
+    hops: list = []
+    via: Via | None = None
+    for hop in target.jumps:
+        client, attempt = _connect_one(hop, agent_sock, timeout, via)
+        if client is None:
+            for opened in reversed(hops):
+                opened.close()
+            attempt.detail = f"jump host {hop.address} for {target.given}: {attempt.detail}"
+            return None, attempt
+        hops.append(client)
+        via = (client, hop)
+    client, attempt = _connect_one(target, agent_sock, timeout, via)
+    if client is None:
+        for opened in reversed(hops):
+            opened.close()
+        return None, attempt
+    client.hops = tuple(hops)
+    return client, attempt

@@ -64,7 +64,8 @@ def value_lines(facts: IntakeFacts) -> list[str]:
         lines.append("*Monitoring:* off")
     if platform:
         creds = [f"`{n.name}` {'set' if n.name in state.credentials else 'missing'}" for n in facts.needs]
-        creds += [f"`{c.name}` set (optional)" for c, _when in facts.optional if c.name in state.credentials]
+        extras = facts.optional + facts.settings
+        creds += [f"`{c.name}` set (optional)" for c, _when in extras if c.name in state.credentials]
         lines.append("*Credentials:* " + (", ".join(creds) if creds else "none needed"))
     image = state.image
     if image.chosen is None:

@@ -19,14 +19,15 @@ from taobot.intake import (
     MissingItem,
     Step,
     action_of,
-    compute_defaults,
     credential_needs,
     dataset_help,
     dataset_inputs,
+    extra_settings,
     missing_items,
     next_step,
     optional_credentials,
     platform_of,
+    unset_compute_defaults,
 )
 from taobot.launches import Launch
 
@@ -46,7 +47,8 @@ class IntakeFacts:
     step: Step
     platform: Platform | None
     needs: tuple[CredentialNeed, ...]
-    optional: tuple[tuple[Credential, str], ...]
+    optional: tuple[tuple[Credential, str], ...]  # optional credentials whose condition applies now
+    settings: tuple[tuple[Credential, str], ...]  # optional settings that may be given any time (More settings)
     datasets: dict[str, str]
 
 
@@ -59,7 +61,7 @@ class IntakeCard:
     platforms: tuple[Platform, ...] = ()  # the choices, while the platform is asked
     default_interval: int = 5
     dataset_help: str = ""
-    compute_defaults: dict[str, int] = field(default_factory=dict)
+    compute_defaults: dict[str, int] = field(default_factory=dict)  # defaults of the compute fields not given yet
     gate: Gate | None = None  # once the intake is complete
     launch: Launch | None = None  # once launched
 
@@ -81,6 +83,7 @@ class PreflightCard:
     results: tuple[dict, ...]
     running: str | None = None  # the stage being checked, while it runs
     passed: bool | None = None
+    superseded: bool = False  # a newer preflight of the same thread replaced this one: no buttons
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,10 @@ class LaunchDetail:
 
 @dataclass(frozen=True)
 class CredentialsForm:
+    """A private form of credentials: what the launch needs, or (`more`) the optional settings none asks for."""
+
     facts: IntakeFacts
+    more: bool = False  # the *More settings* form: settings that may be given any time
 
 
 @dataclass(frozen=True)
@@ -169,6 +175,7 @@ def intake_facts(state: IntakeState, catalog: Catalog) -> IntakeFacts:
         platform=platform,
         needs=tuple(credential_needs(state, catalog)),
         optional=tuple(optional_credentials(state, catalog)),
+        settings=tuple(extra_settings(state, catalog)),
         datasets=dataset_inputs(state, catalog),
     )
 
@@ -184,7 +191,7 @@ def intake_card(state: IntakeState, catalog: Catalog, launch: Launch | None = No
         platforms=tuple(catalog.platforms.values()) if step is Step.PLATFORM else (),
         default_interval=catalog.default_status_interval_minutes,
         dataset_help=dataset_help(state, catalog) if step is Step.DATASETS else "",
-        compute_defaults=compute_defaults(state, catalog) if step is Step.COMPUTE else {},
+        compute_defaults=unset_compute_defaults(state, catalog) if step is Step.COMPUTE else {},
         gate=compute_gate(state, catalog) if step is Step.COMPLETE else None,
     )
 

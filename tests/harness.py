@@ -289,6 +289,9 @@ class Thread:
         return call.response["view"]
 
     def submit(self, view: dict, values: dict[str, str], as_user: str | None = None):
+        # A person can only fill in the fields the form shows.
+        fields = {b.get("block_id") for b in view.get("blocks", []) if b.get("type") == "input"}
+        assert set(values) <= fields, f"{sorted(set(values) - fields)} are not fields of {view['callback_id']}"
         state = {bid: {"value": {"type": "plain_text_input", "value": v}} for bid, v in values.items()}
         resp = post_view_submission(
             self.person.bot.url,
@@ -302,7 +305,16 @@ class Thread:
         assert resp.status_code == 200, resp
         return resp
 
-    def say(self, text: str, as_user: str | None = None, retry_num: int | None = None, event_id: str | None = None):
+    def say(
+        self,
+        text: str,
+        as_user: str | None = None,
+        retry_num: int | None = None,
+        event_id: str | None = None,
+        subtype: str | None = None,
+        files: list[dict] | None = None,
+    ):
+        """A reply in the thread; `subtype` as Slack marks some replies (`thread_broadcast`, `file_share`)."""
         user = as_user or self.person.user
         ts = self.slack.seed_message(self.person.channel, text, user=user, thread_ts=self.thread_ts)
         event = {
@@ -315,6 +327,15 @@ class Thread:
             "channel_type": "channel",
             "event_ts": ts,
         }
+        if subtype:
+            event["subtype"] = subtype
+        if subtype == "thread_broadcast":
+            # "Also send to channel": Slack adds the thread's root message.
+            root = self.slack.message(self.person.channel, self.thread_ts) or {}
+            event["root"] = {k: root.get(k) for k in ("type", "text", "user", "ts", "thread_ts") if k in root}
+        if files is not None:
+            event["files"] = files
+            event["upload"] = False
         resp = post_event(self.person.bot.url, SIGNING_SECRET, event, event_id=event_id, retry_num=retry_num)
         assert resp.status_code == 200, resp
         return resp

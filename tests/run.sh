@@ -18,4 +18,15 @@ PY=${PYTHON:-python3}
 # Lint and format first: a style slip fails in seconds, not after the services ran.
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+# The published skill-bank snapshots are not in the repository. Where they sit beside it
+# (../shared, as in CI) their checks must run and pass; a clone alone leaves them out, and says so.
+SEED_BANK=${TAO_SKILL_BANK_TEST_PATH:-../shared/tao-skill-bank}
+TODAY_BANK=${TAO_SKILL_BANK_2026_TEST_PATH:-../shared/tao-skill-bank-2026-08}
+if [ -d "$SEED_BANK" ] || [ -d "$TODAY_BANK" ]; then
+  export TAOBOT_SKILL_BANK_SNAPSHOTS=required
+  export TAO_SKILL_BANK_TEST_PATH="$SEED_BANK" TAO_SKILL_BANK_2026_TEST_PATH="$TODAY_BANK"
+else
+  echo "tests/run.sh: no skill-bank snapshots at $SEED_BANK or $TODAY_BANK: tests/test_skill_bank_snapshots.py is not run" >&2
+  set -- --ignore=tests/test_skill_bank_snapshots.py "$@"
+fi
 exec .venv/bin/python -m pytest -q "$@"

@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from taobot.intake.intents import OPEN_SETTINGS
 from taobot.slack import blocks as B
 from tests.harness import BotProcess, SlackUser, Thread, blocks_text
 from tests.lab import services
@@ -85,23 +86,30 @@ def launch(
     time_hours: str | None = None,
     timeout_hours: str | None = None,
     monitor: str = "monitor=yes interval=1",
+    hostname: str | None = None,
+    partition: str | None = None,
 ) -> tuple[Thread, str]:
     thread = person.launch("cosmos-rl")
     thread.say(f"platform=slurm {monitor}")
     thread.wait_card("*Platform:* SLURM")
     view = thread.open_modal(B.OPEN_CREDENTIALS)
     values = {
-        "cred_SLURM_USER": LAB["TAOBOT_TEST_SSH_USER"],
-        "cred_SLURM_HOSTNAME": f"127.0.0.1:{LAB['TAOBOT_TEST_SSH_PORT']}",
-        "cred_SLURM_PARTITION": LAB["TAOBOT_TEST_SLURM_PARTITION"],
         "cred_SSH_KEY_PATH": LAB["TAOBOT_TEST_SSH_KEY"],
+        "cred_SLURM_USER": LAB["TAOBOT_TEST_SSH_USER"],
+        "cred_SLURM_HOSTNAME": hostname or f"127.0.0.1:{LAB['TAOBOT_TEST_SSH_PORT']}",
+        "cred_SLURM_PARTITION": partition or LAB["TAOBOT_TEST_SLURM_PARTITION"],
         "cred_HF_TOKEN": HF_SECRET,
+    }
+    thread.submit(view, values)
+    thread.wait_card("`HF_TOKEN` set")
+    # The run's limits are optional settings: never asked for, given through *More settings*.
+    settings = {
         "cred_SLURM_CPUS_PER_TASK": str(cpus),
         "cred_SLURM_TIME_HOURS": time_hours or "",
         "cred_SLURM_TIMEOUT_HOURS": timeout_hours or "",
     }
-    thread.submit(view, values)
-    thread.wait_card("`HF_TOKEN` set")
+    thread.submit(thread.open_modal(OPEN_SETTINGS), settings)
+    thread.wait_reply("SLURM_CPUS_PER_TASK is set.")  # this submission's answer, not a value saved earlier
     thread.press(B.IMAGE_USE_DEFAULT)
     thread.wait_card("(default, confirmed)")
     thread.say(f"train={root} eval={root} num_gpus=1 num_nodes=1")

@@ -582,6 +582,24 @@ def test_brev_launch_without_a_running_named_instance_lists_the_instances(brv, i
     assert brv.list_instances() == before and brv.secrets == []
 
 
+@pytest.mark.parametrize("instance", [None, "tao-missing", "tao-h100", "tao-a100", "inst-a100"])
+def test_brev_preflight_passes_exactly_when_the_launch_can_run(brv, instance):
+    """The gate opens on a passed preflight, so preflight and launch must agree on every BREV_INSTANCE."""
+    from taobot.config import PlatformSettings
+    from taobot.preflight import PreflightRequest, run_preflight
+
+    creds = {"BREV_API_TOKEN": BREV_TOKEN} if instance is None else brev_creds(BREV_INSTANCE=instance)
+    request = PreflightRequest("brev", creds, settings=PlatformSettings(brev_api_url=brv.url, http_timeout_s=5))
+    report = run_preflight(request, ("BREV_API_TOKEN", "BREV_INSTANCE"))
+    try:
+        BrevBackend(brv.url).launch(make_spec("brev", creds))
+        launched = True
+    except LaunchFailed:
+        launched = False
+    assert report.passed is launched, [r.detail for r in report.results if not r.ok]
+    assert launched is (instance in ("tao-a100", "inst-a100"))
+
+
 def test_brev_401_on_launch_names_the_credential_and_never_the_token(brv):
     with pytest.raises(LaunchFailed) as info:
         BrevBackend(brv.url).launch(make_spec("brev", brev_creds(BREV_API_TOKEN="bak-wrong-token-000000")))

@@ -101,3 +101,32 @@ def test_one_tail_for_many_logs_is_split_back_by_its_file_headers():
     got = parse_poll_output(out, ["21", "22"], {"/r/a/logs/slurm-21.out": "21", "/r/b c/logs/slurm-22.out": "22"})
     assert got["21"].log_tail == ("epoch 1", "epoch 2")
     assert got["22"].log_tail == ("==> not a header of ours <==", "done")
+
+
+@pytest.mark.parametrize(
+    ("given", "directive"),
+    [("gpu", "gpu"), ("gpu,cpu", "gpu,cpu"), (" gpu , cpu ", "gpu,cpu"), ("a,b,c", "a,b,c")],
+)
+def test_every_partition_given_reaches_sbatch(given, directive):
+    from taobot.backends.base import LaunchSpec
+    from taobot.backends.slurm import sbatch_script
+    from taobot.catalog.schema import ResourceDefaults
+
+    spec = LaunchSpec(
+        launch_id="abcd1234-00001",
+        platform="slurm",
+        model="dino",
+        action="train",
+        image="nvcr.io/nvidia/tao/tao-toolkit:6.0.0-pyt",
+        command="dino train -e {config_path}",
+        config_format="yaml",
+        spec={},
+        datasets={},
+        num_gpus=1,
+        num_nodes=1,
+        resources=ResourceDefaults(),
+        platform_credentials={"SLURM_PARTITION": given},
+        job_env={},
+    )
+    lines = sbatch_script(spec, "/home/u/tao-results/abcd1234-00001", "/x/spec.yaml", "none").splitlines()
+    assert [line for line in lines if line.startswith("#SBATCH --partition")] == [f"#SBATCH --partition={directive}"]

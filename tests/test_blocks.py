@@ -29,6 +29,7 @@ from taobot.intake import (
     missing_credentials,
     optional_credentials,
 )
+from taobot.intake.intents import OPEN_SETTINGS
 from taobot.slack import blocks as B
 from taobot.slack import forms as F
 from taobot.slack.render import render
@@ -146,6 +147,7 @@ def test_every_builder_is_valid_at_every_step(platform, model, action, step):
     assert_message_ok(card)
     assert STEP_TITLES[step] in card["text"]
     assert_view_ok(render(V.CredentialsForm(V.intake_facts(state, CATALOG))))
+    assert_view_ok(render(V.CredentialsForm(V.intake_facts(state, CATALOG), more=True)))
     assert_view_ok(render(V.datasets_form(state, CATALOG)))
     assert_view_ok(render(V.ImageForm(state)))
     assert_message_ok(render(V.IntakeDetail(V.intake_facts(state, CATALOG), state.created_at + 3600)))
@@ -425,3 +427,78 @@ def test_datasets_modal_never_prefills_a_shortened_path():
             assert len(value) > 3000
             assert "leave this empty to keep it" in inputs[block_id]["hint"]["text"]
     assert inputs[F.ROOT_BLOCK_PREFIX + "eval"]["element"]["initial_value"] == "/lustre/short/val"
+
+
+# --------------------------------------------------------------------------- optional settings, compute, superseded
+
+
+def _buttons(card: dict) -> dict[str, str]:
+    return {
+        el["action_id"]: el["text"]["text"] for b in card["blocks"] if b["type"] == "actions" for el in b["elements"]
+    }
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_credentials_modal_leaves_the_always_settings_to_the_more_settings_form(platform):
+    state = _state(platform, "cosmos-rl", "train", Step.CREDENTIALS)
+    facts = V.intake_facts(state, CATALOG)
+    always = {o.name for o in CATALOG.platforms[platform].optional_credentials if o.only_when.value == "always"}
+    always -= {n.name for n in facts.needs}
+    inputs = _cred_inputs(render(V.CredentialsForm(facts)))
+    assert not set(inputs) & always, set(inputs) & always
+    more = render(V.CredentialsForm(facts, more=True))
+    assert_view_ok(more)
+    assert more["callback_id"] == F.SETTINGS_MODAL and more["title"]["text"] == "More settings"
+    assert set(_cred_inputs(more)) == always
+    assert all(b["optional"] for b in more["blocks"] if b["type"] == "input")
+    card = render(V.intake_card(state, CATALOG))
+    assert (OPEN_SETTINGS in _buttons(card)) is bool(always)
+
+
+def test_more_settings_form_marks_what_is_set_and_says_when_each_matters():
+    state = _state("slurm", "cosmos-rl", "train", Step.IMAGE)
+    state = ok(state, CredentialsStored({"SLURM_CPUS_PER_TASK": "fp"}))
+    view = render(V.CredentialsForm(V.intake_facts(state, CATALOG), more=True))
+    by_id = {b["block_id"]: b for b in view["blocks"] if b["type"] == "input"}
+    cpus = by_id[F.CRED_BLOCK_PREFIX + "SLURM_CPUS_PER_TASK"]
+    assert cpus["label"]["text"] == "SLURM_CPUS_PER_TASK (set)"
+    account = by_id[F.CRED_BLOCK_PREFIX + "SLURM_ACCOUNT"]
+    assert account["hint"]["text"].startswith("Only if your site requires --account.")
+    # past the credentials step the card still offers the form, and shows a given setting as set
+    card = render(V.intake_card(state, CATALOG))
+    assert _buttons(card)[OPEN_SETTINGS] == "More settings"
+    assert "`SLURM_CPUS_PER_TASK` set (optional)" in _card_text(card)
+
+
+def test_compute_button_names_exactly_the_defaults_it_fills():
+    from taobot.intake import SetCompute
+
+    state = _state("slurm", "cosmos-rl", "train", Step.COMPUTE)
+    card = render(V.intake_card(state, CATALOG))
+    assert _buttons(card)[B.COMPUTE_DEFAULTS] == "Use defaults (num_gpus=4, num_nodes=1)"
+    state = ok(state, SetCompute("num_gpus", 8))
+    card = render(V.intake_card(state, CATALOG))
+    assert _buttons(card)[B.COMPUTE_DEFAULTS] == "Use default (num_nodes=1)"
+    text = _card_text(card)
+    assert "num_gpus=8 given; the platform default for the rest is num_nodes=1" in text
+    assert "num_gpus=4" not in text
+
+
+def test_superseded_preflight_card_keeps_its_results_and_loses_its_buttons():
+    results = (
+        {
+            "check": "slurm.login",
+            "label": "SSH login",
+            "ok": True,
+            "detail": "ok",
+            "remediation": "",
+            "scope": "platform",
+        },
+    )
+    live = render(V.PreflightCard("abcd1234", "slurm", results, None, True))
+    assert {B.LAUNCH, B.RUN_PREFLIGHT} <= set(_buttons(live))
+    old = render(V.PreflightCard("abcd1234", "slurm", results, None, True, superseded=True))
+    assert_message_ok(old)
+    assert _buttons(old) == {}
+    assert "Superseded" in _card_text(old) and "SSH login" in _card_text(old)
+    assert "superseded" in old["text"]

@@ -1,4 +1,4 @@
-"""The embedded catalog: platforms, credentials, the 33 TAO networks and image resolution."""
+"""The embedded catalog: platforms, credentials, the 38 TAO networks and image resolution."""
 
 from __future__ import annotations
 
@@ -11,57 +11,79 @@ from taobot.catalog import (
     Condition,
     InputSpec,
     Model,
+    NotRunnableError,
     find_action,
     find_model,
     find_platform,
     load_catalog,
+    registry_access,
     resolve_image,
 )
+from taobot.catalog.bank_models import normal_name
 from taobot.errors import CatalogError, UnknownNameError
+from taobot.intake import start_intake
 
-# Network -> actions it offers (the facts of the published skill bank).
-_COMMON = ["evaluate", "export", "inference", "gen_trt_engine"]
+# Network -> actions it offers (the facts of the published skill bank, 2026-08).
 EXPECTED_ACTIONS: dict[str, set[str]] = {
     "action-recognition": {"train", "evaluate", "export", "inference"},
     "bevfusion": {"dataset_convert", "train", "evaluate", "inference"},
-    "centerpose": {"train", *_COMMON},
-    "classification-pyt": {"train", "distill", "quantize", *_COMMON},
-    "clip": {"train", *_COMMON},
+    "centerpose": {"train", "evaluate", "export", "inference", "gen_trt_engine"},
+    "classification-pyt": {"train", "distill", "quantize", "evaluate", "export", "inference", "gen_trt_engine"},
+    "clip": {"train", "evaluate", "export", "inference", "gen_trt_engine"},
+    "codetr": {"train", "evaluate", "inference"},
     "cosmos-embed": {"train", "evaluate", "inference", "export"},
     "cosmos-predict-2-5": {"generate"},
-    "cosmos-rl": {"train", "evaluate"},
-    "deformable-detr": {"train", "quantize", *_COMMON},
+    "cosmos-rl": {"train", "evaluate", "inference", "quantize"},
+    "deformable-detr": {"train", "quantize", "evaluate", "export", "inference", "gen_trt_engine"},
     "depth-net-fast-stereo": {"train", "evaluate", "export", "inference"},
-    "depth-net-mono": {"train", "quantize", "evaluate", "export", "inference"},
+    "depth-net-mono": {"train", "quantize", "evaluate", "export", "inference", "gen_trt_engine"},
     "depth-net-stereo": {"train", "quantize", "evaluate", "export", "inference"},
-    "dino": {"train", "distill", "quantize", *_COMMON},
-    "grounding-dino": {"train", "quantize", *_COMMON},
-    "mae": {"train", *_COMMON},
+    "dino": {"train", "distill", "quantize", "evaluate", "export", "inference"},
+    "dinov3": {"train", "convert", "export", "inference"},
+    "grounding-dino": {"train", "quantize", "evaluate", "export", "inference"},
+    "mae": {"train", "evaluate", "export", "inference"},
     "mal": {"train", "evaluate", "inference"},
-    "mask-grounding-dino": {"train", "quantize", *_COMMON},
-    "mask2former": {"train", "quantize", *_COMMON},
-    "ml-recog": {"train", *_COMMON},
-    "nvdinov2": {"train", "distill", "export", "inference"},
+    "mask-grounding-dino": {"train", "quantize", "evaluate", "export", "inference"},
+    "mask2former": {"train", "quantize", "evaluate", "export", "inference"},
+    "ml-recog": {"train", "evaluate", "export", "inference"},
+    "nvdinov2": {"train", "export", "inference"},
     "nvpanoptix3d": {"train", "evaluate", "export", "inference"},
-    "ocdnet": {"train", "quantize", "prune", "retrain", *_COMMON},
-    "ocrnet": {"dataset_convert", "train", "quantize", "prune", "retrain", *_COMMON},
-    "oneformer": {"train", "quantize", *_COMMON},
-    "optical-inspection": {"train", *_COMMON},
-    "pointpillars": {"dataset_convert", "train", "prune", "retrain", *_COMMON},
-    "pose-classification": {"train", "evaluate", "export", "inference"},
+    "ocdnet": {"train", "quantize", "prune", "retrain", "evaluate", "export", "inference"},
+    "ocrnet": {"dataset_convert", "train", "quantize", "prune", "retrain", "evaluate", "export", "inference"},
+    "oneformer": {"train", "quantize", "evaluate", "export", "inference"},
+    "optical-inspection": {"train", "evaluate", "export", "inference"},
+    "pointpillars": {"dataset_convert", "train", "prune", "retrain", "evaluate", "export", "inference"},
+    "pose-classification": {"dataset_convert", "train", "evaluate", "export", "inference"},
     "re-identification": {"train", "evaluate", "export", "inference"},
-    "rtdetr": {"train", "distill", "quantize", *_COMMON},
-    "segformer": {"train", "quantize", *_COMMON},
+    "rtdetr": {"train", "distill", "quantize", "evaluate", "export", "inference"},
+    "segformer": {"train", "quantize", "evaluate", "export", "inference"},
     "sparse4d": {"dataset_convert", "train", "quantize", "evaluate", "export", "inference"},
+    "video-clip": {"train", "evaluate", "export", "inference"},
     "vila": {"train", "evaluate", "inference"},
     "visual-changenet": {
         "train",
         "evaluate",
         "inference",
+        "export",
+        "quantize",
         "segment_train",
         "segment_evaluate",
         "segment_inference",
     },
+}
+# Networks that run without a container (the bank's virtualenv platform): listed, never offered.
+CONTAINER_FREE = {"nv-tesseract-ad-diffusion", "nv-tesseract-forecasting"}
+# The names today's skill bank uses for networks taobot has long called otherwise.
+BANK_NAMES = {
+    "cosmos-reason": "cosmos-rl",
+    "image-classification": "classification-pyt",
+    "depth-anything-v2": "depth-net-mono",
+    "foundation-stereo": "depth-net-stereo",
+    "fast-foundation-stereo": "depth-net-fast-stereo",
+    "mask-auto-encoder": "mae",
+    "mask-auto-label": "mal",
+    "metric-learning-recognition": "ml-recog",
+    "reid": "re-identification",
 }
 
 COCO_DETECTORS = ("dino", "deformable-detr", "rtdetr")
@@ -76,37 +98,91 @@ def catalog() -> Catalog:
 # models
 
 
-def test_all_33_networks_load_with_their_actions(catalog: Catalog) -> None:
-    assert len(EXPECTED_ACTIONS) == 33
-    assert catalog.source == "embedded"
+def test_all_38_networks_load_with_their_actions(catalog: Catalog) -> None:
+    assert len(EXPECTED_ACTIONS) + len(CONTAINER_FREE) == 38
+    assert catalog.source == "embedded" and catalog.layout == "embedded"
     assert set(catalog.models) == set(EXPECTED_ACTIONS)
+    assert set(catalog.unsupported_models) == CONTAINER_FREE
     for name, actions in EXPECTED_ACTIONS.items():
         model = find_model(catalog, name)
         assert set(model.actions) == actions, name
         assert model.summary, f"{name} has no summary"
         for action in model.actions.values():
             assert action.command.strip(), f"{name} {action.name} has no command"
+            assert "\n" not in action.command, f"{name} {action.name}: a command is one line"
             assert action.results_key, f"{name} {action.name} has no results key"
+            assert all(i.key.strip() for i in action.inputs), (name, action.name)
+
+
+def test_a_network_without_a_container_is_named_but_not_offered(catalog: Catalog) -> None:
+    for name in CONTAINER_FREE:
+        entry = catalog.unsupported_models[name]
+        assert entry.source == "embedded" and "without a container image" in entry.reason
+        with pytest.raises(NotRunnableError) as err:
+            start_intake(catalog, name, "train", "U1", "C1")
+        assert "taobot cannot run" in err.value.message and "dino" in err.value.message
 
 
 def test_every_action_resolves_an_image(catalog: Catalog) -> None:
     for model in catalog.models.values():
         for action in model.actions.values():
             resolved = resolve_image(catalog, model, action)
-            assert "/" in resolved.image, (model.name, action.name)
+            assert "/" in resolved.image and ":" in resolved.image, (model.name, action.name)
+
+
+def test_default_images_are_public_unless_the_catalog_says_what_they_need(catalog: Catalog) -> None:
+    noted = set()
+    for model in catalog.models.values():
+        for action in model.actions.values():
+            resolved = resolve_image(catalog, model, action)
+            if resolved.image.startswith("nvcr.io/nvidia/"):
+                assert resolved.access is None, (model.name, action.name)
+                assert not (model.image_access or action.image_access), (model.name, action.name)
+            else:
+                # Recorded in the data, not only derived from the registry.
+                assert model.image_access or action.image_access, (model.name, action.name)
+                assert resolved.access == (action.image_access or model.image_access)
+                noted.add(model.name)
+    assert noted == {"cosmos-rl", "video-clip"}
+
+
+def test_the_access_note_reaches_the_intake(catalog: Catalog) -> None:
+    rl = start_intake(catalog, "cosmos-rl", "train", "U1", "C1")
+    assert rl.image.access and "nvstaging" in rl.image.access
+    assert start_intake(catalog, "dino", "train", "U1", "C1").image.access is None
+
+
+def test_registry_access_rule() -> None:
+    assert registry_access("nvcr.io/nvidia/tao/tao-toolkit:7.1.0-pyt") is None
+    assert registry_access("registry.example.com/team/x:1") is None
+    assert "pre-release" in (registry_access("nvcr.io/nvstaging/tao/x:1-rc") or "")
+    assert "`nvidian`" in (registry_access("nvcr.io/nvidian/iva/x") or "")
 
 
 def test_images_per_network(catalog: Catalog) -> None:
-    def image_of(name: str) -> str:
+    def image_of(name: str, action: str | None = None) -> str:
         model = catalog.models[name]
-        return resolve_image(catalog, model, next(iter(model.actions.values()))).image
+        return resolve_image(
+            catalog, model, model.actions[action] if action else next(iter(model.actions.values()))
+        ).image
 
-    assert image_of("dino") == catalog.versions["tao_toolkit.pyt"]
+    assert image_of("dino") == catalog.versions["tao_toolkit.pyt"] == "nvcr.io/nvidia/tao/tao-toolkit:7.1.0-pyt"
+    assert image_of("clip", "gen_trt_engine") == catalog.versions["tao_toolkit.deploy"]
+    assert image_of("sparse4d", "dataset_convert") == catalog.versions["tao_toolkit.data_services"]
     assert image_of("vila") == catalog.versions["tao_toolkit.vila"]
     assert image_of("cosmos-rl") == catalog.versions["tao_toolkit.cosmos_rl"]
     assert image_of("cosmos-embed") == catalog.versions["tao_toolkit.cosmos_embed"]
-    # cosmos-predict-2-5 names its image directly rather than by key.
-    assert image_of("cosmos-predict-2-5") == "nvcr.io/nvidian/iva/sda-cosmos-predict-2"
+    assert image_of("cosmos-predict-2-5") == catalog.versions["tao_toolkit.cosmos_predict"]
+    # Pinned by the bank outside the versions table.
+    assert image_of("bevfusion") == "nvcr.io/nvidia/tao/tao-toolkit:5.5.0-pyt"
+    assert image_of("codetr") == "nvcr.io/nvidia/tao/tao-toolkit:7.0.1-pyt"
+
+
+def test_bank_names_are_aliases_and_no_name_means_two_networks(catalog: Catalog) -> None:
+    for bank_name, ours in BANK_NAMES.items():
+        assert find_model(catalog, bank_name).name == ours, bank_name
+    names = [normal_name(n) for m in catalog.models.values() for n in (m.name, *m.aliases)]
+    assert len(names) == len(set(names))
 
 
 def test_config_formats(catalog: Catalog) -> None:
@@ -115,13 +191,15 @@ def test_config_formats(catalog: Catalog) -> None:
     assert catalog.models["dino"].actions["train"].config_format == "yaml"
 
 
-def test_cosmos_models_need_hf_token(catalog: Catalog) -> None:
-    cosmos = [m for m in catalog.models.values() if m.name.startswith("cosmos-")]
-    assert {m.name for m in cosmos} == {"cosmos-rl", "cosmos-embed", "cosmos-predict-2-5"}
-    for model in cosmos:
-        assert "HF_TOKEN" in model.credentials, model.name
-    others = [m for m in catalog.models.values() if not m.name.startswith("cosmos-")]
-    assert all(not m.credentials for m in others)
+def test_model_credentials(catalog: Catalog) -> None:
+    needing = {m.name: m.credentials for m in catalog.models.values() if m.credentials}
+    assert needing == {
+        "cosmos-rl": ("HF_TOKEN",),
+        "cosmos-embed": ("HF_TOKEN",),
+        "cosmos-predict-2-5": ("HF_TOKEN",),
+        "video-clip": ("HF_TOKEN", "NGC_KEY"),
+        "codetr": ("NGC_KEY",),
+    }
 
 
 def test_gpu_and_node_keys(catalog: Catalog) -> None:
@@ -151,15 +229,21 @@ def test_cosmos_rl_train_root_conventions(catalog: Catalog) -> None:
 
 
 def test_coco_detector_root_conventions(catalog: Catalog) -> None:
+    val = {"dino": "dataset.val_data_sources[0]", "deformable-detr": "dataset.val_data_sources[0]"}
     for name in COCO_DETECTORS:
         train = catalog.models[name].actions["train"]
         assert train.roots["train"] == {
             "dataset.train_data_sources[0].image_dir": "{root}/images",
             "dataset.train_data_sources[0].json_file": "{root}/annotations.json",
         }, name
+        prefix = val.get(name, "dataset.val_data_sources")
         assert train.roots["eval"] == {
-            "dataset.val_data_sources[0].image_dir": "{root}/images",
-            "dataset.val_data_sources[0].json_file": "{root}/annotations.json",
+            f"{prefix}.image_dir": "{root}/images",
+            f"{prefix}.json_file": "{root}/annotations.json",
+        }, name
+        assert catalog.models[name].actions["quantize"].roots["calibration"] == {
+            "dataset.quant_calibration_data_sources.image_dir": "{root}/images",
+            "dataset.quant_calibration_data_sources.json_file": "{root}/annotations.json",
         }, name
         json_input = train.input("dataset.train_data_sources[0].json_file")
         assert json_input is not None and json_input.annotation and json_input.kind == "file"
@@ -177,7 +261,24 @@ def test_root_conventions_are_well_formed(catalog: Catalog) -> None:
                 for key, template in keys.items():
                     assert key in declared, (model.name, action.name, key)
                     assert template.startswith("{root}"), (model.name, action.name, key)
-    assert with_roots == {"cosmos-rl", "cosmos-embed", "clip", *COCO_DETECTORS}
+    assert with_roots == {
+        "cosmos-rl",
+        "cosmos-embed",
+        "clip",
+        "video-clip",
+        "depth-net-stereo",
+        "depth-net-fast-stereo",
+        "ocrnet",
+        "pointpillars",
+        "pose-classification",
+        "segformer",
+        "sparse4d",
+        "visual-changenet",
+        *COCO_DETECTORS,
+    }
+    # Networks whose datasets the bank ships as archives to unpack have none: their keys are asked one by one.
+    for name in ("classification-pyt", "mask2former", "grounding-dino", "mal"):
+        assert not catalog.models[name].actions["train"].roots, name
 
 
 def test_inputs_have_unique_keys_and_annotations_are_files(catalog: Catalog) -> None:
@@ -364,13 +465,14 @@ def test_unknown_action_lists_model_actions(catalog: Catalog) -> None:
     assert find_action(model, "Train").name == "train"
     with pytest.raises(UnknownNameError) as err:
         find_action(model, "distill")
-    assert set(err.value.known) == {"train", "evaluate"}
+    assert set(err.value.known) == {"train", "evaluate", "inference", "quantize"}
     assert "evaluate" in str(err.value)
 
 
 def test_model_names_are_case_and_separator_insensitive(catalog: Catalog) -> None:
     assert find_model(catalog, "Deformable_DETR").name == "deformable-detr"
-    assert find_action(catalog.models["ocrnet"], "gen-trt-engine").name == "gen_trt_engine"
+    assert find_action(catalog.models["depth-net-mono"], "gen-trt-engine").name == "gen_trt_engine"
+    assert find_model(catalog, "Foundation_Stereo").name == "depth-net-stereo"
 
 
 def test_input_spec_defaults() -> None:

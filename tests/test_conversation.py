@@ -35,6 +35,7 @@ from taobot.intake import (
     credential_needs,
     dataset_help,
     dataset_inputs,
+    extra_settings,
     may_act,
     missing_credentials,
     missing_items,
@@ -42,6 +43,7 @@ from taobot.intake import (
     optional_credentials,
     parse_reply,
     path_kind,
+    wanted_credentials,
 )
 from taobot.intake.intents import CANCEL_INTAKE, COMPUTE_DEFAULTS, HELP, IMAGE_USE_DEFAULT, LAUNCH, USE_SSH_AGENT
 from taobot.slack.text import slack_plain_text
@@ -220,7 +222,7 @@ def test_credentials_are_the_platforms_and_the_models_only(platform, model):
     state = ok(new(model, action), ChoosePlatform(platform))
     needs = [n.name for n in credential_needs(state, CATALOG)]
     p = CATALOG.platforms[platform]
-    expected = list(p.required_credentials) + [g.preferred for g in p.credential_groups]
+    expected = [g.preferred for g in p.credential_groups] + list(p.required_credentials)
     if model in HF_MODELS:
         expected.append("HF_TOKEN")
     assert needs == expected
@@ -237,14 +239,15 @@ def test_credentials_are_the_platforms_and_the_models_only(platform, model):
     assert not offered & foreign, offered & foreign
 
 
-def test_slurm_asks_for_a_key_file_first_and_the_agent_only_when_told():
+def test_slurm_asks_for_the_ssh_identity_first_and_the_agent_only_when_told():
     state = drive_to(Step.CREDENTIALS, "slurm")
     needs = [n.name for n in credential_needs(state, CATALOG)]
-    assert needs == ["SLURM_USER", "SLURM_HOSTNAME", "SLURM_PARTITION", "SSH_KEY_PATH"]
+    assert needs == ["SSH_KEY_PATH", "SLURM_USER", "SLURM_HOSTNAME", "SLURM_PARTITION"]
     assert "SSH_AUTH_SOCK" not in needs
+    assert missing_items(state, CATALOG)[0].label == "Credential SSH_KEY_PATH"
     state = ok(state, UseSshAgent(True))
     needs = [n.name for n in credential_needs(state, CATALOG)]
-    assert needs == ["SLURM_USER", "SLURM_HOSTNAME", "SLURM_PARTITION", "SSH_AUTH_SOCK"]
+    assert needs == ["SSH_AUTH_SOCK", "SLURM_USER", "SLURM_HOSTNAME", "SLURM_PARTITION"]
     assert "SSH_KEY_PATH" not in needs
 
 
@@ -299,10 +302,30 @@ def test_optional_bucket_credential_applies_only_with_s3():
 def test_optional_credentials_are_never_required():
     state = drive_to(Step.IMAGE, "slurm")
     required = {n.name for n in credential_needs(state, CATALOG)}
-    optional = {c.name for c, _ in optional_credentials(state, CATALOG)}
-    assert not required & optional
-    assert {"SLURM_ACCOUNT", "SLURM_BASE_RESULTS_DIR"} <= optional
+    settings = {c.name for c, _ in extra_settings(state, CATALOG)}
+    assert not required & settings
+    assert {"SLURM_ACCOUNT", "SLURM_BASE_RESULTS_DIR"} <= settings
     assert next_step(state, CATALOG) is Step.IMAGE  # no optional one blocks the intake
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_always_optional_settings_are_never_offered_unasked_but_may_be_given(platform):
+    state = drive_to(Step.IMAGE, platform)
+    always = {o.name for o in CATALOG.platforms[platform].optional_credentials if o.only_when.value == "always"}
+    offered = {c.name for c, _ in optional_credentials(state, CATALOG)}
+    assert not offered & always, offered & always
+    assert {c.name for c, _ in extra_settings(state, CATALOG)} == always - {
+        n.name for n in credential_needs(state, CATALOG)
+    }
+    assert always <= wanted_credentials(state, CATALOG)  # given ones still reach preflight and the launch
+
+
+def test_conditional_optional_credentials_appear_only_when_their_condition_holds():
+    state = drive_to(Step.IMAGE, "slurm")
+    assert optional_credentials(state, CATALOG) == []
+    assert "SLURM_CPUS_PER_TASK" in {c.name for c, _ in extra_settings(state, CATALOG)}
+    state = ok(state, SetResults("s3://bucket/results"))
+    assert {c.name for c, _ in optional_credentials(state, CATALOG)} == {"S3_ENDPOINT_URL", "CLOUD_REGION"}
 
 
 def test_credential_values_never_enter_the_state():
@@ -634,6 +657,37 @@ def test_node_count_for_a_multi_node_model():
     assert state.compute == {"num_nodes": 4, "num_gpus": 8}
     assert state.status == "complete"
     assert "1–32" in refused(state, SetCompute("num_nodes", 33))
+
+
+def test_a_partial_compute_answer_keeps_the_platform_default_for_the_rest_and_says_so():
+    state = drive_to(Step.COMPUTE, "slurm", "cosmos-rl")
+    reply = parse_reply("num_gpus=8", state, CATALOG)
+    out = apply_all(state, reply.events, CATALOG)
+    assert not out.errors
+    assert out.state.compute == {"num_gpus": 8, "num_nodes": 1}
+    assert out.state.status == "complete"
+    assert "num_gpus = 8." in out.notes
+    assert "num_nodes = 1 (platform default; reply `num_nodes=<n>` to change it)." in out.notes
+    # Both in one reply: nothing filled, nothing said twice.
+    both = apply_all(state, parse_reply("num_gpus=8 num_nodes=2", state, CATALOG).events, CATALOG)
+    assert both.state.compute == {"num_gpus": 8, "num_nodes": 2}
+    assert not [n for n in both.notes if "platform default" in n]
+    # A refused value fills nothing.
+    bad = apply_all(state, [SetCompute("num_gpus", 99)], CATALOG)
+    assert bad.errors and bad.state.compute == {}
+
+
+def test_a_compute_answer_before_the_platform_fills_nothing_and_the_defaults_left_are_only_the_unset_ones():
+    from taobot.intake import unset_compute_defaults
+
+    state = apply_all(new("cosmos-rl"), [SetCompute("num_gpus", 8)], CATALOG).state
+    assert state.compute == {"num_gpus": 8}  # no platform yet: its defaults are unknown
+    state = drive_to(Step.COMPUTE, "slurm", "cosmos-rl")
+    state = ok(state, SetCompute("num_gpus", 8))  # one event alone, as a platform change can leave it
+    assert unset_compute_defaults(state, CATALOG) == {"num_nodes": 1}
+    out = apply_all(state, [AcceptComputeDefaults()], CATALOG)
+    assert out.state.compute == {"num_gpus": 8, "num_nodes": 1}
+    assert out.notes == ["num_nodes = 1 (platform default)."]
 
 
 def test_single_node_model_refuses_more_nodes():
@@ -999,7 +1053,7 @@ def _walk(platform: str, model: str, action: str) -> IntakeState:
     needs = [n.name for n in credential_needs(state, CATALOG)]
     assert ("HF_TOKEN" in needs) is bool(model_obj.credentials)
     if platform == "slurm":
-        assert needs[-2 if model_obj.credentials else -1] == "SSH_KEY_PATH"
+        assert needs[0] == "SSH_KEY_PATH"
     state = store_missing_credentials(state)
     steps.append(next_step(state, CATALOG))
     assert parse_reply("use default image", state, CATALOG).command == IMAGE_USE_DEFAULT

@@ -209,3 +209,72 @@ def test_unconfirmed_mounts_fail_closed_and_confirmed_ones_pass():
         PreflightRequest("lepton", {}, paths, results_uri="/mnt/out", mount_confirmed=frozenset({"/mnt/shared/train"}))
     )
     assert [(r.key, r.ok) for r in results] == [("train", True), ("results", False)]
+
+
+def _result(check, label, ok, scope, key=None):
+    return {"check": check, "label": label, "ok": ok, "detail": "", "remediation": "", "scope": scope, "key": key}
+
+
+def failed_run(state, results):
+    state = passed(state, results)
+    state.preflight.status = "failed"
+    return state
+
+
+def test_a_preflight_that_failed_only_on_a_dataset_path_says_the_platform_check_passed():
+    state = complete_slurm_state()
+    keys = list(dataset_inputs(state, CATALOG))
+    results = [
+        _result("credentials", "Credentials", True, "credentials"),
+        _result("slurm.login", "SSH login", True, "platform"),
+        _result("slurm.partition", "Partition gpu", True, "platform"),
+    ]
+    results += [_result("path", k, k != keys[1], "dataset", k) for k in keys]
+    gate = compute_gate(failed_run(state, results), CATALOG)
+    assert not gate.open
+    assert cond(gate, 5).ok and cond(gate, 5).detail == "passed from the bot's host"
+    assert not cond(gate, 6).ok and cond(gate, 6).detail == f"not verified from the platform: {keys[1]}"
+    assert not any("no platform check ran" in line for line in gate.missing)
+
+
+def test_a_failed_preflight_never_opens_the_gate_even_when_no_condition_names_its_failure():
+    state = complete_slurm_state()
+    keys = list(dataset_inputs(state, CATALOG))
+    good = [_result("slurm.login", "SSH login", True, "platform")]
+    good += [_result("path", k, True, "dataset", k) for k in keys]
+    # a failed results location is not a dataset input, but still keeps condition 6 shut
+    gate = compute_gate(failed_run(state, good + [_result("mount", "results", False, "dataset", "results")]), CATALOG)
+    assert cond(gate, 5).ok and not cond(gate, 6).ok and "results" in cond(gate, 6).detail
+    gate = compute_gate(failed_run(state, good), CATALOG)
+    assert not gate.open and "did not pass" in cond(gate, 5).detail
+    gate = compute_gate(failed_run(state, [_result("path", k, True, "dataset", k) for k in keys]), CATALOG)
+    assert not cond(gate, 5).ok and cond(gate, 5).detail == "no platform check ran"
+
+
+def test_brev_without_an_instance_never_reaches_the_platform_check():
+    state = start_intake(CATALOG, "dino", "train", "U1", "C1", "1.0")
+    state = apply_all(
+        state,
+        [
+            ChoosePlatform("brev"),
+            SetMonitoring(False),
+            CredentialsStored({"BREV_API_TOKEN": "fp"}),
+            ConfirmImage(),
+            SetRoot("train", "s3://b/dino/train"),
+            SetRoot("eval", "s3://b/dino/val"),
+            CredentialsStored({"ACCESS_KEY": "fp", "SECRET_KEY": "fp"}),
+            AcceptComputeDefaults(),
+        ],
+        CATALOG,
+    ).state
+    assert state.status == "collecting"
+    gate = compute_gate(state, CATALOG)
+    assert not cond(gate, 2).ok and cond(gate, 2).detail == "missing: BREV_INSTANCE"
+    state = apply_all(state, [CredentialsStored({"BREV_INSTANCE": "fp"})], CATALOG).state
+    assert state.status == "complete" and cond(compute_gate(state, CATALOG), 2).ok
+
+
+def test_changing_an_optional_setting_after_a_pass_closes_the_gate():
+    state = passed(complete_slurm_state())
+    changed = apply_all(state, [CredentialsStored({"SLURM_CPUS_PER_TASK": "fp-8"})], CATALOG).state
+    assert "inputs changed since the last preflight" in cond(compute_gate(changed, CATALOG), 5).detail

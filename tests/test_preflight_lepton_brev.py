@@ -39,7 +39,11 @@ def lep():
 
 @pytest.fixture
 def brv():
-    with FakeBrevAPI(BREV_TOKEN, instances=[{"name": "tao-a100", "status": "RUNNING"}]) as fake:
+    instances = [
+        {"name": "tao-a100", "status": "RUNNING", "instanceType": "a2-highgpu-1g"},
+        {"name": "tao-l4", "status": "STOPPED", "instanceType": "g2-standard-4"},
+    ]
+    with FakeBrevAPI(BREV_TOKEN, instances=instances) as fake:
         yield fake
 
 
@@ -50,8 +54,12 @@ def lepton_request(
     return PreflightRequest("lepton", creds, settings=PlatformSettings(lepton_api_url=url, http_timeout_s=timeout))
 
 
-def brev_request(url: str, token: str | None = BREV_TOKEN, timeout: float = 3.0) -> PreflightRequest:
+def brev_request(
+    url: str, token: str | None = BREV_TOKEN, timeout: float = 3.0, instance: str | None = "tao-a100"
+) -> PreflightRequest:
     creds = {"BREV_API_TOKEN": token} if token is not None else {}
+    if instance is not None:
+        creds["BREV_INSTANCE"] = instance
     return PreflightRequest("brev", creds, settings=PlatformSettings(brev_api_url=url, http_timeout_s=timeout))
 
 
@@ -307,10 +315,14 @@ def test_brev_pass_reports_user_and_instances_with_gets_only(brv):
     before = brv.list_instances()
     results = brev.check(brev_request(brv.url))
     r = by_id(results)
-    assert [x.check for x in results] == ["brev.access", "brev.instances"]
+    assert [x.check for x in results] == ["brev.access", "brev.instances", "brev.instance"]
     assert all(x.ok and x.scope == "platform" for x in results)
     assert "user `tao-dev`" in r["brev.access"].detail
-    assert "organization `tao-team`: 1 instance (1 RUNNING): `tao-a100`" == r["brev.instances"].detail
+    assert (
+        "organization `tao-team`: 2 instances (1 RUNNING, 1 STOPPED): `tao-a100`, `tao-l4`"
+        == r["brev.instances"].detail
+    )
+    assert r["brev.instance"].detail == "`tao-a100` is RUNNING (a2-highgpu-1g); the job runs on the same type"
     assert [(c.method, c.path) for c in brv.calls] == [
         ("GET", "/api/me"),
         ("GET", "/api/organizations"),
@@ -396,8 +408,27 @@ def test_brev_token_never_appears_in_any_result(brv):
 
 def test_brev_through_run_preflight(brv):
     report = run_preflight(brev_request(brv.url), ("BREV_API_TOKEN",))
-    assert [r.check for r in report.results] == ["credentials", "brev.access", "brev.instances"]
+    assert [r.check for r in report.results] == ["credentials", "brev.access", "brev.instances", "brev.instance"]
     assert report.passed
+    assert {c.method for c in brv.calls} == {"GET"}
+
+
+@pytest.mark.parametrize(
+    "instance, detail, fix",
+    [
+        (None, "BREV_INSTANCE is not set", "give BREV_INSTANCE"),
+        ("tao-missing", "no Brev instance `tao-missing`", "set BREV_INSTANCE to one of"),
+        ("tao-l4", "`tao-l4` is STOPPED, not RUNNING", "brev start tao-l4"),
+    ],
+)
+def test_brev_instance_that_a_launch_could_not_copy_fails_the_platform_check(brv, instance, detail, fix):
+    r = by_id(brev.check(brev_request(brv.url, instance=instance)))
+    assert r["brev.access"].ok and r["brev.instances"].ok
+    named = r["brev.instance"]
+    assert not named.ok and named.scope == "platform"
+    assert detail in named.detail and fix in named.remediation
+    if instance != "tao-l4":
+        assert "`tao-a100` (RUNNING)" in named.remediation and "`tao-l4` (STOPPED)" in named.remediation
     assert {c.method for c in brv.calls} == {"GET"}
 
 
@@ -473,7 +504,7 @@ def test_fake_brev_instance_lifecycle(brv):
     status, got = http("GET", f"{brv.url}/api/workspaces/{inst['id']}", BREV_TOKEN)
     assert status == 200 and got["status"] == "RUNNING" and got["instanceType"] == "hyperstack_H100"
     status, listed = http("GET", f"{brv.url}/api/organizations/{org}/workspaces?utm_source=cli", BREV_TOKEN)
-    assert sorted(i["name"] for i in listed) == ["tao-a100", "tao-h100"]
+    assert sorted(i["name"] for i in listed) == ["tao-a100", "tao-h100", "tao-l4"]
     assert http("DELETE", f"{brv.url}/api/workspaces/{inst['id']}", BREV_TOKEN)[1]["status"] == "DELETING"
     assert http("GET", f"{brv.url}/api/workspaces/nope", BREV_TOKEN)[0] == 404
     assert http("GET", f"{brv.url}/api/me", "bak-wrong")[1] == {"errors": [{"type": "UnauthorizedError"}]}

@@ -82,20 +82,54 @@ def test_missing_path_and_annotation_without_the_field_fail_per_path():
     assert exists.ok
 
 
+def five_steps(user: str, host: str, port: int) -> list[str]:
+    """The setup steps exactly as a person must read them, with the login node's real user and host."""
+    p = f" -p {port}" if port != 22 else ""
+    return [
+        '1. `ssh-keygen -t ed25519 -N "" -f ~/.ssh/id_ed25519`',
+        f"2. `ssh-copy-id -i ~/.ssh/id_ed25519.pub{p} {user}@{host}`",
+        f"3. `ssh-keyscan -H{p} {host} >> ~/.ssh/known_hosts`",
+        "4. `chmod 600 ~/.ssh/id_ed25519`",
+        f"5. `ssh -o BatchMode=yes -i ~/.ssh/id_ed25519{p} {user}@{host} 'hostname'` prints the login node's name",
+        "Then give `SSH_KEY_PATH=~/.ssh/id_ed25519` with *Enter credentials* and run preflight again.",
+    ]
+
+
+def assert_the_five_steps(remediation: str, host: str = "127.0.0.1", port: int | None = None) -> None:
+    lines = remediation.splitlines()
+    steps = five_steps(LAB["TAOBOT_TEST_SSH_USER"], host, port or int(LAB["TAOBOT_TEST_SSH_PORT"]))
+    assert lines[-len(steps) :] == steps, remediation
+    for placeholder in ("<login-host>", "<user>", "<SLURM_USER>", "/path/to", "tao_slurm", " or "):
+        assert placeholder not in remediation, placeholder
+
+
 def test_wrong_key_fails_with_one_remediation_and_the_five_steps():
     report = run(SSH_KEY_PATH=LAB["TAOBOT_TEST_SSH_WRONG_KEY"])
     login = by_label(report, "SSH login")[0]
     assert not login.ok and "refused the key" in login.detail
-    for step in (
-        "ssh-keygen",
-        "ssh-copy-id",
-        "ssh-keyscan",
-        "chmod 600",
-        "ssh -o BatchMode=yes -i",
-        "SSH_KEY_PATH=/path/to/private_key",
-    ):
-        assert step in login.remediation
+    assert_the_five_steps(login.remediation)
     assert not [r for r in report.results if r.scope == "dataset"]
+
+
+def test_the_five_steps_name_the_real_login_node_when_the_key_file_itself_is_bad(tmp_path):
+    report = run(SSH_KEY_PATH=str(tmp_path / "no-such-key"))
+    key = by_label(report, "SSH key file")[0]
+    assert not key.ok and "does not exist" in key.detail
+    assert_the_five_steps(key.remediation)
+    # through the operator's ssh config, the steps name the host it resolves to
+    config = tmp_path / "config"
+    config.write_text(f"Host tao-login\n  HostName 127.0.0.1\n  Port {LAB['TAOBOT_TEST_SSH_PORT']}\n")
+    report = run(SLURM_HOSTNAME="tao-login", SSH_KEY_PATH=str(tmp_path / "no-such-key"), ssh_config=str(config))
+    assert_the_five_steps(by_label(report, "SSH key file")[0].remediation)
+
+
+def test_the_five_steps_on_the_default_port_are_exactly_the_documented_ones():
+    from taobot.preflight.slurm import setup_steps
+    from taobot.ssh import HostTarget
+
+    text = setup_steps(HostTarget("login-01", "login-01.example.com", 22, "jdoe"))
+    assert text.splitlines()[1:] == five_steps("jdoe", "login-01.example.com", 22)
+    assert "-p " not in text
 
 
 def test_unknown_host_key_is_refused_never_added(tmp_path):
@@ -257,3 +291,172 @@ def test_cli_preflight_rejects_malformed_label_values(flag, tmp_path):
         timeout=60,
     )
     assert out.returncode == 2 and "LABEL=VALUE" in out.stderr
+
+
+# --------------------------------------------------------------------------- bastions (ProxyJump)
+
+
+def bastion_config(tmp_path, inner_port: str | None = None, bastion_known: str | None = None) -> Path:
+    """The test sshd as a bastion in front of a login node (itself, under another name)."""
+    config = tmp_path / "config"
+    config.write_text(
+        "Host tao-bastion\n"
+        "  HostName 127.0.0.1\n"
+        f"  Port {LAB['TAOBOT_TEST_SSH_PORT']}\n"
+        f"  UserKnownHostsFile {bastion_known or LAB['TAOBOT_TEST_SSH_KNOWN_HOSTS']}\n"
+        "Host tao-inner\n"
+        "  HostName localhost\n"
+        f"  Port {inner_port or LAB['TAOBOT_TEST_SSH_PORT']}\n"
+        "  ProxyJump tao-bastion\n"
+        f"  UserKnownHostsFile {LAB['TAOBOT_TEST_SSH_KNOWN_HOSTS']}\n"
+    )
+    return config
+
+
+def test_login_node_behind_a_proxyjump_bastion_is_reached_through_it(tmp_path):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    config = bastion_config(tmp_path)
+    report = run(
+        [DatasetPath("ann", LAB["TAOBOT_TEST_ANNOTATIONS"], ("video_fps",))],
+        known_hosts=str(empty),
+        ssh_config=str(config),
+        SLURM_HOSTNAME="tao-inner",
+    )
+    assert report.passed, [r for r in report.results if not r.ok]
+    login = by_label(report, "SSH login")[0]
+    assert f"@localhost:{LAB['TAOBOT_TEST_SSH_PORT']} through jump host 127.0.0.1:{LAB['TAOBOT_TEST_SSH_PORT']}" in (
+        login.detail
+    )
+    assert empty.read_text() == ""  # nothing was added to known_hosts on the way
+
+
+def test_the_session_to_a_jumped_login_node_runs_over_a_direct_tcpip_channel(tmp_path):
+    import paramiko
+
+    from taobot.ssh import connect_login_node
+
+    login = connect_login_node(
+        "tao-inner", LAB["TAOBOT_TEST_SSH_USER"], LAB["TAOBOT_TEST_SSH_KEY"], None, str(bastion_config(tmp_path))
+    )
+    assert login.ok, [a.detail for a in login.attempts]
+    transport = login.client.get_transport()
+    assert isinstance(transport.sock, paramiko.Channel)  # not a TCP socket of its own
+    (bastion,) = login.client.hops
+    assert bastion.get_transport().getpeername()[1] == int(LAB["TAOBOT_TEST_SSH_PORT"])
+    through = bastion.get_transport()
+    assert transport.sock.get_transport() is through and through.is_authenticated()
+    _, out, _ = login.client.exec_command("id -un")
+    assert out.read().decode().strip() == LAB["TAOBOT_TEST_SSH_USER"]
+    login.client.close()
+    assert not through.is_active()  # closing the session closes the bastion behind it too
+
+
+def test_a_bastion_is_held_to_the_same_rules_as_the_login_node(tmp_path):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    # The bastion's host key is unknown: refused, never added, and the steps name the bastion.
+    config = bastion_config(tmp_path, bastion_known=str(empty))
+    report = run(known_hosts=str(empty), ssh_config=str(config), SLURM_HOSTNAME="tao-inner")
+    login = by_label(report, "SSH login")[0]
+    assert not login.ok and "jump host 127.0.0.1:" in login.detail and "not in known_hosts" in login.detail
+    assert_the_five_steps(login.remediation)
+    assert empty.read_text() == ""
+    # A key the bastion refuses: refused at the bastion, no password or agent tried.
+    report = run(
+        ssh_config=str(bastion_config(tmp_path)),
+        SLURM_HOSTNAME="tao-inner",
+        SSH_KEY_PATH=LAB["TAOBOT_TEST_SSH_WRONG_KEY"],
+    )
+    login = by_label(report, "SSH login")[0]
+    assert not login.ok and "jump host" in login.detail and "refused the key" in login.detail
+
+
+def test_a_bastion_that_will_not_forward_to_the_login_node_says_so(tmp_path):
+    # The test bastion forwards only to its own port; the password-only server's port is not allowed.
+    config = bastion_config(tmp_path, inner_port=LAB["TAOBOT_TEST_SSH_PASSWORD_PORT"])
+    report = run(ssh_config=str(config), SLURM_HOSTNAME="tao-inner")
+    login = by_label(report, "SSH login")[0]
+    assert not login.ok
+    assert f"would not connect to localhost:{LAB['TAOBOT_TEST_SSH_PASSWORD_PORT']}" in login.detail, login.detail
+    assert "`tao-inner`" in login.remediation and "PermitOpen" in login.remediation
+    assert "ssh-keygen" not in login.remediation  # a new key would not help here
+
+
+def test_the_five_steps_run_as_written_give_a_key_only_login_that_preflight_accepts():
+    """A fresh user on the bot's host follows the remediation word for word, then preflight passes with that key."""
+    report = run(SSH_KEY_PATH=LAB["TAOBOT_TEST_SSH_WRONG_KEY"])
+    steps = [
+        line
+        for line in by_label(report, "SSH login")[0].remediation.splitlines()
+        if line[:2] in ("1.", "2.", "3.", "4.", "5.")
+    ]
+    commands = [line.split("`", 2)[1] for line in steps]
+    assert len(commands) == 5
+    name = f"taostep{uuid.uuid4().hex[:6]}"
+    authorized = Path(f"~{LAB['TAOBOT_TEST_SSH_USER']}/.ssh/authorized_keys").expanduser()
+    before = authorized.read_bytes()
+    subprocess.run(["useradd", "-m", "-s", "/bin/bash", name], check=True)
+    try:
+        home = Path(f"~{name}").expanduser()
+        # Step 2 must log in once to install the key: the person's existing login, held in an agent.
+        shutil.copy(LAB["TAOBOT_TEST_SSH_KEY"], home / "existing_login")
+        shutil.chown(home / "existing_login", name, name)
+        (home / "existing_login").chmod(0o600)
+        script = "\n".join(
+            [
+                "set -e",
+                'eval "$(ssh-agent -s)" >/dev/null',
+                "trap 'ssh-agent -k >/dev/null 2>&1 || true' EXIT",
+                "ssh-add -q ~/existing_login",
+                "mkdir -p -m 700 ~/.ssh",
+                commands[0],
+                # Step 2 meets the login node's host key first and asks; the person answers "yes" (kept apart,
+                # so the bot's known_hosts below holds only what step 3 wrote).
+                "printf 'StrictHostKeyChecking accept-new\\nUserKnownHostsFile ~/.ssh/answered_yes\\n' > ~/.ssh/config",
+                commands[1],
+                "rm ~/.ssh/config",
+                "ssh-agent -k >/dev/null; unset SSH_AUTH_SOCK SSH_AGENT_PID",  # from here on only the new key
+                *commands[2:],
+            ]
+        )
+        env = {"PATH": os.environ["PATH"], "HOME": str(home)}
+        out = subprocess.run(
+            ["runuser", "-u", name, "--", "bash", "-c", script], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert (
+            out.stdout.strip().splitlines()[-1]
+            == subprocess.run(["hostname"], capture_output=True, text=True).stdout.strip()
+        )
+        # Now the bot, with nothing but that key and that known_hosts: key-only login passes.
+        report = run(SSH_KEY_PATH=str(home / ".ssh/id_ed25519"), known_hosts=str(home / ".ssh/known_hosts"))
+        assert by_label(report, "SSH login")[0].ok, by_label(report, "SSH login")[0].detail
+        assert report.passed, [r for r in report.results if not r.ok]
+    finally:
+        authorized.write_bytes(before)
+        # whatever the steps left running (they ran as this user only), by pid
+        left = subprocess.run(["pgrep", "-u", name], capture_output=True, text=True).stdout.split()
+        for pid in left:
+            os.kill(int(pid), 9)
+        subprocess.run(["userdel", "-r", name], check=False, capture_output=True)
+
+
+def test_proxyjump_hops_are_read_as_openssh_writes_them(tmp_path):
+    from taobot.ssh import resolve_targets
+
+    config = tmp_path / "config"
+    config.write_text(
+        "Host login\n  HostName login.internal\n  ProxyJump ops@gw.example.com:2022,inner-gw\n"
+        "Host inner-gw\n  HostName 10.0.0.5\n  User gwuser\n  Port 2200\n  IdentityFile ~/.ssh/gw_key\n"
+        "Host direct\n  HostName direct.example.com\n  ProxyJump none\n"
+    )
+    login, direct = resolve_targets("login,direct", "jdoe", "/keys/id", str(config), "/kh")
+    assert [(j.user, j.hostname, j.port) for j in login.jumps] == [
+        ("ops", "gw.example.com", 2022),
+        ("gwuser", "10.0.0.5", 2200),
+    ]
+    assert login.jumps[1].identity_files == ("/keys/id", str(Path("~/.ssh/gw_key").expanduser()))
+    assert all(j.known_hosts_files[0] == "/kh" for j in login.jumps)  # the same known_hosts rule on every hop
+    assert (login.user, login.hostname, login.port) == ("jdoe", "login.internal", 22)
+    assert direct.jumps == ()

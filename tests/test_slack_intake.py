@@ -10,6 +10,7 @@ import time
 import pytest
 
 from taobot.catalog import load_catalog
+from taobot.intake.intents import OPEN_SETTINGS
 from taobot.slack import blocks as B
 from taobot.slack import forms as F
 from tests.builders import spec_paths
@@ -31,6 +32,7 @@ SETTINGS = {
     "SLURM_PARTITION": "gpu",
     "SSH_KEY_PATH": "/home/bot/.ssh/id_ed25519",
     "LEPTON_WORKSPACE_ID": "ws123",
+    "BREV_INSTANCE": "tao-a100",
     "ACCESS_KEY": "AccessKeyIdForTests",
 }
 
@@ -84,11 +86,11 @@ def assert_secrets_nowhere(bot: BotProcess, slack) -> None:
 @pytest.mark.parametrize(
     ("platform", "model", "expected"),
     [
-        ("slurm", "cosmos-rl", ["SLURM_USER", "SLURM_HOSTNAME", "SLURM_PARTITION", "SSH_KEY_PATH", "HF_TOKEN"]),
+        ("slurm", "cosmos-rl", ["SSH_KEY_PATH", "SLURM_USER", "SLURM_HOSTNAME", "SLURM_PARTITION", "HF_TOKEN"]),
         ("local-docker", "dino", []),
         ("kubernetes", "cosmos-embed", ["HF_TOKEN", "ACCESS_KEY", "SECRET_KEY"]),
         ("lepton", "rtdetr", ["LEPTON_WORKSPACE_ID", "LEPTON_AUTH_TOKEN", "ACCESS_KEY", "SECRET_KEY"]),
-        ("brev", "classification-pyt", ["BREV_API_TOKEN", "ACCESS_KEY", "SECRET_KEY"]),
+        ("brev", "classification-pyt", ["BREV_API_TOKEN", "BREV_INSTANCE", "ACCESS_KEY", "SECRET_KEY"]),
     ],
 )
 def test_full_intake_on_each_platform_asks_only_what_it_needs(person, bot, slack, platform, model, expected):
@@ -415,3 +417,96 @@ def test_bot_messages_and_edits_are_ignored(person, slack, bot):
     )
     time.sleep(0.5)
     assert len(slack.calls_for("chat.postMessage")) == before
+
+
+# --------------------------------------------------------------------------- intake rules to the letter
+
+
+def _inputs(view: dict) -> list[str]:
+    return [b["block_id"] for b in view["blocks"] if b.get("type") == "input"]
+
+
+def test_slurm_asks_for_the_ssh_identity_first(person):
+    thread = person.launch("cosmos-rl")
+    thread.say("platform=slurm monitor=no")
+    card = thread.wait_card("Enter credentials")
+    assert "*Credentials needed:* `SSH_KEY_PATH`, `SLURM_USER`, `SLURM_HOSTNAME`, `SLURM_PARTITION`, `HF_TOKEN`" in card
+    view = thread.open_modal(B.OPEN_CREDENTIALS)
+    assert _inputs(view)[:4] == ["cred_SSH_KEY_PATH", "cred_SLURM_USER", "cred_SLURM_HOSTNAME", "cred_SLURM_PARTITION"]
+
+
+def test_optional_settings_are_asked_for_only_through_more_settings(person, bot):
+    thread = person.launch("cosmos-rl")
+    thread.say("platform=slurm monitor=no")
+    thread.wait_card("Enter credentials")
+    view = thread.open_modal(B.OPEN_CREDENTIALS)
+    always = [
+        "SLURM_ACCOUNT",
+        "SLURM_CPUS_PER_TASK",
+        "SLURM_TIME_HOURS",
+        "SLURM_TIMEOUT_HOURS",
+        "SLURM_BASE_RESULTS_DIR",
+    ]
+    assert not {f"cred_{n}" for n in always} & set(_inputs(view)), _inputs(view)
+    fill_credentials(thread)
+    thread.wait_card("`HF_TOKEN` set")
+    more = thread.open_modal(OPEN_SETTINGS)
+    assert more["callback_id"] == F.SETTINGS_MODAL
+    assert {f"cred_{n}" for n in always} <= set(_inputs(more))
+    assert all(b["optional"] for b in more["blocks"] if b.get("type") == "input")
+    refused = thread.submit(more, {"cred_SLURM_CPUS_PER_TASK": "lots"})
+    assert refused.json()["response_action"] == "errors" and "cred_SLURM_CPUS_PER_TASK" in refused.json()["errors"]
+    thread.submit(more, {"cred_SLURM_CPUS_PER_TASK": "8", "cred_SLURM_ACCOUNT": "tao"})
+    card = thread.wait_card("`SLURM_CPUS_PER_TASK` set (optional)")
+    assert "`SLURM_ACCOUNT` set (optional)" in card
+    thread.wait_reply("SLURM_CPUS_PER_TASK is set.")
+    store = bot.store()
+    try:
+        assert store.get_secret(person.user, "SLURM_CPUS_PER_TASK") == "8"
+    finally:
+        store.close()
+    again = thread.open_modal(OPEN_SETTINGS)
+    label = next(b["label"]["text"] for b in again["blocks"] if b.get("block_id") == "cred_SLURM_CPUS_PER_TASK")
+    assert label == "SLURM_CPUS_PER_TASK (set)"
+
+
+def test_a_partial_compute_answer_keeps_the_default_for_the_rest_and_the_button_names_what_it_fills(person):
+    thread = person.launch("cosmos-rl")
+    thread.say("num_gpus=8")  # before a platform: its defaults are unknown, nothing is filled
+    thread.wait_card("num_gpus=8")
+    thread.say("platform=slurm monitor=no")
+    thread.wait_card("Enter credentials")
+    fill_credentials(thread)
+    thread.wait_card("Use default image")
+    thread.press(B.IMAGE_USE_DEFAULT)
+    thread.wait_card("(default, confirmed)")
+    thread.say("train=/lustre/a/train eval=/lustre/a/val")
+    card = thread.wait_card("Compute shape")
+    assert "num_gpus=8 given; the platform default for the rest is num_nodes=1" in card
+    assert "Use default (num_nodes=1)" in card and "num_gpus=4" not in card
+    thread.say("num_gpus=2")
+    reply = thread.wait_reply("num_nodes = 1 (platform default")
+    assert "num_gpus = 2." in reply
+    card = thread.wait_card("status: *complete*")
+    assert "*Compute:* num_gpus=2, num_nodes=1" in card
+
+
+def test_replies_also_sent_to_the_channel_or_with_a_file_are_answered(person, slack):
+    thread = person.launch("dino")
+    thread.say("platform=slurm", subtype="thread_broadcast")
+    thread.wait_card("*Platform:* SLURM")
+    assert "Platform set to SLURM" in thread.wait_reply("Platform set to SLURM")
+    upload = [
+        {"id": "F0TAO1", "name": "spec.yaml", "mimetype": "text/plain", "url_private": "https://files.example/F0TAO1"}
+    ]
+    thread.say("monitor=no", subtype="file_share", files=upload)
+    thread.wait_card("*Monitoring:* off")
+    thread.say("", subtype="file_share", files=upload)
+    reply = thread.wait_reply("the attached file was not read")
+    assert "key=value" in reply
+    # the files are never fetched
+    assert not [c for c in slack.calls if "files." in c.method]
+    # someone else's broadcast is refused like any reply
+    thread.say("platform=kubernetes", as_user=OTHER_USER, subtype="thread_broadcast")
+    slack.wait_for(lambda c: c.method == "chat.postEphemeral" and c.params.get("user") == OTHER_USER)
+    assert "*Platform:* SLURM" in thread.card_text()

@@ -171,3 +171,30 @@ def test_launch_without_monitoring_posts_the_durable_status_command(slurm_bot):
         time.sleep(1)
     assert "Succeeded" in status
     assert not status_posts(thread, launch_id)
+
+
+def test_launch_through_a_bastion_submits_to_every_partition_given(slurm_bot, slack):
+    # The operator's SSH config puts the login node behind a bastion (the test sshd, in front of itself).
+    config = slurm_bot.extra_env["TAOBOT_SSH_CONFIG"]
+    with open(config, "w") as fh:
+        fh.write(
+            "Host tao-bastion\n  HostName 127.0.0.1\n"
+            f"  Port {LAB['TAOBOT_TEST_SSH_PORT']}\n"
+            "Host tao-inner\n  HostName localhost\n"
+            f"  Port {LAB['TAOBOT_TEST_SSH_PORT']}\n  ProxyJump tao-bastion\n"
+        )
+    person = SlackUser(slurm_bot)
+    root = scenario("bastion", TAO_STANDIN_SLEEP="1", TAO_STANDIN_EPOCHS="1")
+    thread, launch_id = launch(person, root, monitor="monitor=no", hostname="tao-inner", partition="gpu,cpu")
+    checks = next(blocks_text(m) for m in thread.replies() if "Preflight passed" in blocks_text(m))
+    assert "through jump host 127.0.0.1:" in checks
+    assert "Partition gpu" in checks and "Partition cpu" in checks
+    script = ssh(f"cat ~/tao-results/{launch_id}/sbatch/job.sh")
+    assert "#SBATCH --partition=gpu,cpu\n" in script
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        status = person.slash(f"status {launch_id}").text
+        if "Succeeded" in status:
+            break
+        time.sleep(1)
+    assert "Succeeded" in status

@@ -122,6 +122,11 @@ def test_failing_preflight_reports_each_problem_with_remediation_and_creates_not
     text = preflight_message(thread, "failed")
     assert "`video_fps` missing in" in text and "regenerate the annotations" in text
     assert "missing-media` does not exist on the login node" in text
+    # Only dataset checks failed: the gate says the platform check passed, and names the inputs that did not.
+    card = thread.wait_card("Preflight has not passed")
+    assert "platform access check" not in card and "no platform check ran" not in card
+    assert "6. datasets mapped and verified: not verified from the platform:" in card
+    assert "custom.train_dataset.media_path" in card and "custom.val_dataset.annotation_path" in card
     assert "Run preflight again" in text
     assert "Launch" not in [
         el.get("text", {}).get("text")
@@ -148,9 +153,17 @@ def test_wrong_key_preflight_asks_for_ssh_key_path_with_the_five_steps(ssh_bot):
     thread = slurm_intake(SlackUser(ssh_bot), key=LAB["TAOBOT_TEST_SSH_WRONG_KEY"])
     thread.press(B.RUN_PREFLIGHT)
     text = preflight_message(thread, "failed")
-    assert "refused the key" in text and "SSH_KEY_PATH=/path/to/private_key" in text
-    for step in ("ssh-keygen", "ssh-copy-id", "ssh-keyscan", "chmod 600", "BatchMode=yes"):
-        assert step in text
+    assert "refused the key" in text and "SSH_KEY_PATH=~/.ssh/id_ed25519" in text
+    user, port = LAB["TAOBOT_TEST_SSH_USER"], LAB["TAOBOT_TEST_SSH_PORT"]
+    for step in (
+        '> 1. `ssh-keygen -t ed25519 -N "" -f ~/.ssh/id_ed25519`',
+        f"> 2. `ssh-copy-id -i ~/.ssh/id_ed25519.pub -p {port} {user}@127.0.0.1`",
+        f"> 3. `ssh-keyscan -H -p {port} 127.0.0.1 >> ~/.ssh/known_hosts`",
+        "> 4. `chmod 600 ~/.ssh/id_ed25519`",
+        f"> 5. `ssh -o BatchMode=yes -i ~/.ssh/id_ed25519 -p {port} {user}@127.0.0.1 'hostname'`",
+    ):
+        assert step in text, step
+    assert "<login-host>" not in text and "/path/to" not in text
     assert "exists on the login node" not in text
 
 
@@ -189,3 +202,81 @@ def test_restart_during_preflight_marks_it_interrupted_not_running(ssh_bot, slac
     ssh_bot.start()
     card = thread.wait_card("Preflight has not passed")
     assert "Run preflight" in card
+
+
+def _buttons(message: dict) -> list[str]:
+    return [el["action_id"] for b in message.get("blocks", []) if b.get("type") == "actions" for el in b["elements"]]
+
+
+def test_a_newer_preflight_takes_the_buttons_off_the_earlier_card(ssh_bot, slack):
+    thread = slurm_intake(SlackUser(ssh_bot))
+    channel = thread.person.channel
+    thread.press(B.RUN_PREFLIGHT)
+    preflight_message(thread, "passed")
+    first = next(m for m in thread.replies() if "Preflight passed" in blocks_text(m))
+    assert B.LAUNCH in _buttons(first)
+    thread.press_on_reply(B.RUN_PREFLIGHT, "Preflight passed")
+    # the earlier card is redrawn: superseded, its results kept, no button left to press
+    old = wait_until(
+        lambda: (lambda m: m if "Superseded" in blocks_text(m) else None)(slack.message(channel, first["ts"])),
+        30,
+        "the earlier preflight card to say it was superseded",
+    )
+    assert _buttons(old) == [] and "SSH login" in blocks_text(old) and "Launch" not in blocks_text(old)
+    # the newer card carries the only Launch button
+    newer = wait_until(
+        lambda: next(
+            (m for m in thread.replies() if m["ts"] != first["ts"] and "Preflight passed" in blocks_text(m)), None
+        ),
+        30,
+        "the newer preflight card to pass",
+    )
+    assert B.LAUNCH in _buttons(newer)
+    assert [m["ts"] for m in thread.replies() if B.LAUNCH in _buttons(m)] == [newer["ts"]]
+
+
+BREV_TOKEN = "bak-Synthetic-Preflight-T0ken-77aa88bb"
+
+
+def test_brev_gate_opens_only_for_an_instance_a_launch_can_copy(tmp_path, slack):
+    from tests.fakes.brev_api import FakeBrevAPI
+
+    instances = [
+        {"name": "tao-a100", "status": "RUNNING", "instanceType": "a2-highgpu-1g"},
+        {"name": "tao-l4", "status": "STOPPED", "instanceType": "g2-standard-4"},
+    ]
+    with FakeBrevAPI(BREV_TOKEN, instances=instances) as brev:
+        bot = BotProcess(tmp_path, slack, extra_env={"BREV_API_URL": brev.url}).start()
+        try:
+            thread = SlackUser(bot).launch("dino")
+            thread.say("platform=brev monitor=no train=/mnt/shared/coco/train eval=/mnt/shared/coco/val")
+            thread.wait_card("Enter credentials")
+            view = thread.open_modal(B.OPEN_CREDENTIALS)
+            required = [b["block_id"] for b in view["blocks"] if b.get("type") == "input" and not b["optional"]]
+            assert required == ["cred_BREV_API_TOKEN", "cred_BREV_INSTANCE"]  # the launch cannot run without it
+            thread.submit(view, {"cred_BREV_API_TOKEN": BREV_TOKEN, "cred_BREV_INSTANCE": "tao-l4"})
+            thread.wait_card("`BREV_INSTANCE` set")
+            thread.press(B.IMAGE_USE_DEFAULT)
+            thread.wait_card("Compute shape")
+            thread.press(B.COMPUTE_DEFAULTS)
+            thread.say("confirm mounted")
+            thread.wait_card("Confirmed mounted")
+            thread.wait_card("status: *complete*")
+            thread.press(B.RUN_PREFLIGHT)
+            text = preflight_message(thread, "failed")
+            assert "`tao-l4` is STOPPED, not RUNNING" in text and "brev start tao-l4" in text
+            card = thread.wait_card("Preflight has not passed")
+            assert "5. platform access check passed: failed: Brev instance" in card
+            assert not [m for m in thread.replies() if B.LAUNCH in _buttons(m)]
+            # name a running one: the gate opens, and the launch it allows runs
+            view = thread.open_modal(B.OPEN_CREDENTIALS)
+            thread.submit(view, {"cred_BREV_INSTANCE": "tao-a100"})
+            thread.wait_card("inputs changed since the last preflight")
+            thread.press(B.RUN_PREFLIGHT)
+            thread.wait_card("Preflight passed.")
+            thread.press(B.LAUNCH)
+            thread.wait_reply("Launched `")
+            (created,) = [i for i in brev.list_instances() if i["name"] not in ("tao-a100", "tao-l4")]
+            assert created["instanceType"] == "a2-highgpu-1g"
+        finally:
+            bot.kill()

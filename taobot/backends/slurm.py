@@ -77,7 +77,8 @@ def sbatch_script(spec: LaunchSpec, launch_dir: str, config_path: str, container
     res = spec.resources
     time_hours = float(creds.get("SLURM_TIME_HOURS") or res.time_hours or 4)
     timeout_hours = float(creds.get("SLURM_TIMEOUT_HOURS") or res.timeout_hours or time_hours * 0.95)
-    partition = creds.get("SLURM_PARTITION", "")
+    # Every partition given: sbatch takes the list and starts the job in whichever can run it first.
+    partition = ",".join(p.strip() for p in creds.get("SLURM_PARTITION", "").split(",") if p.strip())
     mounts = creds.get("SLURM_CONTAINER_MOUNTS") or res.container_mounts or ""
     command = spec.command.replace("{config_path}", quote(config_path))
     if spec.config_format == "args":
@@ -86,7 +87,7 @@ def sbatch_script(spec: LaunchSpec, launch_dir: str, config_path: str, container
     lines = [
         "#!/bin/bash",
         f"#SBATCH --job-name=tao-{spec.model}-{spec.action}-{spec.launch_id}",
-        f"#SBATCH --partition={partition.split(',')[0]}",
+        f"#SBATCH --partition={partition}",
         f"#SBATCH --nodes={spec.num_nodes}",
         "#SBATCH --ntasks-per-node=1",
     ]

@@ -1,21 +1,26 @@
 """The catalog: which platforms and TAO networks exist and what each needs.
 
 `load_catalog()` returns the embedded catalog, or the one read from an
-external skill bank when a path is given (see `bank.py`). Lookups accept
-aliases and answer unknown names with the list of names that do exist.
+external skill bank when a path is given (see `bank.py`), joined with what
+taobot itself knows (see `merge.py`). Lookups accept aliases and answer
+unknown names with the list of names that do exist; a name the catalog lists
+as not runnable is answered with the reason.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import yaml
 from pydantic import ValidationError
 
+from taobot.catalog.bank_models import normal_name, split_container_free
+from taobot.catalog.images import ImageResolution, registry_access, resolve_image
+from taobot.catalog.merge import with_embedded_knowledge, with_value_rules
 from taobot.catalog.schema import (
+    EMBEDDED,
     ROOT_ROLES,
     Action,
     Catalog,
@@ -24,6 +29,7 @@ from taobot.catalog.schema import (
     CredentialGroup,
     InputSpec,
     Model,
+    NotRunnable,
     OptionalCredential,
     Platform,
 )
@@ -39,19 +45,23 @@ __all__ = [
     "ImageResolution",
     "InputSpec",
     "Model",
+    "NotRunnable",
+    "NotRunnableError",
     "OptionalCredential",
     "Platform",
     "find_action",
     "find_model",
     "find_platform",
     "load_catalog",
+    "registry_access",
     "resolve_image",
+    "with_embedded_knowledge",
     "with_operator_defaults",
     "with_value_rules",
 ]
 
 
-# libyaml's parser when PyYAML has it: the catalog is 35 files, read at every start.
+# libyaml's parser when PyYAML has it: the catalog is some forty files, read at every start.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -87,6 +97,7 @@ def _load_embedded() -> Catalog:
         raise CatalogError(f"{platforms_file}: {exc}", file=str(platforms_file)) from exc
 
     models: dict[str, Model] = {}
+    model_files: dict[str, str] = {}
     for model_file in sorted((data / "models").glob("*.yaml")):
         body = _read_yaml(model_file)
         if not isinstance(body, dict):
@@ -99,6 +110,8 @@ def _load_embedded() -> Catalog:
         except ValidationError as exc:
             raise _validation_error(model_file, exc) from exc
         models[model.name] = model
+        model_files[model.name] = EMBEDDED
+    models, not_runnable = split_container_free(models, model_files)
 
     versions_file = data / "versions.yaml"
     versions = (_read_yaml(versions_file) or {}).get("images") or {}
@@ -106,10 +119,12 @@ def _load_embedded() -> Catalog:
     s3 = raw.get("s3") or {}
     try:
         return Catalog(
-            source="embedded",
+            source=EMBEDDED,
             credentials=credentials,
             platforms=platforms,
+            platform_sources={name: EMBEDDED for name in platforms},
             models=models,
+            unsupported_models=not_runnable,
             versions=versions,
             s3_required=tuple(s3.get("required", ("ACCESS_KEY", "SECRET_KEY"))),
             s3_optional=tuple(s3.get("optional", ("S3_ENDPOINT_URL", "CLOUD_REGION"))),
@@ -122,27 +137,13 @@ def _load_embedded() -> Catalog:
 
 @functools.lru_cache(maxsize=8)
 def load_catalog(skill_bank_path: str | None = None) -> Catalog:
-    """The embedded catalog, or the one read from the skill bank at that path."""
+    """The embedded catalog, or the one read from the skill bank at that path, joined with taobot's own knowledge."""
     if skill_bank_path:
         from taobot.catalog.bank import load_skill_bank
 
-        return with_value_rules(load_skill_bank(Path(skill_bank_path)), _load_embedded())
+        embedded = _load_embedded()
+        return with_value_rules(with_embedded_knowledge(load_skill_bank(Path(skill_bank_path)), embedded), embedded)
     return _load_embedded()
-
-
-def with_value_rules(catalog: Catalog, rules_from: Catalog) -> Catalog:
-    """`catalog` with the value rules of `rules_from` for credentials it defines without one.
-
-    A skill bank describes credentials but has no value rules; the embedded
-    catalog's keep applying, so a bank never loosens what a value may be.
-    """
-    credentials = {}
-    for name, cred in catalog.credentials.items():
-        known = rules_from.credentials.get(name)
-        if cred.pattern is None and known is not None and known.pattern:
-            cred = cred.model_copy(update={"pattern": known.pattern, "shape": known.shape})
-        credentials[name] = cred
-    return catalog.model_copy(update={"credentials": credentials})
 
 
 def with_operator_defaults(catalog: Catalog, status_interval_minutes: int | None) -> Catalog:
@@ -152,23 +153,42 @@ def with_operator_defaults(catalog: Catalog, status_interval_minutes: int | None
     return catalog.model_copy(update={"default_status_interval_minutes": status_interval_minutes})
 
 
-def _normal(name: str) -> str:
-    return name.strip().lower().replace("_", "-")
+class NotRunnableError(UnknownNameError):
+    """A platform or model the catalog lists but taobot cannot run; the message says why."""
+
+    def __init__(self, kind: str, entry: NotRunnable, known: list[str]) -> None:
+        super().__init__(kind, entry.name, known)
+        self.reason = entry.reason
+        self.message = f"`{entry.name}` is a {kind} taobot cannot run: {entry.reason}. Known: {', '.join(known)}."
+        self.args = (self.message,)
+
+
+def _not_runnable(entries: dict[str, NotRunnable], wanted: str) -> NotRunnable | None:
+    return next((e for n, e in entries.items() if normal_name(n) == wanted), None)
 
 
 def find_platform(catalog: Catalog, name: str) -> Platform:
-    wanted = _normal(name)
+    wanted = normal_name(name)
     for p in catalog.platforms.values():
         if wanted == p.name or wanted in p.aliases:
             return p
+    entry = _not_runnable(catalog.unsupported_platforms, wanted)
+    if entry is not None:
+        raise NotRunnableError("platform", entry, sorted(catalog.platforms))
     raise UnknownNameError("platform", name, sorted(catalog.platforms))
 
 
 def find_model(catalog: Catalog, name: str) -> Model:
-    wanted = _normal(name)
+    wanted = normal_name(name)
     for m in catalog.models.values():
-        if wanted == _normal(m.name):
+        if wanted == normal_name(m.name):
             return m
+    for m in catalog.models.values():
+        if wanted in {normal_name(a) for a in m.aliases}:
+            return m
+    entry = _not_runnable(catalog.unsupported_models, wanted)
+    if entry is not None:
+        raise NotRunnableError("model", entry, sorted(catalog.models))
     raise UnknownNameError("model", name, sorted(catalog.models))
 
 
@@ -177,36 +197,3 @@ def find_action(model: Model, name: str) -> Action:
     if wanted in model.actions:
         return model.actions[wanted]
     raise UnknownNameError(f"action of {model.name}", name, list(model.actions))
-
-
-@dataclass(frozen=True)
-class ImageResolution:
-    image: str
-    source: str  # which field supplied it, e.g. "actions.train.image"
-    key: str | None = None  # the versions-table key, when one was used
-
-
-def resolve_image(catalog: Catalog, model: Model, action: Action) -> ImageResolution:
-    """Resolve the default container image in the fixed precedence order.
-
-    actions.<action>.container_image, actions.<action>.image, container_image,
-    image. A value without "/" is a dotted key into the versions table.
-    """
-    candidates = [
-        (f"actions.{action.name}.container_image", action.container_image),
-        (f"actions.{action.name}.image", action.image),
-        ("container_image", model.container_image),
-        ("image", model.image),
-    ]
-    for source, ref in candidates:
-        if not ref:
-            continue
-        if "/" in ref or ":" in ref:
-            return ImageResolution(image=ref, source=source)
-        if ref in catalog.versions:
-            return ImageResolution(image=catalog.versions[ref], source=source, key=ref)
-        raise CatalogError(
-            f"model {model.name}: {source} names image key {ref!r}, which the versions table does not define",
-            field=source,
-        )
-    raise CatalogError(f"model {model.name} defines no container image for action {action.name}", field="image")

@@ -1,5 +1,6 @@
 """Reading a skill bank's files and fields, whatever the bank's layout: the
-JSON/YAML documents, the typed field readers, and the one error form.
+JSON/YAML documents, the typed field readers, the versions table, and the
+one error form.
 
 Every problem is raised as a `CatalogError` whose message starts with the file
 and the field (``.../skill_info.yaml: field actions: ...``), so whoever
@@ -9,6 +10,7 @@ publishes the bank sees where to look without reading taobot's code.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -108,3 +110,53 @@ def read_yaml(file: Path) -> object:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
         fail(file, "(document)", f"invalid YAML{where}: {getattr(exc, 'problem', None) or exc}")
+
+
+# ---------------------------------------------------------------------------
+# where files are
+
+# A bank keeps its files in its root folder or under `skills/` (versions.yaml may sit in either).
+PREFIXES = (Path("."), Path("skills"))
+
+
+def locate(base: Path, relative: Path) -> Path:
+    """The file in the bank root or under `skills/`; the first tried when neither exists."""
+    for prefix in PREFIXES:
+        candidate = base / prefix / relative
+        if candidate.exists():
+            return candidate
+    return base / relative
+
+
+# ---------------------------------------------------------------------------
+# the versions table
+
+
+def _flatten(images: dict[str, Any], file: Path, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in images.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            out.update(_flatten(value, file, dotted))
+        elif isinstance(value, str) and value:
+            out[dotted] = value
+        else:
+            fail(file, f"images.{dotted}", f"expected an image reference or a mapping, got {value!r}")
+    return out
+
+
+def read_versions(file: Path) -> dict[str, str]:
+    """`images:` of a versions.yaml, flattened to dotted keys (`tao_toolkit.pyt`); wheels and the rest are not images."""
+    raw = as_mapping(read_yaml(file), file, "(top level)", required=True)
+    images = as_mapping(raw.get("images"), file, "images", required=True)
+    return _flatten(images, file)
+
+
+# `container_image: nvcr.io/...:7.1.0-pyt  # versions-key: images.tao_toolkit.pyt`: a stamped
+# literal with the versions key it came from, in a comment that YAML parsing drops.
+_STAMP = re.compile(r"^\s*(?:container_image|image):\s*(\S+)\s*#\s*versions-key:\s*(?:images\.)?(\S+)", re.M)
+
+
+def versions_stamps(file: Path) -> dict[str, str]:
+    """Stamped image literal -> the versions key its comment names, for one document."""
+    return {literal.strip("'\""): key for literal, key in _STAMP.findall(_read_text(file))}

@@ -20,7 +20,7 @@ from taobot.catalog.bank_fields import (
     credential_ref,
     fail,
 )
-from taobot.catalog.schema import Action, InputSpec, Model
+from taobot.catalog.schema import Action, InputSpec, Model, NotRunnable
 
 # data_sources `source` -> root role.
 _SOURCE_ROLES = {
@@ -33,6 +33,9 @@ _SOURCE_ROLES = {
 }
 
 _ANNOTATION_TOKENS = frozenset({"json", "ann", "annotation", "annotations", "metadata"})
+_VALUE_TYPES = frozenset({"list", "text", "string", "number", "bool"})
+# Names a model is also known by must look like a model name someone types.
+_ALIAS = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _PLACEHOLDER = re.compile(r"^\{([A-Za-z0-9_]+)\}$")
 
 
@@ -84,6 +87,8 @@ def _inputs(raw: object, file: Path, field: str) -> tuple[InputSpec, ...]:
         fail(file, field, f"expected a mapping or a list, got {type(raw).__name__}")
     out = []
     for key, spec in items:
+        if str(spec.get("type", "")).lower() in _VALUE_TYPES:
+            continue  # a list of words (e.g. captions) is a spec value, not a path taobot maps and checks
         kind = _kind(spec.get("type", spec.get("kind")), key, file, f"{field}.{key}.type")
         out.append(
             build(
@@ -113,7 +118,13 @@ def _results_key(raw: object, file: Path, field: str) -> str | None:
 
 
 def _root_template(entry: dict[str, Any]) -> str | None:
-    """Template for one data_sources entry, or None when it cannot be expressed with {root}."""
+    """Template for one data_sources entry, or None when it cannot be expressed with {root}.
+
+    An entry the bank extracts at run time (`runtime: extracted_folder`, an
+    archive in the dataset root) has no path taobot can hand over as it is.
+    """
+    if entry.get("runtime") == "extracted_folder":
+        return None
     if "path_from_format" in entry:
         return "{root}"
     path = entry.get("path")
@@ -129,8 +140,23 @@ def _root_template(entry: dict[str, Any]) -> str | None:
     return "{root}/" + path.lstrip("./")
 
 
-def _roots(raw: object, file: Path, field: str) -> dict[str, dict[str, str]]:
+def _roots(raw: object, file: Path, field: str, declared: set[str]) -> dict[str, dict[str, str]]:
+    """Root conventions of one action: role -> spec key -> template, for keys the action declares as inputs.
+
+    A role with a required member the bank extracts from an archive at run time
+    gets no conventions at all: half a mapping would leave the rest of that
+    dataset unasked, so its spec keys are given one by one instead.
+    """
     roots: dict[str, dict[str, str]] = {}
+    packed: set[str] = set()
+
+    def add(role: str, key: str, entry: dict[str, Any]) -> None:
+        if entry.get("runtime") == "extracted_folder" and not entry.get("optional"):
+            packed.add(role)
+        template = _root_template(entry)
+        if template and key in declared:
+            roots.setdefault(role, {})[key] = template
+
     for key, entry in as_mapping(raw, file, field).items():
         if not isinstance(entry, dict):
             continue
@@ -141,16 +167,11 @@ def _roots(raw: object, file: Path, field: str) -> dict[str, dict[str, str]]:
         if isinstance(mapping, dict):
             # A list of sources: conventions describe the first one; optional members are left out.
             for sub, sub_entry in mapping.items():
-                if not isinstance(sub_entry, dict) or sub_entry.get("optional"):
-                    continue
-                template = _root_template(sub_entry)
-                if template:
-                    roots.setdefault(role, {})[f"{key}[0].{sub}"] = template
+                if isinstance(sub_entry, dict) and not sub_entry.get("optional"):
+                    add(role, f"{key}[0].{sub}", sub_entry)
             continue
-        template = _root_template(entry)
-        if template:
-            roots.setdefault(role, {})[str(key)] = template
-    return roots
+        add(role, str(key), entry)
+    return {role: keys for role, keys in roots.items() if role not in packed}
 
 
 def _summary(description: object) -> str:
@@ -161,15 +182,58 @@ def _summary(description: object) -> str:
     return first
 
 
+def normal_name(name: str) -> str:
+    """A network name as people type it: lower case, `-` between words."""
+    return name.strip().lower().replace("_", "-")
+
+
+def _aliases(body: dict[str, Any], name: str, file: Path) -> tuple[str, ...]:
+    """Other names of the network: its `network_arch` and its `aliases` that look like model names."""
+    found = [normal_name(a) for a in as_list(body.get("aliases"), file, "aliases") if isinstance(a, str)]
+    arch = body.get("network_arch")
+    if isinstance(arch, str) and arch:
+        found.insert(0, normal_name(arch))
+    return tuple(dict.fromkeys(a for a in found if _ALIAS.match(a) and a != normal_name(name)))
+
+
+def _has_image(body: dict[str, Any], actions: dict[str, Any]) -> bool:
+    fields = ("container_image", "image")
+    return any(body.get(f) for f in fields) or any(
+        isinstance(spec, dict) and any(spec.get(f) for f in fields) for spec in actions.values()
+    )
+
+
 def model_from_skill_info(
-    raw: object, file: Path, folder_name: str, versions: dict[str, str], versions_file: Path
+    raw: object,
+    file: Path,
+    folder_name: str,
+    versions: dict[str, str],
+    versions_file: Path,
+    *,
+    name: str | None = None,
+    stamps: dict[str, str] | None = None,
 ) -> Model:
-    """A model's skill_info document (read from `file`) into a `Model`; image keys must be in `versions`."""
+    """A model's skill_info document (read from `file`) into a `Model`; image keys must be in `versions`.
+
+    `name` is given when the layout names the network by its folder. `stamps`
+    maps the stamped image literals of the document to the versions keys their
+    comments name: such an image is recorded by its key, and must equal the
+    versions table's value (a bank whose stamps drifted is broken).
+    """
     body = as_mapping(raw, file, "(top level)", required=True)
-    name = as_text(body.get("name"), file, "name", required=False) or folder_name
+    if name is None:
+        name = as_text(body.get("name"), file, "name", required=False) or folder_name
+    stamps = stamps or {}
 
     def image_ref(value: object, field: str) -> str | None:
         ref = as_text(value, file, field, required=False)
+        if ref and ref in stamps:
+            key = stamps[ref]
+            if key not in versions:
+                fail(file, field, f"versions key {key!r} in the comment is not defined in {versions_file}")
+            if versions[key] != ref:
+                fail(file, field, f"stamped image {ref} differs from {versions_file} images.{key} = {versions[key]}")
+            return key
         if ref and not _is_absolute_image(ref) and ref not in versions:
             fail(file, field, f"image key {ref!r} is not defined in {versions_file}")
         return ref
@@ -185,6 +249,8 @@ def model_from_skill_info(
         at = f"actions.{action_name}"
         spec = as_mapping(spec, file, at, required=True)
         config_format = "args" if spec.get("mode") == "args" else spec.get("config_format") or "yaml"
+        inputs = _inputs(spec.get("inputs"), file, f"{at}.inputs")
+        declared = {i.key for i in inputs}
         actions[str(action_name)] = build(
             file,
             at,
@@ -194,9 +260,9 @@ def model_from_skill_info(
             config_format=config_format,
             container_image=image_ref(spec.get("container_image"), f"{at}.container_image"),
             image=image_ref(spec.get("image"), f"{at}.image"),
-            inputs=_inputs(spec.get("inputs"), file, f"{at}.inputs"),
+            inputs=inputs,
             results_key=_results_key(spec.get("outputs"), file, f"{at}.outputs"),
-            roots=_roots(data_sources.get(action_name), file, f"data_sources.{action_name}"),
+            roots=_roots(data_sources.get(action_name), file, f"data_sources.{action_name}", declared),
         )
 
     credentials = [
@@ -205,11 +271,15 @@ def model_from_skill_info(
     ]
     shorthand = as_mapping(body.get("spec_shorthand_keys"), file, "spec_shorthand_keys")
     gpus_key = body.get("gpu_spec_key") if "gpu_spec_key" in body else shorthand.get("num_gpus")
+    # `container_image: null` and no image anywhere: the bank runs it without a container.
+    container_free = "container_image" in body and not _has_image(body, actions_raw)
     return build(
         file,
         "",
         Model,
         name=name,
+        aliases=_aliases(body, name, file),
+        container_free=container_free,
         summary=_summary(body.get("summary") or body.get("description")),
         container_image=image_ref(body.get("container_image"), "container_image"),
         image=image_ref(body.get("image"), "image"),
@@ -219,3 +289,22 @@ def model_from_skill_info(
         annotation_fields=tuple(as_list(body.get("annotation_fields"), file, "annotation_fields")),
         actions=actions,
     )
+
+
+CONTAINER_FREE_REASON = (
+    "runs in a Python environment without a container image (the skill bank's virtualenv platform); "
+    "taobot launches containers only"
+)
+
+
+def split_container_free(
+    models: dict[str, Model], sources: dict[str, str]
+) -> tuple[dict[str, Model], dict[str, NotRunnable]]:
+    """(the models taobot can launch, the container-free ones as not runnable, with the file each came from)."""
+    runnable = {n: m for n, m in models.items() if not m.container_free}
+    others = {
+        n: NotRunnable(name=n, reason=CONTAINER_FREE_REASON, source=sources[n])
+        for n, m in models.items()
+        if m.container_free
+    }
+    return runnable, others

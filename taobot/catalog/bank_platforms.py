@@ -1,5 +1,6 @@
 """Skill bank credentials and platforms into the catalog schema: the
-credential definitions, and one platform entry into a `Platform`.
+credential definitions, and one platform entry into a `Platform`, whether
+the entry sits in the seed-era manifest or in its own platform skill file.
 
 Layout-independent: the caller reads the file and says where in it the entry
 sits, so error messages name that file and field.
@@ -49,7 +50,7 @@ def _is_secret(name: str) -> bool:
 def generic_credential(name: str, description: str | None = None, how_to_get: str | None = None) -> Credential:
     return Credential(
         name=name,
-        description=description or f"{name}, required by the skill bank.",
+        description=description or f"{name}, named by the skill bank without a description.",
         how_to_get=how_to_get or f"Ask the owner of the skill bank what {name} should hold.",
         secret=_is_secret(name),
     )
@@ -83,26 +84,45 @@ def _condition(text: str) -> Condition:
     return Condition.ALWAYS
 
 
-def platform_from_entry(raw: object, file: Path, at: str, credentials: dict[str, Credential]) -> Platform:
-    """One platform entry (found at field `at` of `file`); credentials it names but nobody defines are added to `credentials`."""
-    body = as_mapping(raw, file, at, required=True)
-    name = as_text(body.get("name"), file, f"{at}.name")
+def platform_from_entry(
+    raw: object,
+    file: Path,
+    at: str,
+    credentials: dict[str, Credential],
+    *,
+    name: str | None = None,
+    generic: set[str] | None = None,
+) -> Platform:
+    """One platform entry (found at field `at` of `file`) into a `Platform`.
+
+    Credentials it names but nobody defines are added to `credentials`, with a
+    generic text where the bank gives none; their names go into `generic`.
+    `name` is given when the layout names the platform by its folder, and then
+    the entry's own prose (display name, description) is optional.
+    """
+    pre = f"{at}." if at else ""  # a platform skill file holds one entry at its top level
+    body = as_mapping(raw, file, at or "(top level)", required=True)
+    named_by_folder = name is not None
+    if name is None:
+        name = as_text(body.get("name"), file, f"{pre}name")
     assert name is not None
 
     def learn(cred: str, inline: dict[str, Any]) -> None:
         # A platform may carry a definition inline; one missing everywhere gets a generic one.
         if cred not in credentials:
             credentials[cred] = generic_credential(cred, inline.get("description"), inline.get("how_to_get"))
+            if generic is not None and not (inline.get("description") and inline.get("how_to_get")):
+                generic.add(cred)
 
     required: list[str] = []
-    for i, entry in enumerate(as_list(body.get("required_credentials"), file, f"{at}.required_credentials")):
-        cred, inline = credential_ref(entry, file, f"{at}.required_credentials[{i}]")
+    for i, entry in enumerate(as_list(body.get("required_credentials"), file, f"{pre}required_credentials")):
+        cred, inline = credential_ref(entry, file, f"{pre}required_credentials[{i}]")
         learn(cred, inline)
         required.append(cred)
 
     groups: list[CredentialGroup] = []
-    for i, entry in enumerate(as_list(body.get("credential_groups"), file, f"{at}.credential_groups")):
-        gat = f"{at}.credential_groups[{i}]"
+    for i, entry in enumerate(as_list(body.get("credential_groups"), file, f"{pre}credential_groups")):
+        gat = f"{pre}credential_groups[{i}]"
         g = as_mapping(entry, file, gat, required=True)
         members = [
             credential_ref(m, file, f"{gat}.require_one_of[{j}]")[0]
@@ -126,8 +146,8 @@ def platform_from_entry(raw: object, file: Path, at: str, credentials: dict[str,
         )
 
     optional: list[OptionalCredential] = []
-    for i, entry in enumerate(as_list(body.get("optional_credentials"), file, f"{at}.optional_credentials")):
-        oat = f"{at}.optional_credentials[{i}]"
+    for i, entry in enumerate(as_list(body.get("optional_credentials"), file, f"{pre}optional_credentials")):
+        oat = f"{pre}optional_credentials[{i}]"
         cred, inline = credential_ref(entry, file, oat)
         learn(cred, inline)
         when = as_text(inline.get("only_when"), file, f"{oat}.only_when", required=False) or ""
@@ -135,24 +155,31 @@ def platform_from_entry(raw: object, file: Path, at: str, credentials: dict[str,
             OptionalCredential(name=cred, only_when=_condition(when) if when else Condition.ALWAYS, when_text=when)
         )
 
-    defaults = as_mapping(body.get("resource_defaults"), file, f"{at}.resource_defaults")
+    defaults = as_mapping(body.get("resource_defaults"), file, f"{pre}resource_defaults")
     resources = build(
         file,
-        f"{at}.resource_defaults",
+        f"{pre}resource_defaults",
         ResourceDefaults,
-        **{k: v for k, v in defaults.items() if k in _RESOURCE_FIELDS},
+        # "runtime-supplied": the bank sets no default; the launch supplies it (e.g. SLURM_CONTAINER_MOUNTS).
+        **{k: v for k, v in defaults.items() if k in _RESOURCE_FIELDS and v != "runtime-supplied"},
     )
 
-    storage_raw = as_mapping(body.get("storage"), file, f"{at}.storage", required=True)
-    protocol = as_text(storage_raw.get("protocol"), file, f"{at}.storage.protocol")
+    # The manifest calls it `storage`, a platform skill file `cloud_storage`.
+    storage_field = (
+        "cloud_storage" if "cloud_storage" in body or (named_by_folder and "storage" not in body) else "storage"
+    )
+    sat = f"{pre}{storage_field}"
+    storage_raw = as_mapping(body.get(storage_field), file, sat, required=True)
+    protocol = as_text(storage_raw.get("protocol"), file, f"{sat}.protocol")
     storage = build(
         file,
-        f"{at}.storage",
+        sat,
         Storage,
         protocol=protocol,
-        uri_form=as_text(storage_raw.get("uri_format", storage_raw.get("uri_form")), file, f"{at}.storage.uri_format"),
+        uri_form=as_text(storage_raw.get("uri_format", storage_raw.get("uri_form")), file, f"{sat}.uri_format"),
     )
     forms, schemes = _PATH_FORMS.get(str(protocol), _DEFAULT_PATH_FORMS)
+    description = as_text(body.get("description"), file, f"{pre}description", required=not named_by_folder)
 
     return build(
         file,
@@ -160,8 +187,8 @@ def platform_from_entry(raw: object, file: Path, at: str, credentials: dict[str,
         Platform,
         name=name,
         display_name=body.get("display_name") or name,
-        aliases=tuple(as_list(body.get("aliases"), file, f"{at}.aliases")),
-        description=as_text(body.get("description"), file, f"{at}.description"),
+        aliases=tuple(as_list(body.get("aliases"), file, f"{pre}aliases")),
+        description=description or "",  # a platform skill file has none; taobot's own description fills in
         required_credentials=tuple(required),
         credential_groups=tuple(groups),
         optional_credentials=tuple(optional),
@@ -169,6 +196,6 @@ def platform_from_entry(raw: object, file: Path, at: str, credentials: dict[str,
         storage=storage,
         path_forms=forms,
         path_schemes=schemes,
-        dataset_examples=tuple(as_list(body.get("dataset_examples"), file, f"{at}.dataset_examples")),
-        preflight_checks=tuple(as_list(body.get("preflight_checks"), file, f"{at}.preflight_checks")),
+        dataset_examples=tuple(as_list(body.get("dataset_examples"), file, f"{pre}dataset_examples")),
+        preflight_checks=tuple(as_list(body.get("preflight_checks"), file, f"{pre}preflight_checks")),
     )

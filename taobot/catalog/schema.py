@@ -122,6 +122,9 @@ class Action(Frozen):
     config_format: Literal["yaml", "toml", "args"] = "yaml"
     container_image: str | None = None
     image: str | None = None
+    # What pulling this action's image needs, when not everyone can (a pre-release
+    # or internal registry); said beside the image question. None: a public image.
+    image_access: str | None = None
     inputs: tuple[InputSpec, ...] = ()
     results_key: str | None = None  # spec key that receives the results folder
     # Root-mode conventions: role (train / eval / calibration) -> spec key -> template with {root}.
@@ -140,9 +143,16 @@ ROOT_ROLES = ("train", "eval", "calibration")
 
 class Model(Frozen):
     name: str
+    # Other names people and skill banks use for this network (e.g. a bank's newer name).
+    aliases: tuple[str, ...] = ()
     summary: str = ""
     container_image: str | None = None
     image: str | None = None
+    image_access: str | None = None  # as on Action, for the model's own image
+    # The network runs in a plain Python environment without any container image
+    # (a skill bank's virtualenv platform). taobot launches containers only, so
+    # such a model is listed as not runnable and never offered.
+    container_free: bool = False
     credentials: tuple[str, ...] = ()
     gpus_key: str | None = None
     nodes_key: str | None = None
@@ -157,9 +167,23 @@ class Model(Frozen):
         return v
 
 
+class NotRunnable(Frozen):
+    """A platform or model the catalog's source describes that taobot cannot run, and why."""
+
+    name: str
+    reason: str
+    source: str  # "embedded" or the file that describes it
+
+
+EMBEDDED = "embedded"
+LAYOUTS = {EMBEDDED: "embedded catalog", "seed": "seed-era layout", "2026-08": "2026-08 layout"}
+
+
 class Catalog(Frozen):
     source: str  # "embedded" or the skill bank path
+    layout: Literal["embedded", "seed", "2026-08"] = EMBEDDED
     credentials: dict[str, Credential]
+    # The platforms and models taobot can run: the only ones the intake offers.
     platforms: dict[str, Platform]
     models: dict[str, Model]
     versions: dict[str, str]  # dotted key -> image reference
@@ -167,6 +191,22 @@ class Catalog(Frozen):
     s3_optional: tuple[str, ...] = ("S3_ENDPOINT_URL", "CLOUD_REGION")
     default_long_running: bool = True
     default_status_interval_minutes: int = 5
+    # Where each platform's definition came from: "embedded" or a skill bank file.
+    platform_sources: dict[str, str] = Field(default_factory=dict)
+    # What the source describes but taobot cannot run (no backend, no container image).
+    unsupported_platforms: dict[str, NotRunnable] = Field(default_factory=dict)
+    unsupported_models: dict[str, NotRunnable] = Field(default_factory=dict)
+    # Credentials a skill bank names without describing them (they got a generic text).
+    generic_credentials: tuple[str, ...] = ()
+    # What the loader read but left out on purpose, one sentence each (shown by `taobot platforms`).
+    notes: tuple[str, ...] = ()
+
+    @property
+    def description(self) -> str:
+        """Where this catalog came from, e.g. ``skill bank (2026-08 layout) at /srv/bank``."""
+        if self.layout == EMBEDDED:
+            return "embedded catalog"
+        return f"skill bank ({LAYOUTS[self.layout]}) at {self.source}"
 
     @model_validator(mode="after")
     def _references_resolve(self) -> "Catalog":

@@ -43,6 +43,7 @@ from taobot.intake.queries import (
     compute_fields,
     credential_needs,
     dataset_inputs,
+    extra_settings,
     may_act,
     missing_credentials,
     missing_inputs,
@@ -53,6 +54,7 @@ from taobot.intake.queries import (
     platform_of,
     status_interval,
     step_done,
+    unset_compute_defaults,
     uses_s3,
     wanted_credentials,
 )
@@ -120,6 +122,7 @@ __all__ = [
     "dataset_help",
     "dataset_inputs",
     "expected_shape",
+    "extra_settings",
     "help_text",
     "may_act",
     "missing_credentials",
@@ -136,6 +139,7 @@ __all__ = [
     "start_intake",
     "status_interval",
     "step_done",
+    "unset_compute_defaults",
     "uses_s3",
     "wanted_credentials",
 ]

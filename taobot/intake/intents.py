@@ -70,7 +70,7 @@ class ShowStatus:
     pass
 
 
-FormName = Literal["credentials", "image", "datasets"]
+FormName = Literal["credentials", "settings", "image", "datasets"]
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,7 @@ LAUNCH_INTENTS = (Detach, Attach, CancelJob, Relaunch)  # act on a job, not on t
 MONITOR_YES = "monitor_yes"
 MONITOR_NO = "monitor_no"
 OPEN_CREDENTIALS = "open_credentials"
+OPEN_SETTINGS = "open_settings"
 USE_SSH_AGENT = "use_ssh_agent"
 IMAGE_USE_DEFAULT = "image_use_default"
 IMAGE_OVERRIDE = "image_override"
@@ -151,6 +152,7 @@ COMMANDS: dict[str, Intent] = {
     MONITOR_YES: Answer((SetMonitoring(enabled=True),), "monitoring"),
     MONITOR_NO: Answer((SetMonitoring(enabled=False),), "monitoring"),
     OPEN_CREDENTIALS: OpenForm("credentials"),
+    OPEN_SETTINGS: OpenForm("settings"),
     USE_SSH_AGENT: Answer((UseSshAgent(True),), "ssh_agent"),
     IMAGE_USE_DEFAULT: Answer((ConfirmImage(),), "image_confirmed"),
     IMAGE_OVERRIDE: OpenForm("image"),

@@ -65,17 +65,23 @@ def uses_s3(state: IntakeState, catalog: Catalog) -> bool:
 
 
 def credential_needs(state: IntakeState, catalog: Catalog) -> list[CredentialNeed]:
-    """Every credential this launch requires, in the order they are asked."""
+    """Every credential this launch requires, in the order they are asked.
+
+    The platform's credential groups come first: a group is how the bot
+    proves who it is (for SLURM, the SSH identity), and the settings that
+    use that identity (user, login hosts, partition) follow it.
+    """
     platform = platform_of(state, catalog)
     if platform is None:
         return []
-    needs = [CredentialNeed(catalog.credentials[n], "platform") for n in platform.required_credentials]
+    needs = []
     for group in platform.credential_groups:
         member = group.preferred
         if state.ssh_agent and "SSH_AUTH_SOCK" in group.one_of:
             member = "SSH_AUTH_SOCK"
         present = [m for m in group.one_of if m in state.credentials]
         needs.append(CredentialNeed(catalog.credentials[present[0] if present else member], group.name))
+    needs += [CredentialNeed(catalog.credentials[n], "platform") for n in platform.required_credentials]
     for name in model_of(state, catalog).credentials:
         needs.append(CredentialNeed(catalog.credentials[name], "model"))
     if uses_s3(state, catalog):
@@ -85,7 +91,12 @@ def credential_needs(state: IntakeState, catalog: Catalog) -> list[CredentialNee
 
 
 def optional_credentials(state: IntakeState, catalog: Catalog) -> list[tuple[Credential, str]]:
-    """Optional credentials whose condition applies now, with the wording of when to give them."""
+    """Optional credentials whose condition applies now, with the wording of when to give them.
+
+    These are offered beside the required ones. Those that apply `always`
+    are not among them: they may be given any time but are never asked for
+    unprompted (see `extra_settings`).
+    """
     platform = platform_of(state, catalog)
     if platform is None:
         return []
@@ -94,10 +105,8 @@ def optional_credentials(state: IntakeState, catalog: Catalog) -> list[tuple[Cre
     model = model_of(state, catalog)
     out: list[tuple[Credential, str]] = []
     for opt in platform.optional_credentials:
-        applies = (
-            opt.only_when is Condition.ALWAYS
-            or (opt.only_when is Condition.S3_URI and s3)
-            or (opt.only_when is Condition.MODEL_REQUIRES and opt.name in model.credentials)
+        applies = (opt.only_when is Condition.S3_URI and s3) or (
+            opt.only_when is Condition.MODEL_REQUIRES and opt.name in model.credentials
         )
         if applies and opt.name not in required:
             out.append((catalog.credentials[opt.name], opt.when_text))
@@ -105,6 +114,21 @@ def optional_credentials(state: IntakeState, catalog: Catalog) -> list[tuple[Cre
         for name in catalog.s3_optional:
             if name not in required and all(c.name != name for c, _ in out):
                 out.append((catalog.credentials[name], "your S3 store needs it"))
+    return out
+
+
+def extra_settings(state: IntakeState, catalog: Catalog) -> list[tuple[Credential, str]]:
+    """The platform's optional settings that may be given any time (`always`), for the *More settings* form."""
+    platform = platform_of(state, catalog)
+    if platform is None:
+        return []
+    taken = {n.name for n in credential_needs(state, catalog)} | {
+        c.name for c, _ in optional_credentials(state, catalog)
+    }
+    out: list[tuple[Credential, str]] = []
+    for opt in platform.optional_credentials:
+        if opt.only_when is Condition.ALWAYS and opt.name not in taken and all(c.name != opt.name for c, _ in out):
+            out.append((catalog.credentials[opt.name], opt.when_text))
     return out
 
 
@@ -129,6 +153,11 @@ def compute_defaults(state: IntakeState, catalog: Catalog) -> dict[str, int]:
     res = platform.resources if platform else None
     defaults = {"num_gpus": res.num_gpus if res else 1, "num_nodes": res.num_nodes if res else 1}
     return {f: defaults[f] for f in compute_fields(state, catalog)}
+
+
+def unset_compute_defaults(state: IntakeState, catalog: Catalog) -> dict[str, int]:
+    """The platform defaults of the compute fields not given yet: exactly what *Use defaults* fills in."""
+    return {f: v for f, v in compute_defaults(state, catalog).items() if f not in state.compute}
 
 
 def step_done(state: IntakeState, catalog: Catalog, step: Step) -> bool:
@@ -164,10 +193,12 @@ def mounted_paths(state: IntakeState, catalog: Catalog) -> list[str]:
 
 
 def wanted_credentials(state: IntakeState, catalog: Catalog) -> set[str]:
-    """Names of every credential this launch uses now: the required ones and the optional ones that apply."""
-    return {n.name for n in credential_needs(state, catalog)} | {
-        c.name for c, _ in optional_credentials(state, catalog)
-    }
+    """Names of every credential this launch uses now: required, optional that apply, and the extra settings."""
+    return (
+        {n.name for n in credential_needs(state, catalog)}
+        | {c.name for c, _ in optional_credentials(state, catalog)}
+        | {c.name for c, _ in extra_settings(state, catalog)}
+    )
 
 
 def status_interval(state: IntakeState, catalog: Catalog) -> int:

@@ -37,6 +37,7 @@ STEP_ORDER = [Step.PLATFORM, Step.MONITORING, Step.CREDENTIALS, Step.IMAGE, Step
 class ImageChoice(BaseModel):
     default: str
     source: str
+    access: str | None = None  # what pulling the default needs, when not everyone can (from the catalog)
     chosen: str | None = None  # set once the person confirmed the default or gave an override
     overridden: bool = False
 
@@ -103,5 +104,5 @@ def start_intake(
         owner=owner,
         model=model.name,
         action=action.name,
-        image=ImageChoice(default=resolved.image, source=resolved.source),
+        image=ImageChoice(default=resolved.image, source=resolved.source, access=resolved.access),
     )

@@ -27,7 +27,15 @@ from taobot.intake.events import (
     SetSpecInput,
     UseSshAgent,
 )
-from taobot.intake.queries import action_of, compute_defaults, compute_fields, mounted_paths, next_step, platform_of
+from taobot.intake.queries import (
+    action_of,
+    compute_defaults,
+    compute_fields,
+    mounted_paths,
+    next_step,
+    platform_of,
+    unset_compute_defaults,
+)
 from taobot.intake.state import CLOSED_STATUSES, Confirmation, IntakeState, Step
 from taobot.intake.values import (
     INTERVAL_ADVICE,
@@ -269,11 +277,34 @@ _HANDLERS = {
 
 
 def apply_all(state: IntakeState, events: list[Event], catalog: Catalog, now: float | None = None) -> Outcome:
-    """Apply events in order; each refused one adds its error and changes nothing."""
+    """Apply events in order; each refused one adds its error and changes nothing.
+
+    A compute answer that gives only some fields (`num_gpus=8`) keeps the
+    platform default for the others, and says so: the person answered the
+    compute question, and nothing is left half-asked.
+    """
     total = Outcome(state)
+    shaped = False
     for event in events:
         step = apply(total.state, event, catalog, now)
         total.state = step.state
         total.notes += step.notes
         total.errors += step.errors
+        shaped = shaped or (isinstance(event, SetCompute) and not step.errors)
+    if shaped and platform_of(total.state, catalog) is not None:
+        filled = _fill_compute_defaults(total.state, catalog, now)
+        if filled is not None:
+            total.state = filled.state
+            total.notes += filled.notes
     return total
+
+
+def _fill_compute_defaults(state: IntakeState, catalog: Catalog, now: float | None) -> Outcome | None:
+    pending = unset_compute_defaults(state, catalog)
+    if not pending or not any(f in state.compute for f in compute_fields(state, catalog)):
+        return None  # nothing left to fill, or no field of this model's shape was given
+    out = apply(state, AcceptComputeDefaults(), catalog, now)
+    if out.errors:
+        return None
+    out.notes = [f"{k} = {v} (platform default; reply `{k}=<n>` to change it)." for k, v in pending.items()]
+    return out

@@ -1,6 +1,10 @@
-"""Brev preflight: the Brev API accepts BREV_API_TOKEN, and what it can see.
+"""Brev preflight: the Brev API accepts BREV_API_TOKEN, what it can see, and that BREV_INSTANCE can be launched from.
 
-Read-only: GETs only; nothing is created, started or stopped.
+Read-only: GETs only; nothing is created, started or stopped. A launch
+copies the RUNNING instance BREV_INSTANCE names (the backend looks it up
+the same way, among the same organisations), so preflight passes only when
+that instance exists and runs: the gate never opens for a launch that
+cannot start.
 
 Documented behaviour followed (the Brev CLI, github.com/brevdev/brev-cli,
 `pkg/config/config.go`, `pkg/store/{http,user,organization,workspace}.go`,
@@ -38,13 +42,16 @@ from taobot.preflight.lepton import excerpt, http_client, unreachable
 from taobot.rest import Reply, RestClient
 
 TOKEN = "BREV_API_TOKEN"
+INSTANCE = "BREV_INSTANCE"
 
 ACCESS = "brev.access"
 INSTANCES = "brev.instances"
+NAMED = "brev.instance"
 ACCESS_LABEL = "Brev API token"
 INSTANCES_LABEL = "Brev instances"
+NAMED_LABEL = "Brev instance"
 
-MAX_ORGS = 5
+MAX_ORGS = 10  # the organisations a launch looks in (backends.brev), so both find the same instance
 NAMES_SHOWN = 5
 
 TOKEN_FIX = (
@@ -73,7 +80,44 @@ def check(request: PreflightRequest) -> list[CheckResult]:
     access = _access_result(me, base, secrets)
     if not access.ok:
         return [access]
-    return [access, _instances_result(client, secrets)]
+    listing, instances = _instances_result(client, secrets)
+    if not listing.ok:
+        return [access, listing]
+    return [access, listing, _named_instance_result((request.cred(INSTANCE) or "").strip(), instances)]
+
+
+def _named_instance_result(wanted: str, instances: list[dict]) -> CheckResult:
+    """The launch copies BREV_INSTANCE's organisation and machine type: it must name a RUNNING instance."""
+    listed = ", ".join(f"`{w.get('name') or w.get('id')}` ({w.get('status') or '?'})" for w in instances) or "none"
+    if not wanted:
+        return CheckResult(
+            NAMED,
+            NAMED_LABEL,
+            False,
+            f"{INSTANCE} is not set; the job runs on the machine type of one of your RUNNING instances",
+            f"Press *Enter credentials* and give {INSTANCE}: the name or id of a RUNNING instance (yours: {listed}).",
+        )
+    match = next((w for w in instances if wanted in (w.get("id"), w.get("name"))), None)
+    if match is None:
+        return CheckResult(
+            NAMED,
+            NAMED_LABEL,
+            False,
+            f"no Brev instance `{wanted}` in your organizations",
+            f"Press *Enter credentials* and set {INSTANCE} to one of your instances: {listed}.",
+        )
+    status = str(match.get("status") or "UNKNOWN").upper()
+    name = match.get("name") or wanted
+    if status != "RUNNING":
+        return CheckResult(
+            NAMED,
+            NAMED_LABEL,
+            False,
+            f"`{name}` is {status}, not RUNNING; a launch copies a running instance",
+            f"Start it with `brev start {name}` and run preflight again.",
+        )
+    kind = match.get("instanceType") or match.get("workspaceClassId") or "?"
+    return CheckResult(NAMED, NAMED_LABEL, True, f"`{name}` is RUNNING ({kind}); the job runs on the same type")
 
 
 def _said(answer: Reply, secrets: tuple[str, ...]) -> str:
@@ -147,11 +191,12 @@ def _access_result(answer: Reply, base: str, secrets: tuple[str, ...]) -> CheckR
     return CheckResult(ACCESS, ACCESS_LABEL, True, f"Brev accepted the token for user `{who}`")
 
 
-def _instances_result(client: RestClient, secrets: tuple[str, ...]) -> CheckResult:
+def _instances_result(client: RestClient, secrets: tuple[str, ...]) -> tuple[CheckResult, list[dict]]:
+    """The organisations' instance listing as a result, and every instance seen (the same ones a launch looks at)."""
     orgs_answer = client.call("GET", "/api/organizations")
     failed = _listing_failure(orgs_answer, "organizations", secrets)
     if failed:
-        return failed
+        return failed, []
     orgs = [o for o in orgs_answer.body if isinstance(o, dict) and o.get("id")]
     if not orgs:
         return CheckResult(
@@ -160,18 +205,19 @@ def _instances_result(client: RestClient, secrets: tuple[str, ...]) -> CheckResu
             False,
             "the token's user belongs to no Brev organization; Brev instances live in an organization",
             "Create or join an organization in the Brev console, then run preflight again.",
-        )
-    parts = []
+        ), []
+    parts, seen = [], []
     for org in orgs[:MAX_ORGS]:
         org_id = urllib.parse.quote(str(org["id"]), safe="")
         answer = client.call("GET", f"/api/organizations/{org_id}/workspaces")
         failed = _listing_failure(answer, f"instances of organization `{org.get('name') or org['id']}`", secrets)
         if failed:
-            return failed
+            return failed, []
         instances = [w for w in answer.body if isinstance(w, dict)]
         parts.append(_describe_org(org, instances))
+        seen += instances
     more = f"; {len(orgs) - MAX_ORGS} more organizations not listed" if len(orgs) > MAX_ORGS else ""
-    return CheckResult(INSTANCES, INSTANCES_LABEL, True, "; ".join(parts) + more)
+    return CheckResult(INSTANCES, INSTANCES_LABEL, True, "; ".join(parts) + more), seen
 
 
 def _listing_failure(answer: Reply, what: str, secrets: tuple[str, ...]) -> CheckResult | None:

@@ -22,7 +22,7 @@ from taobot.preflight.base import (
     local_path,
     quote,
 )
-from taobot.ssh import connect_login_node, key_file_problem, remediation_for
+from taobot.ssh import Attempt, HostTarget, connect_login_node, key_file_problem, resolve_targets
 
 REQUIRED = ("SLURM_USER", "SLURM_HOSTNAME", "SLURM_PARTITION")
 MAX_ANNOTATION_BYTES = 512 * 1024 * 1024
@@ -59,6 +59,68 @@ for idx, path in spec["files"]:
         out["error"] = "cannot read (%s)" % exc.strerror
     print("ANN\t" + json.dumps(out))
 """
+
+
+KEY = "~/.ssh/id_ed25519"  # the one key the setup steps make, and SSH_KEY_PATH then names
+
+
+def _hop(t: HostTarget) -> str:
+    return quote(f"{t.user}@{t.hostname}" + (f":{t.port}" if t.port != 22 else ""))
+
+
+def setup_steps(target: HostTarget) -> str:
+    """The five steps that give the bot's host key-only SSH to the login node, with its user and host filled in."""
+    port = f" -p {target.port}" if target.port != 22 else ""
+    who, host = quote(f"{target.user}@{target.hostname}"), quote(target.hostname)
+    via = f" -o ProxyJump={','.join(_hop(j) for j in target.jumps)}" if target.jumps else ""
+    keyscan = f"ssh-keyscan -H{port} {host} >> ~/.ssh/known_hosts"
+    if target.jumps:  # the login node is reachable only from the bastion: scan it from there
+        last, earlier = target.jumps[-1], target.jumps[:-1]
+        jump = f" -J {','.join(_hop(j) for j in earlier)}" if earlier else ""
+        last_port = f" -p {last.port}" if last.port != 22 else ""
+        keyscan = f"ssh{jump}{last_port} {quote(last.user + '@' + last.hostname)} ssh-keyscan -H{port} {host} >> ~/.ssh/known_hosts"
+    return "\n".join(
+        [
+            "On the bot's host, as the user taobot runs as:",
+            f'1. `ssh-keygen -t ed25519 -N "" -f {KEY}`',
+            f"2. `ssh-copy-id -i {KEY}.pub{via}{port} {who}`",
+            f"3. `{keyscan}`",
+            f"4. `chmod 600 {KEY}`",
+            f"5. `ssh -o BatchMode=yes -i {KEY}{via}{port} {who} 'hostname'` prints the login node's name",
+            f"Then give `SSH_KEY_PATH={KEY}` with *Enter credentials* and run preflight again.",
+        ]
+    )
+
+
+def remediation_for(attempts: list[Attempt], request: PreflightRequest) -> str:
+    """One way, not a menu: the five setup steps for the login host that failed (and a changed key's warning)."""
+    user = request.cred("SLURM_USER") or ""
+    if attempts and all(a.reason == "jump_refused" for a in attempts):
+        where = attempts[0].target
+        return (
+            f"Check that HostName and Port of `{where.given}` in the bot's SSH config (TAOBOT_SSH_CONFIG) are the login "
+            f"node's address as the jump host sees it; if they are, the jump host's admin must allow forwarding to "
+            f"{where.address} (sshd `AllowTcpForwarding`, `PermitOpen`)."
+        )
+    reached = [a for a in attempts if a.reason not in ("resolve", "unreachable")]
+    if attempts:
+        target = (reached or attempts)[0].target
+    else:
+        settings = request.settings
+        targets = resolve_targets(
+            request.cred("SLURM_HOSTNAME") or "", user, None, settings.ssh_config_path, settings.known_hosts_path
+        )
+        target = targets[0] if targets else HostTarget("", "<login-host>", 22, user)
+    lines = []
+    changed = next((a.target for a in attempts if a.reason == "host_key_changed"), None)
+    if changed is not None:
+        entry = changed.hostname if changed.port == 22 else f"[{changed.hostname}]:{changed.port}"
+        lines.append(
+            f"The host key of {changed.address} changed. Ask your cluster admin whether it was reinstalled; only "
+            f"then remove the old entry with `ssh-keygen -R {quote(entry)}` and trust the new key (step 3)."
+        )
+    lines.append(setup_steps(target))
+    return "\n".join(lines)
 
 
 def parse_slurm_time(value: str) -> float | None:
@@ -199,7 +261,7 @@ def static_checks(request: PreflightRequest) -> tuple[list[CheckResult], bool]:
                 "SSH key file",
                 problem is None,
                 problem or f"`{key_path}` exists and is private",
-                "" if problem is None else remediation_for([], user or ""),
+                "" if problem is None else remediation_for([], request),
                 scope="platform",
             )
         )
@@ -234,7 +296,7 @@ def check(request: PreflightRequest) -> list[CheckResult]:
                 "SSH login",
                 False,
                 tried or "no login host given",
-                remediation_for(login.attempts, user or ""),
+                remediation_for(login.attempts, request),
                 scope="platform",
             )
         )
@@ -242,12 +304,13 @@ def check(request: PreflightRequest) -> list[CheckResult]:
     target = login.target
     assert target is not None
     note = f" (after: {tried})" if tried else ""
+    through = f" through jump host {', '.join(j.address for j in target.jumps)}" if target.jumps else ""
     results.append(
         CheckResult(
             "slurm.login",
             "SSH login",
             True,
-            f"key-only login to {target.user}@{target.hostname}:{target.port}{note}",
+            f"key-only login to {target.user}@{target.address}{through}{note}",
             scope="platform",
         )
     )

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Context", "Messenger", "Services"]
 
+FILES_NOT_READ = "taobot reads only the text of a reply; the attached file was not read."
 UNKNOWN_LAUNCH = (
     "This launch is unknown to taobot (it may have expired or belong to another installation). "
     "Start a new one with `/tao launch <model> [action]`."
@@ -92,8 +93,8 @@ class Services:
     def is_launch_thread(self, channel: str, thread_ts: str) -> bool:
         return self.store.find_intake(channel, thread_ts) is not None
 
-    def reply(self, ctx: Context, text: str) -> bool:
-        """A plain-text reply in a thread. False when the thread is not a launch thread."""
+    def reply(self, ctx: Context, text: str, files: int = 0) -> bool:
+        """A plain-text reply in a thread (`files`: how many files came with it). False when not a launch thread."""
         desk = self.desk
         state = self.store.find_intake(ctx.channel, ctx.thread_ts or "")
         if state is None:
@@ -118,6 +119,9 @@ class Services:
                 return True
             if desk.expired(state):
                 desk.reply(state, desk.expired_text(state))
+                return True
+            if files and not text.strip():
+                desk.reply(state, FILES_NOT_READ + " " + expected_shape())
                 return True
             if isinstance(intent, Answer) or intent is None:
                 # Answers given in a reply always get an answer back, even if it is only the expected shape.

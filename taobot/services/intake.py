@@ -119,10 +119,13 @@ class IntakeService:
     def form(self, state: IntakeState, intent: OpenForm) -> Form | str:
         """The form to open, or why it cannot open yet."""
         catalog = self.desk.catalog
-        if intent.form == "credentials":
+        if intent.form in ("credentials", "settings"):
             if state.platform is None:
                 return "Choose a platform first."
-            return CredentialsForm(intake_facts(state, catalog))
+            facts = intake_facts(state, catalog)
+            if intent.form == "settings" and not facts.settings:
+                return f"{facts.platform.display_name} has no optional settings."
+            return CredentialsForm(facts, more=intent.form == "settings")
         if intent.form == "image":
             return ImageForm(state)
         return datasets_form(state, catalog)

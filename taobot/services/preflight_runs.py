@@ -41,8 +41,10 @@ INTERRUPTED = {
 }
 
 
-def card_for(state: IntakeState, results, running: str | None, passed: bool | None) -> PreflightCard:
-    return PreflightCard(state.id, state.platform or "—", tuple(results), running, passed)
+def card_for(
+    state: IntakeState, results, running: str | None, passed: bool | None, superseded: bool = False
+) -> PreflightCard:
+    return PreflightCard(state.id, state.platform or "—", tuple(results), running, passed, superseded)
 
 
 class PreflightRuns:
@@ -70,22 +72,36 @@ class PreflightRuns:
         request, required = request_for_intake(state, desk.catalog, desk.credential_values(state), self.settings)
         fingerprint = input_fingerprint(state, desk.catalog)
         ts = desk.messenger.post(state.channel, card_for(state, [], "credentials", None), thread_ts=state.thread_ts)
+        previous = state.preflight
         state.preflight = PreflightRecord(
             status="running", fingerprint=fingerprint, by=user, started_at=time.time(), card_ts=ts
         )
         desk.store.save_intake(state, user, "preflight_started", {"fingerprint": fingerprint})
+        self._supersede(state, previous)
         desk.refresh(state)
-        self.work.submit(self._run, state.id, fingerprint, request, required)
+        self.work.submit(self._run, state.id, fingerprint, ts, request, required)
 
-    def _run(self, intake_id: str, fingerprint: str, request, required) -> None:
+    def _supersede(self, state: IntakeState, previous: PreflightRecord | None) -> None:
+        """Redraw the earlier preflight card without its buttons: only the newest run may be acted on."""
+        if previous is None or not previous.card_ts:
+            return
+        view = card_for(state, previous.results, None, previous.status == "passed", superseded=True)
+        try:
+            self.desk.messenger.update(state.channel, previous.card_ts, view)
+        except TaobotError as exc:
+            log.warning("superseded preflight card update failed: %s", exc, extra={"intake": state.id})
+
+    def _run(self, intake_id: str, fingerprint: str, card_ts: str, request, required) -> None:
         from taobot.preflight import run_preflight
 
         desk = self.desk
         state = desk.store.get_intake(intake_id)
-        card_ts = state.preflight.card_ts if state and state.preflight else None
+        if state is None or state.preflight is None or state.preflight.card_ts != card_ts:
+            return  # a newer preflight took over before this one began
 
         def progress(results, stage):
-            if card_ts and stage is not None:
+            now = desk.store.get_intake(intake_id)
+            if stage is not None and now is not None and now.preflight and now.preflight.card_ts == card_ts:
                 try:
                     desk.messenger.update(
                         state.channel, card_ts, card_for(state, [r.to_dict() for r in results], stage, None)
@@ -102,8 +118,9 @@ class PreflightRuns:
             results, passed = [CRASHED], False
         with desk.lock(intake_id):
             state = desk.store.get_intake(intake_id)
-            if state is None or state.preflight is None or state.preflight.fingerprint != fingerprint:
-                return
+            current = state is not None and state.preflight is not None and state.preflight.card_ts == card_ts
+            if not current or state.preflight.fingerprint != fingerprint:
+                return  # superseded, or the inputs changed: this result proves nothing about them
             state.preflight.status = "passed" if passed else "failed"
             state.preflight.results = results
             state.preflight.finished_at = time.time()
@@ -111,8 +128,7 @@ class PreflightRuns:
             desk.store.save_intake(
                 state, state.preflight.by, "preflight_finished", {"passed": passed, "failed": failed}
             )
-            if card_ts:
-                desk.messenger.update(state.channel, card_ts, card_for(state, results, None, passed))
+            desk.messenger.update(state.channel, card_ts, card_for(state, results, None, passed))
             desk.refresh(state)
         metrics.PREFLIGHTS.labels(platform=request.platform, result="passed" if passed else "failed").inc()
         log.info(

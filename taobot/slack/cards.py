@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from taobot.intake import INTERVAL_ADVICE, STEP_ORDER, Step
+from taobot.intake.intents import OPEN_SETTINGS
 from taobot.slack.blocks import (
     CANCEL_INTAKE,
     COMPUTE_DEFAULTS,
@@ -81,6 +82,8 @@ def _question_blocks(card: IntakeCard) -> list[dict]:
         platform = facts.platform
         if platform and any("SSH_AUTH_SOCK" in g.one_of for g in platform.credential_groups) and not state.ssh_agent:
             elements.append(button("I use an SSH agent", USE_SSH_AGENT, iid))
+        if facts.settings:
+            elements.append(button("More settings", OPEN_SETTINGS, iid))
         missing = [n.name for n in facts.needs if n.name not in state.credentials]
         return [
             section(
@@ -95,7 +98,8 @@ def _question_blocks(card: IntakeCard) -> list[dict]:
         return [
             section(
                 f"Container image for {state.model}/{state.action}: default={state.image.default}\n"
-                f"_(from `{state.image.source}` in the catalog)_ Use it, or override with `image=<registry/name:tag>`.",
+                f"_(from `{state.image.source}` in the catalog)_ Use it, or override with `image=<registry/name:tag>`."
+                + (f"\n:warning: {state.image.access}" if state.image.access else ""),
                 block_id=f"q_{iid}",
             ),
             actions(
@@ -112,13 +116,22 @@ def _question_blocks(card: IntakeCard) -> list[dict]:
             actions(f"a_{iid}", [button("Enter datasets", OPEN_DATASETS, iid, "primary")]),
         ]
     if step is Step.COMPUTE:
-        shown = ", ".join(f"{k}={v}" for k, v in card.compute_defaults.items())
+        # Only the fields not given yet: the button fills exactly what it names.
+        pending = card.compute_defaults
+        shown = ", ".join(f"{k}={v}" for k, v in pending.items())
+        given = ", ".join(f"{k}={v}" for k, v in state.compute.items())
+        if given:
+            text = f"*Compute shape:* {given} given; the platform default for the rest is {shown}."
+        else:
+            text = f"*Compute shape:* platform defaults are {shown}."
+        field = next(iter(pending), "num_gpus")
+        example = f"{field}={8 if field == 'num_gpus' else 2}"
+        label = ("Use default" if len(pending) == 1 else "Use defaults") + f" ({shown})"
         return [
             section(
-                f"*Compute shape:* platform defaults are {shown}. Use them, or reply e.g. `num_gpus=8`.",
-                block_id=f"q_{iid}",
+                f"{text} Use {'it' if len(pending) == 1 else 'them'}, or reply e.g. `{example}`.", block_id=f"q_{iid}"
             ),
-            actions(f"a_{iid}", [button(f"Use defaults ({shown})", COMPUTE_DEFAULTS, iid, "primary")]),
+            actions(f"a_{iid}", [button(label, COMPUTE_DEFAULTS, iid, "primary")]),
         ]
     gate = card.gate
     assert gate is not None  # the card of a complete intake carries its gate
@@ -143,7 +156,12 @@ def _question_blocks(card: IntakeCard) -> list[dict]:
 def preflight_card(view: PreflightCard) -> dict:
     """One message per preflight run: a line per check, remediation under each failure."""
     iid, platform, results, running, passed = view.intake_id, view.platform, view.results, view.running, view.passed
-    if running is not None:
+    if view.superseded:
+        head = (
+            f":heavy_minus_sign: *Superseded by a newer preflight* of launch `{iid}`. "
+            "Its results stay here for reference; act on the newest preflight card."
+        )
+    elif running is not None:
         head = f":hourglass_flowing_sand: *Preflight for launch `{iid}` on {platform}* — checking {running}…"
     elif passed:
         head = f":white_check_mark: *Preflight passed for launch `{iid}` on {platform}.* The launch gate is open."
@@ -159,7 +177,7 @@ def preflight_card(view: PreflightCard) -> dict:
         lines.append(clip(text, MAX_SECTION // 2))
     # Several checks share a section so a long path list never pushes the buttons past 50 blocks.
     blocks += [section(chunk) for chunk in pack(lines, MAX_SECTION)][: MAX_BLOCKS - 3]
-    if running is None:
+    if running is None and not view.superseded:
         elements = [button("Run preflight again", RUN_PREFLIGHT, iid)]
         if any(not r["ok"] and r.get("check") == "mount" for r in results):
             elements.insert(0, button("Confirm paths are mounted", CONFIRM_MOUNTED, iid))
@@ -167,9 +185,12 @@ def preflight_card(view: PreflightCard) -> dict:
             elements.insert(0, button("Launch", LAUNCH, iid, "primary"))
         blocks.append(actions(f"p_{iid}", elements))
     failed = sum(1 for r in results if not r["ok"])
-    summary = f"Preflight {iid}: " + (
-        "running" if running is not None else "passed" if passed else f"{failed} check(s) failed"
-    )
+    if view.superseded:
+        summary = f"Preflight {iid}: superseded by a newer preflight"
+    else:
+        summary = f"Preflight {iid}: " + (
+            "running" if running is not None else "passed" if passed else f"{failed} check(s) failed"
+        )
     return {"text": summary, "blocks": fit(blocks)}
 
 
@@ -198,6 +219,8 @@ def intake_card(card: IntakeCard) -> dict:
     tail = []
     if state.platform and step is not Step.CREDENTIALS:
         tail.append(button("Change credentials", OPEN_CREDENTIALS, state.id))
+        if facts.settings:
+            tail.append(button("More settings", OPEN_SETTINGS, state.id))
     past_image = step is Step.COMPLETE or STEP_ORDER.index(step) > STEP_ORDER.index(Step.IMAGE)
     if past_image:
         tail.append(button("Override image", IMAGE_OVERRIDE, state.id))

@@ -12,9 +12,12 @@ from taobot.views import CredentialsForm, DatasetsForm, ImageForm
 
 # callback ids (view_submission)
 CREDENTIALS_MODAL = "credentials_modal"
+SETTINGS_MODAL = "settings_modal"
 IMAGE_MODAL = "image_modal"
 DATASETS_MODAL = "datasets_modal"
-CALLBACK_IDS = (CREDENTIALS_MODAL, IMAGE_MODAL, DATASETS_MODAL)
+CALLBACK_IDS = (CREDENTIALS_MODAL, SETTINGS_MODAL, IMAGE_MODAL, DATASETS_MODAL)
+# Forms whose fields are credentials (`cred_<NAME>`), submitted the same way.
+CREDENTIAL_FORMS = (CREDENTIALS_MODAL, SETTINGS_MODAL)
 
 # block / input ids inside modals
 CRED_BLOCK_PREFIX = "cred_"
@@ -68,7 +71,9 @@ def modal(callback_id: str, title: str, blocks: list[dict], private_metadata: st
 
 
 def credentials_modal(form: CredentialsForm) -> dict:
-    """One field per needed credential, then the optional ones that apply now."""
+    """One field per needed credential, then the optional ones that apply now (or the *More settings* form)."""
+    if form.more:
+        return settings_modal(form)
     state, platform = form.facts.state, form.facts.platform
     blocks: list[dict] = [
         context(
@@ -103,10 +108,37 @@ def credentials_modal(form: CredentialsForm) -> dict:
     return modal(CREDENTIALS_MODAL, "Launch credentials", blocks, state.id)
 
 
+def settings_modal(form: CredentialsForm) -> dict:
+    """The platform's optional settings, each with when it matters; none is needed to launch."""
+    state, platform = form.facts.state, form.facts.platform
+    blocks: list[dict] = [
+        context(
+            f"Optional settings for launch `{state.id}` on {platform.display_name if platform else '—'}. "
+            "None is needed to launch: leave a field empty to keep what is set, or the platform's default. "
+            "Values are encrypted at rest, remembered for your next launch and never shown in Slack."
+        )
+    ]
+    for cred, when in form.facts.settings:
+        is_set = cred.name in state.credentials
+        blocks.append(
+            _input(
+                CRED_BLOCK_PREFIX + cred.name,
+                cred.name + (" (set)" if is_set else ""),
+                optional=True,
+                hint=(f"Only if {when}. " if when else "") + f"{cred.description} How to get it: {cred.how_to_get}",
+                placeholder=("already set — leave empty to keep" if is_set else cred.example) or None,
+            )
+        )
+    return modal(SETTINGS_MODAL, "More settings", blocks, state.id)
+
+
 def image_modal(form: ImageForm) -> dict:
     state = form.state
     blocks = [
-        section(f"Default for {state.model}/{state.action}: `{state.image.default}`"),
+        section(
+            f"Default for {state.model}/{state.action}: `{state.image.default}`"
+            + (f"\n:warning: {state.image.access}" if state.image.access else "")
+        ),
         _input(
             IMAGE_BLOCK,
             "Container image",

@@ -60,9 +60,25 @@ def register(app: App, services: Services, catalog: Catalog) -> None:
 
     @app.event("message")
     def on_message(event: dict) -> None:
-        if event.get("subtype") or event.get("bot_id") or not event.get("thread_ts"):
-            return
-        if event.get("thread_ts") == event.get("ts"):
+        if not is_person_reply(event):
             return
         ctx = Context(user=event.get("user", ""), channel=event["channel"], thread_ts=event["thread_ts"])
-        services.reply(ctx, slack_plain_text(strip_mentions(event.get("text", ""))))
+        text = slack_plain_text(strip_mentions(event.get("text", "")))
+        services.reply(ctx, text, files=len(event.get("files") or ()))
+
+
+# Message subtypes that are still a person's reply in a thread: "also send to
+# channel" (thread_broadcast) and a reply with a file (file_share). Every other
+# subtype (edits, deletions, bot messages, joins) is not an answer.
+REPLY_SUBTYPES = frozenset({"thread_broadcast", "file_share"})
+
+
+def is_person_reply(event: dict) -> bool:
+    """Whether a message event is a person's reply inside a thread (not its root, a bot, or an edit)."""
+    subtype = event.get("subtype")
+    if subtype is not None and subtype not in REPLY_SUBTYPES:
+        return False
+    if event.get("bot_id") or not event.get("user"):
+        return False
+    thread_ts = event.get("thread_ts")
+    return bool(thread_ts) and thread_ts != event.get("ts")

@@ -1,4 +1,4 @@
-"""Modal submissions into intents: credentials, image override, datasets.
+"""Modal submissions into intents: credentials and more settings, image override, datasets.
 
 Field problems are answered inside the ack (Slack shows them next to the
 field); a form without problems is acked and then handed over.
@@ -25,7 +25,7 @@ def submitted_values(view: dict) -> dict[str, str]:
 
 def form_intent(callback_id: str, values: dict[str, str]) -> tuple[SubmitCredentials | SubmitDatasets | Answer, dict]:
     """The intent a submitted form means, and each of its field names' block id (to place problems)."""
-    if callback_id == F.CREDENTIALS_MODAL:
+    if callback_id in F.CREDENTIAL_FORMS:
         by_name = {
             b.removeprefix(F.CRED_BLOCK_PREFIX): v for b, v in values.items() if b.startswith(F.CRED_BLOCK_PREFIX)
         }
