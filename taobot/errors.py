@@ -52,6 +52,10 @@ class StoreError(TaobotError):
     """The database could not be read or written."""
 
 
+class IntakeConflict(StoreError):
+    """Another writer (a second taobot instance) saved the intake since it was read; read it again and redo."""
+
+
 class SecretError(TaobotError):
     """A secret could not be encrypted, decrypted or found."""
 

@@ -84,6 +84,8 @@ class IntakeState(BaseModel):
     card_ts: str | None = None
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
+    # The store row version this state was read at: a write from an older read is refused (compare-and-swap).
+    version: int = 0
 
 
 def new_intake_id() -> str:

@@ -19,6 +19,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from taobot.catalog import Catalog
+from taobot.errors import IntakeConflict
 from taobot.intake import CLOSED_STATUSES, IntakeState, may_act, parse_reply
 from taobot.intake.help import expected_shape, help_text
 from taobot.intake.intents import (
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 __all__ = ["Context", "Messenger", "Services"]
 
 FILES_NOT_READ = "taobot reads only the text of a reply; the attached file was not read."
+CONFLICT_RETRIES = 3
 UNKNOWN_LAUNCH = (
     "This launch is unknown to taobot (it may have expired or belong to another installation). "
     "Start a new one with `/tao launch <model> [action]`."
@@ -125,17 +127,20 @@ class Services:
                 return True
             if isinstance(intent, Answer) or intent is None:
                 # Answers given in a reply always get an answer back, even if it is only the expected shape.
-                self.intake.answer(
+                self._retrying(
                     state,
-                    ctx.user,
-                    list(intent.events) if intent else [],
-                    "reply",
-                    {"events": [type(e).__name__ for e in parsed.events]},
-                    errors=parsed.errors,
-                    say_shape_if_silent=expected_shape(),
+                    lambda fresh: self.intake.answer(
+                        fresh,
+                        ctx.user,
+                        list(intent.events) if intent else [],
+                        "reply",
+                        {"events": [type(e).__name__ for e in parsed.events]},
+                        errors=parsed.errors,
+                        say_shape_if_silent=expected_shape(),
+                    ),
                 )
             else:
-                self._route(state, ctx.user, intent)
+                self._retrying(state, lambda fresh: self._route(fresh, ctx.user, intent))
             return True
 
     def act(self, ctx: Context, intake_id: str, intent: Intent) -> Form | None:
@@ -159,8 +164,28 @@ class Services:
                 return None
             return form
         with desk.lock(state.id):
-            self._route(self.store.get_intake(intake_id) or state, ctx.user, intent)
+            fresh = self.store.get_intake(intake_id) or state
+            self._retrying(fresh, lambda current: self._route(current, ctx.user, intent))
         return None
+
+    def _retrying(self, state: IntakeState, act) -> None:
+        """Run `act(state)`; when another instance saved the intake meanwhile, read it again and redo, a few times.
+
+        The lock orders one process's work; across processes (two instances on one database) the store's
+        compare-and-swap refuses a write from a stale read, so no answer is ever lost by overwriting.
+        """
+        for _attempt in range(CONFLICT_RETRIES):
+            try:
+                act(state)
+                return
+            except IntakeConflict:
+                log.info("intake changed by another instance meanwhile; redoing", extra={"intake": state.id})
+                state = self.store.get_intake(state.id) or state
+        self.desk.reply(
+            state,
+            "Another taobot instance changed this launch at the same moment, again and again; "
+            "nothing was changed this time. Send it once more.",
+        )
 
     def check_form(
         self, ctx: Context, intake_id: str, intent: SubmitCredentials | SubmitDatasets | Answer

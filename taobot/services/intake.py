@@ -11,6 +11,7 @@ import logging
 import time
 
 from taobot import metrics
+from taobot.errors import IntakeConflict
 from taobot.intake import (
     ConfirmMounted,
     CredentialsStored,
@@ -55,7 +56,13 @@ class IntakeService:
             state.card_ts = ts
             if state.thread_ts is None:
                 state.thread_ts = ts
-            desk.store.save_intake(state, user, "card_posted", {"ts": ts})
+            try:
+                desk.store.save_intake(state, user, "card_posted", {"ts": ts})
+            except IntakeConflict:  # another instance answered on the fresh card already: keep its answer
+                fresh = desk.store.get_intake(state.id) or state
+                fresh.card_ts, fresh.thread_ts = ts, fresh.thread_ts or ts
+                desk.store.save_intake(fresh, user, "card_posted", {"ts": ts})
+                state = fresh
         metrics.INTAKES_STARTED.inc()
         log.info("intake started", extra={"intake": state.id, "channel": channel, "thread_ts": state.thread_ts})
         return state

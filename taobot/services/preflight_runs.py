@@ -12,7 +12,7 @@ import time
 from concurrent.futures import Executor
 
 from taobot import metrics
-from taobot.errors import TaobotError
+from taobot.errors import IntakeConflict, TaobotError
 from taobot.gate import input_fingerprint
 from taobot.intake import IntakeState, PreflightRecord, Step, missing_items, next_step
 from taobot.services.desk import Desk
@@ -117,23 +117,36 @@ class PreflightRuns:
             log.exception("preflight crashed", extra={"intake": intake_id})
             results, passed = [CRASHED], False
         with desk.lock(intake_id):
-            state = desk.store.get_intake(intake_id)
-            current = state is not None and state.preflight is not None and state.preflight.card_ts == card_ts
-            if not current or state.preflight.fingerprint != fingerprint:
+            state = self._record_result(intake_id, card_ts, fingerprint, results, passed)
+            if state is None:
                 return  # superseded, or the inputs changed: this result proves nothing about them
-            state.preflight.status = "passed" if passed else "failed"
-            state.preflight.results = results
-            state.preflight.finished_at = time.time()
-            failed = [r["label"] for r in results if not r["ok"]]
-            desk.store.save_intake(
-                state, state.preflight.by, "preflight_finished", {"passed": passed, "failed": failed}
-            )
             desk.messenger.update(state.channel, card_ts, card_for(state, results, None, passed))
             desk.refresh(state)
         metrics.PREFLIGHTS.labels(platform=request.platform, result="passed" if passed else "failed").inc()
         log.info(
             "preflight %s", "passed" if passed else "failed", extra={"intake": intake_id, "platform": request.platform}
         )
+
+    def _record_result(self, intake_id: str, card_ts, fingerprint: str, results, passed: bool) -> IntakeState | None:
+        """Save the result on the intake it checked; read again if another instance saved it meanwhile."""
+        store = self.desk.store
+        for _attempt in range(3):
+            state = store.get_intake(intake_id)
+            current = state is not None and state.preflight is not None and state.preflight.card_ts == card_ts
+            if not current or state.preflight.fingerprint != fingerprint:
+                return None
+            state.preflight.status = "passed" if passed else "failed"
+            state.preflight.results = results
+            state.preflight.finished_at = time.time()
+            failed = [r["label"] for r in results if not r["ok"]]
+            try:
+                store.save_intake(state, state.preflight.by, "preflight_finished", {"passed": passed, "failed": failed})
+                return state
+            except IntakeConflict:
+                log.info(
+                    "intake changed by another instance meanwhile; saving the result again", extra={"intake": intake_id}
+                )
+        return None
 
     def recover(self) -> int:
         """After a restart: a preflight that was running when the process died is marked failed, never left hanging."""

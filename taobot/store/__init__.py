@@ -22,14 +22,21 @@ from pathlib import Path
 
 import sqlite_utils
 
-from taobot.errors import StoreError
+from taobot.errors import IntakeConflict, StoreError
 from taobot.intake import IntakeState
 from taobot.secrets import REDACTOR, SecretBox
-from taobot.store.launches import LaunchRows
+from taobot.store.launches import LaunchRows, like_prefix
 from taobot.store.operations import OperationRows
 from taobot.store.schema import migrations
 
-__all__ = ["Store"]
+__all__ = ["Store", "like_prefix"]
+
+
+def _intake(row) -> IntakeState:
+    """A stored intake, carrying the row version it was read at (the column is the truth, not the JSON)."""
+    state = IntakeState.model_validate_json(row[0])
+    state.version = row[1]
+    return state
 
 
 class Store(LaunchRows, OperationRows):
@@ -82,7 +89,7 @@ class Store(LaunchRows, OperationRows):
     # ------------------------------------------------------------------ intakes
 
     def save_intake(self, state: IntakeState, actor: str, kind: str, detail: dict | None = None) -> None:
-        """Write the state and its event record together, in one transaction."""
+        """Write the state and its event record together, in one transaction; IntakeConflict if it changed since read."""
         row = {
             "id": state.id,
             "channel": state.channel,
@@ -98,7 +105,14 @@ class Store(LaunchRows, OperationRows):
         }
         with self.transaction() as db:
             existing = db.execute("SELECT version FROM intakes WHERE id = ?", [state.id]).fetchone()
-            row["version"] = (existing[0] + 1) if existing else 1
+            current = existing[0] if existing else 0
+            if current != state.version:
+                raise IntakeConflict(
+                    f"launch {state.id} changed since it was read (version {state.version}, now {current})",
+                    intake=state.id,
+                )
+            state.version = row["version"] = current + 1
+            row["state"] = state.model_dump_json()
             db["intakes"].upsert(row, pk="id")
             self._log(db, state.id, actor, kind, detail)
 
@@ -113,35 +127,39 @@ class Store(LaunchRows, OperationRows):
 
     def get_intake(self, intake_id: str) -> IntakeState | None:
         with self._lock:
-            row = self.db.execute("SELECT state FROM intakes WHERE id = ?", [intake_id]).fetchone()
-        return IntakeState.model_validate_json(row[0]) if row else None
+            row = self.db.execute("SELECT state, version FROM intakes WHERE id = ?", [intake_id]).fetchone()
+        return _intake(row) if row else None
 
     def find_intake(self, channel: str, thread_ts: str) -> IntakeState | None:
         with self._lock:
             row = self.db.execute(
-                "SELECT state FROM intakes WHERE channel = ? AND thread_ts = ?", [channel, thread_ts]
+                "SELECT state, version FROM intakes WHERE channel = ? AND thread_ts = ?", [channel, thread_ts]
             ).fetchone()
-        return IntakeState.model_validate_json(row[0]) if row else None
+        return _intake(row) if row else None
 
     def find_intake_by_prefix(self, prefix: str) -> list[IntakeState]:
         with self._lock:
             rows = self.db.execute(
-                "SELECT state FROM intakes WHERE id LIKE ? ORDER BY updated_at DESC LIMIT 5", [prefix + "%"]
+                "SELECT state, version FROM intakes WHERE id LIKE ? ESCAPE '\\' ORDER BY updated_at DESC LIMIT 5",
+                [like_prefix(prefix)],
             ).fetchall()
-        return [IntakeState.model_validate_json(r[0]) for r in rows]
+        return [_intake(r) for r in rows]
 
     def intakes_in_channel(self, channel: str, limit: int = 20) -> list[IntakeState]:
         with self._lock:
             rows = self.db.execute(
-                "SELECT state FROM intakes WHERE channel = ? ORDER BY updated_at DESC LIMIT ?", [channel, limit]
+                "SELECT state, version FROM intakes WHERE channel = ? ORDER BY updated_at DESC LIMIT ?",
+                [channel, limit],
             ).fetchall()
-        return [IntakeState.model_validate_json(r[0]) for r in rows]
+        return [_intake(r) for r in rows]
 
     def recent_intakes(self, limit: int = 40) -> list[IntakeState]:
         """The most recently active intakes of every channel (for the operator's `taobot status`)."""
         with self._lock:
-            rows = self.db.execute("SELECT state FROM intakes ORDER BY updated_at DESC LIMIT ?", [limit]).fetchall()
-        return [IntakeState.model_validate_json(r[0]) for r in rows]
+            rows = self.db.execute(
+                "SELECT state, version FROM intakes ORDER BY updated_at DESC LIMIT ?", [limit]
+            ).fetchall()
+        return [_intake(r) for r in rows]
 
     def events_for(self, intake_id: str) -> list[dict]:
         with self._lock:

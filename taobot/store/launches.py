@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import time
 
+from taobot.errors import IntakeConflict
 from taobot.intake import IntakeState
 from taobot.launches import Launch, launch_row, terminal_sql_list, to_column
+
+
+def like_prefix(prefix: str) -> str:
+    """`prefix%` for `LIKE ... ESCAPE '\\'`, with the wildcards a person might type taken literally."""
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 class LaunchRows:
@@ -17,9 +23,17 @@ class LaunchRows:
         """The launch row and the intake's new status, together."""
         with self.transaction() as db:
             db["launches"].insert(launch_row(launch), pk="id")
-            db["intakes"].update(
-                intake.id, {"status": intake.status, "state": intake.model_dump_json(), "updated_at": intake.updated_at}
+            expected = intake.version
+            intake.version += 1
+            cursor = db.execute(
+                "UPDATE intakes SET status = ?, state = ?, updated_at = ?, version = ? WHERE id = ? AND version = ?",
+                [intake.status, intake.model_dump_json(), intake.updated_at, intake.version, intake.id, expected],
             )
+            if cursor.rowcount != 1:
+                intake.version = expected
+                raise IntakeConflict(
+                    f"launch {intake.id} changed since it was read; nothing was recorded", intake=intake.id
+                )
             self._log(
                 db,
                 intake.id,
@@ -59,7 +73,7 @@ class LaunchRows:
         return self._launches("channel = ?", [channel], order_by="launched_at desc", limit=limit)
 
     def find_launch_by_prefix(self, prefix: str) -> Launch | None:
-        found = self._launches("id LIKE ?", [prefix + "%"], order_by="launched_at desc", limit=1)
+        found = self._launches("id LIKE ? ESCAPE '\\'", [like_prefix(prefix)], order_by="launched_at desc", limit=1)
         return found[0] if found else None
 
     def active_launches(self) -> list[Launch]:
