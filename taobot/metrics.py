@@ -39,6 +39,19 @@ SLACK_ERRORS = Counter(
     ["method", "error"],
     registry=REGISTRY,
 )
+SLACK_PACING_WAIT = Histogram(
+    "taobot_slack_pacing_wait_seconds",
+    "Time a Slack Web API call waited for its turn under the rate-limit pacing",
+    ["method"],
+    buckets=(0, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+SLACK_PACING_CAPPED = Counter(
+    "taobot_slack_pacing_capped_total",
+    "Slack calls that went ahead after the longest pacing wait (Slack's Retry-After then applies)",
+    ["method"],
+    registry=REGISTRY,
+)
 
 
 class _StateCollector:

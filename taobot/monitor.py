@@ -37,6 +37,7 @@ __all__ = ["FINAL_SLOT", "Monitor", "CycleStats"]
 SUBMIT_STALE_S = 600
 UNKNOWN_GRACE_S = 600  # a job the platform does not report for this long has ended as far as taobot can tell
 MAX_BACKOFF_S = 600
+CARD_REFRESH_S = 900  # the card's "Running for …" may lag this much; a state change shows at once
 
 
 @dataclass
@@ -66,6 +67,7 @@ class Monitor:
         self.messenger = messenger
         self.clock = clock
         self.poster = ThreadPoster(store, messenger, clock)
+        self._card_drawn: dict[str, float] = {}  # launch id -> when an update last redrew its card
         # Called between the steps of a cycle; raises to stop a cycle that must not go on (the lease was lost).
         self.keep_alive = keep_alive or (lambda: None)
 
@@ -166,8 +168,8 @@ class Monitor:
                     extra_tails = backend.poll([ref for _, ref in ended], tails_for=[ref.job_id for _, ref in ended])
                 except Exception:  # noqa: BLE001 - the final reply goes out without log lines then
                     log.warning("could not fetch the last log lines of %d ended job(s)", len(ended))
-            self.keep_alive()
             for row, ref, status in recorded:
+                self.keep_alive()  # posts wait their turn at Slack's limits: renew the lease as they go
                 if row.ended_at is not None:
                     tail = status.log_tail or (extra_tails[ref.job_id].log_tail if ref.job_id in extra_tails else ())
                     if self._post_final(
@@ -205,7 +207,8 @@ class Monitor:
             changes["native"] = status.native
         if status.reason != row.reason:
             changes["reason"] = status.reason
-        if status.exit_code is not None and status.exit_code != row.exit_code:
+        # At the end the last poll's exit code stands, even "none" (a signal): an earlier one must not survive.
+        if status.exit_code != row.exit_code and (status.exit_code is not None or "ended_at" in changes):
             changes["exit_code"] = status.exit_code
         if changes:
             self.store.update_launch(row.id, **changes)
@@ -250,12 +253,22 @@ class Monitor:
     def _post_update(self, row: Launch, slot: int, status: JobStatus | None) -> bool:
         lines = tuple(status.log_tail) if status else ()
         posted = self.poster.post(row, slot, StatusUpdate(row, lines, self.clock()))
-        if posted and self.on_state_change is not None:
-            try:  # the card's status line ("Running for 12 min") follows each update
+        if posted and self.on_state_change is not None and self._card_due(row):
+            try:  # the card's status line ("Running for 12 min") follows the updates, now and then
                 self.on_state_change(row)
             except Exception:  # noqa: BLE001
                 log.exception("card refresh failed", extra={"launch": row.id})
         return posted
+
+    def _card_due(self, row: Launch) -> bool:
+        """Redraw a card with an update at most every CARD_REFRESH_S: card edits share one workspace-wide budget
+        (`chat.update`, about 50 a minute), and a cycle with many updates due must not spend it all on cards.
+        A change of state redraws the card at once anyway (see `_record`)."""
+        now = self.clock()
+        if now - self._card_drawn.get(row.id, float("-inf")) < CARD_REFRESH_S:
+            return False
+        self._card_drawn[row.id] = now
+        return True
 
     def _post_final(self, row: Launch, status: JobStatus | None) -> bool:
         if row.final_posted:

@@ -117,13 +117,56 @@ def channel_status_text(view: ChannelStatus) -> str:
     return "\n".join(lines)
 
 
+# SLURM queue reasons that mean the job as asked for will never start, with what to change.
+NEVER_STARTS = {
+    "PartitionConfig": "it asks for more CPUs, GPUs or memory per node than the partition's nodes have "
+    "(lower `SLURM_CPUS_PER_TASK` or the GPUs per node)",
+    "PartitionNodeLimit": "it asks for more nodes than the partition allows (lower the node count)",
+    "PartitionTimeLimit": "its time limit is above the partition's MaxTime (lower `SLURM_TIME_HOURS`)",
+    "PartitionDown": "the partition is down",
+    "PartitionInactive": "the partition is inactive",
+    "BadConstraints": "its constraints cannot be met by any node",
+    "InvalidAccount": "the account is not valid (check `SLURM_ACCOUNT`)",
+    "InvalidQOS": "the QOS is not valid",
+    "AccountNotAllowed": "the account may not use this partition",
+    "QOSNotAllowed": "the QOS may not use this partition",
+}
+
+
+def never_starts(reason: str | None) -> str | None:
+    """Why a pending job will never start as asked, or None when it is only waiting."""
+    if not reason:
+        return None
+    word = reason.strip().split(" ", 1)[0].strip("()")
+    if word in NEVER_STARTS:
+        return f"{word}: {NEVER_STARTS[word]}"
+    if word.startswith(("QOSMax", "AssocMax")) and "PerJob" in word:
+        return f"{word}: it asks for more than the job limit of its QOS or account allows"
+    if word.startswith("ReqNodeNotAvail") and "down" in reason.lower():
+        return f"{reason}: the nodes it needs are down"
+    return None
+
+
+def clock(at: float, now: float) -> str:
+    """`14:03 UTC`, with the date when it is not today's."""
+    same_day = time.gmtime(at)[:3] == time.gmtime(now)[:3]
+    return time.strftime("%H:%M UTC" if same_day else "%Y-%m-%d %H:%M UTC", time.gmtime(at))
+
+
 def status_line(launch: Launch, now: float) -> str:
     state = launch.state.value
-    text = f"{STATE_MARK.get(state, '')} *{state}* for {duration(now - (launch.state_since or launch.launched_at))}"
+    if launch.ended_at is not None:
+        took = duration(launch.ended_at - launch.launched_at)
+        text = f"{STATE_MARK.get(state, '')} *{state}* after {took} (ended {clock(launch.ended_at, now)})"
+    else:
+        text = f"{STATE_MARK.get(state, '')} *{state}* for {duration(now - (launch.state_since or launch.launched_at))}"
     if launch.native and launch.native.upper() != state.upper():
         text += f" (`{launch.native}`)"
     if state == "Pending" and launch.reason:
-        text += f" — waiting: {launch.reason}"
+        never = never_starts(launch.reason)
+        text += f" — :no_entry: will never start: {never}" if never else f" — waiting: {launch.reason}"
+    elif launch.ended_at is not None and launch.reason:
+        text += f" — {launch.reason}"
     return text
 
 

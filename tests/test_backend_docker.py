@@ -39,6 +39,7 @@ from taobot.backends.base import (
 )
 from taobot.backends.docker import DockerBackend
 from taobot.backends.docker_status import CANCEL_MARKER, container_status
+from taobot.backends.tao_status import NO_SUCCESS
 from taobot.catalog.schema import ResourceDefaults
 from taobot.config import PlatformSettings
 from taobot.errors import BackendUnreachable, LaunchFailed
@@ -322,8 +323,9 @@ def test_launch_runs_to_succeeded_with_the_real_container(backend, private):
     }
     spec_text = (launch_dir / "specs" / "train.yaml").read_text()
     assert "results_dir: /tao/results" in spec_text and RESULTS_PLACEHOLDER not in spec_text
-    status = json.loads((launch_dir / "results" / "status.json").read_text())
-    assert status["status"] == "SUCCESS" and status["config"] == "/tao/specs/train.yaml"
+    records = [json.loads(line) for line in (launch_dir / "results" / "status.json").read_text().splitlines()]
+    assert [r["status"] for r in records] == ["STARTED", "RUNNING", "RUNNING", "SUCCESS"]  # TAO's JSON lines
+    assert records[-1]["config"] == "/tao/specs/train.yaml" and records[2]["epoch"] == 2
     assert any("epoch 2/2" in line for line in backend.logs(ref))
 
     info = docker_client(host).api.inspect_container(sub.job_id)
@@ -337,6 +339,8 @@ def test_launch_runs_to_succeeded_with_the_real_container(backend, private):
         "taobot.owner": "U9",
     }
     assert "TAO_API_RESULTS_DIR=/tao/results" in info["Config"]["Env"]
+    assert "TAO_STATUS_FILE=/tao/results/status.json" in info["Config"]["Env"]
+    assert f"TAO_API_JOB_ID={spec.launch_id}" in info["Config"]["Env"]
     host_config = info["HostConfig"]
     assert host_config["ShmSize"] == 64 * 1024 * 1024
     assert host_config["NetworkMode"] == "none"
@@ -392,7 +396,19 @@ def test_status_json_failure_on_exit_zero_is_failed(backend, private):
     sub = backend.launch(spec)
     final = wait_state(backend, ref_of(spec, sub), {JobState.SUCCEEDED, JobState.FAILED})
     assert final.state is JobState.FAILED and final.exit_code == 0, final
-    assert final.reason == "status.json reports failure"
+    assert final.reason == "TAO's status file reports failure: dino finished with exit code 0."
+
+
+def test_exit_zero_without_tao_success_record_is_failed(backend, private):
+    """The run exits 0 but TAO's status logger never wrote its final SUCCESS record: not a success."""
+    host, image = private
+    spec = make_spec(host, image, spec={"standin_exit": 0, "standin_no_final": 1})
+    sub = backend.launch(spec)
+    final = wait_state(backend, ref_of(spec, sub), {JobState.SUCCEEDED, JobState.FAILED})
+    assert final.state is JobState.FAILED and final.exit_code == 0 and final.native == "exited (0)", final
+    assert final.reason == NO_SUCCESS and "without reporting success" in final.reason
+    lines = (Path(sub.details["launch_dir"]) / "results" / "status.json").read_text().splitlines()
+    assert [json.loads(line)["status"] for line in lines] == ["STARTED", "RUNNING", "RUNNING"]
 
 
 def test_oom_killed_container_is_failed_out_of_memory(backend, private, tmp_path):

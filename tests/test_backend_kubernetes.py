@@ -303,6 +303,9 @@ def test_launch_creates_an_owned_job_secret_and_configmap_and_the_secret_value_i
     assert c.resources.limits == {"nvidia.com/gpu": "2"} and c.resources.requests == {"nvidia.com/gpu": "2"}
     assert [e.secret_ref.name for e in c.env_from] == [f"{name}-env"]
     assert {e.name: e.value for e in c.env}["TAO_API_RESULTS_DIR"] == "/tao/results"
+    # TAO's status logger writes where the results go, under this launch's id
+    assert {e.name: e.value for e in c.env}["TAO_STATUS_FILE"] == "/tao/results/status.json"
+    assert {e.name: e.value for e in c.env}["TAO_API_JOB_ID"] == spec.launch_id
     mounts = {m.mount_path: m for m in c.volume_mounts}
     assert set(mounts) == {"/tao/specs", "/tao/results", "/dev/shm"}  # no volume for the user-mounted dataset path
     assert mounts["/tao/specs"].read_only is True

@@ -177,6 +177,8 @@ def test_lepton_launch_creates_job_with_image_shape_command_and_secret_refs(lep,
     assert envs["HF_TOKEN"] == {"name": "HF_TOKEN", "value_from": {"secret_name_ref": f"tao-{LAUNCH}-hf-token"}}
     assert envs["NGC_KEY"] == {"name": "NGC_KEY", "value_from": {"secret_name_ref": f"tao-{LAUNCH}-ngc-key"}}
     results = f"/tmp/tao-results/{LAUNCH}"
+    assert f"export TAO_STATUS_FILE={results}/status.json" in command[2]
+    assert f"export TAO_API_JOB_ID={LAUNCH}" in command[2]
     rendered = base64.b64decode(envs["TAO_SPEC_B64"]["value"]).decode()
     assert rendered == render(
         {
@@ -523,6 +525,7 @@ def test_brev_launch_creates_a_container_instance_like_the_named_one(brv, tmp_pa
     hf_env = f"TAO_{LAUNCH.upper().replace('-', '_')}_HF_TOKEN"
     assert f'export HF_TOKEN="${{{hf_env}:-}}"' in entry
     assert "exec sleep infinity" in entry
+    assert f"export TAO_API_JOB_ID={LAUNCH}" in entry and "/status.json" in entry.split("TAO_STATUS_FILE=", 1)[1]
 
     # the secret went through Brev's secret API, scoped to the token's user, as an env var
     assert [

@@ -6,6 +6,7 @@ import pytest
 
 from taobot.backends.base import JobState, infrastructure_cause
 from taobot.backends.slurm import hours_to_slurm, normalise, parse_exit_code, parse_poll_output
+from taobot.backends.tao_status import NO_SUCCESS
 
 
 @pytest.mark.parametrize(
@@ -24,7 +25,7 @@ from taobot.backends.slurm import hours_to_slurm, normalise, parse_exit_code, pa
         ("CANCELLED", JobState.CANCELLED),
         ("CANCELLED by 1001", JobState.CANCELLED),
         ("CANCELLED+", JobState.CANCELLED),
-        ("PREEMPTED", JobState.CANCELLED),
+        ("PREEMPTED", JobState.FAILED),  # the scheduler's doing: a failure, likely retriable
         ("REVOKED", JobState.CANCELLED),
         ("SUSPENDED", JobState.PAUSED),
         ("STOPPED", JobState.PAUSED),
@@ -46,8 +47,10 @@ def test_poll_output_uses_accounting_status_json_squeue_reason_and_tails():
             "END|acct",
             "SQ|13|PENDING|Resources",
             "END|squeue",
+            'STATUS|11|{"status": "STARTED", "message": "Starting"}',
             'STATUS|11|{"status": "SUCCESS"}',
-            'STATUS|12|{"status": "FAILURE", "exit_code": 0}',
+            'STATUS|12|{"status": "RUNNING", "epoch": 1}',
+            'STATUS|12|{"status": "FAILURE", "message": "loss is nan"}',
             "TAIL|15|epoch 1|loss|0.5",
             "TAIL|15|Traceback (most recent call last):",
         ]
@@ -55,10 +58,11 @@ def test_poll_output_uses_accounting_status_json_squeue_reason_and_tails():
     got = parse_poll_output(out, ["11", "12", "13", "14", "15", "16"])
     assert got["11"].state is JobState.SUCCEEDED
     assert (
-        got["12"].state is JobState.FAILED and "status.json" in got["12"].reason
+        got["12"].state is JobState.FAILED and got["12"].reason == "TAO's status file reports failure: loss is nan"
     )  # COMPLETED, but the run says failure
     assert got["13"].state is JobState.PENDING and got["13"].reason == "Resources"
     assert got["14"].state is JobState.CANCELLED and got["14"].native == "CANCELLED by 1001"
+    assert got["14"].exit_code is None and got["14"].reason == "ended by signal 15 (SIGTERM)"  # 0:15 is no exit 0
     assert got["15"].exit_code == 1 and got["15"].log_tail == ("epoch 1|loss|0.5", "Traceback (most recent call last):")
     assert got["16"].state is JobState.UNKNOWN  # the cluster no longer knows it
 
@@ -130,3 +134,39 @@ def test_every_partition_given_reaches_sbatch(given, directive):
     )
     lines = sbatch_script(spec, "/home/u/tao-results/abcd1234-00001", "/x/spec.yaml", "none").splitlines()
     assert [line for line in lines if line.startswith("#SBATCH --partition")] == [f"#SBATCH --partition={directive}"]
+
+
+def test_reasons_and_exit_codes_belong_to_the_state_they_came_with():
+    out = "\n".join(
+        [
+            "ACCT|31|FAILED|3:0|JobHeldAdmin",  # sacct keeps the last queue reason after the job ran
+            "ACCT|32|PREEMPTED|0:15|None",
+            "ACCT|33|NODE_FAIL|0:0|None",
+            "ACCT|34|RUNNING|0:0|None",
+            "ACCT|35|COMPLETED|0:0|None",
+            "ACCT|36|COMPLETED|0:0|None",
+            "ACCT|37|PENDING|0:0|JobHeldAdmin",
+            "ACCT|38|CANCELLED by 1001|0:0|None",  # cancelled while running: the signal is on the batch step
+            "ACCT|38.batch|CANCELLED|0:15|",
+            "ACCT|38.extern|COMPLETED|0:0|",
+            "ACCT|39|CANCELLED by 1001|0:0|None",  # cancelled while queued: no step, no exit code
+            "END|acct",
+            "END|squeue",
+            'STATUS|36|{"status": "RUNNING", "epoch": 3, "message": "Epoch 3 of 3 done."}',
+        ]
+    )
+    got = parse_poll_output(out, ["31", "32", "33", "34", "35", "36", "37", "38", "39"])
+    assert got["31"].state is JobState.FAILED and got["31"].reason is None and got["31"].exit_code == 3
+    assert got["32"].state is JobState.FAILED and got["32"].native == "PREEMPTED"
+    assert got["32"].reason.startswith("preempted by the scheduler") and "signal 15" in got["32"].reason
+    assert infrastructure_cause(got["32"].native, ()) == "preempted by the scheduler"
+    assert got["33"].state is JobState.FAILED and "node of the job failed" in got["33"].reason
+    assert infrastructure_cause(got["33"].native, ()) == "node failure"
+    assert got["34"].state is JobState.RUNNING and got["34"].exit_code is None and got["34"].reason is None
+    # exit 0 is a success only with TAO's final SUCCESS record: none at all, or records without it
+    assert got["35"].state is JobState.FAILED and got["35"].reason == NO_SUCCESS
+    assert got["36"].state is JobState.FAILED and got["36"].reason == NO_SUCCESS
+    assert got["37"].state is JobState.PENDING and got["37"].reason == "JobHeldAdmin"
+    assert got["38"].exit_code is None and got["38"].reason == "ended by signal 15 (SIGTERM)"
+    assert got["39"].state is JobState.CANCELLED and got["39"].exit_code is None and got["39"].reason is None
+    assert "38.batch" not in got

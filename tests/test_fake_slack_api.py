@@ -632,3 +632,63 @@ def test_get_with_query_string(fake):
     with urllib.request.urlopen(f"{fake.url}auth.test?token={TOKEN}", timeout=5) as resp:
         assert resp.status == 200
         assert json.loads(resp.read())["user_id"] == fake.bot_user_id
+
+
+# ----------------------------------------------------------------------
+# Slack's own rate limits, enforced on request
+# ----------------------------------------------------------------------
+def test_enforced_limits_answer_429_past_a_channels_burst(fake, client):
+    fake.enforce_rate_limits()  # chat.postMessage: ~1/s per channel, bursts of 5
+    answers = []
+    for i in range(8):
+        try:
+            answers.append(client.chat_postMessage(channel=CHANNEL, text=f"m{i}")["ok"])
+        except SlackApiError as exc:
+            answers.append(exc.response.status_code)
+            assert exc.response["error"] == "ratelimited"
+            assert int(exc.response.headers.get("retry-after", exc.response.headers.get("Retry-After"))) >= 1
+    assert answers[:5] == [True] * 5
+    assert 429 in answers[5:]
+    limited = [c for c in fake.calls_for("chat.postMessage") if c.status == 429]
+    assert limited and all(c.fault == "ratelimited" for c in limited)
+    assert len(fake.messages(CHANNEL)) == answers.count(True)  # a 429 posts nothing
+    assert client.chat_postMessage(channel="C0OTHER001", text="another channel")["ok"]  # its own bucket
+
+
+def test_enforced_update_tier_is_per_workspace(fake, client):
+    fake.enforce_rate_limits({"chat.update": {"workspace": (1.0, 3)}})
+    one = client.chat_postMessage(channel=CHANNEL, text="a")["ts"]
+    two = client.chat_postMessage(channel="C0OTHER001", text="b")["ts"]
+    statuses = []
+    for i in range(6):
+        channel, ts = (CHANNEL, one) if i % 2 == 0 else ("C0OTHER001", two)
+        try:
+            client.chat_update(channel=channel, ts=ts, text=f"edit {i}")
+            statuses.append(200)
+        except SlackApiError as exc:
+            statuses.append(exc.response.status_code)
+    assert statuses[:3] == [200, 200, 200]
+    assert 429 in statuses[3:]  # both channels drew on the one workspace bucket
+    assert len(fake.calls_for("chat.postMessage")) == 2 and all(c.ok for c in fake.calls_for("chat.postMessage"))
+
+
+def test_rate_limits_off_by_default_and_can_be_stopped():
+    with FakeSlackAPI(token=TOKEN) as plain:
+        c = WebClient(token=TOKEN, base_url=plain.url)
+        assert all(c.chat_postMessage(channel=CHANNEL, text=str(i))["ok"] for i in range(10))
+    with FakeSlackAPI(token=TOKEN, rate_limits={"chat.postMessage": {"channel": (0.5, 1)}}) as strict:
+        c = WebClient(token=TOKEN, base_url=strict.url)
+        assert c.chat_postMessage(channel=CHANNEL, text="first")["ok"]
+        with pytest.raises(SlackApiError):
+            c.chat_postMessage(channel=CHANNEL, text="second")
+        strict.stop_enforcing_rate_limits()
+        assert c.chat_postMessage(channel=CHANNEL, text="third")["ok"]
+
+
+def test_sdk_retry_handler_gets_every_post_through_enforced_limits(fake):
+    fake.enforce_rate_limits(scale=4)  # 4 posts/s per channel after a burst of 5
+    client = WebClient(token=TOKEN, base_url=fake.url, retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=5)])
+    for i in range(8):
+        assert client.chat_postMessage(channel=CHANNEL, text=f"m{i}")["ok"]
+    assert any(c.status == 429 for c in fake.calls_for("chat.postMessage"))
+    assert [m["text"] for m in fake.messages(CHANNEL)] == [f"m{i}" for i in range(8)]

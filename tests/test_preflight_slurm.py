@@ -27,16 +27,19 @@ def creds(**over) -> dict[str, str]:
         "SLURM_HOSTNAME": f"127.0.0.1:{LAB['TAOBOT_TEST_SSH_PORT']}",
         "SLURM_PARTITION": LAB["TAOBOT_TEST_SLURM_PARTITION"],
         "SSH_KEY_PATH": LAB["TAOBOT_TEST_SSH_KEY"],
+        # The catalog's default of 16 CPUs per task is more than the test node has (see the job size test).
+        "SLURM_CPUS_PER_TASK": LAB["TAOBOT_TEST_SLURM_CPUS_PER_NODE"],
     }
     base.update(over)
     return {k: v for k, v in base.items() if v is not None}
 
 
-def run(paths=(), known_hosts=None, ssh_config=None, **over):
+def run(paths=(), known_hosts=None, ssh_config=None, compute=None, **over):
     request = PreflightRequest(
         "slurm",
         creds(**over),
         tuple(paths),
+        compute=compute or {},
         resources=RES,
         settings=PlatformSettings(
             known_hosts_path=known_hosts or LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"],
@@ -237,6 +240,53 @@ def test_all_path_checks_share_one_ssh_session():
     paths = [(i, f"/lustre/x/{i} $(reboot)") for i in range(10)]
     script = remote_script(paths, ["gpu"], [(0, "/a'b.json")], 20)
     assert script.count("\np ") == 10 and "'/lustre/x/3 $(reboot)'" in script and "/a'b.json" not in script
+
+
+def test_a_job_no_node_of_the_partition_can_hold_fails_with_the_limit_and_the_setting():
+    cpus = int(LAB["TAOBOT_TEST_SLURM_CPUS_PER_NODE"])
+    part = LAB["TAOBOT_TEST_SLURM_PARTITION"]
+    # the catalog's default CPUs per task (16) on nodes with fewer: it would wait as PartitionConfig forever
+    report = run(SLURM_CPUS_PER_TASK=None)
+    size = by_label(report, "Job size")[0]
+    assert RES.cpus_per_task > cpus and not report.passed and not size.ok
+    assert f"{RES.cpus_per_task} CPUs per task, but its largest node has {cpus}" in size.detail, size.detail
+    assert "can never start" in size.detail and f"`{part}`" in size.detail
+    assert f"SLURM_CPUS_PER_TASK to at most {cpus}" in size.remediation
+    report = run(compute={"num_gpus": 64, "num_nodes": 1})
+    size = by_label(report, "Job size")[0]
+    assert not size.ok and "64 GPUs per node" in size.detail and "set num_gpus to at most" in size.remediation
+    report = run(compute={"num_gpus": 1, "num_nodes": 5})
+    size = by_label(report, "Job size")[0]
+    assert not size.ok and "5 nodes, but at most 1 can run it" in size.detail
+    assert "set num_nodes to at most 1" in size.remediation
+    # within every limit: passes and says so; with a partition list, one that fits is enough
+    report = run(compute={"num_gpus": 1, "num_nodes": 1}, SLURM_PARTITION=f"{part},cpu")
+    size = by_label(report, "Job size")[0]
+    assert size.ok and f"fits partition {part}" in size.detail, size.detail
+
+
+def test_job_size_limits_are_one_more_command_in_the_same_script():
+    from taobot.preflight.slurm_limits import LIMITS_COMMAND, NodeGroup, parse_limits
+
+    script = remote_script([(0, "/a")], ["gpu", "cpu"], [], 20)
+    assert script.count(LIMITS_COMMAND) == 1 and script.count("sinfo") == 3  # two time limits, one size listing
+    got = parse_limits(
+        "LIM|gpu|64|gpu:a100:8(S:0-1)|4|1-2|up\nLIM|gpu|32|(null)|2|1-2|up\nLIM|old|8|gpu:2|1|1-infinite|down\n"
+    )
+    assert got["gpu"] == [NodeGroup(64, 8, 4, 2, "up"), NodeGroup(32, 0, 2, 2, "up")]
+    assert got["old"] == [NodeGroup(8, 2, 1, None, "down")]
+
+
+def test_a_down_partition_fails_job_size_unless_another_given_partition_fits():
+    from taobot.preflight.slurm_limits import job_size_result, parse_limits
+
+    limits = parse_limits("LIM|old|64|gpu:8|2|1-infinite|down\nLIM|new|64|gpu:8|2|1-infinite|up\n")
+    request = PreflightRequest("slurm", creds(SLURM_CPUS_PER_TASK="4"), compute={"num_gpus": 8}, resources=RES)
+    (down,) = job_size_result(request, ["old"], limits)
+    assert not down.ok and "partition `old` is down" in down.detail and "SLURM_PARTITION" in down.remediation
+    (either,) = job_size_result(request, ["old", "new"], limits)
+    assert either.ok and "fits partition new" in either.detail
+    assert job_size_result(request, ["nosuch"], limits) == []  # the partition check already fails it
 
 
 def test_partition_time_formats():

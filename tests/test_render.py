@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import time
 
 import pytest
@@ -46,6 +47,51 @@ def test_final_reply_says_retriable_only_with_a_cause_and_offers_relaunch():
     assert "likely retriable" in str(with_cause) and "likely retriable" not in str(without)
     assert B.RELAUNCH in str(with_cause["blocks"][-1])
     assert "Exit code: 1" in str(without)
+
+
+def test_an_ended_launch_says_how_long_it_ran_and_when_it_ended_not_for_0_s():
+    from taobot.view_text import status_line
+
+    ended = calendar.timegm((2026, 12, 1, 14, 3, 0))
+    done = launch_record(
+        state=JobState.SUCCEEDED, native="COMPLETED", launched_at=ended - 720, state_since=ended, ended_at=ended
+    )
+    line = status_line(done, ended + 5)
+    assert "*Succeeded* after 12 min (ended 14:03 UTC)" in line and "for 0 s" not in line, line
+    assert "(ended 2026-12-01 14:03 UTC)" in status_line(done, ended + 2 * 86400)  # another day: the date too
+    card = str(render(V.LaunchDetail(done, ended + 3600)))
+    assert "after 12 min (ended 14:03 UTC)" in card and " for " not in card.split("Job id")[0]
+    final = str(render(V.FinalUpdate(done, (), None, ended + 5)))
+    assert "after 12 min (ended 14:03 UTC)" in final
+    running = launch_record(state=JobState.RUNNING, native="RUNNING", state_since=NOW - 300)
+    assert "*Running* for 5 min" in status_line(running, NOW)
+
+
+def test_a_signal_is_no_exit_code_and_pending_reasons_that_mean_never_say_so():
+    from taobot.view_text import never_starts, status_line
+
+    cancelled = launch_record(
+        state=JobState.CANCELLED, native="CANCELLED by 1001", reason="ended by signal 15 (SIGTERM)", ended_at=NOW
+    )
+    text = str(render(V.FinalUpdate(cancelled, (), None, NOW)))
+    assert "Exit code" not in text and "Reason: ended by signal 15 (SIGTERM)" in text
+    for reason in (
+        "PartitionConfig",
+        "PartitionNodeLimit",
+        "PartitionTimeLimit",
+        "QOSMaxCpuPerJobLimit",
+        "PartitionDown",
+    ):
+        pending = launch_record(state=JobState.PENDING, native="PENDING", reason=reason)
+        line = status_line(pending, NOW)
+        assert f"will never start: {reason}" in line and "waiting" not in line, line
+        assert "will never start as asked" in str(render(V.StatusUpdate(pending, (), NOW)))
+    for reason in ("Resources", "Priority", "JobHeldUser", "BeginTime", "QOSMaxJobsPerUserLimit"):
+        assert never_starts(reason) is None, reason
+        pending = launch_record(state=JobState.PENDING, native="PENDING", reason=reason)
+        assert status_line(pending, NOW).endswith(f"waiting: {reason}")
+        assert "never start" not in str(render(V.StatusUpdate(pending, (), NOW)))
+    assert "SLURM_TIME_HOURS" in never_starts("PartitionTimeLimit")
 
 
 def test_updates_are_off_or_detached_in_the_detail():

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from taobot.intake.intents import OPEN_SETTINGS
 from taobot.slack import blocks as B
 from tests.harness import BotProcess, SlackUser, Thread, blocks_text
 from tests.lab import services
@@ -48,6 +49,10 @@ def slurm_intake(person: SlackUser, eval_annotation: str | None = None, key: str
         },
     )
     thread.wait_card("`HF_TOKEN` set")
+    # The test node has 8 CPUs: the platform default of 16 per task could never start there, and preflight says so.
+    settings = {"cred_SLURM_CPUS_PER_TASK": "1", "cred_SLURM_TIME_HOURS": "", "cred_SLURM_TIMEOUT_HOURS": ""}
+    thread.submit(thread.open_modal(OPEN_SETTINGS), settings)
+    thread.wait_reply("SLURM_CPUS_PER_TASK is set.")
     thread.press(B.IMAGE_USE_DEFAULT)
     thread.wait_card("(default, confirmed)")
     reply = f"train={ROOT} eval={ROOT}"

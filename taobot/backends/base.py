@@ -104,6 +104,7 @@ class Backend(Protocol):
 
 
 INFRA_PATTERNS = (
+    ("preempted by the scheduler", ("PREEMPTED",)),
     ("node failure", ("NODE_FAIL", "node failure", "Node failure", "slurmstepd: error: *** JOB", "DUE TO NODE")),
     (
         "image pull",

@@ -71,6 +71,7 @@ from taobot.backends.base import (
     LaunchSpec,
     Submitted,
 )
+from taobot.backends.tao_status import status_env, status_root
 from taobot.errors import BackendUnreachable, LaunchFailed
 from taobot.preflight.base import quote
 from taobot.render import render, render_args
@@ -139,6 +140,7 @@ def entry_script(spec: LaunchSpec, results_dir: str, secret_envs: Mapping[str, s
     lines += [
         f"export TAO_LAUNCH_ID={quote(spec.launch_id)}",
         f"export TAO_API_RESULTS_DIR={quote(results_dir)}",
+        *(f"export {k}={quote(v)}" for k, v in status_env(spec.launch_id, status_root(results_dir)).items()),
         f"export NUM_GPU_PER_NODE={int(spec.num_gpus)} NUM_NODES=1 NODE_RANK=0 WORLD_SIZE={int(spec.num_gpus)}",
         f"export MASTER_ADDR=localhost MASTER_PORT={MASTER_PORT}",
         f'echo "taobot launch {spec.launch_id}: $(date -u +%FT%TZ) on $(hostname)"',

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from taobot.backends.base import RESULTS_PLACEHOLDER, LaunchSpec
+from taobot.backends.tao_status import status_env
 from taobot.preflight.base import local_path
 from taobot.render import render, render_args
 
@@ -120,6 +121,7 @@ def stage_launch(work_root: Path, spec: LaunchSpec, gpu_request: bool = True) ->
         mounts.append(Mount("/root/.ssh", os.path.expanduser(creds["HOST_SSH_PATH"]), type="bind", read_only=True))
     environment = {k: str(v) for k, v in spec.job_env.items()}  # the only way a secret reaches the job
     environment["TAO_API_RESULTS_DIR"] = CONTAINER_RESULTS
+    environment.update(status_env(spec.launch_id, CONTAINER_RESULTS))
     environment["NUM_GPU_PER_NODE"] = str(spec.num_gpus)
     labels = {str(k): str(v) for k, v in spec.labels.items()}
     labels.update({LAUNCH_LABEL: spec.launch_id, MODEL_LABEL: spec.model, ACTION_LABEL: spec.action})

@@ -3,8 +3,9 @@
 Pure apart from reading the launch folder on the bot host: the container's
 state word and exit code come from one `GET /containers/json` entry, and
 two files the daemon knows nothing about refine them. `results/status.json`
-is the run's own report (a TAO action that exits 0 but reports FAILURE
-failed; a container removed on exit leaves only this report), and the
+(TAO's status file, JSON lines) is the run's own report: a TAO action that
+exits 0 succeeded only with a final SUCCESS record in it, and a container
+removed on exit leaves only this report. The
 `cancelled` marker is written by cancel before the stop, because labels
 are fixed at create and the stop's SIGTERM exit code must not read as a
 failure.
@@ -12,12 +13,12 @@ failure.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
 
 from taobot.backends.base import JobState, JobStatus
+from taobot.backends.tao_status import STATUS_FILE_NAME, TaoReport, judge_exit_zero, parse_status
 
 CANCEL_MARKER = "cancelled"
 _EXIT = re.compile(r"\((-?\d+)\)")
@@ -43,21 +44,18 @@ def exit_code_of(summary: Mapping) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def read_status_json(launch_dir: str | None) -> dict | None:
+def read_status_json(launch_dir: str | None) -> TaoReport | None:
+    """TAO's status file in the launch's results folder (its last 64 KiB), None when there is none."""
     if not launch_dir:
         return None
-    path = Path(launch_dir, "results", "status.json")
+    path = Path(launch_dir, "results", STATUS_FILE_NAME)
     try:
         with open(path, "rb") as fh:
-            doc = json.loads(fh.read(64 * 1024).decode("utf-8", "replace"))
-    except (OSError, ValueError):
+            fh.seek(max(0, path.stat().st_size - 64 * 1024))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
         return None
-    return doc if isinstance(doc, dict) else None
-
-
-def _reported_failure(doc: dict | None) -> str | None:
-    status = str((doc or {}).get("status", "")).upper()
-    return status.lower() if status in ("FAILURE", "FAILED", "ERROR") else None
+    return parse_status(text)
 
 
 def cancelled(launch_dir: str | None) -> bool:
@@ -71,21 +69,12 @@ def container_status(
     if summary is None:
         if cancelled(launch_dir):
             return JobStatus(JobState.CANCELLED, "removed", "cancelled from taobot")
-        doc = read_status_json(launch_dir) if auto_remove else None
-        if doc is not None:  # removed on exit (DOCKER_AUTO_REMOVE): the run's own report is what is left
-            failure = _reported_failure(doc)
-            code = doc.get("exit_code")
-            code = int(code) if isinstance(code, int) or str(code).lstrip("-").isdigit() else None
-            if failure or (code not in (None, 0)):
-                return JobStatus(
-                    JobState.FAILED,
-                    "removed",
-                    f"status.json reports {failure or 'exit code ' + str(code)} (container removed on exit)",
-                    code,
-                )
-            return JobStatus(
-                JobState.SUCCEEDED, "removed", "status.json reports success (container removed on exit)", code
-            )
+        report = read_status_json(launch_dir) if auto_remove else None
+        if report is not None and report.records:  # removed on exit (DOCKER_AUTO_REMOVE): the run's report is left
+            state, reason = judge_exit_zero(report)
+            if state is JobState.SUCCEEDED:
+                return JobStatus(state, "removed", "TAO reported success (container removed on exit)", report.exit_code)
+            return JobStatus(state, "removed", f"{reason} (container removed on exit)", report.exit_code)
         return JobStatus(JobState.UNKNOWN, "removed", "the container no longer exists")
     raw = summary.get("State")
     word = (raw.get("Status", "") if isinstance(raw, dict) else str(raw or "")).lower()
@@ -105,10 +94,8 @@ def container_status(
             else:
                 reason = f"exited with code {code}"
             return JobStatus(JobState.FAILED, native, reason, code)
-        failure = _reported_failure(read_status_json(launch_dir))
-        if failure:
-            return JobStatus(JobState.FAILED, native, f"status.json reports {failure}", code)
-        return JobStatus(JobState.SUCCEEDED, native, None, code)
+        state, reason = judge_exit_zero(read_status_json(launch_dir))
+        return JobStatus(state, native, reason, code)
     if word == "dead":
         return JobStatus(JobState.FAILED, native, "the container is dead (Docker could not stop or remove it)", code)
     if state is JobState.UNKNOWN:

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from taobot.backends.base import RESULTS_PLACEHOLDER, LaunchSpec
+from taobot.backends.tao_status import status_env
 from taobot.preflight.base import quote
 from taobot.render import render, render_args
 
@@ -103,6 +104,7 @@ def job_manifest(
         "env": [
             {"name": "TAO_API_RESULTS_DIR", "value": CONTAINER_RESULTS},
             {"name": "NUM_GPU_PER_NODE", "value": str(int(spec.num_gpus))},
+            *({"name": k, "value": v} for k, v in status_env(spec.launch_id, CONTAINER_RESULTS).items()),
         ],
         "volumeMounts": [
             {"name": "results", "mountPath": CONTAINER_RESULTS},

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from taobot.backends.base import RESULTS_PLACEHOLDER, JobState, JobStatus, LaunchSpec
+from taobot.backends.tao_status import status_env, status_root
 from taobot.errors import LaunchFailed
 from taobot.preflight.base import quote
 from taobot.render import render, render_args
@@ -113,6 +114,7 @@ def container_script(spec: LaunchSpec, results_dir: str, config_path: str) -> st
         lines.append(f"mkdir -p {quote(results_dir)}")
     lines += [
         f"export TAO_API_RESULTS_DIR={quote(results_dir)}",
+        *(f"export {k}={quote(v)}" for k, v in status_env(spec.launch_id, status_root(results_dir)).items()),
         f"export NUM_GPU_PER_NODE={int(spec.num_gpus)}",
         "export NUM_NODES=${LEPTON_JOB_TOTAL_WORKERS:-1}",
         "export NODE_RANK=${LEPTON_JOB_WORKER_INDEX:-0}",

@@ -3,17 +3,17 @@
 Launch stages `<base>/<launch-id>/{specs,sbatch,logs,results}` over SFTP —
 the spec, an sbatch script, and a 0600 env file holding the job's secrets
 (sourced by the script, never written into it) — then `sbatch --parsable`.
-Poll asks `sacct -X -P` once per cluster for every job (or `squeue` where
-there is no accounting), reads `status.json` for COMPLETED jobs and the log
+Poll asks `sacct -P` (with the batch step) once per cluster for every job (or `squeue` where
+there is no accounting), reads TAO's status file for COMPLETED jobs and the log
 tails it was asked for, all in the same single command.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import posixpath
 import re
+import signal
 import threading
 from collections.abc import Iterable
 
@@ -25,6 +25,7 @@ from taobot.backends.base import (
     LaunchSpec,
     Submitted,
 )
+from taobot.backends.tao_status import STATUS_FILE_NAME, judge_exit_zero, parse_status, status_env
 from taobot.config import PlatformSettings
 from taobot.errors import BackendUnreachable, LaunchFailed
 from taobot.preflight.base import quote
@@ -47,7 +48,7 @@ STATE_MAP = {
     "NODE_FAIL": JobState.FAILED,
     "TIMEOUT": JobState.FAILED,
     "CANCELLED": JobState.CANCELLED,
-    "PREEMPTED": JobState.CANCELLED,
+    "PREEMPTED": JobState.FAILED,  # the scheduler's doing, not the user's: an infrastructure failure
     "REVOKED": JobState.CANCELLED,
     "SUSPENDED": JobState.PAUSED,
     "STOPPED": JobState.PAUSED,
@@ -65,6 +66,28 @@ def normalise(native: str) -> JobState:
 def parse_exit_code(text: str) -> int | None:
     code = text.split(":", 1)[0].strip()
     return int(code) if code.isdigit() else None
+
+
+def parse_signal(text: str) -> int | None:
+    """sacct's `ExitCode` is `code:signal`; `0:15` is a job ended by SIGTERM, not one that exited 0."""
+    _, _, sig = text.partition(":")
+    sig = sig.strip()
+    return int(sig) if sig.isdigit() and int(sig) > 0 else None
+
+
+def signal_text(number: int) -> str:
+    try:
+        return f"ended by signal {number} ({signal.Signals(number).name})"
+    except ValueError:
+        return f"ended by signal {number}"
+
+
+# Native states whose cause is the cluster, not the run; the reason says so.
+INFRA_REASONS = {
+    "PREEMPTED": "preempted by the scheduler (infrastructure; likely retriable)",
+    "NODE_FAIL": "a node of the job failed (infrastructure; likely retriable)",
+    "BOOT_FAIL": "a node failed to boot (infrastructure; likely retriable)",
+}
 
 
 def hours_to_slurm(hours: float) -> str:
@@ -111,6 +134,7 @@ def sbatch_script(spec: LaunchSpec, launch_dir: str, config_path: str, container
         "# Secrets come from a 0600 file beside this script; they are never written into it.",
         f"set -a; . {quote(launch_dir + '/sbatch/job.env')}; set +a",
         f"export TAO_API_RESULTS_DIR={quote(launch_dir + '/results')}",
+        *(f"export {k}={quote(v)}" for k, v in status_env(spec.launch_id, launch_dir + "/results").items()),
         f"export NUM_GPU_PER_NODE={spec.num_gpus}",
         f"export WORLD_SIZE=$(( ${{SLURM_NNODES:-1}} * {spec.num_gpus} ))",
         "export NODE_RANK=${SLURM_NODEID:-0}",
@@ -255,7 +279,8 @@ class SlurmBackend:
         tails = set(tails_for)
         ids = ",".join(j.job_id for j in jobs)
         script = [
-            f"sacct -X -P -n -o JobID,State,ExitCode,Reason -j {quote(ids)} 2>/dev/null | sed 's/^/ACCT|/' "
+            # With its steps: a cancelled job's signal (0:15) is on its batch step, the allocation says 0:0.
+            f"sacct -P -n -o JobID,State,ExitCode,Reason -j {quote(ids)} 2>/dev/null | sed 's/^/ACCT|/' "
             f"|| squeue -h -t all -j {quote(ids)} -o 'SQ|%i|%T|%r' 2>/dev/null",
             "echo 'END|acct'",
             f"squeue -h -t all -j {quote(ids)} -o 'SQ|%i|%T|%r' 2>/dev/null; echo 'END|squeue'",
@@ -263,9 +288,10 @@ class SlurmBackend:
         tail_files = []
         for job in jobs:
             d = job.details.get("launch_dir", "")
+            status_file = quote(f"{d}/results/{STATUS_FILE_NAME}")
+            # TAO appends JSON lines; the last few hold the final record.
             script.append(
-                f"if [ -f {quote(d + '/results/status.json')} ]; then printf 'STATUS|{job.job_id}|'; "
-                f"tr -d '\\n' < {quote(d + '/results/status.json')} | head -c 2000; echo; fi"
+                f"[ -f {status_file} ] && tail -n 5 {status_file} | cut -c 1-2000 | sed {quote(f's/^/STATUS|{job.job_id}|/')}"
             )
             if job.job_id in tails:
                 tail_files.append((job.job_id, f"{d}/logs/slurm-{job.job_id}.out"))
@@ -297,20 +323,22 @@ def parse_poll_output(out: str, job_ids: list[str], tail_paths: dict[str, str] |
     tail_paths = tail_paths or {}
     tail_job: str | None = None
     squeue: dict[str, tuple[str, str]] = {}
-    status_json: dict[str, dict] = {}
+    status_lines: dict[str, list[str]] = {}
+    batch_codes: dict[str, str] = {}  # the batch step's ExitCode: where a signal shows
     tails: dict[str, list[str]] = {}
     for line in out.splitlines():
         parts = line.split("|")
         kind = parts[0]
-        if kind == "ACCT" and len(parts) >= 4:
+        if kind == "ACCT" and len(parts) >= 4 and "." in parts[1]:
+            job, _, step = parts[1].partition(".")
+            if step == "batch":
+                batch_codes[job] = parts[3]
+        elif kind == "ACCT" and len(parts) >= 4:
             acct[parts[1]] = (parts[2], parts[3], parts[4] if len(parts) > 4 else "")
         elif kind == "SQ" and len(parts) >= 3:
             squeue[parts[1]] = (parts[2], parts[3] if len(parts) > 3 else "")
         elif kind == "STATUS" and len(parts) >= 3:
-            try:
-                status_json[parts[1]] = json.loads("|".join(parts[2:]))
-            except ValueError:
-                pass
+            status_lines.setdefault(parts[1], []).append("|".join(parts[2:]))
         elif kind == "TAIL" and len(parts) >= 3:
             tails.setdefault(parts[1], []).append("|".join(parts[2:]))
         elif kind == "T":
@@ -327,9 +355,11 @@ def parse_poll_output(out: str, job_ids: list[str], tail_paths: dict[str, str] |
     for job_id in job_ids:
         reason = None
         exit_code = None
+        sig = None
         if job_id in acct:
             native, code, reason = acct[job_id]
             exit_code = parse_exit_code(code)
+            sig = parse_signal(code) or parse_signal(batch_codes.get(job_id, ""))
         elif job_id in squeue:
             native, reason = squeue[job_id]
         else:
@@ -346,11 +376,21 @@ def parse_poll_output(out: str, job_ids: list[str], tail_paths: dict[str, str] |
             if normalise(squeue[job_id][0]) is not JobState.PENDING or reason in (None, "", "None"):
                 native, reason = squeue[job_id]
         state = normalise(native)
-        if state is JobState.SUCCEEDED and job_id in status_json:
-            status = str(status_json[job_id].get("status", "")).upper()
-            if status in ("FAILURE", "FAILED", "ERROR"):
-                state = JobState.FAILED
-                reason = "status.json reports " + status.lower()
+        if state not in (JobState.PENDING, JobState.PAUSED):
+            # sacct keeps the last queue reason (JobHeldAdmin, Resources …) after the job ran: not today's news.
+            reason = None
+        if not state.terminal:
+            exit_code = None  # sacct prints 0:0 for a job still queued or running
+        elif sig is not None:
+            reason, exit_code = signal_text(sig), None
+        elif state is JobState.CANCELLED and exit_code == 0:
+            exit_code = None  # cancelled before it ran: it exited with nothing
+        word = native.strip().split(" ", 1)[0].rstrip("+").upper()
+        if word in INFRA_REASONS:
+            reason = INFRA_REASONS[word] + (f"; {reason}" if reason else "")
+        if state is JobState.SUCCEEDED:
+            report = parse_status(status_lines[job_id]) if job_id in status_lines else None
+            state, reason = judge_exit_zero(report)
         if reason in ("None", "", None):
             reason = None
         result[job_id] = JobStatus(state, native, reason, exit_code, tuple(tails.get(job_id, ())))

@@ -3,7 +3,8 @@
 Order: variables present; key file private; runtime limits sane; each
 login host resolved and tried until one accepts key-only login with a
 known host key; then ONE remote shell script checks every dataset path
-with `test -e`, reads each partition's time limit with `sinfo`, and samples
+with `test -e`, reads each partition's time limit with `sinfo` and its
+node sizes with one more `sinfo` (taobot.preflight.slurm_limits), and samples
 annotation files for the model's required fields. Paths reach the shell
 only through shlex quoting and the Python part only as base64 data, so a
 path like `/data/x; touch /tmp/pwned` is tested literally.
@@ -22,6 +23,7 @@ from taobot.preflight.base import (
     local_path,
     quote,
 )
+from taobot.preflight.slurm_limits import LIMITS_COMMAND, job_size_result, parse_limits
 from taobot.ssh import Attempt, HostTarget, connect_login_node, key_file_problem, resolve_targets
 
 REQUIRED = ("SLURM_USER", "SLURM_HOSTNAME", "SLURM_PARTITION")
@@ -197,6 +199,7 @@ def remote_script(
         'p() { if test -e "$2"; then printf \'PATH\\t%s\\t1\\n\' "$1"; else printf \'PATH\\t%s\\t0\\n\' "$1"; fi; }',
     ]
     lines += [f"p {idx} {quote(path)}" for idx, path in paths]
+    lines.append(LIMITS_COMMAND)
     for part in partitions:
         lines.append(
             f"printf 'PART\\t%s\\t%s\\n' {quote(part)} \"$(sinfo -h -p {quote(part)} -o %l 2>/dev/null | head -n 1)\""
@@ -366,6 +369,7 @@ def _remote_checks(client, request: PreflightRequest) -> list[CheckResult]:
         elif fields[0] == "NOPY":
             nopy = True
     results += _partition_results(request, partitions, part_limits)
+    results += job_size_result(request, partitions, parse_limits(output))
     for idx, local in paths:
         item = request.paths[idx]
         if idx not in exists:

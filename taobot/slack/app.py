@@ -3,7 +3,8 @@
 HTTP mode runs Bolt's WSGI adapter on waitress (a production WSGI server)
 at /slack/events, with every request's signature verified by Bolt. Socket
 Mode uses SLACK_APP_TOKEN. The Web API client points at SLACK_API_URL when
-set, and retries 429s after Retry-After, connection errors and 5xx.
+set, and retries 429s after Retry-After, connection errors and 5xx. The
+messenger paces its calls inside Slack's rate limits first (slack/pacing.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from taobot.config import Settings
 from taobot.errors import SlackError
 from taobot.secrets import REDACTOR
 from taobot.services import Services
+from taobot.slack.pacing import Pacer
 from taobot.slack.render import render
 from taobot.store import Store
 from taobot.views import View
@@ -105,15 +107,30 @@ def redacted(value: object) -> object:
     return value
 
 
-class SlackMessenger:
-    """The Messenger the services talk to: renders views to Block Kit, redacts, and calls the Web API."""
+def _observe_wait(method: str, seconds: float, capped: bool) -> None:
+    from taobot import metrics
 
-    def __init__(self, client: WebClient) -> None:
+    metrics.SLACK_PACING_WAIT.labels(method=method).observe(seconds)
+    if capped:
+        metrics.SLACK_PACING_CAPPED.labels(method=method).inc()
+
+
+class SlackMessenger:
+    """The Messenger the services talk to: renders views to Block Kit, redacts, and calls the Web API.
+
+    Every call waits its turn in `pacer` (taobot.slack.pacing) first, so posts and updates stay inside
+    Slack's per-channel and per-method limits; `views.open` is never paced.
+    """
+
+    def __init__(self, client: WebClient, pacer: Pacer | None = None) -> None:
         self.client = client
+        self.pacer = pacer or Pacer(on_wait=_observe_wait)
 
     def _call(self, method: str, **kwargs: object) -> dict:
         from taobot import metrics
 
+        channel = kwargs.get("channel")
+        self.pacer.acquire(method, channel if isinstance(channel, str) else None)
         metrics.SLACK_CALLS.labels(method=method).inc()
         try:
             body = {k: v for k, v in kwargs.items() if v is not None}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from taobot.slack.blocks import CANCEL_JOB, DETACH, RELAUNCH, actions, button, context, fit, plain, section
-from taobot.view_text import STATE_MARK, duration, status_line
+from taobot.view_text import STATE_MARK, clock, duration, never_starts, status_line
 from taobot.views import FinalUpdate, LaunchPosted, StatusUpdate
 
 
@@ -57,6 +57,14 @@ def status_update(view: StatusUpdate) -> dict:
     launch, lines, now = view.launch, view.log_lines, view.now
     head = f"*`{launch.id}`* {launch.model} {launch.action} · job `{launch.job_id}` · " + status_line(launch, now)
     body = [section(head)]
+    never = never_starts(launch.reason) if launch.state.value == "Pending" else None
+    if never:
+        body.append(
+            section(
+                f":no_entry: This job will never start as asked ({never}). "
+                "Cancel it and relaunch with the setting changed."
+            )
+        )
     if launch.unreachable:
         body.append(
             section(
@@ -79,7 +87,11 @@ def final_update(view: FinalUpdate) -> dict:
     launch, lines, cause, now = view.launch, view.log_lines, view.cause, view.now
     state = launch.state.value
     took = duration((launch.ended_at or now) - launch.launched_at)
-    head = f"{STATE_MARK.get(state, '')} *`{launch.id}` {state}* — {launch.model} {launch.action} on {launch.platform}, after {took}"
+    ended = f" (ended {clock(launch.ended_at, now)})" if launch.ended_at is not None else ""
+    head = (
+        f"{STATE_MARK.get(state, '')} *`{launch.id}` {state}* — {launch.model} {launch.action} on {launch.platform}, "
+        f"after {took}{ended}"
+    )
     facts = [head, f"Job `{launch.job_id}` · platform state `{launch.native}`"]
     if launch.exit_code is not None:
         facts.append(f"Exit code: {launch.exit_code}")
@@ -89,7 +101,8 @@ def final_update(view: FinalUpdate) -> dict:
     facts.append(f"Logs: `{launch.log_location}`")
     if cause:
         facts.append(
-            f":recycle: The logs point to an infrastructure problem ({cause}); this failure is likely retriable."
+            f":recycle: The platform state or logs point to an infrastructure problem ({cause}); "
+            "this failure is likely retriable."
         )
     body = [section("\n".join(facts))] + _log_block(lines)
     body.append(actions(f"f_{launch.id}", [button("Relaunch", RELAUNCH, launch.id, "primary")]))

@@ -70,6 +70,19 @@ VIEW_PUSH_LIMIT = 3
 
 Predicate = Callable[["RecordedCall"], bool]
 
+#: Slack's published limits, enforced after :meth:`FakeSlackAPI.enforce_rate_limits`:
+#: ``{method: {"channel" | "workspace": (calls per second, burst)}}``. chat.postMessage
+#: allows about one message a second per channel with short bursts; Tier 3 is 50+ a
+#: minute per workspace, Tier 4 100+ (docs.slack.dev "Rate limits").
+SLACK_RATE_LIMITS: Dict[str, Dict[str, Tuple[float, float]]] = {
+    "chat.postMessage": {"channel": (1.0, 5)},
+    "chat.update": {"workspace": (50 / 60, 20)},
+    "chat.postEphemeral": {"workspace": (100 / 60, 20)},
+    "conversations.replies": {"workspace": (50 / 60, 20)},
+    "conversations.open": {"workspace": (50 / 60, 20)},
+    "views.open": {"workspace": (100 / 60, 20)},
+}
+
 
 class WaitTimeout(AssertionError):
     """Raised by :meth:`FakeSlackAPI.wait_for` when the calls never arrive."""
@@ -173,6 +186,26 @@ def _random_id(prefix: str, length: int = 10) -> str:
     return prefix + "".join(secrets.choice(alphabet) for _ in range(length))
 
 
+class _Bucket:
+    """A token bucket on the wall clock: ``take()`` is 0 when a call may go, else seconds until one may."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = float(rate), float(burst)
+        self.tokens, self.stamp = self.burst, time.monotonic()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+    def wait(self) -> float:
+        self._refill()
+        return 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) / self.rate
+
+    def take(self) -> None:
+        self.tokens -= 1.0
+
+
 class FakeSlackAPI:
     """Fake Slack Web API server.  Thread-safe; usable as a context manager.
 
@@ -186,6 +219,8 @@ class FakeSlackAPI:
         ``is_bot``, ``email``, …) and unknown IDs get ``user_not_found``.
     :param trigger_ttl: seconds a trigger issued by :meth:`issue_trigger_id`
         stays valid (Slack: 3 s); ``None`` disables expiry.
+    :param rate_limits: ``True`` enforces :data:`SLACK_RATE_LIMITS`, a dict
+        enforces those limits (see :meth:`enforce_rate_limits`); off by default.
     """
 
     def __init__(
@@ -213,8 +248,10 @@ class FakeSlackAPI:
             "mpim:history",
         ),
         host: str = "127.0.0.1",
+        rate_limits: Union[bool, Dict[str, Dict[str, Tuple[float, float]]]] = False,
     ) -> None:
         self.token = token
+        self._rate_limits: Optional[Dict[str, Dict[str, Tuple[float, float]]]] = None
         self.team_id = team_id
         self.team_domain = team_domain
         self.team_name = team_name
@@ -255,8 +292,11 @@ class FakeSlackAPI:
             "views.push": self._views_push,
         }
         self._init_state()
+        if rate_limits:
+            self.enforce_rate_limits(None if rate_limits is True else rate_limits)
 
     def _init_state(self) -> None:
+        self._buckets: Dict[Tuple[str, Optional[str]], _Bucket] = {}
         self._calls: List[RecordedCall] = []
         self._messages: Dict[Tuple[str, str], Dict[str, Any]] = {}
         self._app_authored: set = set()
@@ -523,6 +563,49 @@ class FakeSlackAPI:
             for _ in range(times):
                 q.append(_Fault("delay", seconds=float(seconds)))
 
+    def enforce_rate_limits(
+        self, limits: Optional[Dict[str, Dict[str, Tuple[float, float]]]] = None, *, scale: float = 1.0
+    ) -> None:
+        """Answer calls beyond Slack's limits with HTTP 429 + ``Retry-After``, as Slack does.
+
+        ``limits`` defaults to :data:`SLACK_RATE_LIMITS`; ``scale`` makes every
+        rate that many times faster (tests that must not take minutes). A call
+        answered 429 uses no token.  Recorded with ``fault="ratelimited"``.
+        """
+        chosen = SLACK_RATE_LIMITS if limits is None else limits
+        with self._lock:
+            self._rate_limits = {
+                method: {axis: (rate * scale, burst) for axis, (rate, burst) in axes.items()}
+                for method, axes in chosen.items()
+            }
+            self._buckets = {}
+
+    def stop_enforcing_rate_limits(self) -> None:
+        with self._lock:
+            self._rate_limits = None
+            self._buckets = {}
+
+    def _over_limit(self, method: str, params: Dict[str, Any]) -> Optional[int]:
+        """Seconds to put in Retry-After when this call is over a limit, else None (and its tokens are taken)."""
+        axes = (self._rate_limits or {}).get(method)
+        if not axes:
+            return None
+        buckets = []
+        for axis, (rate, burst) in axes.items():
+            key = _as_str(params.get("channel")) if axis == "channel" else None
+            if axis == "channel" and not key:
+                continue
+            bucket = self._buckets.get((method + ":" + axis, key))
+            if bucket is None:
+                bucket = self._buckets[(method + ":" + axis, key)] = _Bucket(rate, burst)
+            buckets.append(bucket)
+        wait = max((b.wait() for b in buckets), default=0.0)
+        if wait > 0:
+            return max(1, int(wait + 0.999))
+        for bucket in buckets:
+            bucket.take()
+        return None
+
     def _pop(self, table: Dict[str, Deque[_Fault]], method: str) -> Optional[_Fault]:
         for key in (method, "*"):
             q = table.get(key)
@@ -561,8 +644,13 @@ class FakeSlackAPI:
                 if auth_error is not None:
                     body = {"ok": False, "error": auth_error}
                 else:
-                    fault = self._pop(self._faults, method)
-                    if fault is not None:
+                    limited = self._over_limit(method, params) if method in self._handlers else None
+                    fault = self._pop(self._faults, method) if limited is None else None
+                    if limited is not None:
+                        fault_kind, status = "ratelimited", 429
+                        body = {"ok": False, "error": "ratelimited"}
+                        extra_headers["Retry-After"] = str(limited)
+                    elif fault is not None:
                         fault_kind = fault.kind
                         status = fault.status
                         body = {"ok": False, "error": fault.error}
