@@ -86,6 +86,7 @@ class Launcher:
             state=JobState.SUBMITTING,
             native="submitting",
             monitor=bool(state.monitor),
+            notify_dm=state.notify_dm,
             interval_minutes=status_interval(state, self.catalog),
             launched_at=now,
             state_since=now,

@@ -76,6 +76,7 @@ class Launch(BaseModel):
     post_error: str | None = None  # why the last status post into the thread failed
     post_failures: int = 0  # failed posts in a row
     post_retry_at: float | None = None  # the thread's posts wait until then
+    notify_dm: bool = False  # the final reply also goes to the owner by DM
     moved_from: str | None = None  # the channel whose thread was lost; updates now go to the owner's DM
 
     @property

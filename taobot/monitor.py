@@ -27,7 +27,7 @@ from taobot.backends.base import JobRef, JobStatus, infrastructure_cause
 from taobot.catalog import Catalog, find_platform
 from taobot.errors import BackendUnreachable
 from taobot.launches import JobState, Launch
-from taobot.posting import FINAL_SLOT, ThreadPoster
+from taobot.posting import DM_COPY_SLOT, FINAL_SLOT, ThreadPoster
 from taobot.views import FinalUpdate, StatusUpdate
 
 log = logging.getLogger(__name__)
@@ -276,7 +276,10 @@ class Monitor:
         if not row.watched:
             self.store.update_launch(row.id, final_posted=True)
             return False
-        if self.poster.post(row, FINAL_SLOT, self._final_view(row, status)):
+        view = self._final_view(row, status)
+        if self.poster.post(row, FINAL_SLOT, view):
+            if row.notify_dm and not row.moved_from:  # `notify=dm`: the owner gets the end by DM as well
+                self.poster.post(row, DM_COPY_SLOT, view)
             return True
         if any(s["slot"] == FINAL_SLOT and s["status"] == "posted" for s in self.store.posted_slots(row.id)):
             self.store.update_launch(row.id, final_posted=True)

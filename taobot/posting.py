@@ -25,6 +25,7 @@ from taobot.views import Reply
 log = logging.getLogger(__name__)
 
 FINAL_SLOT = -1
+DM_COPY_SLOT = -2  # the final reply's copy in the owner's DM (`notify=dm`); not in a thread
 POST_BACKOFF_S = 5  # after the first failure; doubles with each one in a row
 MAX_POST_BACKOFF_S = 600
 # Slack's answers that mean the thread's channel (or the thread) cannot be posted to again.
@@ -67,6 +68,9 @@ class ThreadPoster:
             if launch is None or self.backing_off(launch):
                 continue
             slot = pending["slot"]
+            if slot == DM_COPY_SLOT:  # not in a thread, so there is nothing to look up: send it
+                sent += self._send(launch, slot, view_for(launch, FINAL_SLOT))
+                continue
             try:
                 ts = self.messenger.find_posted(launch.channel, launch.thread_ts, launch.id, slot)
             except TaobotError as exc:
@@ -83,9 +87,12 @@ class ThreadPoster:
     def _send(self, launch: Launch, slot: int, view) -> bool:
         metadata = {"event_type": "taobot_status", "event_payload": {"launch": launch.id, "slot": slot}}
         try:
-            ts = self.messenger.post(launch.channel, view, thread_ts=launch.thread_ts, metadata=metadata)
+            if slot == DM_COPY_SLOT:
+                ts = self.messenger.post(self.messenger.open_dm(launch.owner), view, metadata=metadata)
+            else:
+                ts = self.messenger.post(launch.channel, view, thread_ts=launch.thread_ts, metadata=metadata)
         except TaobotError as exc:
-            moved = self._failed(launch, exc)
+            moved = self._failed(launch, exc, may_move=slot != DM_COPY_SLOT)
             return self._send(moved, slot, view) if moved is not None else False
         self._confirmed(launch, slot, ts)
         return True
@@ -101,10 +108,10 @@ class ThreadPoster:
         if changes:
             self.store.update_launch(launch.id, **changes)
 
-    def _failed(self, launch: Launch, exc: TaobotError) -> Launch | None:
+    def _failed(self, launch: Launch, exc: TaobotError, may_move: bool = True) -> Launch | None:
         """Record the failure and back off; or, when the channel is gone, the launch moved to its owner's DM."""
         error = str(exc.context.get("error") or type(exc).__name__)
-        if error in CHANNEL_GONE and not launch.moved_from:
+        if may_move and error in CHANNEL_GONE and not launch.moved_from:
             moved = self._move_to_dm(launch, error)
             if moved is not None:
                 return moved

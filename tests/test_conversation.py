@@ -1104,3 +1104,16 @@ def test_operator_default_interval_is_the_one_default_everywhere():
     chosen = apply_all(state, [SetMonitoring(True, 15)], catalog).state
     assert status_interval(chosen, catalog) == 15
     assert with_operator_defaults(CATALOG, None) is CATALOG
+
+
+def test_notify_dm_is_an_answer_and_a_wrong_value_says_what_is_expected():
+    from taobot.intake import SetNotify
+
+    state = drive_to(Step.COMPLETE, "slurm")
+    reply = parse_reply("notify=dm", state, CATALOG)
+    assert reply.events == [SetNotify(True)] and not reply.errors
+    after = ok(state, *reply.events)
+    assert after.notify_dm is True and after.status == "complete"
+    assert ok(after, SetNotify(False)).notify_dm is False
+    wrong = parse_reply("notify=pager", state, CATALOG)
+    assert wrong.events == [] and "`notify` takes `dm`" in wrong.errors[0]

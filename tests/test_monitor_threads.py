@@ -259,3 +259,27 @@ def test_a_launch_whose_channel_is_gone_goes_on_in_the_owners_dm_exactly_once(wo
     slots = [p.params["metadata"]["event_payload"]["slot"] for p in dm_posts]
     assert slots == [1, 2]  # the next slot in the DM thread, none twice
     assert [p for p in posts_to(slack, GONE) if p.ok] == []
+
+
+def test_notify_dm_sends_the_final_reply_to_the_owner_too_exactly_once(world, sleeping_jobs):
+    store, slack, monitor, clock = world
+    (job, folder), _ = sleeping_jobs
+    start = clock["now"] - 30
+    add_launch(store, launch_record(
+        id="ntf00000-00001", intake_id="ntf00000", channel=GOOD, owner=OWNER, job_id=job, notify_dm=True,
+        details=f'{{"launch_dir": "{folder}"}}', state=JobState.RUNNING, native="RUNNING", interval_minutes=60,
+        launched_at=start, state_since=start,
+    ))  # fmt: skip
+    ssh(f"scancel {shlex.quote(job)}")
+    for _ in range(30):  # until sacct reports the cancel; each cycle is one real poll
+        monitor.cycle()
+        if store.get_launch("ntf00000-00001").final_posted:
+            break
+        time.sleep(1)
+    monitor.cycle()
+    finals = [p for p in slack.calls if p.method == "chat.postMessage" and p.ok and "metadata" in p.params]
+    slots = {p.params["channel"]: p.params["metadata"]["event_payload"]["slot"] for p in finals}
+    dm = [c for c in slots if c.startswith("D")]
+    assert slots[GOOD] == FINAL_SLOT and len(dm) == 1 and slots[dm[0]] == -2
+    assert len(finals) == 2  # one in the thread, one by DM, none twice
+    assert all(f"<@{OWNER}>" in str(p.params["blocks"]) and "Cancelled" in str(p.params["blocks"]) for p in finals)

@@ -142,3 +142,9 @@ def test_the_slack_messenger_renders_views_and_redacts_before_sending():
     for _method, body in client.calls:
         assert secret not in str(body) and REDACTED in str(body)
         assert body["blocks"]
+
+
+def test_the_final_reply_mentions_the_owner_and_no_update_does():
+    launch = launch_record(state=JobState.SUCCEEDED, native="COMPLETED", exit_code=0, ended_at=NOW)
+    assert "<@U_OWNER>" in str(render(V.FinalUpdate(launch, (), None, NOW)))
+    assert "<@U_OWNER>" not in str(render(V.StatusUpdate(launch_record(), (), NOW)))

@@ -19,6 +19,13 @@ class SetMonitoring:
 
 
 @dataclass(frozen=True)
+class SetNotify:
+    """Also send the job's end to the owner by DM (`notify=dm`), or only to the thread (`notify=thread`)."""
+
+    dm: bool
+
+
+@dataclass(frozen=True)
 class CredentialsStored:
     fingerprints: dict[str, str]  # name -> fingerprint; values went to the store
 
@@ -82,6 +89,7 @@ class Cancel:
 Event = (
     ChoosePlatform
     | SetMonitoring
+    | SetNotify
     | CredentialsStored
     | UseSshAgent
     | ConfirmImage

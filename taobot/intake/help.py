@@ -60,6 +60,7 @@ def help_text(catalog: Catalog) -> str:
         "• `/tao status` — intakes and launches in this channel; `/tao status <id>` for one.\n"
         "• `/tao help` — this message.\n"
         "In a launch thread reply with `key=value` pairs (`platform=slurm`, `interval=5`, `image=…`, "
-        "`train=/path`, `<spec.key>=/path`, `num_gpus=4`) or `cancel`. Credentials go in the private form only.\n"
+        "`train=/path`, `<spec.key>=/path`, `num_gpus=4`, `notify=dm` to get the job's end by DM too) or `cancel`. "
+        "Credentials go in the private form only.\n"
         f"*Platforms:* {platforms}\n*Models:* {models}"
     )

@@ -16,6 +16,7 @@ from taobot.intake.events import (
     OverrideImage,
     SetCompute,
     SetMonitoring,
+    SetNotify,
     SetResults,
     SetRoot,
     SetSpecInput,
@@ -121,6 +122,10 @@ def _event_for(key: str, value: str, model: Model, catalog: Catalog) -> tuple[Ev
         if value.lower() in _FALSE:
             return SetMonitoring(enabled=False), None
         return None, f"`{key}` takes yes or no; got `{value}`."
+    if lower == "notify":
+        if value.lower() in ("dm", "thread"):
+            return SetNotify(value.lower() == "dm"), None
+        return None, f"`notify` takes `dm` (the end also by DM) or `thread`; got `{value}`."
     if lower in ("interval", "status_interval", "status_interval_minutes"):
         number, err = _parse_int(key, value.removesuffix("m").removesuffix("min"))
         return (SetMonitoring(interval=number), None) if err is None else (None, err)

@@ -71,6 +71,7 @@ class IntakeState(BaseModel):
     platform: str | None = None
     monitor: bool | None = None
     interval_minutes: int | None = None
+    notify_dm: bool = False  # the job's end also goes to the owner by DM
     ssh_agent: bool = False
     credentials: dict[str, str] = Field(default_factory=dict)  # name -> fingerprint, never the value
     image: ImageChoice

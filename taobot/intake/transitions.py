@@ -22,6 +22,7 @@ from taobot.intake.events import (
     OverrideImage,
     SetCompute,
     SetMonitoring,
+    SetNotify,
     SetResults,
     SetRoot,
     SetSpecInput,
@@ -99,6 +100,13 @@ def _choose_platform(s: IntakeState, e: ChoosePlatform, catalog: Catalog, out: O
             del s.compute[name]
             out.notes.append(f"Cleared {name}={value}: {platform.display_name} allows at most {limits[name]}.")
     s.mount_confirmations.clear()
+
+
+def _set_notify(s: IntakeState, e: SetNotify, catalog: Catalog, out: Outcome) -> None:
+    s.notify_dm = e.dm
+    out.notes.append(
+        "The job's end will also be sent to you by DM." if e.dm else "The job's end will be posted in this thread only."
+    )
 
 
 def _set_monitoring(s: IntakeState, e: SetMonitoring, catalog: Catalog, out: Outcome) -> None:
@@ -262,6 +270,7 @@ def _cancel(s: IntakeState, e: Cancel, catalog: Catalog, out: Outcome) -> None:
 _HANDLERS = {
     ChoosePlatform: _choose_platform,
     SetMonitoring: _set_monitoring,
+    SetNotify: _set_notify,
     CredentialsStored: _credentials_stored,
     UseSshAgent: _use_ssh_agent,
     ConfirmImage: _confirm_image,

@@ -92,7 +92,8 @@ def final_update(view: FinalUpdate) -> dict:
         f"{STATE_MARK.get(state, '')} *`{launch.id}` {state}* — {launch.model} {launch.action} on {launch.platform}, "
         f"after {took}{ended}"
     )
-    facts = [head, f"Job `{launch.job_id}` · platform state `{launch.native}`"]
+    # The owner is mentioned, so the end reaches them (not the whole channel) wherever they are.
+    facts = [head, f"<@{launch.owner}> · job `{launch.job_id}` · platform state `{launch.native}`"]
     if launch.exit_code is not None:
         facts.append(f"Exit code: {launch.exit_code}")
     if launch.reason:

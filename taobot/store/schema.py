@@ -98,3 +98,8 @@ def m004_post_backoff(db: sqlite_utils.Database) -> None:
     db["launches"].add_column("post_failures", int, not_null_default=0)
     db["launches"].add_column("post_retry_at", float)
     db["launches"].add_column("moved_from", str)
+
+
+@migrations()
+def m005_notify_dm(db: sqlite_utils.Database) -> None:
+    db["launches"].add_column("notify_dm", int, not_null_default=0)
