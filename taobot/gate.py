@@ -50,9 +50,9 @@ class Gate:
         return [f"{c.number}. {c.name}: {c.detail}" for c in self.conditions if not c.ok]
 
 
-def input_fingerprint(state: IntakeState, catalog: Catalog) -> str:
+def input_fingerprint(state: IntakeState, catalog: Catalog, needs=None) -> str:
     """A digest of every input a preflight checks. Values of secrets enter only as their keyed fingerprints."""
-    needed = wanted_credentials(state, catalog)
+    needed = wanted_credentials(state, catalog, needs)
     body = {
         "model": state.model,
         "action": state.action,
@@ -68,8 +68,9 @@ def input_fingerprint(state: IntakeState, catalog: Catalog) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def compute_gate(state: IntakeState, catalog: Catalog) -> Gate:
-    needs = credential_needs(state, catalog)
+def compute_gate(state: IntakeState, catalog: Catalog, needs=None) -> Gate:
+    """The seven conditions. `needs`, when the caller has them, saves asking `credential_needs` again."""
+    needs = credential_needs(state, catalog) if needs is None else needs
     platform_needs = [n.name for n in needs if n.reason != "model"]
     # The model's own credentials are needed whatever the platform, so they come from the model.
     model_needs = list(model_of(state, catalog).credentials)
@@ -78,7 +79,9 @@ def compute_gate(state: IntakeState, catalog: Catalog) -> Gate:
 
     record = state.preflight
     current = (
-        record is not None and record.status != "running" and record.fingerprint == input_fingerprint(state, catalog)
+        record is not None
+        and record.status != "running"
+        and record.fingerprint == input_fingerprint(state, catalog, needs)
     )
     results = record.results if (record and current) else []
     # Every result counts for exactly one condition: dataset (and mount) results for 6, all others for 5.

@@ -169,13 +169,14 @@ Form = CredentialsForm | ImageForm | DatasetsForm
 
 def intake_facts(state: IntakeState, catalog: Catalog) -> IntakeFacts:
     platform = platform_of(state, catalog)
+    needs = tuple(credential_needs(state, catalog))  # asked once per render; everything below reuses it
     return IntakeFacts(
         state=state,
-        step=next_step(state, catalog),
+        step=next_step(state, catalog, needs),
         platform=platform,
-        needs=tuple(credential_needs(state, catalog)),
-        optional=tuple(optional_credentials(state, catalog)),
-        settings=tuple(extra_settings(state, catalog)),
+        needs=needs,
+        optional=tuple(optional_credentials(state, catalog, needs)),
+        settings=tuple(extra_settings(state, catalog, needs)),
         datasets=dataset_inputs(state, catalog),
     )
 
@@ -187,12 +188,12 @@ def intake_card(state: IntakeState, catalog: Catalog, launch: Launch | None = No
     step = facts.step
     return IntakeCard(
         facts=facts,
-        missing=tuple(missing_items(state, catalog)),
+        missing=tuple(missing_items(state, catalog, facts.needs)),
         platforms=tuple(catalog.platforms.values()) if step is Step.PLATFORM else (),
         default_interval=catalog.default_status_interval_minutes,
         dataset_help=dataset_help(state, catalog) if step is Step.DATASETS else "",
         compute_defaults=unset_compute_defaults(state, catalog) if step is Step.COMPUTE else {},
-        gate=compute_gate(state, catalog) if step is Step.COMPLETE else None,
+        gate=compute_gate(state, catalog, facts.needs) if step is Step.COMPLETE else None,
     )
 
 

@@ -90,7 +90,9 @@ def credential_needs(state: IntakeState, catalog: Catalog) -> list[CredentialNee
     return [n for n in needs if not (n.name in seen or seen.add(n.name))]
 
 
-def optional_credentials(state: IntakeState, catalog: Catalog) -> list[tuple[Credential, str]]:
+def optional_credentials(
+    state: IntakeState, catalog: Catalog, needs: list[CredentialNeed] | tuple[CredentialNeed, ...] | None = None
+) -> list[tuple[Credential, str]]:
     """Optional credentials whose condition applies now, with the wording of when to give them.
 
     These are offered beside the required ones. Those that apply `always`
@@ -100,7 +102,7 @@ def optional_credentials(state: IntakeState, catalog: Catalog) -> list[tuple[Cre
     platform = platform_of(state, catalog)
     if platform is None:
         return []
-    required = {n.name for n in credential_needs(state, catalog)}
+    required = {n.name for n in (credential_needs(state, catalog) if needs is None else needs)}
     s3 = uses_s3(state, catalog)
     model = model_of(state, catalog)
     out: list[tuple[Credential, str]] = []
@@ -117,14 +119,15 @@ def optional_credentials(state: IntakeState, catalog: Catalog) -> list[tuple[Cre
     return out
 
 
-def extra_settings(state: IntakeState, catalog: Catalog) -> list[tuple[Credential, str]]:
+def extra_settings(
+    state: IntakeState, catalog: Catalog, needs: list[CredentialNeed] | tuple[CredentialNeed, ...] | None = None
+) -> list[tuple[Credential, str]]:
     """The platform's optional settings that may be given any time (`always`), for the *More settings* form."""
     platform = platform_of(state, catalog)
     if platform is None:
         return []
-    taken = {n.name for n in credential_needs(state, catalog)} | {
-        c.name for c, _ in optional_credentials(state, catalog)
-    }
+    needs = credential_needs(state, catalog) if needs is None else needs
+    taken = {n.name for n in needs} | {c.name for c, _ in optional_credentials(state, catalog, needs)}
     out: list[tuple[Credential, str]] = []
     for opt in platform.optional_credentials:
         if opt.only_when is Condition.ALWAYS and opt.name not in taken and all(c.name != opt.name for c, _ in out):
@@ -132,8 +135,12 @@ def extra_settings(state: IntakeState, catalog: Catalog) -> list[tuple[Credentia
     return out
 
 
-def missing_credentials(state: IntakeState, catalog: Catalog) -> list[CredentialNeed]:
-    return [n for n in credential_needs(state, catalog) if n.name not in state.credentials]
+def missing_credentials(
+    state: IntakeState, catalog: Catalog, needs: list[CredentialNeed] | tuple[CredentialNeed, ...] | None = None
+) -> list[CredentialNeed]:
+    return [
+        n for n in (credential_needs(state, catalog) if needs is None else needs) if n.name not in state.credentials
+    ]
 
 
 def missing_inputs(state: IntakeState, catalog: Catalog) -> list[str]:
@@ -160,13 +167,18 @@ def unset_compute_defaults(state: IntakeState, catalog: Catalog) -> dict[str, in
     return {f: v for f, v in compute_defaults(state, catalog).items() if f not in state.compute}
 
 
-def step_done(state: IntakeState, catalog: Catalog, step: Step) -> bool:
+def step_done(
+    state: IntakeState,
+    catalog: Catalog,
+    step: Step,
+    needs: list[CredentialNeed] | tuple[CredentialNeed, ...] | None = None,
+) -> bool:
     if step is Step.PLATFORM:
         return state.platform is not None
     if step is Step.MONITORING:
         return state.monitor is not None and (state.monitor is False or state.interval_minutes is not None)
     if step is Step.CREDENTIALS:
-        return state.platform is not None and not missing_credentials(state, catalog)
+        return state.platform is not None and not missing_credentials(state, catalog, needs)
     if step is Step.IMAGE:
         return state.image.chosen is not None
     if step is Step.DATASETS:
@@ -176,9 +188,12 @@ def step_done(state: IntakeState, catalog: Catalog, step: Step) -> bool:
     return False
 
 
-def next_step(state: IntakeState, catalog: Catalog) -> Step:
+def next_step(
+    state: IntakeState, catalog: Catalog, needs: list[CredentialNeed] | tuple[CredentialNeed, ...] | None = None
+) -> Step:
+    """The first step not done. `needs`, when the caller has them, saves asking `credential_needs` again."""
     for step in STEP_ORDER:
-        if not step_done(state, catalog, step):
+        if not step_done(state, catalog, step, needs):
             return step
     return Step.COMPLETE
 
@@ -192,12 +207,15 @@ def mounted_paths(state: IntakeState, catalog: Catalog) -> list[str]:
     return [v for v in dict.fromkeys(values) if path_kind(platform, v)[0] == "mounted"]
 
 
-def wanted_credentials(state: IntakeState, catalog: Catalog) -> set[str]:
+def wanted_credentials(
+    state: IntakeState, catalog: Catalog, needs: list[CredentialNeed] | tuple[CredentialNeed, ...] | None = None
+) -> set[str]:
     """Names of every credential this launch uses now: required, optional that apply, and the extra settings."""
+    needs = credential_needs(state, catalog) if needs is None else needs
     return (
-        {n.name for n in credential_needs(state, catalog)}
-        | {c.name for c, _ in optional_credentials(state, catalog)}
-        | {c.name for c, _ in extra_settings(state, catalog)}
+        {n.name for n in needs}
+        | {c.name for c, _ in optional_credentials(state, catalog, needs)}
+        | {c.name for c, _ in extra_settings(state, catalog, needs)}
     )
 
 

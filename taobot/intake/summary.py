@@ -25,7 +25,7 @@ class MissingItem:
     example: str
 
 
-def missing_items(state: IntakeState, catalog: Catalog) -> list[MissingItem]:
+def missing_items(state: IntakeState, catalog: Catalog, needs=None) -> list[MissingItem]:
     """Every missing input with a concrete example, in the order they are asked."""
     items: list[MissingItem] = []
     platform = platform_of(state, catalog)
@@ -40,7 +40,7 @@ def missing_items(state: IntakeState, catalog: Catalog) -> list[MissingItem]:
                 f"`monitor=yes interval=5` (default yes, 5 min; {INTERVAL_ADVICE}) or `monitor=no`",
             )
         )
-    for need in missing_credentials(state, catalog):
+    for need in missing_credentials(state, catalog, needs):
         items.append(
             MissingItem(
                 Step.CREDENTIALS,
