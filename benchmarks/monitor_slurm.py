@@ -58,7 +58,7 @@ from taobot.secrets import SecretBox  # noqa: E402
 from taobot.slack.render import render  # noqa: E402
 from taobot.ssh import connect_login_node  # noqa: E402
 from taobot.store import Store  # noqa: E402
-from tests.lab import services  # noqa: E402
+from tests.lab import services, ssh_command  # noqa: E402
 
 LAB = services()
 OWNER = "UBENCHMON"
@@ -79,20 +79,7 @@ def rss() -> tuple[float, float]:
 
 
 def ssh_base() -> list[str]:
-    return [
-        "ssh",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        f"UserKnownHostsFile={LAB['TAOBOT_TEST_SSH_KNOWN_HOSTS']}",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-i",
-        LAB["TAOBOT_TEST_SSH_KEY"],
-        "-p",
-        LAB["TAOBOT_TEST_SSH_PORT"],
-        f"{LAB['TAOBOT_TEST_SSH_USER']}@127.0.0.1",
-    ]
+    return ssh_command()
 
 
 def creds() -> dict[str, str]:

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from taobot.catalog import load_catalog  # noqa: E402
 from taobot.config import PlatformSettings  # noqa: E402
 from taobot.preflight import DatasetPath, PreflightRequest, run_preflight  # noqa: E402
-from tests.lab import services  # noqa: E402
+from tests.lab import services, ssh_command  # noqa: E402
 
 LAB = services()
 FIELD = "video_fps"
@@ -41,20 +41,7 @@ CHECK_PY = (
 
 
 def ssh_base() -> list[str]:
-    return [
-        "ssh",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        f"UserKnownHostsFile={LAB['TAOBOT_TEST_SSH_KNOWN_HOSTS']}",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-i",
-        LAB["TAOBOT_TEST_SSH_KEY"],
-        "-p",
-        LAB["TAOBOT_TEST_SSH_PORT"],
-        f"{LAB['TAOBOT_TEST_SSH_USER']}@127.0.0.1",
-    ]
+    return ssh_command()
 
 
 def make_dataset() -> list[tuple[str, str, bool]]:

@@ -34,3 +34,13 @@ def require(*names: str) -> dict[str, str]:
     if missing:
         pytest.fail(f"the services env lacks {', '.join(missing)}: run `bash tests/services/setup.sh`")
     return env
+
+
+def ssh_command() -> list[str]:
+    """`ssh` to the test login node as the test user: key only, known hosts enforced, never a prompt."""
+    env = services()
+    return [
+        "ssh", "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={env['TAOBOT_TEST_SSH_KNOWN_HOSTS']}",
+        "-o", "StrictHostKeyChecking=yes", "-i", env["TAOBOT_TEST_SSH_KEY"], "-p", env["TAOBOT_TEST_SSH_PORT"],
+        f"{env['TAOBOT_TEST_SSH_USER']}@127.0.0.1",
+    ]  # fmt: skip

@@ -28,7 +28,7 @@ from taobot.store import Store
 from tests.builders import launch_record
 from tests.fakes import FakeSlackAPI
 from tests.harness import BOT_TOKEN
-from tests.lab import require
+from tests.lab import require, ssh_command
 
 LAB = require("TAOBOT_TEST_SSH_USER", "TAOBOT_TEST_SSH_PORT", "TAOBOT_TEST_SSH_KEY", "TAOBOT_TEST_SLURM_PARTITION")
 OWNER = "U0MONTHREADS"
@@ -36,11 +36,7 @@ GOOD, GONE = "C0GOODCHAN", "C0GONECHAN"
 
 
 def ssh(script: str) -> str:
-    cmd = [
-        "ssh", "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={LAB['TAOBOT_TEST_SSH_KNOWN_HOSTS']}",
-        "-o", "StrictHostKeyChecking=yes", "-i", LAB["TAOBOT_TEST_SSH_KEY"], "-p", LAB["TAOBOT_TEST_SSH_PORT"],
-        f"{LAB['TAOBOT_TEST_SSH_USER']}@127.0.0.1", "bash -s",
-    ]  # fmt: skip
+    cmd = [*ssh_command(), "bash -s"]
     return subprocess.run(cmd, input=script, text=True, capture_output=True, timeout=120, check=True).stdout
 
 
