@@ -3,8 +3,9 @@
 A profile is the operator's, read from the policy file (`kubernetes_profiles:`): which
 kubeconfig + context (an operator path on the bot's host) or the bot's in-cluster service
 account it uses, the namespaces it may launch into (the first is the default), who may use
-it (`users`, `channels`; an empty list does not restrict that side, so both empty means
-everyone), and the PersistentVolumeClaims every Job launched with it mounts.
+it (`users`, `channels`: both empty means everyone, otherwise a listed user or a listed
+channel, as for the policy's platforms), and the PersistentVolumeClaims every Job launched
+with it mounts.
 
 In Slack the bot's own identities are reachable only through a profile that names them and
 that the person may use (`usable_profiles`); a person without one uploads their own
@@ -24,6 +25,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+# TAO_K8S_PROFILE's value for "the kubeconfig I uploaded" (KUBECONFIG_CONTENT); no profile may take the name
+OWN_KUBECONFIG = "own-kubeconfig"
+# where the Job's container already mounts its spec, results and shared memory (backends/kube_manifests.py)
+RESERVED_MOUNT_PATHS = ("/tao/specs", "/tao/results", "/dev/shm")
 
 
 def clean_path(path: str) -> str:
@@ -56,6 +63,9 @@ class KubeVolume(BaseModel):
         cleaned = clean_path(v)
         if cleaned == "/":
             raise ValueError("mount_path `/` would hide the container's own file system")
+        for reserved in RESERVED_MOUNT_PATHS:
+            if reserved == cleaned or reserved.startswith(cleaned + "/") or cleaned.startswith(reserved + "/"):
+                raise ValueError(f"mount_path {v!r} collides with `{reserved}`, which every TAO Job mounts itself")
         return cleaned
 
     @field_validator("sub_path")
@@ -79,8 +89,8 @@ class KubeProfile(BaseModel):
     context: str | None = None  # a context in that kubeconfig; None: its current context
     in_cluster: bool = False  # the bot's own in-cluster service account instead of a kubeconfig
     namespaces: list[str] = Field(min_length=1)  # the first is the default
-    users: list[str] = Field(default_factory=list)  # Slack user ids; empty: any person
-    channels: list[str] = Field(default_factory=list)  # Slack channel ids; empty: any channel
+    users: list[str] = Field(default_factory=list)  # Slack user ids
+    channels: list[str] = Field(default_factory=list)  # Slack channel ids
     volumes: list[KubeVolume] = Field(default_factory=list)
 
     @field_validator("name")
@@ -88,6 +98,24 @@ class KubeProfile(BaseModel):
     def _name(cls, v: str) -> str:
         if not _NAME.match(v):
             raise ValueError(f"profile name {v!r}: use letters, digits, '.', '_', '-' (at most 63)")
+        if v == OWN_KUBECONFIG:
+            raise ValueError(f"profile name {v!r} is reserved: it means a person's own uploaded kubeconfig")
+        return v
+
+    @field_validator("users")
+    @classmethod
+    def _users(cls, v: list[str]) -> list[str]:
+        bad = [u for u in v if not _USER_ID.match(u)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a Slack user id (like U012ABCDEF; a name or @handle is not one)")
+        return v
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, v: list[str]) -> list[str]:
+        bad = [c for c in v if not _CHANNEL_ID.match(c)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a Slack channel id (like C012ABCDEF; a #name is not one)")
         return v
 
     @field_validator("namespaces")
@@ -129,12 +157,18 @@ class KubeProfile(BaseModel):
         return f"context `{self.context}`" if self.context else "its kubeconfig's current context"
 
     def may_use(self, user: str, channel: str | None) -> bool:
-        """Whether `user` may use this profile in `channel` (each list restricts its side only when not empty)."""
-        if self.users and user not in self.users:
-            return False
-        if self.channels and channel not in self.channels:
-            return False
-        return True
+        """Whether `user` may use this profile in `channel`: both lists empty, or the user or the channel listed."""
+        if not self.users and not self.channels:
+            return True
+        return user in self.users or (channel is not None and channel in self.channels)
+
+    @property
+    def who(self) -> str:
+        """Who may use it, in words (ids as Slack mentions)."""
+        if not self.users and not self.channels:
+            return "everyone"
+        parts = [f"<@{u}>" for u in self.users] + [f"<#{c}>" for c in self.channels]
+        return ", ".join(parts)
 
     def volume_for(self, path: str) -> KubeVolume | None:
         """The volume whose mount path holds `path` (the deepest one), or None."""
