@@ -14,6 +14,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from taobot.errors import ConfigError
+from taobot.kube_profiles import KubeProfile
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,9 @@ class PlatformSettings:
     kubeconfig: str | None = None  # the bot's KUBECONFIG (os.pathsep-separated); None: ~/.kube/config
     kubernetes_service_host: str | None = None  # set inside a Pod: the in-cluster API server
     kubernetes_service_port: str | None = None
+    on_persons_machine: bool = False
+    # the operator's cluster profiles (policy `kubernetes_profiles`): in Slack the only way to the bot's own identities
+    kube_profiles: tuple[KubeProfile, ...] = ()
 
     @property
     def docker_tls(self) -> dict[str, str | None]:
