@@ -44,6 +44,11 @@ class PlatformSettings:
     on_persons_machine: bool = False
     # the operator's cluster profiles (policy `kubernetes_profiles`): in Slack the only way to the bot's own identities
     kube_profiles: tuple[KubeProfile, ...] = ()
+    # SSH identities (taobot.identities): on a person's own machine (`taobot console`, the `taobot preflight` CLI)
+    # their key files, agent and ~/.ssh/config IdentityFile are theirs; in Slack none of the bot host's are.
+    ssh_key_root: str | None = None  # TAOBOT_SSH_KEY_ROOT: in Slack, key files only under <root>/<slack-user-id>/
+    ssh_key_per_cluster: bool = False  # one taobot key per person and SLURM_HOSTNAME value, not one per person
+    ssh_tofu: bool = False  # an unknown login-node host key may be trusted on first use, from the preflight card
 
     @property
     def docker_tls(self) -> dict[str, str | None]:
@@ -76,6 +81,9 @@ class Settings(BaseSettings):
     brev_api_url: str = Field("https://brevapi.us-west-2-prod.control-plane.brev.dev", validation_alias="BREV_API_URL")
     ssh_config: str | None = Field(None, validation_alias="TAOBOT_SSH_CONFIG")
     ssh_known_hosts: str | None = Field(None, validation_alias="TAOBOT_SSH_KNOWN_HOSTS")
+    ssh_key_root: str | None = Field(None, validation_alias="TAOBOT_SSH_KEY_ROOT")
+    ssh_key_per_cluster: bool = Field(False, validation_alias="TAOBOT_SSH_KEY_PER_CLUSTER")
+    ssh_tofu: bool = Field(False, validation_alias="TAOBOT_SSH_TOFU")
     health_port: int = Field(8080, ge=1, le=65535, validation_alias="TAOBOT_HEALTH_PORT")
     health_host: str = Field("127.0.0.1", validation_alias="TAOBOT_HEALTH_HOST")
     shutdown_grace_seconds: int = Field(20, ge=0, le=600, validation_alias="TAOBOT_SHUTDOWN_GRACE_SECONDS")
@@ -103,7 +111,8 @@ class Settings(BaseSettings):
     def _lower(cls, v: object) -> object:
         return v.lower() if isinstance(v, str) else v
 
-    def platform_settings(self) -> PlatformSettings:
+    def platform_settings(self, on_persons_machine: bool = False) -> PlatformSettings:
+        """What preflight and the backends share; `on_persons_machine` for the console and the preflight CLI."""
         return PlatformSettings(
             lepton_api_url=self.lepton_api_url,
             brev_api_url=self.brev_api_url,
@@ -115,6 +124,10 @@ class Settings(BaseSettings):
             kubeconfig=self.kubeconfig,
             kubernetes_service_host=self.kubernetes_service_host,
             kubernetes_service_port=self.kubernetes_service_port,
+            on_persons_machine=on_persons_machine,
+            ssh_key_root=self.ssh_key_root,
+            ssh_key_per_cluster=self.ssh_key_per_cluster,
+            ssh_tofu=self.ssh_tofu,
         )
 
     @property
