@@ -60,7 +60,7 @@ def namespace(new_namespace):
 def backend():
     from taobot.backends.kubernetes import KubernetesBackend
 
-    b = KubernetesBackend(PlatformSettings(connect_timeout_s=5.0, http_timeout_s=5.0))
+    b = KubernetesBackend(PlatformSettings(connect_timeout_s=5.0, http_timeout_s=5.0, on_persons_machine=True))
     yield b
     b.close()
 
@@ -533,7 +533,7 @@ def test_cancel_deletes_the_job_and_the_garbage_collector_removes_its_pod_secret
     assert backend.poll([ref])[sub.job_id].state is JobState.CANCELLED  # remembered by this process
     backend.cancel(ref)  # again: already gone, no error
 
-    restarted = KubernetesBackend(PlatformSettings(connect_timeout_s=5.0, http_timeout_s=5.0))
+    restarted = KubernetesBackend(PlatformSettings(connect_timeout_s=5.0, http_timeout_s=5.0, on_persons_machine=True))
     try:  # after a restart the cluster has no record of a deleted Job: Unknown, as documented
         after = restarted.poll([ref])[sub.job_id]
     finally:
@@ -557,7 +557,9 @@ def test_a_cancelled_job_still_being_deleted_is_cancelled_even_after_a_restart(k
         assert job.metadata.deletion_timestamp is not None
         assert job.metadata.annotations["taobot/cancelled"] == "true" and job.spec.parallelism == 0
 
-        restarted = KubernetesBackend(PlatformSettings(connect_timeout_s=5.0, http_timeout_s=5.0))
+        restarted = KubernetesBackend(
+            PlatformSettings(connect_timeout_s=5.0, http_timeout_s=5.0, on_persons_machine=True)
+        )
         try:
             status = restarted.poll([ref])[sub.job_id]
         finally:

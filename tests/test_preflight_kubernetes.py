@@ -103,7 +103,9 @@ def run(kenv, timeout: float = 5.0, compute=None, bot=None, **creds) -> list[Che
         "kubernetes",
         {k: v for k, v in creds.items() if v},
         compute=compute or {},
-        settings=PlatformSettings(connect_timeout_s=timeout, http_timeout_s=timeout, **(bot or {})),
+        settings=PlatformSettings(
+            **{"connect_timeout_s": timeout, "http_timeout_s": timeout, "on_persons_machine": True, **(bot or {})}
+        ),
     )
     t0 = time.monotonic()
     results = kp.check(request)
@@ -581,7 +583,7 @@ def test_missing_kubeconfig_file_fails(kenv, tmp_path):
 
     assert [(r.check, r.ok) for r in results] == [("kubernetes.config", False)]
     assert f"kubeconfig `{path}` (from KUBECONFIG) does not exist" in results[0].detail
-    assert "Point KUBECONFIG at the kubeconfig file" in results[0].remediation
+    assert "Point KUBECONFIG at your kubeconfig file" in results[0].remediation
 
 
 def test_no_kubeconfig_and_not_in_a_cluster_fails(kenv, tmp_path, monkeypatch):
@@ -635,15 +637,15 @@ def test_failing_exec_credential_plugin_is_reported_as_anonymous(kenv, tmp_path)
 
 
 def test_in_cluster_service_account_is_used_when_there_is_no_kubeconfig(kenv, admin, namespace, tmp_path, monkeypatch):
-    from taobot import kube
+    from taobot import kube_identity
 
     # what a Pod sees: KUBERNETES_SERVICE_HOST/PORT and a mounted token + CA; here the bot's token and the test CA
     token_file, ca_file = tmp_path / "token", tmp_path / "ca.crt"
     token_file.write_text(kenv["TAOBOT_TEST_KUBE_BOT_TOKEN"])
     ca_file.write_text(Path(kenv["TAOBOT_TEST_KUBE_CA"]).read_text())
     host, port = re.match(r"https://([^:/]+):(\d+)", kenv["TAOBOT_TEST_KUBE_API"]).groups()
-    monkeypatch.setattr(kube, "INCLUSTER_TOKEN_FILE", str(token_file))
-    monkeypatch.setattr(kube, "INCLUSTER_CA_FILE", str(ca_file))
+    monkeypatch.setattr(kube_identity, "INCLUSTER_TOKEN_FILE", str(token_file))
+    monkeypatch.setattr(kube_identity, "INCLUSTER_CA_FILE", str(ca_file))
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", host)
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", port)
     monkeypatch.setenv("HOME", str(tmp_path))
