@@ -117,8 +117,8 @@ def test_steps_are_asked_in_the_fixed_order(platform, model, action):
     state = ok(state, AcceptComputeDefaults())
     seen.append(next_step(state, CATALOG))
     expected = [*STEP_ORDER, Step.COMPLETE]
-    if platform in ("local-docker", "kubernetes") and model == "dino":
-        expected.remove(Step.CREDENTIALS)  # nothing to ask: the step is skipped
+    if platform == "local-docker" and model == "dino":
+        expected.remove(Step.CREDENTIALS)  # nothing to ask: the step is skipped (Kubernetes asks for an identity)
     assert _squeeze(seen) == expected
     assert state.status == "complete"
 

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from taobot.backends.base import RESULTS_PLACEHOLDER, LaunchSpec
 from taobot.backends.tao_status import status_env
+from taobot.kube_profiles import KubeVolume
 from taobot.preflight.base import quote
 from taobot.render import render, render_args
 
@@ -156,6 +157,31 @@ def job_manifest(
     }
 
 
+def claim_volumes(volumes: Sequence[KubeVolume]) -> tuple[list[dict], list[dict]]:
+    """A cluster profile's PersistentVolumeClaims as Pod volumes (`claim-<n>`) and the container's mounts of them."""
+    pod: list[dict] = []
+    mounts: list[dict] = []
+    for number, volume in enumerate(volumes):
+        name = f"claim-{number}"
+        pod.append({"name": name, "persistentVolumeClaim": {"claimName": volume.claim, "readOnly": volume.read_only}})
+        mount = {"name": name, "mountPath": volume.mount_path, "readOnly": volume.read_only}
+        if volume.sub_path:
+            mount["subPath"] = volume.sub_path
+        mounts.append(mount)
+    return pod, mounts
+
+
+def mount_claims(job: dict, volumes: Sequence[KubeVolume]) -> dict:
+    """`job` with the profile's claims mounted in its TAO container: the only outside data its Pod sees."""
+    pod_spec = job["spec"]["template"]["spec"]
+    pod, mounts = claim_volumes(volumes)
+    pod_spec["volumes"].extend(pod)
+    for container in pod_spec["containers"]:
+        if container["name"] == CONTAINER:
+            container["volumeMounts"].extend(mounts)
+    return job
+
+
 def launch_labels(spec: LaunchSpec) -> dict[str, str]:
     labels = {}
     for (
@@ -238,8 +264,11 @@ class LaunchObjects:
         }
 
 
-def launch_objects(spec: LaunchSpec, namespace: str) -> LaunchObjects:
-    """The Job (and what the Secret and ConfigMap will hold) for one launch; the results folder is CONTAINER_RESULTS."""
+def launch_objects(spec: LaunchSpec, namespace: str, volumes: Sequence[KubeVolume] = ()) -> LaunchObjects:
+    """The Job (and what the Secret and ConfigMap will hold) for one launch; the results folder is CONTAINER_RESULTS.
+
+    `volumes`: the claims of the launch's cluster profile, mounted in the TAO container.
+    """
     name = object_name(spec.launch_id)
     labels = launch_labels(spec)
     flat = {k: (CONTAINER_RESULTS if v == RESULTS_PLACEHOLDER else v) for k, v in spec.spec.items()}
@@ -251,4 +280,5 @@ def launch_objects(spec: LaunchSpec, namespace: str) -> LaunchObjects:
     job = job_manifest(
         spec, namespace, name, f"{name}-env", f"{name}-spec" if file_name else None, labels, file_name, flat
     )
+    mount_claims(job, volumes)
     return LaunchObjects(namespace, name, labels, job, dict(spec.job_env), file_name, rendered)

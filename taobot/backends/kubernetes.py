@@ -74,6 +74,7 @@ from taobot.kube import (
     is_api_error,
     kubeconfig_of,
     namespace_for,
+    profile_of,
     redact,
     short,
     status_of,
@@ -167,7 +168,8 @@ class KubernetesBackend:
         except KubeConfigUnusable as exc:
             raise LaunchFailed(_config_text(exc) + (f" — {exc.remediation}" if exc.remediation else "")) from None
         secrets_of_job = [str(v) for v in spec.job_env.values()]
-        objects = launch_objects(spec, namespace)
+        profile = profile_of(creds, self.settings)  # its claims are the only outside data the Pod sees
+        objects = launch_objects(spec, namespace, profile.volumes if profile else ())
         name = objects.name
 
         from kubernetes import client as k8s

@@ -2,18 +2,25 @@
 
 In order, stopping when a failure makes the rest meaningless:
 
-1. configuration - KUBECONFIG (else the bot's KUBECONFIG, else the default
-   kubeconfig, else the in-cluster service account) and TAO_K8S_CONTEXT load
-   into a private ApiClient (`taobot.kube.load_client`, the same step the
-   Kubernetes backend uses);
+1. identity - the person's uploaded kubeconfig, or the operator's cluster profile
+   they chose (TAO_K8S_PROFILE), loads into a private ApiClient; in Slack there is
+   no fallback to the bot's own kubeconfig or service account, and a KUBECONFIG path
+   counts only on the person's own machine (`taobot.kube_identity`, the same step
+   the Kubernetes backend uses); with a profile, TAO_K8S_NAMESPACE must be one of
+   its namespaces;
 2. API server and namespace - the server answers and accepts the credentials
-   (GET /version), and TAO_K8S_NAMESPACE (default `default`) exists and is not
-   being deleted; a 403 on reading the namespace is noted, not fatal;
+   (GET /version), and the namespace (TAO_K8S_NAMESPACE, else the profile's first)
+   exists and is not being deleted; a 403 on reading the namespace is noted, not fatal;
 3. permissions - SelfSubjectAccessReviews (evaluated, never persisted) for
    everything the launch and the monitor do in the namespace (`PERMISSIONS`):
    create jobs.batch, secrets and configmaps; get/list, patch and delete
    jobs.batch; get/list pods and get pods/log;
-4. GPUs - nodes offer allocatable nvidia.com/gpu.
+4. volumes - every PersistentVolumeClaim of the profile exists in the namespace
+   and is Bound (`kube_volumes`);
+5. GPUs - nodes offer allocatable nvidia.com/gpu.
+
+Apart from these, every dataset or results path that is not s3:// must lie on a
+volume the profile mounts: the Job's Pod has nothing else from outside.
 
 Nothing is created on the cluster. Every request has a connect/read timeout
 and no retries, so an unreachable server fails in about connect_timeout_s.
@@ -32,6 +39,7 @@ from taobot.kube import (
     describe_network_error,
     load_client,
     namespace_for,
+    profile_of,
     redact,
     short,
     tls_text,
@@ -48,6 +56,7 @@ from taobot.preflight.kube_rbac import (
     user_from,
     who,
 )
+from taobot.preflight.kube_volumes import claim_results, path_results
 
 GPU_RESOURCE = "nvidia.com/gpu"
 # (check id, label, verb(s, comma-separated), API group, resource, subresource, why the launch needs it);
@@ -120,18 +129,23 @@ class _Run:
 
 def check(request: PreflightRequest) -> list[CheckResult]:
     run = _Run(request)
+    profile = profile_of(request.credentials, request.settings)
+    paths = path_results(request, profile)  # no I/O: what the Job mounts is the profile's
     try:
         client = load_client(request.credentials, request.settings)
     except KubeConfigUnusable as exc:  # already redacted
-        return [CheckResult("kubernetes.config", "Kubeconfig", False, exc.detail, exc.remediation, scope="platform")]
+        label = "Kubernetes identity"
+        return [CheckResult("kubernetes.config", label, False, exc.detail, exc.remediation, scope="platform"), *paths]
     run.secrets.update(client.secrets)
     try:
         if _api_and_namespace(run, client):
             _permissions(run, client)
+            if profile is not None and profile.volumes:
+                run.results += claim_results(client, profile, run.namespace, run.timeout)
             _gpus(run, client)
     finally:
         client.close()
-    return [_redact(r, run.secrets) for r in run.results]
+    return [_redact(r, run.secrets) for r in run.results] + paths
 
 
 # --------------------------------------------------------------------------- 2. API server and namespace
