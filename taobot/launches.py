@@ -78,6 +78,10 @@ class Launch(BaseModel):
     post_retry_at: float | None = None  # the thread's posts wait until then
     notify_dm: bool = False  # the final reply also goes to the owner by DM
     moved_from: str | None = None  # the channel whose thread was lost; updates now go to the owner's DM
+    cleaned_at: float | None = None  # what the ended job left on its platform holding secrets was removed then
+    cleanup_attempts: int = 0  # failed removals so far
+    cleanup_retry_at: float | None = None  # the next removal waits until then
+    cleanup_error: str | None = None  # why the last removal failed (never a secret)
 
     @property
     def detail_map(self) -> dict[str, str]:

@@ -12,6 +12,8 @@ Posting is `posting.ThreadPoster`'s: exactly once per slot, and a thread
 that refuses posts backs off alone. Every launch reaches an end: an
 interrupted submit, and a job the platform no longer knows for
 `UNKNOWN_GRACE_S`, end with a final reply that says what to check.
+At the end of a cycle, launches that have ended get their platform cleanup
+(`taobot.cleanup`): what holds their secrets there is removed, once.
 A long cycle calls `keep_alive` between steps, so the scheduler's lease is
 renewed in time (and a cycle that lost it stops before posting anything).
 """
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 
 from taobot.backends.base import JobRef, JobStatus, infrastructure_cause
 from taobot.catalog import Catalog, find_platform
+from taobot.cleanup import PlatformCleanup
 from taobot.errors import BackendUnreachable
 from taobot.launches import JobState, Launch
 from taobot.posting import DM_COPY_SLOT, FINAL_SLOT, ThreadPoster
@@ -46,6 +49,8 @@ class CycleStats:
     polls: int = 0  # backend.poll calls (one per cluster/daemon/namespace)
     posted: int = 0
     unreachable: int = 0
+    cleaned: int = 0  # ended launches whose platform cleanup was done
+    cleanup_failed: int = 0  # ... and those whose cleanup failed (tried again later)
     durations: dict[str, float] = field(default_factory=dict)
 
 
@@ -70,6 +75,9 @@ class Monitor:
         self._card_drawn: dict[str, float] = {}  # launch id -> when an update last redrew its card
         # Called between the steps of a cycle; raises to stop a cycle that must not go on (the lease was lost).
         self.keep_alive = keep_alive or (lambda: None)
+        self.cleanup = PlatformCleanup(
+            store, backends, lambda row: self.credentials(row.owner, row.platform), self.keep_alive
+        )
 
     # ------------------------------------------------------------------ helpers
 
@@ -179,6 +187,8 @@ class Monitor:
                 elif due[row.id] is not None:
                     if self._post_update(row, due[row.id], status):
                         stats.posted += 1
+        self.keep_alive()
+        stats.cleaned, stats.cleanup_failed = self.cleanup.run(self.clock())
         return stats
 
     # ------------------------------------------------------------------ state

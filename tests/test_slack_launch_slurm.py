@@ -104,10 +104,9 @@ def test_jobs_reach_every_end_state_with_one_update_per_interval(slurm_bot, slac
     assert pending == 0
     status = person.slash(f"status {ok_id}").text
     assert "Succeeded" in status and "Logs:" in status and ok_id in status
-    # the job's secret reached it only through the 0600 env file beside the script
-    staged = ssh(f"cd ~/tao-results/{ok_id} && stat -c '%a %n' sbatch/job.env && cat sbatch/job.sh specs/*")
-    assert staged.startswith("600 sbatch/job.env") and HF_SECRET not in staged
-    assert HF_SECRET in ssh(f"cat ~/tao-results/{ok_id}/sbatch/job.env")
+    # the job's secret reached it only through the env file beside the script, which is gone now that it ran
+    assert ssh(f"ls ~/tao-results/{ok_id}/sbatch").split() == ["job.sh"]
+    assert HF_SECRET not in ssh(f"cd ~/tao-results/{ok_id} && cat sbatch/job.sh specs/* logs/*")
     assert HF_SECRET not in slurm_bot.log_text()
     assert HF_SECRET not in json.dumps([c.params for c in slack.calls])
     assert HF_SECRET.encode() not in b"".join(p.read_bytes() for p in slurm_bot.workdir.glob("taobot.db*"))

@@ -1,4 +1,4 @@
-"""What every platform backend does: launch, poll (batched), logs, cancel.
+"""What every platform backend does: launch, poll (batched), logs, cancel, cleanup.
 
 A backend gets a `LaunchSpec` only after the launch gate opened (the
 launcher calls `gate.require_open` first). Job credentials reach the job
@@ -9,6 +9,12 @@ States are normalised to `JobState`; the platform's own state text is kept
 beside it in `JobStatus.native`. A backend that cannot reach its platform
 raises `BackendUnreachable` from `poll`: the monitor reports that and
 retries, and never marks the job failed because of it.
+
+A job's secrets stay on its platform only as long as the job needs them:
+`cleanup` removes what a launch left there that holds them (SLURM's env
+file, the Kubernetes Secret, Lepton's per-launch secrets). The monitor calls
+it once when the launch has ended (recorded in the store, retried a bounded
+number of times when it fails), and `cancel` calls it too.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from taobot.catalog.schema import ResourceDefaults
+from taobot.errors import TaobotError
 from taobot.launches import JobState  # noqa: F401 - the one vocabulary of job states, re-exported for backends
 
 # A spec value equal to this is replaced by the launch's results folder once
@@ -95,12 +102,38 @@ class Backend(Protocol):
     def logs(self, job: JobRef, lines: int = 20) -> list[str]: ...
 
     def cancel(self, job: JobRef) -> None:
-        """Cancel; an already finished or unknown job counts as cancelled (no error)."""
+        """Cancel; an already finished or unknown job counts as cancelled (no error). Then `cleanup`, best effort."""
+        ...
+
+    def cleanup(self, job: JobRef) -> None:
+        """Remove what the launch left on the platform that holds its secrets; what is gone already counts as
+        removed, so calling it twice is harmless. Raises `BackendUnreachable` (a message without secrets) when
+        something could not be removed; the monitor tries again later."""
         ...
 
     def connection_key(self, job: JobRef) -> str:
         """Jobs with the same key are polled together over one connection."""
         ...
+
+
+def cleanup_jobs(backend: Backend, jobs: list[JobRef]) -> dict[str, str | None]:
+    """launch id -> None when its cleanup is done, else why not (secret-free). Jobs of one connection.
+
+    A backend with `cleanup_many` does them all in one request (SLURM: one SSH command); otherwise `cleanup`
+    runs per job. A backend without `cleanup` leaves nothing to remove."""
+    many = getattr(backend, "cleanup_many", None)
+    if many is not None:
+        return many(jobs)
+    one = getattr(backend, "cleanup", None)
+    result: dict[str, str | None] = {}
+    for job in jobs:
+        try:
+            if one is not None:
+                one(job)
+            result[job.launch_id] = None
+        except TaobotError as exc:
+            result[job.launch_id] = exc.message
+    return result
 
 
 INFRA_PATTERNS = (

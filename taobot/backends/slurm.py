@@ -1,8 +1,20 @@
 """SLURM backend over one reused paramiko connection per cluster.
 
 Launch stages `<base>/<launch-id>/{specs,sbatch,logs,results}` over SFTP —
-the spec, an sbatch script, and a 0600 env file holding the job's secrets
-(sourced by the script, never written into it) — then `sbatch --parsable`.
+the spec and an sbatch script — then the env file holding the job's secrets
+(`sbatch/job.env`, created under `umask 077` by `cat` over the same SSH
+connection, so it is 0600 from its first byte; never written into the
+script), then `sbatch --parsable`.
+
+The env file lives only until the job has read it: the script sources it
+and removes it at once, before TAO starts, so a job that crashes or is
+cancelled while running leaves none behind; the variables are exported, so
+`srun` passes them on to every task of a multi-node job. The job is
+submitted `--no-requeue`: a requeued run would find no env file (and
+taobot counts preemption and node failures as failures anyway). A job
+cancelled before it ran, or a refused submission, would leave the file, so
+taobot removes it too (`rm -f`, idempotent): on cancel and when the monitor
+sees the launch end (`cleanup_many`: one command for every job of a cluster).
 Poll asks `sacct -P` (with the batch step) once per cluster for every job (or `squeue` where
 there is no accounting), reads TAO's status file for COMPLETED jobs and the log
 tails it was asked for, all in the same single command.
@@ -24,6 +36,16 @@ from taobot.backends.base import (
     JobStatus,
     LaunchSpec,
     Submitted,
+)
+from taobot.backends.slurm_env import (
+    DEFAULT_BASE,
+    cleanup_script,
+    env_file,
+    env_path,
+    parse_cleanup_output,
+    read_env_lines,
+    remote_word,
+    write_private,
 )
 from taobot.backends.tao_status import STATUS_FILE_NAME, judge_exit_zero, parse_status, status_env
 from taobot.config import PlatformSettings
@@ -113,6 +135,7 @@ def sbatch_script(spec: LaunchSpec, launch_dir: str, config_path: str, container
         f"#SBATCH --partition={partition}",
         f"#SBATCH --nodes={spec.num_nodes}",
         "#SBATCH --ntasks-per-node=1",
+        "#SBATCH --no-requeue",
     ]
     if spec.num_gpus:
         lines.append(f"#SBATCH --gres=gpu:{spec.num_gpus}")
@@ -131,8 +154,7 @@ def sbatch_script(spec: LaunchSpec, launch_dir: str, config_path: str, container
         run = f"srun --container-image={quote(spec.image)} --container-mounts={quote(mounts)} {command}"
     lines += [
         "set -euo pipefail",
-        "# Secrets come from a 0600 file beside this script; they are never written into it.",
-        f"set -a; . {quote(launch_dir + '/sbatch/job.env')}; set +a",
+        *read_env_lines(env_path(launch_dir)),
         f"export TAO_API_RESULTS_DIR={quote(launch_dir + '/results')}",
         *(f"export {k}={quote(v)}" for k, v in status_env(spec.launch_id, launch_dir + "/results").items()),
         f"export NUM_GPU_PER_NODE={spec.num_gpus}",
@@ -145,10 +167,6 @@ def sbatch_script(spec: LaunchSpec, launch_dir: str, config_path: str, container
         f"timeout --signal=TERM --kill-after=120 {int(timeout_hours * 3600)} {run}",
     ]
     return "\n".join(lines) + "\n"
-
-
-def env_file(values: dict[str, str]) -> str:
-    return "".join(f"{k}={quote(v)}\n" for k, v in sorted(values.items()))
 
 
 class SlurmBackend:
@@ -210,6 +228,17 @@ class SlurmBackend:
             self.close_connection(creds)
             raise BackendUnreachable(f"SSH command failed: {type(exc).__name__}: {exc}") from exc
 
+    def _write_private(self, creds: dict, path: str, content: str) -> None:
+        client = self._client(creds)
+        try:
+            ok, problem = write_private(client, path, content)
+            self.commands_run += 1
+        except Exception as exc:  # noqa: BLE001 - any transport failure means "could not ask"
+            self.close_connection(creds)
+            raise BackendUnreachable(f"SSH command failed: {type(exc).__name__}: {exc}") from exc
+        if not ok:
+            raise LaunchFailed(f"could not write the job's env file {path}: {problem[:300] or 'no answer'}")
+
     def close_connection(self, creds: dict) -> None:
         key = f"{creds.get('SLURM_USER')}@{creds.get('SLURM_HOSTNAME')}"
         with self._lock:
@@ -236,7 +265,7 @@ class SlurmBackend:
             raise BackendUnreachable(f"SFTP failed: {exc}") from exc
         try:
             home = sftp.normalize(".")
-            base = creds.get("SLURM_BASE_RESULTS_DIR") or "~/tao-results"
+            base = creds.get("SLURM_BASE_RESULTS_DIR") or DEFAULT_BASE
             if base.startswith("~"):
                 base = home + base[1:]
             launch_dir = posixpath.join(base, spec.launch_id)
@@ -247,7 +276,6 @@ class SlurmBackend:
             flat = {k: (f"{launch_dir}/results" if v == RESULTS_PLACEHOLDER else v) for k, v in spec.spec.items()}
             if spec.config_format != "args":
                 _write(sftp, config_path, render(flat, spec.config_format))
-            _write(sftp, f"{launch_dir}/sbatch/job.env", env_file(dict(spec.job_env)), mode=0o600)
             _write(
                 sftp,
                 f"{launch_dir}/sbatch/job.sh",
@@ -256,10 +284,17 @@ class SlurmBackend:
             )
         finally:
             sftp.close()
+        secrets_path = env_path(launch_dir)
+        self._write_private(creds, secrets_path, env_file(dict(spec.job_env)))
         out = self._run(creds, f'cd {quote(launch_dir)} && sbatch --parsable sbatch/job.sh 2>&1; echo "RC=$?"\n')
         lines = [line for line in out.strip().splitlines() if line]
         rc = lines[-1].removeprefix("RC=") if lines and lines[-1].startswith("RC=") else "?"
         if rc != "0":
+            # No job will read the env file: it goes now (and the monitor's cleanup tries again if this fails).
+            try:
+                self._run(creds, f"rm -f -- {quote(secrets_path)}\n")
+            except BackendUnreachable:
+                log.warning("could not remove the env file of a refused submission", extra={"launch": spec.launch_id})
             raise LaunchFailed("sbatch refused the job: " + " ".join(lines[:-1])[:500])
         job_id = lines[-2].split(";", 1)[0].strip()
         return Submitted(
@@ -314,8 +349,39 @@ class SlurmBackend:
         return out.splitlines()
 
     def cancel(self, job: JobRef) -> None:
-        # scancel on a finished or unknown job is not an error for us.
-        self._run(dict(job.platform_credentials), f"scancel {quote(job.job_id)} 2>&1 || true\n")
+        # scancel on a finished or unknown job is not an error for us. A job cancelled while still queued never
+        # read its env file: it goes in the same command.
+        self._run(
+            dict(job.platform_credentials),
+            f"scancel {quote(job.job_id)} 2>&1 || true; rm -f -- {self._env_word(job)}\n",
+        )
+
+    # ------------------------------------------------------------------ cleanup
+
+    def _env_word(self, job: JobRef) -> str:
+        """The job's env file as a shell word: from the launch folder recorded at submit, or (a submission that
+        never answered) where launch puts it for this launch id."""
+        launch_dir = job.details.get("launch_dir")
+        if not launch_dir:
+            base = (job.platform_credentials.get("SLURM_BASE_RESULTS_DIR") or DEFAULT_BASE).rstrip("/") or "/"
+            launch_dir = posixpath.join(base, job.launch_id)
+        return remote_word(env_path(launch_dir))
+
+    def cleanup(self, job: JobRef) -> None:
+        why = self.cleanup_many([job])[job.launch_id]
+        if why:
+            raise BackendUnreachable(why)
+
+    def cleanup_many(self, jobs: list[JobRef]) -> dict[str, str | None]:
+        """Remove the env files of these jobs (one cluster) in ONE command: launch id -> None, or why not."""
+        if not jobs:
+            return {}
+        words = {job.launch_id: self._env_word(job) for job in jobs}
+        try:
+            out = self._run(dict(jobs[0].platform_credentials), cleanup_script(words))
+        except BackendUnreachable as exc:
+            return {launch_id: exc.message for launch_id in words}
+        return parse_cleanup_output(out, list(words))
 
 
 def parse_poll_output(out: str, job_ids: list[str], tail_paths: dict[str, str] | None = None) -> dict[str, JobStatus]:

@@ -83,6 +83,13 @@ class LaunchRows:
         where = f"NOT ({ended}) OR (monitor = 1 AND final_posted = 0)"
         return self._launches(where, [], order_by="launched_at")
 
+    def launches_to_clean(self, now: float, attempts: int, limit: int) -> list[Launch]:
+        """Ended launches whose platform cleanup is not done, is due now and has failed fewer than `attempts` times."""
+        ended = f"(ended_at IS NOT NULL OR state IN ({terminal_sql_list()}))"
+        due = "cleaned_at IS NULL AND cleanup_attempts < ? AND (cleanup_retry_at IS NULL OR cleanup_retry_at <= ?)"
+        where = f"{ended} AND {due}"
+        return self._launches(where, [attempts, now], order_by="ended_at", limit=limit)
+
     def launches_failing_to_post(self) -> list[Launch]:
         """Launches whose thread refuses status posts right now (for /readyz and the operator)."""
         return self._launches("post_failures > 0", [], order_by="launched_at")

@@ -103,3 +103,15 @@ def m004_post_backoff(db: sqlite_utils.Database) -> None:
 @migrations()
 def m005_notify_dm(db: sqlite_utils.Database) -> None:
     db["launches"].add_column("notify_dm", int, not_null_default=0)
+
+
+@migrations()
+def m008_cleanup(db: sqlite_utils.Database) -> None:
+    # What an ended launch left on its platform that holds its secrets (an env file, a Secret, per-launch secrets)
+    # is removed once; `cleaned_at` records that, so a restart neither skips nor repeats it. A failed removal is
+    # tried again at `cleanup_retry_at`, at most cleanup.CLEANUP_ATTEMPTS times; `cleanup_error` says why (no secret).
+    # Launches that ended before this migration have none of these set: they are cleaned up too.
+    db["launches"].add_column("cleaned_at", float)
+    db["launches"].add_column("cleanup_attempts", int, not_null_default=0)
+    db["launches"].add_column("cleanup_retry_at", float)
+    db["launches"].add_column("cleanup_error", str)
