@@ -30,6 +30,11 @@ from tests.polling import wait_until
 PREFIX = "tbk"
 IMAGE = "nvcr.io/nvidia/tao/tao-toolkit:6.0.0-pyt"
 GC_WAIT_S = 30
+TTL_DROPPED = (
+    "the API server dropped the Job's ttlSecondsAfterFinished: a 1.20 kube-apiserver keeps it only with "
+    "--feature-gates=TTLAfterFinished=true; restart the test one: tests/services/stop.sh kube && "
+    "tests/services/setup.sh kube"
+)
 
 
 # --------------------------------------------------------------------------- environment
@@ -292,7 +297,7 @@ def test_launch_creates_an_owned_job_secret_and_configmap_and_the_secret_value_i
     assert labels["taobot/model"] == "cosmos-predict2" and labels["taobot/action"] == "train"
     assert job.spec.template.metadata.labels["taobot/launch"] == spec.launch_id  # the Pod carries them too
     assert job.spec.backoff_limit == 0
-    assert job.spec.ttl_seconds_after_finished is None
+    assert job.spec.ttl_seconds_after_finished == 3600, TTL_DROPPED
     assert job.spec.parallelism == 1 and job.spec.completions == 1  # released after its Secret/ConfigMap existed
     pod_spec = job.spec.template.spec
     assert pod_spec.restart_policy == "Never"
@@ -522,6 +527,7 @@ def test_cancel_deletes_the_job_and_the_garbage_collector_removes_its_pod_secret
 
     backend.cancel(ref)
 
+    assert objects(admin, namespace)["secrets"] == []  # taobot's own delete, before the garbage collector's
     status = backend.poll([ref])[sub.job_id]
     assert status.state is JobState.CANCELLED and status.reason.startswith("cancelled from taobot")
     wait_for(
@@ -556,6 +562,7 @@ def test_a_cancelled_job_still_being_deleted_is_cancelled_even_after_a_restart(k
         job = batch.read_namespaced_job(sub.job_id, namespace)
         assert job.metadata.deletion_timestamp is not None
         assert job.metadata.annotations["taobot/cancelled"] == "true" and job.spec.parallelism == 0
+        assert objects(admin, namespace)["secrets"] == []  # gone although its owner is held: taobot deleted it
 
         restarted = KubernetesBackend(
             PlatformSettings(connect_timeout_s=5.0, http_timeout_s=5.0, on_persons_machine=True)
@@ -582,6 +589,82 @@ def test_a_cancelled_job_still_being_deleted_is_cancelled_even_after_a_restart(k
         "the Job and all it owned to go",
         show=lambda: objects(admin, namespace),
     )
+
+
+@pytest.mark.parametrize(
+    "phase, exit_code, state", [("Succeeded", 0, JobState.SUCCEEDED), ("Failed", 2, JobState.FAILED)]
+)
+def test_cleanup_of_an_ended_job_deletes_its_secret_and_leaves_the_job_to_its_ttl(
+    kenv, admin, namespace, backend, phase, exit_code, state
+):
+    core, _rbac, batch = admin
+    spec = spec_for(kenv, namespace)
+    sub = backend.launch(spec)
+    ref = ref_for(spec, sub)
+    pod = pod_of(admin, namespace, sub.job_id).metadata.name
+    kubelet(admin, namespace, pod, "Running")
+    assert backend.poll([ref])[sub.job_id].state is JobState.RUNNING
+    kubelet(admin, namespace, pod, phase, exit_code=exit_code)
+    wait_for(lambda: backend.poll([ref])[sub.job_id].state is state, what=f"the Job to end {state.value}")
+    assert objects(admin, namespace)["secrets"] == [f"{sub.job_id}-env"]  # ending alone removes nothing
+
+    backend.cleanup(ref)
+
+    with pytest.raises(Exception) as gone:
+        core.read_namespaced_secret(f"{sub.job_id}-env", namespace)
+    assert getattr(gone.value, "status", None) == 404
+    # the Job, its Pod (logs) and its ConfigMap stay until the TTL controller deletes the Job
+    left = objects(admin, namespace)
+    assert left["jobs"] == [sub.job_id] and left["configmaps"] == [f"{sub.job_id}-spec"] and left["secrets"] == []
+    assert batch.read_namespaced_job(sub.job_id, namespace).spec.ttl_seconds_after_finished == 3600, TTL_DROPPED
+    backend.cleanup(ref)  # again: already gone, no error
+    assert backend.poll([ref])[sub.job_id].state is state
+
+
+@pytest.mark.parametrize("propagation", ["Background", "Foreground"])
+def test_the_garbage_collector_removes_the_owned_secret_when_the_job_is_deleted(
+    kenv, admin, namespace, backend, propagation
+):
+    core, _rbac, batch = admin
+    spec = spec_for(kenv, namespace)
+    sub = backend.launch(spec)
+    uid = batch.read_namespaced_job(sub.job_id, namespace).metadata.uid
+    owners = core.read_namespaced_secret(f"{sub.job_id}-env", namespace).metadata.owner_references
+    assert [(o.kind, o.name, o.uid) for o in owners] == [("Job", sub.job_id, uid)]
+
+    batch.delete_namespaced_job(sub.job_id, namespace, body={"propagationPolicy": propagation})
+
+    wait_for(
+        lambda: objects(admin, namespace) == NOTHING,
+        GC_WAIT_S,
+        "the garbage collector to remove the Job's Secret, ConfigMap and Pod",
+        show=lambda: objects(admin, namespace),
+    )
+
+
+def test_a_cleanup_the_bot_may_not_do_is_reported_without_secrets_and_done_once_allowed(
+    kenv, admin, namespace, backend
+):
+    grant_bot(admin, kenv, namespace)  # the preflight's permissions: create Secrets, not delete them
+    spec = spec_for(kenv, namespace, kubeconfig=kenv["TAOBOT_TEST_KUBECONFIG_BOT"])
+    sub = backend.launch(spec)
+    ref = ref_for(spec, sub)
+
+    with pytest.raises(BackendUnreachable) as refused:
+        backend.cleanup(ref)
+
+    text = refused.value.message
+    assert text.startswith(f"deleting Secret `{sub.job_id}-env` in namespace `{namespace}` was refused: HTTP 403")
+    assert not any(v in text for v in spec.job_env.values()) and kenv["TAOBOT_TEST_KUBE_BOT_TOKEN"] not in text
+    assert objects(admin, namespace)["secrets"] == [f"{sub.job_id}-env"]
+    admin[1].patch_namespaced_role(
+        "taobot",
+        namespace,
+        {"rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "delete"]}]},
+    )
+    wait_for(lambda: _bot_may(kenv, namespace, "delete", "", "secrets"), what="the delete grant to take effect")
+    backend.cleanup(ref)
+    assert objects(admin, namespace)["secrets"] == []
 
 
 def test_cancel_of_a_missing_job_is_no_error_and_a_finished_job_is_left_alone(kenv, admin, namespace, backend):

@@ -7,9 +7,10 @@ every object carries `app.kubernetes.io/managed-by=taobot` plus the launch,
 model and action labels, which is how poll finds the bot's Jobs and Pods.
 
 The Job is built with `parallelism: 0` (no Pod until the launch releases
-it); the Secret and the ConfigMap are built once the Job's uid is known, so
-they are created with an ownerReference to it and the garbage collector
-removes them with the Job (`LaunchObjects.secret` / `.configmap`).
+it) and `ttlSecondsAfterFinished: JOB_TTL_AFTER_FINISHED_S`; the Secret and
+the ConfigMap are built once the Job's uid is known, so they are created
+with an ownerReference to it and the garbage collector removes them with
+the Job (`LaunchObjects.secret` / `.configmap`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ MODEL_LABEL = "taobot/model"
 ACTION_LABEL = "taobot/action"
 CANCELLED_ANNOTATION = "taobot/cancelled"
 LAUNCH_ID_ANNOTATION = "taobot/launch-id"
+# A finished Job (with its Pod, logs and ConfigMap) stays this long, then Kubernetes' TTL controller deletes it
+# and the garbage collector what it owns. Its Secret does not wait: taobot deletes it when the job has ended.
+JOB_TTL_AFTER_FINISHED_S = 3600
 MAX_SELECTED_LAUNCHES = 50  # above this the list selects every taobot Job of the namespace (a long URL otherwise)
 _NAME_BODY = 40  # tao-<body>-spec stays well inside 63 characters, and so does the Pod name tao-<body>-xxxxx
 _LABEL_KEY = re.compile(
@@ -54,6 +58,11 @@ def object_name(launch_id: str) -> str:
         digest = hashlib.sha1(launch_id.encode()).hexdigest()[:6]
         body = (body[: _NAME_BODY - 7].rstrip("-") + "-" + digest).lstrip("-")
     return f"tao-{body}"
+
+
+def secret_name(job_name: str) -> str:
+    """The launch's Secret, named after its Job."""
+    return f"{job_name}-env"
 
 
 def label_value(text: str) -> str:
@@ -152,6 +161,7 @@ def job_manifest(
             "backoffLimit": 0,
             "completions": 1,
             "parallelism": 0,
+            "ttlSecondsAfterFinished": JOB_TTL_AFTER_FINISHED_S,
             "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
         },
     }
@@ -232,7 +242,7 @@ class LaunchObjects:
 
     @property
     def secret_name(self) -> str:
-        return f"{self.name}-env"
+        return secret_name(self.name)
 
     @property
     def configmap_name(self) -> str | None:
@@ -278,7 +288,7 @@ def launch_objects(spec: LaunchSpec, namespace: str, volumes: Sequence[KubeVolum
         file_name = f"{re.sub(r'[^A-Za-z0-9._-]', '-', spec.action)}.{ext}"
         rendered = render(flat, spec.config_format)
     job = job_manifest(
-        spec, namespace, name, f"{name}-env", f"{name}-spec" if file_name else None, labels, file_name, flat
+        spec, namespace, name, secret_name(name), f"{name}-spec" if file_name else None, labels, file_name, flat
     )
     mount_claims(job, volumes)
     return LaunchObjects(namespace, name, labels, job, dict(spec.job_env), file_name, rendered)

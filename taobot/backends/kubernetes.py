@@ -10,7 +10,10 @@ answers mean is decided in `taobot.backends.kube_status`.
 Launch creates, in this order:
 
 1. the Job `tao-<launch-id>` with `parallelism: 0`, so no Pod exists yet
-   (`backoffLimit: 0`, `completions: 1`, no `ttlSecondsAfterFinished`);
+   (`backoffLimit: 0`, `completions: 1`, `ttlSecondsAfterFinished` 3600:
+   an hour after it finished, Kubernetes deletes the Job and the garbage
+   collector what it owns; on clusters before 1.21 only where the
+   TTLAfterFinished feature gate is on, else the API server drops the field);
 2. the Secret `tao-<launch-id>-env` holding `spec.job_env` — the only way a
    credential reaches the job (`envFrom.secretRef`) — and
 3. the ConfigMap `tao-<launch-id>-spec` with the rendered spec file (mounted
@@ -31,6 +34,11 @@ to delete; it never ran a Pod).
 Poll asks each namespace ONE list of Jobs and ONE list of Pods (label
 selector `app.kubernetes.io/managed-by=taobot` narrowed to the polled
 launches), plus one log read per job in `tails_for`.
+
+The Secret lives only as long as the job needs it: `cleanup` deletes it
+(404 counts as deleted) when the monitor sees the launch end, and `cancel`
+does after stopping the Job; the garbage collector would take it with the
+Job anyway. Deleting it needs `delete` on secrets (deploy/'s Role has it).
 
 Cancel patches the Job (annotation `taobot/cancelled`, `parallelism: 0` so
 the job controller stops its Pod and starts no other) and deletes it with
@@ -57,9 +65,12 @@ from taobot.backends.kube_manifests import (
     CANCELLED_ANNOTATION,
     CONTAINER,
     CONTAINER_RESULTS,
+    LaunchObjects,
     launch_objects,
     launch_selector,
+    object_name,
     poll_selector,
+    secret_name,
 )
 from taobot.backends.kube_status import job_status, owner_job, pods_by_job, true_conditions
 from taobot.config import PlatformSettings
@@ -150,6 +161,19 @@ class KubernetesBackend:
         text = f"the Kubernetes API server at {server} did not answer while {doing}: {why}"
         return BackendUnreachable(_redacted(text, conn, extra), server=server)
 
+    def _connect(self, creds: Mapping[str, str], context: str) -> KubeClient:
+        try:
+            return self.clients.get(creds, context)
+        except KubeConfigUnusable as exc:
+            raise BackendUnreachable(_config_text(exc)) from None
+
+    def _not_done(self, conn: KubeClient, exc: BaseException, doing: str) -> BackendUnreachable:
+        """No answer (or 401): could not ask. A refusal (e.g. 403) is BackendUnreachable too, with the server's
+        words: the thing was not done, and callers report the message to the person who asked."""
+        if could_not_ask(exc) or status_of(exc) == 401:
+            return self._unreachable(conn, exc, doing)
+        return BackendUnreachable(self._refused(conn, exc, doing))
+
     def _refused(self, conn: KubeClient, exc: BaseException, doing: str, extra: Iterable[str] = ()) -> str:
         status = status_of(exc)
         if status == 401:
@@ -190,31 +214,7 @@ class KubernetesBackend:
             raise LaunchFailed(self._refused(conn, exc, doing, secrets_of_job)) from None
 
         # 2. + 3. the Secret and the ConfigMap, owned by the Job; 4. release the Job
-        steps: list[tuple[str, object]] = [
-            (
-                f"creating Secret `{objects.secret_name}`",
-                lambda: core.create_namespaced_secret(
-                    namespace, objects.secret(uid), _request_timeout=t, _preload_content=False
-                ),
-            ),
-        ]
-        if objects.configmap_name:
-            steps.append(
-                (
-                    f"creating ConfigMap `{objects.configmap_name}`",
-                    lambda: core.create_namespaced_config_map(
-                        namespace, objects.configmap(uid), _request_timeout=t, _preload_content=False
-                    ),
-                )
-            )
-        steps.append(
-            (
-                f"starting Job `{name}` (parallelism 1)",
-                lambda: batch.patch_namespaced_job(
-                    name, namespace, {"spec": {"parallelism": 1}}, _request_timeout=t, _preload_content=False
-                ),
-            )
-        )
+        steps = release_steps(core, batch, objects, uid, t)
         for doing, call in steps:
             try:
                 call()
@@ -250,10 +250,7 @@ class KubernetesBackend:
     def _poll_namespace(
         self, jobs: list[JobRef], context: str, namespace: str, tails: set[str]
     ) -> dict[str, JobStatus]:
-        try:
-            conn = self.clients.get(jobs[0].platform_credentials, context)
-        except KubeConfigUnusable as exc:
-            raise BackendUnreachable(_config_text(exc)) from None
+        conn = self._connect(jobs[0].platform_credentials, context)
         selector = poll_selector(j.launch_id for j in jobs)
         try:
             self.list_calls += 2
@@ -284,19 +281,14 @@ class KubernetesBackend:
 
     def logs(self, job: JobRef, lines: int = TAIL_LINES) -> list[str]:
         namespace = self.namespace_of(job)
-        try:
-            conn = self.clients.get(job.platform_credentials, context_of(job))
-        except KubeConfigUnusable as exc:
-            raise BackendUnreachable(_config_text(exc)) from None
+        conn = self._connect(job.platform_credentials, context_of(job))
         doing = f"listing the Pods of Job `{job.job_id}`"
         try:
             pods = (
                 list_objects(conn, "pods", namespace, launch_selector(job.launch_id), self.timeout).get("items") or []
             )
         except Exception as exc:  # noqa: BLE001
-            if could_not_ask(exc) or status_of(exc) == 401:
-                raise self._unreachable(conn, exc, doing) from None
-            raise BackendUnreachable(self._refused(conn, exc, doing)) from None
+            raise self._not_done(conn, exc, doing) from None
         pods = sorted(
             (p for p in pods if owner_job(p) == job.job_id),
             key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "",
@@ -310,10 +302,7 @@ class KubernetesBackend:
         from kubernetes import client as k8s
 
         namespace = self.namespace_of(job)
-        try:
-            conn = self.clients.get(job.platform_credentials, context_of(job))
-        except KubeConfigUnusable as exc:
-            raise BackendUnreachable(_config_text(exc)) from None
+        conn = self._connect(job.platform_credentials, context_of(job))
         batch = k8s.BatchV1Api(conn.api)
         key = (self.connection_key(job), namespace, job.job_id)
         doing = f"cancelling Job `{job.job_id}` in namespace `{namespace}`"
@@ -324,6 +313,7 @@ class KubernetesBackend:
                 ).data
             )
             if {"Complete", "Failed"} & set(true_conditions(current)):
+                self._cleanup_after_cancel(job)
                 return  # already finished: nothing to stop, and its Pod keeps the logs
             self._remember_cancel(key)
             batch.patch_namespaced_job(
@@ -346,12 +336,31 @@ class KubernetesBackend:
         except Exception as exc:  # noqa: BLE001
             if status_of(exc) == 404:  # gone already (or between our calls): counts as cancelled
                 self._remember_cancel(key)
+                self._cleanup_after_cancel(job)
                 return
-            if could_not_ask(exc) or status_of(exc) == 401:
-                raise self._unreachable(conn, exc, doing) from None
             # e.g. 403: the Job keeps running, so this must not read as "cancelled"; callers report
             # BackendUnreachable messages to the person who asked
-            raise BackendUnreachable(self._refused(conn, exc, doing)) from None
+            raise self._not_done(conn, exc, doing) from None
+        self._cleanup_after_cancel(job)
+
+    # ------------------------------------------------------------------ cleanup
+
+    def cleanup(self, job: JobRef) -> None:
+        """Delete the launch's Secret; one already gone (the garbage collector's doing, or ours) is fine."""
+        namespace = self.namespace_of(job)
+        name = secret_name(job.job_id or object_name(job.launch_id))
+        conn = self._connect(job.platform_credentials, context_of(job))
+        try:
+            delete_secret(conn, namespace, name, self.timeout)
+        except Exception as exc:  # noqa: BLE001
+            raise self._not_done(conn, exc, f"deleting Secret `{name}` in namespace `{namespace}`") from None
+
+    def _cleanup_after_cancel(self, job: JobRef) -> None:
+        """The cancel stands even when the Secret could not go yet: the monitor's cleanup tries again at the end."""
+        try:
+            self.cleanup(job)
+        except BackendUnreachable as exc:
+            log.warning("Secret not deleted after cancel: %s", exc.message, extra={"job": job.job_id})
 
     def _remember_cancel(self, key: tuple[str, str, str]) -> None:
         with self._lock:
@@ -392,6 +401,48 @@ def delete_half_made(conn: KubeClient, namespace: str, name: str, timeout: tuple
             f"delete it with `kubectl -n {namespace} delete job {name}`"
         )
     return ""
+
+
+def release_steps(core, batch, objects: LaunchObjects, uid: str, t: tuple[float, float]) -> list[tuple[str, object]]:
+    """(what it does, the call) for the launch's steps after the Job exists: its Secret, its ConfigMap, its release."""
+    ns, name = objects.namespace, objects.name
+    steps: list[tuple[str, object]] = [
+        (
+            f"creating Secret `{objects.secret_name}`",
+            lambda: core.create_namespaced_secret(ns, objects.secret(uid), _request_timeout=t, _preload_content=False),
+        ),
+    ]
+    if objects.configmap_name:
+        steps.append(
+            (
+                f"creating ConfigMap `{objects.configmap_name}`",
+                lambda: core.create_namespaced_config_map(
+                    ns, objects.configmap(uid), _request_timeout=t, _preload_content=False
+                ),
+            )
+        )
+    steps.append(
+        (
+            f"starting Job `{name}` (parallelism 1)",
+            lambda: batch.patch_namespaced_job(
+                name, ns, {"spec": {"parallelism": 1}}, _request_timeout=t, _preload_content=False
+            ),
+        )
+    )
+    return steps
+
+
+def delete_secret(conn: KubeClient, namespace: str, name: str, timeout: tuple[float, float]) -> None:
+    """Delete a Secret; one that is gone already is fine. Raises what the client raised otherwise."""
+    from kubernetes import client as k8s
+
+    try:
+        k8s.CoreV1Api(conn.api).delete_namespaced_secret(
+            name, namespace, _request_timeout=timeout, _preload_content=False
+        )
+    except Exception as exc:  # noqa: BLE001
+        if status_of(exc) != 404:
+            raise
 
 
 def pod_log_tail(conn: KubeClient, namespace: str, pod: Mapping, lines: int, timeout: tuple[float, float]) -> list[str]:
