@@ -401,14 +401,37 @@ def test_lepton_missing_job_is_unknown(lep):
     assert statuses[ref.job_id].state is JobState.PENDING
 
 
-def test_lepton_finished_job_loses_its_secrets(lep):
+def test_lepton_cleanup_of_a_finished_job_deletes_its_secrets_and_a_refused_delete_raises_to_be_retried(lep):
     backend, (ref,) = launch_jobs(lep, 1)
-    assert lep.secrets()
-    lep.set_job_state(ref.job_id, "Running")
-    backend.poll([ref])
-    assert lep.secrets()  # still needed
+    launch = ref.launch_id
     lep.set_job_state(ref.job_id, "Completed")
     assert backend.poll([ref])[ref.job_id].state is JobState.SUCCEEDED
+    assert set(lep.secrets()) == {f"tao-{launch}-hf-token", f"tao-{launch}-ngc-key"}  # polling never deletes
+    lep.fail_next(500, path=f"usersecrets/tao-{launch}-ngc-key")
+    with pytest.raises(BackendUnreachable) as info:
+        backend.cleanup(ref)
+    assert info.value.message == f"Lepton secrets not deleted yet: tao-{launch}-ngc-key"
+    assert set(lep.secrets()) == {f"tao-{launch}-ngc-key"}
+    backend.cleanup(ref)  # the retry; the hf-token secret's 404 counts as deleted
+    assert lep.secrets() == {}
+    deletes = [(c.path.rsplit("/", 1)[-1], c.status) for c in lep.calls_to("DELETE", "usersecrets")]
+    assert deletes == [
+        (f"tao-{launch}-hf-token", 200),
+        (f"tao-{launch}-ngc-key", 500),
+        (f"tao-{launch}-hf-token", 404),
+        (f"tao-{launch}-ngc-key", 200),
+    ]
+
+
+def test_lepton_cleanup_of_a_submit_that_never_answered_deletes_the_secrets_it_made(lep):
+    backend = LeptonBackend(lep.url)
+    lep.fail_next(503, path="jobs")
+    with pytest.raises(BackendUnreachable):
+        backend.launch(make_spec("lepton", lep_creds()))
+    assert set(lep.secrets()) == {f"tao-{LAUNCH}-hf-token", f"tao-{LAUNCH}-ngc-key"}
+    # the launch row has no details then: the names come from the launch id and the credentials it holds
+    creds = lep_creds(HF_TOKEN=HF_SECRET, NGC_KEY=NGC_SECRET)
+    backend.cleanup(JobRef(LAUNCH, "", {}, creds))
     assert lep.secrets() == {}
 
 
@@ -698,3 +721,22 @@ def test_brev_cancel_of_unknown_instance_is_fine(brv):
     backend = BrevBackend(brv.url)
     backend.cancel(JobRef("x", "no-such-instance", {"org_id": "org-tao0001"}, brev_creds()))
     assert backend.logs(JobRef("x", "no-such-instance", {"org_id": "org-tao0001"}, brev_creds())) == []
+
+
+def test_brev_cleanup_deletes_an_ended_instance_and_names_the_secrets_brev_keeps(brv, caplog):
+    backend, submitted, ref = brev_launch(brv)
+    brv.set_instance_status(ref.job_id, "FAILURE")
+    assert backend.poll([ref])[ref.job_id].state is JobState.FAILED
+    with caplog.at_level("WARNING", logger="taobot.backends.brev"):
+        backend.cleanup(ref)
+    assert brv.instance(ref.job_id)["status"] == "DELETING"  # the failed instance does not stay behind
+    assert brv.instance("inst-a100")["status"] == "RUNNING"
+    # Brev's API has no way to delete a secret (nor has the fake): the log names them, never their values
+    names = submitted.details["secret_envs"].split(",")
+    assert sorted(names) == sorted(s["name"] for s in brv.secrets) and len(names) == 2
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert all(n in logged for n in names) and "Brev console" in logged
+    assert HF_SECRET not in logged and NGC_SECRET not in logged
+    brv.remove_instance(ref.job_id)
+    backend.cleanup(ref)  # again, with the instance gone: a 404 is fine
+    assert [c.status for c in brv.calls_to("DELETE", ref.job_id)] == [200, 404]

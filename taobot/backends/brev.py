@@ -32,8 +32,14 @@ github.com/brevdev/brev-cli ``pkg/store/workspace.go``,
   Each launch uses its own names (``TAO_<LAUNCH>_HF_TOKEN``); the entry point
   only copies them by *name* (``export HF_TOKEN="${TAO_<LAUNCH>_HF_TOKEN:-}"``),
   so no value is in the instance object or its listing. The API documents no
-  way to delete such a secret: it stays in the user's Brev account after the
-  job (listed in ``details["secret_envs"]``; remove it in the Brev console).
+  way to list or delete such a secret (the CLI only ever created them, and
+  brev-cli removed its ``brev secret`` command in February 2026, #290, as
+  "non-functioning"): it stays in the user's Brev account after the job
+  (listed in ``details["secret_envs"]``; remove it in the Brev console).
+  `cleanup` says so in the log, by name, once per launch.
+* Cleanup: when the monitor sees the launch end, the job's instance is
+  deleted if Brev still has it (a FAILURE instance stays otherwise; 404 and
+  an instance already DELETING are fine). Cancel deletes it anyway.
 * The spec (no secrets in it) travels base64-encoded inside the entry point
   and is written to ``/tmp/tao-spec.<ext>`` before the action runs.
 * Poll: ONE ``GET /api/organizations/<org>/workspaces`` per org for all its
@@ -380,9 +386,25 @@ class BrevBackend:
 
     def cancel(self, job: JobRef) -> None:
         """Delete the job's instance; an instance Brev does not know counts as cancelled."""
+        self._delete_instance(job, "cancel")
+
+    def cleanup(self, job: JobRef) -> None:
+        """The launch ended: its instance goes if Brev still has it. Its Brev secrets cannot be deleted through the
+        API; the log names them (names only) for the person to remove in the Brev console."""
+        self._delete_instance(job, "clean up")
+        left = [n for n in (job.details.get("secret_envs") or "").split(",") if n]
+        if left:
+            log.warning(
+                "Brev keeps the launch's secrets %s in the user's account (the Brev API cannot delete them); "
+                "remove them in the Brev console",
+                ", ".join(left),
+                extra={"launch": job.launch_id},
+            )
+
+    def _delete_instance(self, job: JobRef, doing: str) -> None:
         creds = job.platform_credentials
         if not creds.get(TOKEN):
-            raise BackendUnreachable(f"cannot cancel on Brev: no {TOKEN} saved")
+            raise BackendUnreachable(f"cannot {doing} on Brev: no {TOKEN} saved")
         if not job.job_id:
             return
         client = self._client(creds)

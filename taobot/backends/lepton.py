@@ -46,13 +46,19 @@ with ``Authorization: Bearer <token>`` and ``Origin`` (see
   SDK, and so the server, answer in one request). ``status.state`` is one of
   ``LeptonJobState``; ``Archived`` jobs are judged by the last state in
   ``status.job_history``. A job the list does not have is Unknown. Log tails
-  asked for (``tails_for``) cost one ``GET /logs`` each. When a job is seen
-  finished, its per-launch secrets are deleted (best effort).
+  asked for (``tails_for``) cost one ``GET /logs`` each.
+* Cleanup: the per-launch secrets are the only thing holding a value on
+  Lepton (the job object refers to them by name, and Lepton archives it
+  ``ttl_seconds_after_finished`` after it ends); `cleanup` deletes them
+  (``DELETE /usersecrets/<name>``, 404 counts as deleted) when the monitor
+  sees the launch end, and raises when one could not go, so the monitor
+  tries again.
 * Logs: ``GET /logs?job=<id>&q=&limit=<n>&direction=backward
   &job_query_mode=alive_and_archive`` answers Loki-style ``{"data":
   {"result": [{"stream": {...}, "values": [[<ns>, <line>], ...]}]}}``.
 * Cancel: ``DELETE /jobs/<id>`` (404: already gone, fine), then the
-  per-launch secrets are deleted (404 fine).
+  per-launch secrets are deleted (404 fine; a failure is left to the
+  monitor's cleanup).
 
 Errors: 5xx, 429 (after honouring ``Retry-After`` once) and transport
 failures raise `BackendUnreachable` ("could not ask"); 4xx refusals raise
@@ -73,7 +79,7 @@ import threading
 import urllib.parse
 from collections.abc import Iterable, Mapping
 
-from taobot.backends.base import JobRef, JobState, JobStatus, LaunchSpec, Submitted
+from taobot.backends.base import JOB_ENV_CREDENTIALS, JobRef, JobState, JobStatus, LaunchSpec, Submitted
 from taobot.backends.lepton_jobs import (
     AUTH_TOKEN,
     NODE_GROUP,
@@ -218,8 +224,9 @@ class LeptonBackend:
             )
 
     @staticmethod
-    def _delete_secrets(client: RestClient, names: Iterable[str]) -> None:
-        """Best effort: 404 is fine, anything else is logged and left."""
+    def _delete_secrets(client: RestClient, names: Iterable[str]) -> list[str]:
+        """Delete every named secret (404 is fine); the names that could not be deleted, each logged."""
+        left = []
         for name in names:
             if not name:
                 continue
@@ -227,9 +234,12 @@ class LeptonBackend:
                 reply = client.request("DELETE", f"{SECRETS_PATH}/{urllib.parse.quote(name, safe='')}")
             except BackendUnreachable as exc:
                 log.warning("could not delete Lepton secret %s: %s", name, exc.message)
+                left.append(name)
                 continue
             if not reply.ok and reply.status != 404:
                 log.warning("could not delete Lepton secret %s: HTTP %s", name, reply.status)
+                left.append(name)
+        return left
 
     # ------------------------------------------------------------------ status
 
@@ -267,10 +277,7 @@ class LeptonBackend:
                         JobState.UNKNOWN, "not found", "the Lepton workspace no longer lists this job", log_tail=tail
                     )
                     continue
-                status = job_status(found, tail)
-                result[job.job_id] = status
-                if status.state.terminal and job.details.get("secrets"):
-                    self._delete_secrets(client, job.details["secrets"].split(","))
+                result[job.job_id] = job_status(found, tail)
         return result
 
     def _tail(self, client: RestClient, job_id: str, lines: int) -> list[str]:
@@ -315,5 +322,24 @@ class LeptonBackend:
             reply = client.request("DELETE", f"/jobs/{urllib.parse.quote(job.job_id, safe='')}")
             if not reply.ok and reply.status != 404:
                 raise BackendUnreachable(refused(reply, ws, f"deleting job `{job.job_id}`", client.secrets))
-        names = (job.details.get("secrets") or "").split(",")
-        self._delete_secrets(client, names)
+        try:
+            self.cleanup(job)
+        except BackendUnreachable as exc:  # the job is gone; the monitor's cleanup tries the secrets again
+            log.warning("secrets not deleted after cancel: %s", exc.message, extra={"job": job.job_id})
+
+    # ------------------------------------------------------------------ cleanup
+
+    def cleanup(self, job: JobRef) -> None:
+        """Delete the launch's secrets: those recorded at submit, or (a submit that never answered) the names the
+        launch gives the job credentials it holds. Raises BackendUnreachable naming those still there."""
+        ws = self._workspace(job.platform_credentials, job.details)
+        if not ws or not job.platform_credentials.get(AUTH_TOKEN):
+            raise BackendUnreachable(f"cannot delete Lepton secrets: no {WORKSPACE_ID if not ws else AUTH_TOKEN} saved")
+        names = [n for n in (job.details.get("secrets") or "").split(",") if n]
+        if "secrets" not in job.details:
+            names = [secret_name(job.launch_id, k) for k in JOB_ENV_CREDENTIALS if job.platform_credentials.get(k)]
+        # the job's credential values are scrubbed from whatever the API says back, as at launch
+        held = [v for k, v in job.platform_credentials.items() if k in JOB_ENV_CREDENTIALS and v]
+        left = self._delete_secrets(self._client(job.platform_credentials, ws, held), names)
+        if left:
+            raise BackendUnreachable(f"Lepton secrets not deleted yet: {', '.join(left)}")
