@@ -92,7 +92,10 @@ def creds() -> dict[str, str]:
 
 
 def settings() -> PlatformSettings:
-    return PlatformSettings(known_hosts_path=LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"], ssh_config_path="/nonexistent")
+    # the lab's key file, as on the person's own machine
+    return PlatformSettings(
+        known_hosts_path=LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"], ssh_config_path="/nonexistent", on_persons_machine=True
+    )
 
 
 # ---------------------------------------------------------------------------- the cluster side

@@ -71,7 +71,9 @@ def run_taobot_inprocess(paths) -> float:
         creds,
         tuple(DatasetPath(label, p, (FIELD,) if a else ()) for label, p, a in paths),
         resources=load_catalog().platforms["slurm"].resources,
-        settings=PlatformSettings(known_hosts_path=LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"], ssh_config_path="/nonexistent"),
+        settings=PlatformSettings(
+            known_hosts_path=LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"], ssh_config_path="/nonexistent", on_persons_machine=True
+        ),
     )
     start = time.perf_counter()
     report = run_preflight(request, tuple(creds))

@@ -223,7 +223,7 @@ def cmd_preflight(args: argparse.Namespace) -> int:
         paths=tuple(DatasetPath(label, value, fields.get(label, ())) for label, value in paths),
         results_uri=args.results,
         resources=platform.resources,
-        settings=settings.platform_settings(),
+        settings=settings.platform_settings(on_persons_machine=True),  # the person's own machine and keys
         skip_platform_access=args.skip_platform_access,
     )
     if args.skip_platform_access:

@@ -7,6 +7,12 @@ Every failed attempt is classified (unknown host key, changed host key,
 password-only server, key refused, unreachable, name not resolved) so the
 person gets the one remediation that fits.
 
+The key is a file, an agent, or (`key_text`) the private key taobot made for
+a person, handed to paramiko from memory and never written anywhere. For a
+Slack person the IdentityFile entries of the bot's own SSH config are never
+offered (`config_identities=False`): they are its operator's keys. HostName,
+Port, User, ProxyJump and known hosts still apply.
+
 A login node behind a bastion (`ProxyJump` in the operator's SSH config) is
 reached the way OpenSSH does it: the jump host is logged in to under the
 same rules (key only, known_hosts enforced, no agent forwarding), and a
@@ -47,6 +53,17 @@ class Attempt:
     # "key_unusable", "jump_refused" (a jump host would not open the connection onwards), "error"
     reason: str
     detail: str
+    # For "unknown_host_key": what the host offered, as known_hosts would name it: (host entry, key type, base64).
+    host_key: tuple[str, str, str] | None = None
+
+
+def host_key_fingerprint(key_base64: str) -> str:
+    """`SHA256:...` of a host key, as `ssh-keygen -lf` prints it."""
+    import base64
+    import hashlib
+
+    digest = hashlib.sha256(base64.b64decode(key_base64)).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
 @dataclass
@@ -76,9 +93,19 @@ def split_hosts(value: str) -> list[tuple[str, int | None]]:
 
 
 def resolve_targets(
-    hostnames: str, user: str, key_path: str | None, ssh_config_path: str | None, known_hosts_path: str | None
+    hostnames: str,
+    user: str,
+    key_path: str | None,
+    ssh_config_path: str | None,
+    known_hosts_path: str | None,
+    config_identities: bool = True,
+    extra_known_hosts: tuple[str, ...] = (),
 ) -> list[HostTarget]:
-    """Apply the bot host's ~/.ssh/config (HostName, Port, User, IdentityFile, UserKnownHostsFile, ProxyJump)."""
+    """Apply the bot host's ~/.ssh/config (HostName, Port, User, IdentityFile, UserKnownHostsFile, ProxyJump).
+
+    `config_identities=False` leaves its IdentityFile entries out: they are the operator's keys, never a Slack
+    person's. `extra_known_hosts` are known_hosts files read after the others (host keys trusted on first use).
+    """
     import paramiko
 
     config = paramiko.SSHConfig()
@@ -88,7 +115,7 @@ def resolve_targets(
     defaults_known = [known_hosts_path or str(Path.home() / ".ssh" / "known_hosts")]
     targets = []
     for host, port in split_hosts(hostnames):
-        target = _target(config, host, port, user, key_path, defaults_known)
+        target = _target(config, host, port, user, key_path, defaults_known, config_identities, extra_known_hosts)
         jumps = (config.lookup(host).get("proxyjump") or "").strip()
         if jumps and jumps.lower() != "none":
             hops = []
@@ -96,18 +123,33 @@ def resolve_targets(
                 jump_user, jump_host, jump_port = _split_jump(spec.strip())
                 # The bastion's own login: as the hop names it, else its User in the config, else SLURM_USER.
                 jump_user = jump_user or config.lookup(jump_host).get("user") or user
-                hops.append(_target(config, jump_host, jump_port, jump_user, key_path, defaults_known))
+                hops.append(
+                    _target(
+                        config, jump_host, jump_port, jump_user, key_path, defaults_known, config_identities,
+                        extra_known_hosts,
+                    )
+                )  # fmt: skip
             target = replace(target, jumps=tuple(hops))
         targets.append(target)
     return targets
 
 
-def _target(config, host: str, port: int | None, user: str, key_path: str | None, known: list[str]) -> HostTarget:
+def _target(
+    config,
+    host: str,
+    port: int | None,
+    user: str,
+    key_path: str | None,
+    known: list[str],
+    config_identities: bool = True,
+    extra_known: tuple[str, ...] = (),
+) -> HostTarget:
     entry = config.lookup(host)
-    identities = ([os.path.expanduser(key_path)] if key_path else []) + [
-        os.path.expanduser(p) for p in entry.get("identityfile", [])
-    ]
+    identities = [os.path.expanduser(key_path)] if key_path else []
+    if config_identities:
+        identities += [os.path.expanduser(p) for p in entry.get("identityfile", [])]
     known = list(known) + [os.path.expanduser(item) for item in (entry.get("userknownhostsfile") or "").split()]
+    known += list(extra_known)
     return HostTarget(
         given=host if port is None else f"{host}:{port}",
         hostname=entry.get("hostname", host),
@@ -176,6 +218,20 @@ def _load_pkey(path: str):
     raise ValueError(f"`{path}` is not a private key paramiko can read ({type(last).__name__})")
 
 
+def _load_pkey_text(text: str):
+    """A private key from memory (the person's taobot key); the text never reaches an error or a log."""
+    import io
+
+    import paramiko
+
+    for cls in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            return cls.from_private_key(io.StringIO(text))
+        except (paramiko.SSHException, ValueError):
+            continue
+    raise ValueError("the stored taobot key cannot be read as a private key; press *Use a taobot key* again")
+
+
 @functools.cache
 def _client_class():
     import paramiko
@@ -197,11 +253,19 @@ def _strict_client(target: HostTarget):
     """A client that knows only the known_hosts entries and refuses any other host key."""
     import paramiko
 
+    class Refuse(paramiko.MissingHostKeyPolicy):
+        """RejectPolicy that remembers what was offered, so a person can be shown its fingerprint."""
+
+        def missing_host_key(self, client, hostname, key):
+            client.offered_host_key = (hostname, key.get_name(), key.get_base64())
+            raise paramiko.SSHException(f"Server {hostname!r} not found in known_hosts")
+
     client = _client_class()()
+    client.offered_host_key = None
     for known in target.known_hosts_files:
         if Path(known).is_file():
             client.load_host_keys(known)
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    client.set_missing_host_key_policy(Refuse())
     return client
 
 
@@ -217,7 +281,7 @@ def _channel(via: Via, target: HostTarget, timeout: float):
 
 
 def _connect_one(
-    target: HostTarget, agent_sock: str | None, timeout: float, via: Via | None = None
+    target: HostTarget, agent_sock: str | None, timeout: float, via: Via | None = None, key_text: str | None = None
 ) -> tuple[object | None, Attempt]:
     """Log in to one host with a key, directly or (`via`) through a jump host that is logged in already."""
     import paramiko
@@ -253,17 +317,17 @@ def _connect_one(
                     client.close()
                     client = _strict_client(target)
             raise last_exc or paramiko.AuthenticationException("no agent key accepted")
-        pkeys = []
+        pkeys = [(_load_pkey_text(key_text), "logged in with your taobot key")] if key_text else []
         for path in target.identity_files:
             if Path(path).is_file():
-                pkeys.append(_load_pkey(path))
+                pkeys.append((_load_pkey(path), "logged in with the key file"))
         if not pkeys:
             return None, Attempt(target, False, "key_unusable", "no private key file to offer")
         last: Exception | None = None
-        for pkey in pkeys:
+        for pkey, how in pkeys:
             try:
                 client.connect(pkey=pkey, sock=_channel(via, target, timeout) if via else None, **kwargs)
-                return client, Attempt(target, True, "ok", "logged in with the key file")
+                return client, Attempt(target, True, "ok", how)
             except paramiko.BadAuthenticationType:
                 raise
             except paramiko.AuthenticationException as exc:
@@ -303,11 +367,14 @@ def _connect_one(
     except paramiko.SSHException as exc:
         client.close()
         if "not found in known_hosts" in str(exc):
+            offered = getattr(client, "offered_host_key", None)
+            shown = f" (it offered {offered[1]} {host_key_fingerprint(offered[2])})" if offered else ""
             return None, Attempt(
                 target,
                 False,
                 "unknown_host_key",
-                f"{target.hostname}:{target.port} is not in known_hosts; its host key was not accepted",
+                f"{target.hostname}:{target.port} is not in known_hosts; its host key was not accepted{shown}",
+                host_key=offered,
             )
         return None, Attempt(target, False, "error", f"SSH error with {target.hostname}:{target.port}: {exc}")
     except ValueError as exc:
@@ -327,11 +394,19 @@ def connect_login_node(
     ssh_config_path: str | None = None,
     known_hosts_path: str | None = None,
     timeout: float = 10.0,
+    *,
+    key_text: str | None = None,
+    config_identities: bool = True,
+    extra_known_hosts: tuple[str, ...] = (),
 ) -> LoginResult:
-    targets = resolve_targets(hostnames, user, key_path, ssh_config_path, known_hosts_path)
+    """The first host of `hostnames` that accepts the key. `key_text`: a private key from memory (a taobot key);
+    `config_identities=False`: the SSH config's IdentityFile entries are not offered (see `resolve_targets`)."""
+    targets = resolve_targets(
+        hostnames, user, key_path, ssh_config_path, known_hosts_path, config_identities, extra_known_hosts
+    )
     result = LoginResult(None, None)
     for target in targets:
-        client, attempt = _connect_through(target, agent_sock, timeout)
+        client, attempt = _connect_through(target, agent_sock, timeout, key_text)
         result.attempts.append(attempt)
         if client is not None:
             result.client, result.target = client, target
@@ -339,12 +414,14 @@ def connect_login_node(
     return result
 
 
-def _connect_through(target: HostTarget, agent_sock: str | None, timeout: float) -> tuple[object | None, Attempt]:
+def _connect_through(
+    target: HostTarget, agent_sock: str | None, timeout: float, key_text: str | None = None
+) -> tuple[object | None, Attempt]:
     """Log in to each jump host in turn (same strict rules), then to the target over the last one's channel."""
     hops: list = []
     via: Via | None = None
     for hop in target.jumps:
-        client, attempt = _connect_one(hop, agent_sock, timeout, via)
+        client, attempt = _connect_one(hop, agent_sock, timeout, via, key_text)
         if client is None:
             for opened in reversed(hops):
                 opened.close()
@@ -352,10 +429,31 @@ def _connect_through(target: HostTarget, agent_sock: str | None, timeout: float)
             return None, attempt
         hops.append(client)
         via = (client, hop)
-    client, attempt = _connect_one(target, agent_sock, timeout, via)
+    client, attempt = _connect_one(target, agent_sock, timeout, via, key_text)
     if client is None:
         for opened in reversed(hops):
             opened.close()
         return None, attempt
     client.hops = tuple(hops)
     return client, attempt
+
+
+def fetch_host_key(hostname: str, port: int, timeout: float = 10.0) -> tuple[str, str, str]:
+    """The host key a server offers a fresh client, as known_hosts would name it: (entry, key type, base64).
+
+    Only the key exchange runs: nothing is authenticated, nothing is written anywhere.
+    """
+    import paramiko
+
+    sock = socket.create_connection((hostname, port), timeout=timeout)
+    transport = paramiko.Transport(sock)
+    try:
+        transport.banner_timeout = timeout
+        transport.start_client(timeout=timeout)
+        key = transport.get_remote_server_key()
+    except paramiko.SSHException as exc:
+        raise OSError(f"no SSH key exchange with {hostname}:{port} ({exc})") from exc
+    finally:
+        transport.close()
+    entry = hostname if port == 22 else f"[{hostname}]:{port}"
+    return entry, key.get_name(), key.get_base64()

@@ -44,3 +44,22 @@ def ssh_command() -> list[str]:
         "-o", "StrictHostKeyChecking=yes", "-i", env["TAOBOT_TEST_SSH_KEY"], "-p", env["TAOBOT_TEST_SSH_PORT"],
         f"{env['TAOBOT_TEST_SSH_USER']}@127.0.0.1",
     ]  # fmt: skip
+
+
+def sshd_log() -> Path:
+    """The key-only test sshd's log (LogLevel VERBOSE: every publickey tried, accepted or failed, with its SHA256)."""
+    env = services()
+    return Path(env.get("TAOBOT_TEST_SSH_LOG") or Path(env["TAOBOT_SERVICES_DIR"]) / "ssh" / "key" / "sshd.log")
+
+
+class SshdLog:
+    """What the test sshd logs from the moment this is made: `log = SshdLog(); ...; log.text()`."""
+
+    def __init__(self) -> None:
+        self.path = sshd_log()
+        self.start = self.path.stat().st_size
+
+    def text(self) -> str:
+        with open(self.path, "rb") as fh:
+            fh.seek(self.start)
+            return fh.read().decode("utf-8", "replace")

@@ -329,11 +329,16 @@ def test_slurm_resource_defaults(catalog: Catalog) -> None:
     assert r.container_mounts == "/lustre"
 
 
-def test_slurm_ssh_identity_prefers_key_path(catalog: Catalog) -> None:
+def test_slurm_ssh_identity_offers_the_persons_own_taobot_key_first(catalog: Catalog) -> None:
     slurm = catalog.platforms["slurm"]
     (group,) = [g for g in slurm.credential_groups if g.name == "ssh_identity"]
-    assert group.preferred == "SSH_KEY_PATH"
-    assert set(group.one_of) == {"SSH_KEY_PATH", "SSH_AUTH_SOCK"}
+    assert group.preferred == "TAOBOT_SSH_KEY"
+    assert group.one_of == ("TAOBOT_SSH_KEY", "SSH_KEY_PATH", "SSH_AUTH_SOCK")
+    key = catalog.credentials["TAOBOT_SSH_KEY"]
+    assert key.generated and key.secret and "Use a taobot key" in key.how_to_get
+    # the key file and the agent say where they are accepted
+    assert "only inside your own key folder" in catalog.credentials["SSH_KEY_PATH"].description
+    assert "never from Slack" in catalog.credentials["SSH_AUTH_SOCK"].description
 
 
 def test_every_referenced_credential_is_documented(catalog: Catalog) -> None:

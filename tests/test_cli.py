@@ -48,7 +48,7 @@ def test_one_platform_by_alias_shows_credentials_groups_resources_and_checks():
     assert out.returncode == 0
     text = out.stdout
     assert "SLURM_USER" in text and "how to get it" in text
-    assert "one of SSH_KEY_PATH (preferred), SSH_AUTH_SOCK" in text
+    assert "one of TAOBOT_SSH_KEY (preferred), SSH_KEY_PATH, SSH_AUTH_SOCK" in text
     assert "SLURM_ACCOUNT [always] — only when your site requires --account" in text
     assert (
         "num_gpus=4" in text

@@ -45,6 +45,7 @@ def world(tmp_path):
                 known_hosts_path=LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"],
                 ssh_config_path="/nonexistent",
                 connect_timeout_s=5,
+                on_persons_machine=True,  # the lab's key file, as on the person's own machine
             ),
             container="none",
         )

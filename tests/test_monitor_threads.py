@@ -75,7 +75,12 @@ def world(tmp_path):
         settings = load_settings(slack_bot_token=BOT_TOKEN, slack_api_url=slack.url)
         messenger = SlackMessenger(make_client(settings))
         backend = SlurmBackend(
-            PlatformSettings(known_hosts_path=LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"], ssh_config_path="/nonexistent"),
+            # the lab's key file, as on the person's own machine
+            PlatformSettings(
+                known_hosts_path=LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"],
+                ssh_config_path="/nonexistent",
+                on_persons_machine=True,
+            ),
             container="none",
         )
         clock = {"now": time.time()}

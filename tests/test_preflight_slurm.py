@@ -45,6 +45,7 @@ def run(paths=(), known_hosts=None, ssh_config=None, compute=None, **over):
             known_hosts_path=known_hosts or LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"],
             ssh_config_path=ssh_config or "/nonexistent/ssh_config",
             connect_timeout_s=5,
+            on_persons_machine=True,  # as the `taobot preflight` CLI runs: the person's own keys and SSH config
         ),
     )
     return run_preflight(request, REQUIRED)

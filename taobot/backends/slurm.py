@@ -50,9 +50,9 @@ from taobot.backends.slurm_env import (
 from taobot.backends.tao_status import STATUS_FILE_NAME, judge_exit_zero, parse_status, status_env
 from taobot.config import PlatformSettings
 from taobot.errors import BackendUnreachable, LaunchFailed
+from taobot.identities import log_in, login_key, plan_login
 from taobot.preflight.base import quote
 from taobot.render import render, render_args
-from taobot.ssh import connect_login_node
 
 log = logging.getLogger(__name__)
 
@@ -181,12 +181,23 @@ class SlurmBackend:
 
     # ------------------------------------------------------------------ connections
 
-    def connection_key(self, job: JobRef) -> str:
-        c = job.platform_credentials
-        return f"{c.get('SLURM_USER')}@{c.get('SLURM_HOSTNAME')}"
+    @staticmethod
+    def _key(creds) -> str:
+        """One connection per cluster login AND identity: two people with the same SLURM_USER never share one."""
+        key = login_key(creds)
+        return f"{creds.get('SLURM_USER')}@{creds.get('SLURM_HOSTNAME')}#{key.tag if key else '-'}"
 
-    def _client(self, creds: dict) -> object:
-        key = f"{creds.get('SLURM_USER')}@{creds.get('SLURM_HOSTNAME')}"
+    def connection_key(self, job: JobRef) -> str:
+        return self._key(job.platform_credentials)
+
+    def _client(self, creds: dict, owner: str | None = None) -> object:
+        """The cluster's connection, logged in with the launch's own identity (checked first, every time, for
+        `owner` at launch: a key file outside their folder or an agent is refused before any login)."""
+        plan, problem = plan_login(creds, owner, self.settings)
+        if problem or plan is None:
+            why = f"taobot refused to log in: {problem or 'no SSH identity is set'}"
+            raise LaunchFailed(why) if owner is not None else BackendUnreachable(why)
+        key = self._key(creds)
         with self._lock:
             client = self._connections.get(key)
             transport = client.get_transport() if client is not None else None
@@ -194,15 +205,7 @@ class SlurmBackend:
                 return client
             if client is not None:
                 client.close()
-            login = connect_login_node(
-                creds.get("SLURM_HOSTNAME", ""),
-                creds.get("SLURM_USER", ""),
-                creds.get("SSH_KEY_PATH"),
-                creds.get("SSH_AUTH_SOCK") if not creds.get("SSH_KEY_PATH") else None,
-                self.settings.ssh_config_path,
-                self.settings.known_hosts_path,
-                self.settings.connect_timeout_s,
-            )
+            login = log_in(plan, creds.get("SLURM_HOSTNAME", ""), creds.get("SLURM_USER", ""), self.settings)
             if not login.ok:
                 self._connections.pop(key, None)
                 raise BackendUnreachable(
@@ -240,7 +243,7 @@ class SlurmBackend:
             raise LaunchFailed(f"could not write the job's env file {path}: {problem[:300] or 'no answer'}")
 
     def close_connection(self, creds: dict) -> None:
-        key = f"{creds.get('SLURM_USER')}@{creds.get('SLURM_HOSTNAME')}"
+        key = self._key(creds)
         with self._lock:
             client = self._connections.pop(key, None)
         if client is not None:
@@ -257,7 +260,7 @@ class SlurmBackend:
 
     def launch(self, spec: LaunchSpec) -> Submitted:
         creds = dict(spec.platform_credentials)
-        client = self._client(creds)
+        client = self._client(creds, owner=spec.labels.get("taobot.owner", ""))
         try:
             sftp = client.open_sftp()
         except Exception as exc:  # noqa: BLE001

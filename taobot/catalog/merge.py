@@ -13,6 +13,7 @@ taobot adds what only it can know:
 - what its backends need: credentials they require even where the bank does
   not list them, how they take dataset paths (path forms), and its
   preflight checks;
+- the SSH key it makes for each person, first in the SSH identity group;
 - descriptions of the credentials the bank only names;
 - the value rules of credentials (`with_value_rules`).
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 from taobot.catalog.bank import unique_aliases
 from taobot.catalog.bank_fields import build
 from taobot.catalog.bank_models import normal_name
-from taobot.catalog.schema import EMBEDDED, Catalog, Credential, Model, NotRunnable, Platform
+from taobot.catalog.schema import EMBEDDED, Catalog, Credential, CredentialGroup, Model, NotRunnable, Platform
 
 __all__ = ["with_embedded_knowledge", "with_value_rules"]
 
@@ -64,13 +65,12 @@ def _joined_platform(bank: Platform, ours: Platform) -> Platform:
         *bank.required_credentials,
         *(c for c in ours.required_credentials if c not in bank.required_credentials),
     )
-    named = {g.name for g in bank.credential_groups}
     return bank.model_copy(
         update={
             "name": ours.name,
             "aliases": tuple(dict.fromkeys(aliases)),
             "required_credentials": required,
-            "credential_groups": (*bank.credential_groups, *(g for g in ours.credential_groups if g.name not in named)),
+            "credential_groups": _joined_groups(bank.credential_groups, ours.credential_groups),
             "optional_credentials": tuple(o for o in bank.optional_credentials if o.name not in required),
             "display_name": ours.display_name if bank.display_name == bank.name else bank.display_name,
             "description": bank.description or ours.description,
@@ -81,6 +81,27 @@ def _joined_platform(bank: Platform, ours: Platform) -> Platform:
             "preflight_checks": ours.preflight_checks,
         }
     )
+
+
+def _joined_groups(bank: tuple[CredentialGroup, ...], ours: tuple[CredentialGroup, ...]) -> tuple[CredentialGroup, ...]:
+    """The bank's groups, then taobot's the bank lacks. Members only taobot has (the SSH key it makes for a
+    person) come first in a group of the same name, and stay preferred, so a bank never takes them away."""
+    mine = {g.name: g for g in ours}
+    joined = []
+    for group in bank:
+        own = mine.get(group.name)
+        extra = tuple(m for m in own.one_of if m not in group.one_of) if own else ()
+        if own and extra:
+            group = group.model_copy(
+                update={
+                    "one_of": (*extra, *group.one_of),
+                    "preferred": own.preferred if own.preferred in extra else group.preferred,
+                    "how_to_get": own.how_to_get,
+                }
+            )
+        joined.append(group)
+    named = {g.name for g in bank}
+    return (*joined, *(g for g in ours if g.name not in named))
 
 
 def _platforms(bank: Catalog, embedded: Catalog) -> tuple[dict[str, Platform], dict[str, str], dict[str, NotRunnable]]:

@@ -32,6 +32,8 @@ class Credential(Frozen):
     # A secret is never shown back, only "set". Settings such as a host name
     # are still collected in a modal but may be echoed so people can check them.
     secret: bool = True
+    # Made by taobot (a person's own SSH key), never typed: forms show no field for it.
+    generated: bool = False
     example: str | None = None
     # A value that does not match `pattern` is refused before it is stored;
     # `shape` says in words what was expected ("a login name such as `jdoe`").

@@ -41,12 +41,13 @@ def missing_items(state: IntakeState, catalog: Catalog, needs=None) -> list[Miss
             )
         )
     for need in missing_credentials(state, catalog, needs):
+        # A generated credential (the SSH key taobot makes) is asked for by its button, never typed.
+        where = "" if need.credential.generated else " (enter it with *Enter credentials*, never in the thread)"
         items.append(
             MissingItem(
                 Step.CREDENTIALS,
                 f"Credential {need.name}",
-                f"{need.credential.description} How to get it: {need.credential.how_to_get} "
-                "(enter it with *Enter credentials*, never in the thread)",
+                f"{need.credential.description} How to get it: {need.credential.how_to_get}{where}",
             )
         )
     if state.image.chosen is None:

@@ -65,6 +65,7 @@ def request_for_intake(
         resources=platform.resources,
         mount_confirmed=frozenset(state.mount_confirmations),
         settings=settings,
+        owner=state.owner,
     )
     return request, tuple(n.name for n in credential_needs(state, catalog))
 

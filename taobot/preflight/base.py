@@ -69,6 +69,7 @@ class PreflightRequest:
     mount_confirmed: frozenset[str] = frozenset()  # non-s3 paths confirmed mounted (remote platforms)
     settings: PlatformSettings = PlatformSettings()
     skip_platform_access: bool = False  # CLI dry checks only; never from Slack
+    owner: str | None = None  # whose launch: a Slack person's SSH identity is held to their own (taobot.identities)
 
     def cred(self, name: str) -> str | None:
         value = self.credentials.get(name)

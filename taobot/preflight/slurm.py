@@ -1,6 +1,7 @@
 """SLURM preflight, from the login node's point of view, in one SSH session.
 
-Order: variables present; key file private; runtime limits sane; each
+Order: variables present; the SSH identity held to where it was given and
+a key file private (taobot.preflight.slurm_login); runtime limits sane; each
 login host resolved and tried until one accepts key-only login with a
 known host key; then ONE remote shell script checks every dataset path
 with `test -e`, reads each partition's time limit with `sinfo` and its
@@ -15,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 
+from taobot.identities import TAOBOT_KEY, log_in
 from taobot.preflight.base import (
     RECORD_KEYS,
     CheckResult,
@@ -24,7 +26,13 @@ from taobot.preflight.base import (
     quote,
 )
 from taobot.preflight.slurm_limits import LIMITS_COMMAND, job_size_result, parse_limits
-from taobot.ssh import Attempt, HostTarget, connect_login_node, key_file_problem, resolve_targets
+from taobot.preflight.slurm_login import (  # noqa: F401 - the setup texts live there; tests and callers import them here
+    KEY,
+    identity_checks,
+    login_result,
+    remediation_for,
+    setup_steps,
+)
 
 REQUIRED = ("SLURM_USER", "SLURM_HOSTNAME", "SLURM_PARTITION")
 MAX_ANNOTATION_BYTES = 512 * 1024 * 1024
@@ -61,68 +69,6 @@ for idx, path in spec["files"]:
         out["error"] = "cannot read (%s)" % exc.strerror
     print("ANN\t" + json.dumps(out))
 """
-
-
-KEY = "~/.ssh/id_ed25519"  # the one key the setup steps make, and SSH_KEY_PATH then names
-
-
-def _hop(t: HostTarget) -> str:
-    return quote(f"{t.user}@{t.hostname}" + (f":{t.port}" if t.port != 22 else ""))
-
-
-def setup_steps(target: HostTarget) -> str:
-    """The five steps that give the bot's host key-only SSH to the login node, with its user and host filled in."""
-    port = f" -p {target.port}" if target.port != 22 else ""
-    who, host = quote(f"{target.user}@{target.hostname}"), quote(target.hostname)
-    via = f" -o ProxyJump={','.join(_hop(j) for j in target.jumps)}" if target.jumps else ""
-    keyscan = f"ssh-keyscan -H{port} {host} >> ~/.ssh/known_hosts"
-    if target.jumps:  # the login node is reachable only from the bastion: scan it from there
-        last, earlier = target.jumps[-1], target.jumps[:-1]
-        jump = f" -J {','.join(_hop(j) for j in earlier)}" if earlier else ""
-        last_port = f" -p {last.port}" if last.port != 22 else ""
-        keyscan = f"ssh{jump}{last_port} {quote(last.user + '@' + last.hostname)} ssh-keyscan -H{port} {host} >> ~/.ssh/known_hosts"
-    return "\n".join(
-        [
-            "On the bot's host, as the user taobot runs as:",
-            f'1. `ssh-keygen -t ed25519 -N "" -f {KEY}`',
-            f"2. `ssh-copy-id -i {KEY}.pub{via}{port} {who}`",
-            f"3. `{keyscan}`",
-            f"4. `chmod 600 {KEY}`",
-            f"5. `ssh -o BatchMode=yes -i {KEY}{via}{port} {who} 'hostname'` prints the login node's name",
-            f"Then give `SSH_KEY_PATH={KEY}` with *Enter credentials* and run preflight again.",
-        ]
-    )
-
-
-def remediation_for(attempts: list[Attempt], request: PreflightRequest) -> str:
-    """One way, not a menu: the five setup steps for the login host that failed (and a changed key's warning)."""
-    user = request.cred("SLURM_USER") or ""
-    if attempts and all(a.reason == "jump_refused" for a in attempts):
-        where = attempts[0].target
-        return (
-            f"Check that HostName and Port of `{where.given}` in the bot's SSH config (TAOBOT_SSH_CONFIG) are the login "
-            f"node's address as the jump host sees it; if they are, the jump host's admin must allow forwarding to "
-            f"{where.address} (sshd `AllowTcpForwarding`, `PermitOpen`)."
-        )
-    reached = [a for a in attempts if a.reason not in ("resolve", "unreachable")]
-    if attempts:
-        target = (reached or attempts)[0].target
-    else:
-        settings = request.settings
-        targets = resolve_targets(
-            request.cred("SLURM_HOSTNAME") or "", user, None, settings.ssh_config_path, settings.known_hosts_path
-        )
-        target = targets[0] if targets else HostTarget("", "<login-host>", 22, user)
-    lines = []
-    changed = next((a.target for a in attempts if a.reason == "host_key_changed"), None)
-    if changed is not None:
-        entry = changed.hostname if changed.port == 22 else f"[{changed.hostname}]:{changed.port}"
-        lines.append(
-            f"The host key of {changed.address} changed. Ask your cluster admin whether it was reinstalled; only "
-            f"then remove the old entry with `ssh-keygen -R {quote(entry)}` and trust the new key (step 3)."
-        )
-    lines.append(setup_steps(target))
-    return "\n".join(lines)
 
 
 def parse_slurm_time(value: str) -> float | None:
@@ -227,13 +173,16 @@ def run_remote(client, script: str, timeout: float) -> str:
 
 
 def static_checks(request: PreflightRequest) -> tuple[list[CheckResult], bool]:
-    """Checks that need no network: variables, key file, runtime limits. Returns (results, can_continue)."""
+    """Checks that need no network: variables, the SSH identity, runtime limits. Returns (results, can_continue)."""
+    results, _plan, can_continue = _static_checks(request)
+    return results, can_continue
+
+
+def _static_checks(request: PreflightRequest):
     results: list[CheckResult] = []
-    agent = request.cred("SSH_AUTH_SOCK") if not request.cred("SSH_KEY_PATH") else None
-    key_path = request.cred("SSH_KEY_PATH")
     missing = [n for n in REQUIRED if not request.cred(n)]
-    if not key_path and not agent:
-        missing.append("SSH_KEY_PATH")
+    if not any(request.cred(n) for n in (TAOBOT_KEY, "SSH_KEY_PATH", "SSH_AUTH_SOCK")):
+        missing.append("SSH_KEY_PATH" if request.settings.on_persons_machine else TAOBOT_KEY)
     if missing:
         results.append(
             CheckResult(
@@ -245,7 +194,7 @@ def static_checks(request: PreflightRequest) -> tuple[list[CheckResult], bool]:
                 scope="platform",
             )
         )
-        return results, False
+        return results, None, False
     user, hosts, partition = request.cred("SLURM_USER"), request.cred("SLURM_HOSTNAME"), request.cred("SLURM_PARTITION")
     results.append(
         CheckResult(
@@ -256,67 +205,22 @@ def static_checks(request: PreflightRequest) -> tuple[list[CheckResult], bool]:
             scope="platform",
         )
     )
-    if key_path:
-        problem = key_file_problem(key_path)
-        results.append(
-            CheckResult(
-                "slurm.key",
-                "SSH key file",
-                problem is None,
-                problem or f"`{key_path}` exists and is private",
-                "" if problem is None else remediation_for([], request),
-                scope="platform",
-            )
-        )
-        if problem:
-            return results, False
+    identity, plan = identity_checks(request)
+    results += identity
+    if plan is None:
+        return results, None, False
     results.append(limits_check(request))
-    return results, True
+    return results, plan, True
 
 
 def check(request: PreflightRequest) -> list[CheckResult]:
-    results, can_continue = static_checks(request)
+    results, plan, can_continue = _static_checks(request)
     if not can_continue:
         return results
-    key_path = request.cred("SSH_KEY_PATH")
-    agent = request.cred("SSH_AUTH_SOCK") if not key_path else None
-    user, hosts = request.cred("SLURM_USER"), request.cred("SLURM_HOSTNAME")
-
-    login = connect_login_node(
-        hosts or "",
-        user or "",
-        key_path,
-        agent,
-        request.settings.ssh_config_path,
-        request.settings.known_hosts_path,
-        request.settings.connect_timeout_s,
-    )
-    tried = "; ".join(a.detail for a in login.attempts if not a.ok)
+    login = log_in(plan, request.cred("SLURM_HOSTNAME") or "", request.cred("SLURM_USER") or "", request.settings)
+    results.append(login_result(login, request))
     if not login.ok:
-        results.append(
-            CheckResult(
-                "slurm.login",
-                "SSH login",
-                False,
-                tried or "no login host given",
-                remediation_for(login.attempts, request),
-                scope="platform",
-            )
-        )
         return results
-    target = login.target
-    assert target is not None
-    note = f" (after: {tried})" if tried else ""
-    through = f" through jump host {', '.join(j.address for j in target.jumps)}" if target.jumps else ""
-    results.append(
-        CheckResult(
-            "slurm.login",
-            "SSH login",
-            True,
-            f"key-only login to {target.user}@{target.address}{through}{note}",
-            scope="platform",
-        )
-    )
     try:
         results += _remote_checks(login.client, request)
     finally:

@@ -25,6 +25,7 @@ import sqlite_utils
 from taobot.errors import IntakeConflict, StoreError
 from taobot.intake import IntakeState
 from taobot.secrets import REDACTOR, SecretBox
+from taobot.store.identities import SshIdentityRows
 from taobot.store.launches import LaunchRows, like_prefix
 from taobot.store.operations import OperationRows
 from taobot.store.schema import migrations
@@ -39,7 +40,7 @@ def _intake(row) -> IntakeState:
     return state
 
 
-class Store(LaunchRows, OperationRows):
+class Store(LaunchRows, OperationRows, SshIdentityRows):
     def __init__(self, path: Path | str, box: SecretBox) -> None:
         self.path = Path(path)
         self.box = box

@@ -106,6 +106,35 @@ def m005_notify_dm(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
+def m007_ssh_identities(db: sqlite_utils.Database) -> None:
+    # Each person's taobot-made SSH key pair (per cluster when TAOBOT_SSH_KEY_PER_CLUSTER; "" otherwise): the
+    # private half encrypted like a secret, the public half and its SHA256 fingerprint in the clear.
+    db["ssh_identities"].create(
+        {
+            "owner": str,
+            "cluster": str,
+            "public_key": str,
+            "fingerprint": str,
+            "ciphertext": bytes,
+            "created_at": float,
+        },
+        pk=("owner", "cluster"),
+    )
+    # Login-node host keys a person trusted on first use (TAOBOT_SSH_TOFU): exactly this key for this host.
+    db["trusted_host_keys"].create(
+        {
+            "host": str,  # as known_hosts names it: `name` or `[name]:port`
+            "key_type": str,
+            "key_base64": str,
+            "fingerprint": str,
+            "trusted_by": str,
+            "trusted_at": float,
+        },
+        pk=("host", "key_type"),
+    )
+
+
+@migrations()
 def m008_cleanup(db: sqlite_utils.Database) -> None:
     # What an ended launch left on its platform that holds its secrets (an env file, a Secret, per-launch secrets)
     # is removed once; `cleaned_at` records that, so a restart neither skips nor repeats it. A failed removal is
