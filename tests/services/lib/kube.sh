@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # kube.sh - etcd (Debian etcd-server) + a real kube-apiserver (RBAC, static bearer tokens) + kube-controller-manager
-# (job, garbagecollector, namespace, ttl-after-finished controllers; the TTLAfterFinished feature gate on).
+# (job, garbagecollector, namespace, ttl-after-finished and the persistent volume controllers:
+# persistentvolume-binder, pv-protection, pvc-protection; the TTLAfterFinished feature gate on).
 # No kubelet/scheduler: Pods stay Pending unless a test plays kubelet.
 # kube-apiserver / kube-controller-manager v1.20.2 are built once from Debian bookworm's `kubernetes` source
 # package (vendored Go deps, no Go proxy; ~4-5 min on 2 cores) and cached in $KUBE_BIN_DIR.
@@ -155,7 +156,7 @@ kube_start() {
   if ! running "$KB_DIR/kcm.pid" "$kcm"; then
     t0=$(now_ms)
     spawn "$KB_DIR/kcm.pid" "$KB_DIR/kcm.log" "$kcm" --kubeconfig="$KB_DIR/admin.kubeconfig" --leader-elect=false \
-      --controllers=job,garbagecollector,namespace,ttl-after-finished --feature-gates=TTLAfterFinished=true \
+      --controllers=job,garbagecollector,namespace,ttl-after-finished,persistentvolume-binder,pv-protection,pvc-protection --feature-gates=TTLAfterFinished=true \
       --use-service-account-credentials=false \
       --secure-port=0 --port=0 --v=1
     WAIT_PID=$(cat "$KB_DIR/kcm.pid") wait_for 60 "kube-controller-manager job controller" "$KB_DIR/kcm.log" grep -q 'Started "job"' "$KB_DIR/kcm.log"
@@ -169,7 +170,7 @@ TAOBOT_TEST_KUBECONFIG_BOT=$KB_DIR/bot.kubeconfig
 TAOBOT_TEST_KUBE_ADMIN_TOKEN=admin-token
 TAOBOT_TEST_KUBE_BOT_TOKEN=bot-token
 TAOBOT_TEST_KUBE_BOT_USER=tao-bot
-TAOBOT_TEST_KUBE_CONTROLLERS=job,garbagecollector,namespace,ttl-after-finished
+TAOBOT_TEST_KUBE_CONTROLLERS=job,garbagecollector,namespace,ttl-after-finished,persistentvolume-binder,pv-protection,pvc-protection
 TAOBOT_TEST_ETCD_URL=$ETCD_URL
 EOF
 }
