@@ -276,9 +276,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_console(args: argparse.Namespace) -> int:
     from taobot.console import run_console
+    from taobot.policy import policy_for
 
     settings = _settings(args)
-    return run_console(_store(settings), _catalog(settings), args.model, args.action, resume=args.resume)
+    catalog = _catalog(settings)
+    policy = policy_for(settings, catalog, console=True)
+    return run_console(_store(settings), catalog, args.model, args.action, resume=args.resume, policy=policy)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -295,9 +298,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         return EXIT_BAD_INPUT
     logs.configure(settings.log_level, settings.log_format)
+    from taobot.policy import policy_for
     from taobot.slack.app import build_app, serve_http, serve_socket_mode
 
-    runtime = build_app(settings, _store(settings), _catalog(settings), http=args.http)
+    catalog = _catalog(settings)
+    policy = policy_for(settings, catalog)  # a bad policy file stops the bot here, before anything starts
+    runtime = build_app(settings, _store(settings), catalog, http=args.http, policy=policy)
     import signal
 
     def on_sigterm(signum, frame):  # stop taking work, let the scheduler finish its cycle, exit

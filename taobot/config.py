@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     poll_seconds: int = Field(30, ge=1, le=300, validation_alias="TAOBOT_POLL_SECONDS")
     slurm_container: Literal["pyxis", "none"] = Field("pyxis", validation_alias="TAOBOT_SLURM_CONTAINER")
     work_dir: Path | None = Field(None, validation_alias="TAOBOT_WORK_DIR")
+    policy_path: Path | None = Field(None, validation_alias="TAOBOT_POLICY")  # None: the default policy
+    preflight_valid_minutes: int = Field(60, ge=1, le=1440, validation_alias="TAOBOT_PREFLIGHT_VALID_MINUTES")
     # None: the catalog's default (5). Resolved once, into the catalog, when the CLI loads it.
     default_status_interval_minutes: int | None = Field(
         None, ge=1, le=60, validation_alias="TAOBOT_STATUS_INTERVAL_MINUTES"

@@ -2,7 +2,8 @@
 
 Prompts replace Block Kit; credentials are read with hidden input and go to
 the same encrypted store. Every answer is saved as it is given, so
-`taobot console --resume ID` continues an interrupted intake.
+`taobot console --resume ID` continues an interrupted intake. The
+operator's policy (TAOBOT_POLICY) screens answers here as in Slack.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ from taobot.intake import (
     start_intake,
 )
 from taobot.intake.intents import Answer, ShowHelp, ShowStatus
+from taobot.policy import Policy, default_policy
 from taobot.secrets import REDACTOR
+from taobot.services.policy_checks import screen_events
 from taobot.store import Store
 from taobot.view_text import intake_detail_text
 from taobot.views import IntakeDetail, intake_facts
@@ -69,8 +72,10 @@ def run_console(
     action: str | None,
     resume: str | None = None,
     io: ConsoleIO | None = None,
+    policy: Policy | None = None,
 ) -> int:
     io = io or ConsoleIO()
+    policy = policy or default_policy(catalog, console=True)
     owner = _owner()
     if resume:
         found = store.find_intake_by_prefix(resume)
@@ -104,6 +109,9 @@ def run_console(
             return 1
         if events is None:
             continue
+        events, refused = screen_events(policy, catalog, state, events)
+        for _event, reason in refused:
+            io.say("  ✗ " + reason[0].upper() + reason[1:] + ".")
         outcome = apply_all(state, events, catalog)
         for note in outcome.notes:
             io.say("  " + note)

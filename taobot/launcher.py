@@ -15,7 +15,7 @@ import time
 
 from taobot.backends.base import JOB_ENV_CREDENTIALS, RESULTS_PLACEHOLDER, Backend, LaunchSpec, Submitted
 from taobot.catalog import Catalog
-from taobot.gate import require_open
+from taobot.gate import GateRules, require_open
 from taobot.intake import IntakeState, action_of, dataset_inputs, model_of, platform_of, status_interval
 from taobot.launches import JobState, Launch
 from taobot.preflight.base import local_path
@@ -68,9 +68,14 @@ class Launcher:
     def backend(self, platform: str) -> Backend:
         return self.backends[platform]
 
-    def launch(self, state: IntakeState, user: str, credentials: dict[str, str]) -> tuple[Launch, Submitted]:
-        """Submit the job. Raises GateClosedError, LaunchFailed or BackendUnreachable; the row says what happened."""
-        require_open(state, self.catalog, "submit a job")
+    def launch(
+        self, state: IntakeState, user: str, credentials: dict[str, str], rules: GateRules | None = None
+    ) -> tuple[Launch, Submitted]:
+        """Submit the job. Raises GateClosedError, LaunchFailed or BackendUnreachable; the row says what happened.
+
+        `rules`: the operator's policy for this launch (`gate.GateRules`), worked out by the caller.
+        """
+        require_open(state, self.catalog, "submit a job", rules)
         launch_id = f"{state.id}-{int(time.time()) % 100000:05d}"
         spec = build_launch_spec(state, self.catalog, credentials, launch_id)
         now = time.time()

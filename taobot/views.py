@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from taobot.catalog import Catalog, Credential, Platform
-from taobot.gate import Gate, compute_gate
+from taobot.gate import Gate, GateRules, compute_gate
 from taobot.intake import (
     CredentialNeed,
     IntakeState,
@@ -84,6 +84,7 @@ class PreflightCard:
     running: str | None = None  # the stage being checked, while it runs
     passed: bool | None = None
     superseded: bool = False  # a newer preflight of the same thread replaced this one: no buttons
+    approval: str | None = None  # passed, but the launch still waits for this approval (gate condition 8)
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,14 @@ def intake_facts(state: IntakeState, catalog: Catalog) -> IntakeFacts:
     )
 
 
-def intake_card(state: IntakeState, catalog: Catalog, launch: Launch | None = None) -> IntakeCard:
+def intake_card(
+    state: IntakeState,
+    catalog: Catalog,
+    launch: Launch | None = None,
+    rules: GateRules | None = None,
+    now: float | None = None,
+) -> IntakeCard:
+    """The card; `rules` are the operator's policy for this launch (the gate's eighth condition among them)."""
     facts = intake_facts(state, catalog)
     if state.status in ("launched", "cancelled"):
         return IntakeCard(facts=facts, launch=launch if state.status == "launched" else None)
@@ -193,7 +201,7 @@ def intake_card(state: IntakeState, catalog: Catalog, launch: Launch | None = No
         default_interval=catalog.default_status_interval_minutes,
         dataset_help=dataset_help(state, catalog) if step is Step.DATASETS else "",
         compute_defaults=unset_compute_defaults(state, catalog) if step is Step.COMPUTE else {},
-        gate=compute_gate(state, catalog, facts.needs) if step is Step.COMPLETE else None,
+        gate=compute_gate(state, catalog, facts.needs, rules, now) if step is Step.COMPLETE else None,
     )
 
 

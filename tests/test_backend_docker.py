@@ -43,6 +43,7 @@ from taobot.backends.tao_status import NO_SUCCESS
 from taobot.catalog.schema import ResourceDefaults
 from taobot.config import PlatformSettings
 from taobot.errors import BackendUnreachable, LaunchFailed
+from taobot.policy import MountRules, protected_paths
 from tests.dockerd import private_dockerd
 
 ENV_FILE = Path(os.environ.get("TAOBOT_SERVICES_ENV", "/tmp/taobot-services/services.env"))
@@ -161,10 +162,18 @@ def private(private_host):
         client.close()
 
 
+def mount_rules(tmp_path: Path) -> MountRules:
+    """The rules a policy with `docker.mount_roots: [<tmp>/data]` gives a bot whose database is in <tmp>/bot."""
+    bot = tmp_path / "bot"
+    return MountRules(
+        (str(tmp_path / "data"),), protected_paths(bot / "taobot.db", bot / "key", tmp_path / "work", None)
+    )
+
+
 @pytest.fixture
 def backend(tmp_path, private):
     """The backend on the private daemon (no GPU request: there are no GPUs here). Removes every container after."""
-    b = DockerBackend(tmp_path / "work", gpu_request=False)
+    b = DockerBackend(tmp_path / "work", gpu_request=False, mounts=mount_rules(tmp_path))
     yield b
     b.close()
     client = docker_client(private[0])
@@ -435,7 +444,7 @@ def test_oom_killed_container_is_failed_out_of_memory(backend, private, tmp_path
 
 def test_missing_dataset_path_is_launch_failed_and_leaves_no_container(backend, private, tmp_path):
     host, image = private
-    missing = tmp_path / "no-such-dataset"
+    missing = tmp_path / "data" / "no-such-dataset"
     spec = make_spec(host, image, datasets={"train": f"file://{missing}"})
     with pytest.raises(LaunchFailed) as err:
         backend.launch(spec)
@@ -571,6 +580,87 @@ def test_datasets_are_mounted_read_only_at_the_same_path(backend, private, tmp_p
     data_mounts = [m for m in info["Mounts"] if not m["Destination"].startswith("/tao/")]
     # the annotation file lies inside the mounted folder; s3:// is not a host path
     assert [(m["Source"], m["Destination"], m["RW"]) for m in data_mounts] == [(str(train), str(train), False)]
+
+
+def test_a_dataset_is_mounted_from_its_resolved_path(backend, private, tmp_path):
+    host, image = private
+    train = tmp_path / "data" / "train"
+    train.mkdir(parents=True)
+    link = tmp_path / "data" / "current"
+    link.symlink_to(train)  # inside the root, pointing inside it: allowed, and mounted as what was checked
+    spec = make_spec(host, image, datasets={"train": str(link)})
+    sub = backend.launch(spec)
+    info = docker_client(host).api.inspect_container(sub.job_id)
+    data_mounts = [(m["Source"], m["Destination"]) for m in info["Mounts"] if not m["Destination"].startswith("/tao/")]
+    assert data_mounts == [(str(train), str(link))]
+
+
+def _bad_mounts(tmp_path: Path) -> dict[str, tuple[dict, dict, str]]:
+    """name -> (datasets, credentials, what the refusal says) for host paths the rules never let through."""
+    data = tmp_path / "data"
+    (data / "ok").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "bot").mkdir(exist_ok=True)
+    (tmp_path / "bot" / "taobot.db").write_text("")
+    if not (data / "etc-link").exists():
+        (data / "etc-link").symlink_to("/etc")
+    return {
+        "docker socket": ({"train": "/var/run/docker.sock"}, {}, "the Docker socket"),
+        "db folder": ({"train": f"file://{tmp_path}/bot"}, {}, "the bot's data folder"),
+        "symlink to /etc": ({"train": str(data / "etc-link")}, {}, "resolves to `/etc`"),
+        "dotdot": ({"train": f"{data}/ok/../../bot/taobot.db"}, {}, f"resolves to `{tmp_path}/bot/taobot.db`"),
+        "work folder": ({"train": f"{data}/../work"}, {}, "the bot's work folder"),
+        "outside the roots": ({"train": str(tmp_path / "elsewhere")}, {}, "outside the folders local-docker may mount"),
+        "ssh keys": ({"train": str(data / "ok")}, {"HOST_SSH_PATH": "/root/.ssh"}, "not mounting HOST_SSH_PATH"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["docker socket", "db folder", "symlink to /etc", "dotdot", "work folder", "outside the roots", "ssh keys"],
+)
+def test_host_paths_the_mount_rules_refuse_never_reach_the_daemon(backend, private, tmp_path, case):
+    host, image = private
+    datasets, creds, says = _bad_mounts(tmp_path)[case]
+    spec = make_spec(host, image, datasets=datasets, creds=creds)
+    requests_seen = RequestLog(backend, dict(spec.platform_credentials))
+    since = int(time.time()) - 1
+    with pytest.raises(LaunchFailed) as err:
+        backend.launch(spec)
+    requests_seen.close()
+    assert says in err.value.message and "docker.mount_roots" in err.value.message
+    assert requests_seen.paths() == [], "the daemon was asked something for a refused launch"
+    assert launched_containers(host, spec.launch_id) == []
+    client = docker_client(host)
+    mine = {"label": f"taobot.launch={spec.launch_id}"}
+    events = list(client.events(since=since, until=int(time.time()) + 1, decode=True, filters=mine))
+    client.close()
+    assert events == []
+    assert not (tmp_path / "work" / spec.launch_id).exists(), "a launch folder was staged"
+
+
+def test_without_mount_rules_the_backend_mounts_no_host_path(private, tmp_path):
+    host, image = private
+    (tmp_path / "data").mkdir()
+    b = DockerBackend(tmp_path / "work", gpu_request=False)
+    try:
+        spec = make_spec(host, image, datasets={"train": str(tmp_path / "data")})
+        with pytest.raises(LaunchFailed) as err:
+            b.launch(spec)
+        assert "mounts no host folders" in err.value.message
+        assert launched_containers(host, spec.launch_id) == []
+    finally:
+        b.close()
+
+
+def test_a_remote_daemon_gets_no_host_path_it_cannot_verify(tmp_path):
+    (tmp_path / "data").mkdir()
+    b = DockerBackend(tmp_path / "work", gpu_request=False, timeout_s=5, mounts=mount_rules(tmp_path))
+    spec = make_spec("tcp://192.0.2.1:2375", "img:1", datasets={"train": str(tmp_path / "data")})
+    with pytest.raises(LaunchFailed) as err:
+        b.launch(spec)
+    assert "remote daemon" in err.value.message and "cannot verify" in err.value.message
+    assert b._clients == {}, "the remote daemon was connected to before the refusal"
+    assert not (tmp_path / "work").exists()
 
 
 def test_secrets_reach_the_container_env_only(backend, private):

@@ -1,4 +1,4 @@
-"""The seven gate conditions, computed from state alone."""
+"""The gate conditions, computed from state alone (and the policy facts and the time the caller passes)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import pytest
 
 from taobot.catalog import load_catalog
 from taobot.errors import GateClosedError
-from taobot.gate import compute_gate, input_fingerprint, require_open
+from taobot.gate import GateRules, compute_gate, input_fingerprint, require_open
 from taobot.intake import (
     AcceptComputeDefaults,
+    Approval,
     ChoosePlatform,
     ConfirmImage,
     ConfirmMounted,
@@ -278,3 +279,71 @@ def test_changing_an_optional_setting_after_a_pass_closes_the_gate():
     state = passed(complete_slurm_state())
     changed = apply_all(state, [CredentialsStored({"SLURM_CPUS_PER_TASK": "fp-8"})], CATALOG).state
     assert "inputs changed since the last preflight" in cond(compute_gate(changed, CATALOG), 5).detail
+
+
+# --------------------------------------------------------------------------- expiry, and the operator's policy
+
+
+def test_a_preflight_counts_for_its_validity_and_then_expires():
+    state = passed(complete_slurm_state())
+    done = state.preflight.finished_at
+    assert cond(compute_gate(state, CATALOG, now=done + 59 * 60), 5).ok
+    expired = cond(compute_gate(state, CATALOG, now=done + 61 * 60), 5)
+    assert not expired.ok
+    assert "expired (it ran 61 min ago; results count for 60 min); run it again" in expired.detail
+    with pytest.raises(GateClosedError):
+        require_open(state, CATALOG, "submit a job", now=done + 61 * 60)
+    rules = GateRules(preflight_valid_s=10 * 60)
+    assert "results count for 10 min" in cond(compute_gate(state, CATALOG, rules=rules, now=done + 11 * 60), 5).detail
+
+
+def test_policy_refusals_close_their_own_conditions():
+    state = passed(complete_slurm_state())
+    rules = GateRules(
+        platform_refusal="SLURM is not open to <@U1> in <#C1>",
+        image_prefixes=("registry.example.com/",),
+        compute_refusal="16 GPUs in one launch is over the policy's limit of 8 per launch",
+    )
+    gate = compute_gate(state, CATALOG, rules=rules)
+    assert [c.number for c in gate.conditions if not c.ok] == [1, 4, 7]
+    assert cond(gate, 1).detail == rules.platform_refusal
+    assert "is outside the allowed prefixes: `registry.example.com/`" in cond(gate, 4).detail
+    assert cond(gate, 7).detail == rules.compute_refusal
+    assert len(gate.conditions) == 7  # no approval asked: no eighth condition
+    allowed = GateRules(image_prefixes=(state.image.chosen.split("/")[0] + "/",))
+    assert compute_gate(state, CATALOG, rules=allowed).open
+
+
+NEEDS_APPROVAL = GateRules(approval="16 GPUs is over the policy's 8 without an approval", approvers=frozenset({"U7"}))
+
+
+def approved(state, by="U7", fingerprint=None):
+    state = state.model_copy(deep=True)
+    state.approval = Approval(by=by, at=1_700_000_000.0, fingerprint=fingerprint or input_fingerprint(state, CATALOG))
+    return state
+
+
+def test_an_approval_is_the_eighth_condition_and_counts_for_the_inputs_it_saw():
+    state = passed(complete_slurm_state())
+    gate = compute_gate(state, CATALOG, rules=NEEDS_APPROVAL)
+    eighth = cond(gate, 8)
+    assert not gate.open and [c.number for c in gate.conditions if not c.ok] == [8]
+    assert (
+        "16 GPUs is over the policy's 8" in eighth.detail and "approver (<@U7>) must press *Approve*" in eighth.detail
+    )
+    gate = compute_gate(approved(state), CATALOG, rules=NEEDS_APPROVAL)
+    assert gate.open and cond(gate, 8).detail.startswith("approved by <@U7> at 2023-11-14 22:13 UTC")
+    with pytest.raises(GateClosedError):
+        require_open(state, CATALOG, "submit a job", rules=NEEDS_APPROVAL)
+    changed = apply_all(approved(state), [SetCompute("num_gpus", 2)], CATALOG).state
+    assert "inputs changed since <@U7> approved" in cond(compute_gate(changed, CATALOG, rules=NEEDS_APPROVAL), 8).detail
+
+
+def test_only_a_named_approver_who_is_not_the_owner_counts():
+    state = passed(complete_slurm_state())
+    by_owner = compute_gate(approved(state, by=state.owner), CATALOG, rules=NEEDS_APPROVAL)
+    assert not cond(by_owner, 8).ok and f"<@{state.owner}> may not approve" in cond(by_owner, 8).detail
+    removed = GateRules(approval=NEEDS_APPROVAL.approval, approvers=frozenset({"U8"}))
+    assert not cond(compute_gate(approved(state), CATALOG, rules=removed), 8).ok
+    nobody = GateRules(approval=NEEDS_APPROVAL.approval)
+    assert "the policy names no one who may approve" in cond(compute_gate(state, CATALOG, rules=nobody), 8).detail

@@ -51,7 +51,7 @@ def test_health_readiness_and_metrics_count_what_happens(tmp_path, slack):
         body = wait_ready(bot)
         assert "database: writable" in body and "scheduler: active" in body
         thread = SlackUser(bot).launch("dino")
-        thread.say("platform=docker monitor=no image=registry.local/tao:1 train=/data/t eval=/data/v num_gpus=1")
+        thread.say("platform=docker monitor=no image=nvcr.io/nvidia/tao/tao:1 train=/data/t eval=/data/v num_gpus=1")
         thread.wait_card("status: *complete*")
         status, metrics = get(bot, "/metrics")
         assert status == 200

@@ -217,11 +217,20 @@ def test_non_local_scheme_fails(lab_host):
     assert "not a host path" in r.detail
 
 
-def test_remote_docker_host_notes_paths_were_checked_on_the_bot_host(tmp_path):
-    results = dk.check(request("tcp://192.0.2.1:2375", DatasetPath("data", str(tmp_path)), connect_timeout_s=1))
+def test_remote_docker_host_fails_every_host_path_closed(tmp_path):
+    # The folder exists on the bot host, which proves nothing about the other machine: it never passes.
+    ann = tmp_path / "a.json"
+    ann.write_text(json.dumps(RECORDS_WITH))
+    paths = (DatasetPath("data", str(tmp_path)), DatasetPath("ann", str(ann), ("video_fps",)))
+    results = dk.check(request("tcp://192.0.2.1:2375", *paths, connect_timeout_s=1))
     assert not by_check(results, "docker.daemon").ok
-    r = by_check(results, "path", "data")
-    assert r.ok and "remote daemon" in r.detail and "checked on the bot host" in r.detail
+    for key in ("data", "ann"):
+        r = by_check(results, dk.REMOTE_PATH, key)
+        assert_failure_is_actionable(r)
+        assert r.scope == "dataset" and "cannot be verified" in r.detail and "remote daemon" in r.detail
+        assert "tcp://192.0.2.1:2375" in r.detail and "s3://" in r.remediation
+    assert not [r for r in results if r.check == "path"], "a remote daemon's paths are never checked on the bot host"
+    assert not by_check(results, "annotation", "ann").ok
 
 
 # --------------------------------------------------------------------------- annotation files
@@ -332,3 +341,85 @@ def test_preflight_creates_no_container_and_pulls_no_image(nvidia_runtime_host, 
         assert changes == [], f"preflight caused Docker events: {changes}"
     finally:
         client.close()
+
+
+# --------------------------------------------------------------------------- the operator's mount roots
+
+
+@pytest.fixture
+def tree(tmp_path_factory):
+    """An allowed root with data, a folder beside it, a symlink out of the root to /etc, and a bot data folder."""
+    base = tmp_path_factory.mktemp("mounts")
+    data, other, bot = base / "data", base / "other", base / "bot"
+    for d in (data / "train", other, bot):
+        d.mkdir(parents=True)
+    (data / "etc-link").symlink_to("/etc")
+    return base
+
+
+def mount_request(host, tree, *paths, mounts=None, **creds):
+    from taobot.policy import MountRules, protected_paths
+
+    protected = protected_paths(tree / "bot" / "taobot.db", tree / "bot" / "taobot.db.key", tree / "bot" / "runs", None)
+    rules = mounts if mounts is not None else MountRules((str(tree / "data"),), protected)
+    creds = {"DOCKER_HOST": host, **creds}
+    return PreflightRequest("local-docker", creds, paths=tuple(paths), settings=PlatformSettings(), mounts=rules)
+
+
+def test_paths_are_resolved_and_held_to_the_mount_roots(lab_host, tree):
+    data = tree / "data"
+    results = dk.check(
+        mount_request(
+            lab_host,
+            tree,
+            DatasetPath("inside", str(data / "train")),
+            DatasetPath("beside", str(tree / "other")),
+            DatasetPath("dotdot", f"{data}/../other"),
+            DatasetPath("symlink", f"file://{data}/etc-link/hostname"),
+            DatasetPath("socket", "/var/run/docker.sock"),
+            DatasetPath("bots_db", str(tree / "bot")),
+            DatasetPath("proc", "/proc/self"),
+        )
+    )
+    inside = by_check(results, "path", "inside")
+    assert inside.ok and "exists" in inside.detail
+    for key in ("beside", "dotdot", "symlink", "socket", "bots_db", "proc"):
+        r = by_check(results, dk.MOUNT_POLICY, key)
+        assert_failure_is_actionable(r)
+        assert r.scope == "dataset" and str(data) in r.remediation and "docker.mount_roots" in r.remediation
+        assert not [x for x in results if x.check == "path" and x.key == key], f"{key} was looked at anyway"
+    assert f"resolves to `{tree}/other`" in by_check(results, dk.MOUNT_POLICY, "dotdot").detail
+    assert "outside the folders local-docker may mount" in by_check(results, dk.MOUNT_POLICY, "beside").detail
+    symlink = by_check(results, dk.MOUNT_POLICY, "symlink").detail
+    assert "resolves to `/etc/hostname`" in symlink and "the host's configuration" in symlink
+    assert "the Docker socket" in by_check(results, dk.MOUNT_POLICY, "socket").detail
+    assert "the bot's data folder" in by_check(results, dk.MOUNT_POLICY, "bots_db").detail
+    assert "kernel's process files" in by_check(results, dk.MOUNT_POLICY, "proc").detail
+
+
+def test_no_mount_roots_refuses_every_host_path_and_says_how_to_allow_one(lab_host, tree):
+    from taobot.policy import MountRules
+
+    r = by_check(
+        dk.check(mount_request(lab_host, tree, DatasetPath("train", str(tree / "data")), mounts=MountRules())),
+        dk.MOUNT_POLICY,
+        "train",
+    )
+    assert_failure_is_actionable(r)
+    assert "mounts no host folders" in r.detail and "docker.mount_roots: [/data]" in r.remediation
+
+
+def test_host_ssh_path_is_a_mount_too(lab_host, tree):
+    results = dk.check(mount_request(lab_host, tree, HOST_SSH_PATH="/root/.ssh"))
+    r = by_check(results, dk.MOUNT_POLICY, "HOST_SSH_PATH")
+    assert_failure_is_actionable(r)
+    assert "the root user's home" in r.detail
+    ok = dk.check(mount_request(lab_host, tree, HOST_SSH_PATH=str(tree / "data" / "train")))
+    assert by_check(ok, dk.MOUNT_POLICY, "HOST_SSH_PATH").ok
+
+
+def test_the_launchs_own_docker_socket_is_never_mounted(tree):
+    sock = tree / "data" / "d.sock"
+    sock.write_text("")  # where a DOCKER_HOST credential points: inside the root, and still refused
+    results = dk.check(mount_request(f"unix://{sock}", tree, DatasetPath("sock", str(sock))))
+    assert "the Docker socket of this launch" in by_check(results, dk.MOUNT_POLICY, "sock").detail

@@ -233,7 +233,18 @@ def test_unsigned_stale_and_forged_requests_are_refused(bot, slack):
     assert not slack.calls_for("chat.postMessage")
 
 
-def test_image_override_modal_and_reply_validate_the_reference(person, slack):
+def test_image_override_modal_and_reply_validate_the_reference(tmp_path, slack):
+    # Overrides may name only the registries the operator's policy allows (default: the catalog's, nvcr.io).
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("images:\n  allowed_prefixes: [nvcr.io/, 'registry.local:5000/team/']\n")
+    bot = BotProcess(tmp_path, slack, extra_env={"TAOBOT_POLICY": str(policy)}).start()
+    try:
+        _override_image_through_modal_and_reply(SlackUser(bot))
+    finally:
+        bot.kill()
+
+
+def _override_image_through_modal_and_reply(person: SlackUser) -> None:
     thread = person.launch("dino")
     thread.say("platform=docker monitor=no")
     thread.wait_card("*Monitoring:* off")

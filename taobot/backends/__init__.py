@@ -8,8 +8,9 @@ import threading
 class Backends:
     """platform name -> backend instance, built lazily from settings."""
 
-    def __init__(self, settings) -> None:
+    def __init__(self, settings, policy=None) -> None:
         self.settings = settings
+        self.policy = policy  # the operator's (taobot.policy): which host folders local-docker may mount
         self._made: dict[str, object] = {}
         self._lock = threading.Lock()
 
@@ -22,7 +23,8 @@ class Backends:
         if platform == "local-docker":
             from taobot.backends.docker import DockerBackend
 
-            return DockerBackend(s.runs_dir, settings=s.platform_settings())
+            mounts = self.policy.mounts if self.policy is not None else None  # None: no host folder at all
+            return DockerBackend(s.runs_dir, settings=s.platform_settings(), mounts=mounts)
         if platform == "kubernetes":
             from taobot.backends.kubernetes import KubernetesBackend
 

@@ -21,6 +21,14 @@ a state).
 
 The daemon is the DOCKER_HOST credential, else the bot's DOCKER_HOST (from
 `PlatformSettings`), else the default socket.
+
+Before the daemon is asked anything, every host path the container would
+mount is held to the mount rules (`taobot.policy.MountRules`, from the
+operator's `docker.mount_roots`): resolved (symlinks, `..`), inside a root,
+never the Docker socket, /proc, /etc, the bot's data or its work folder. A
+launch that breaks them is refused with nothing created. The default rules
+allow no host path at all. On a remote daemon no host path can be verified,
+so one is refused unless the rules allow any path.
 """
 
 from __future__ import annotations
@@ -34,10 +42,19 @@ from dataclasses import replace
 from pathlib import Path
 
 from taobot.backends.base import JobRef, JobStatus, LaunchSpec, Submitted
-from taobot.backends.docker_run import LAUNCH_LABEL, flag, registry_auth, safe_name, stage_launch, start_hint
+from taobot.backends.docker_run import (
+    LAUNCH_LABEL,
+    flag,
+    refuse_mounts,
+    registry_auth,
+    safe_name,
+    stage_launch,
+    start_hint,
+)
 from taobot.backends.docker_status import CANCEL_MARKER, cancelled, container_status, exit_code_of, find_container
 from taobot.config import PlatformSettings
 from taobot.errors import BackendUnreachable, LaunchFailed
+from taobot.policy import MountRules
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +90,11 @@ class DockerBackend:
         gpu_request: bool = True,
         timeout_s: float = 30,
         settings: PlatformSettings | None = None,
+        mounts: MountRules | None = None,
     ) -> None:
         self.work_root = Path(work_root)
         self.settings = settings or PlatformSettings()
+        self.mounts = (mounts or MountRules()).with_protected((str(work_root), "the bot's work folder"))  # see above
         # False only where no GPU exists (tests): the container then gets no DeviceRequest at all.
         self.gpu_request = gpu_request
         self.timeout_s = timeout_s
@@ -131,6 +150,8 @@ class DockerBackend:
         policy = (creds.get("DOCKER_PULL_POLICY") or "missing").strip().lower()
         if policy not in PULL_POLICIES:
             raise LaunchFailed(f"DOCKER_PULL_POLICY is {policy!r}; use always, missing or never")
+        # Before the daemon is asked anything: nothing pulled, nothing created.
+        refuse_mounts(spec, docker_host(creds, self.settings), self.mounts)
         client = self._client(creds)
         self._ensure_image(client, creds, spec, policy)
         run = stage_launch(self.work_root, spec, self.gpu_request)

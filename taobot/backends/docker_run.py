@@ -7,6 +7,11 @@ local dataset path read-only at the same path (so the paths in the spec are
 valid inside the container), and a GPU device request. The job's secrets
 reach the container only through its environment; they are never written
 into the spec, the command or a label.
+
+`host_paths` lists every host path a launch asks to mount (datasets and
+HOST_SSH_PATH), for the backend to hold to the operator's mount rules
+before anything is created; each is mounted from its resolved path, so the
+folder checked is the folder mounted.
 """
 
 from __future__ import annotations
@@ -20,7 +25,10 @@ from pathlib import Path
 
 from taobot.backends.base import RESULTS_PLACEHOLDER, LaunchSpec
 from taobot.backends.tao_status import status_env
+from taobot.errors import LaunchFailed
+from taobot.policy import MountRules
 from taobot.preflight.base import local_path
+from taobot.preflight.docker import is_remote_endpoint
 from taobot.render import render, render_args
 
 CONTAINER_SPECS = "/tao/specs"
@@ -60,6 +68,33 @@ def dataset_mount_paths(datasets: Mapping[str, str]) -> list[str]:
             continue
         out.append(p)
     return out
+
+
+def host_paths(spec: LaunchSpec) -> list[tuple[str, str]]:
+    """(what, host path) for every host path the container would mount: each local dataset, HOST_SSH_PATH."""
+    found = [(key, p) for key, p in ((k, local_path(v)) for k, v in spec.datasets.items()) if p]
+    if spec.platform_credentials.get("HOST_SSH_PATH"):
+        found.append(("HOST_SSH_PATH", os.path.expanduser(spec.platform_credentials["HOST_SSH_PATH"])))
+    return found
+
+
+def refuse_mounts(spec: LaunchSpec, host: str, rules: MountRules) -> None:
+    """LaunchFailed when a host path the container would mount breaks the mount rules (on the daemon at `host`)."""
+    paths = host_paths(spec)
+    if not paths:
+        return
+    if is_remote_endpoint(host) and rules.roots is not None:
+        shown = ", ".join(f"`{p}`" for _what, p in paths)
+        raise LaunchFailed(
+            f"not mounting {shown}: DOCKER_HOST `{host}` is a remote daemon, where the bot cannot verify "
+            "host paths; use the bot host's own daemon for host folders, or s3:// URIs"
+        )
+    if host.startswith("unix://"):
+        rules = rules.with_protected((host[len("unix://") :], "the Docker socket of this launch"))
+    for what, path in paths:
+        refusal = rules.refusal(path)
+        if refusal:
+            raise LaunchFailed(f"not mounting {what}: {refusal}. {rules.remedy()}")
 
 
 def registry_auth(creds: Mapping[str, str], job_env: Mapping[str, str], image: str) -> dict | None:
@@ -116,9 +151,11 @@ def stage_launch(work_root: Path, spec: LaunchSpec, gpu_request: bool = True) ->
         Mount(CONTAINER_SPECS, str(specs), type="bind", read_only=True),
         Mount(CONTAINER_RESULTS, str(results), type="bind", read_only=False),
     ]
-    mounts += [Mount(p, p, type="bind", read_only=True) for p in dataset_mount_paths(spec.datasets)]
+    # Mounted from the resolved path (what the mount rules checked), seen at the path the spec names.
+    mounts += [Mount(p, os.path.realpath(p), type="bind", read_only=True) for p in dataset_mount_paths(spec.datasets)]
     if creds.get("HOST_SSH_PATH"):
-        mounts.append(Mount("/root/.ssh", os.path.expanduser(creds["HOST_SSH_PATH"]), type="bind", read_only=True))
+        ssh = os.path.realpath(os.path.expanduser(creds["HOST_SSH_PATH"]))
+        mounts.append(Mount("/root/.ssh", ssh, type="bind", read_only=True))
     environment = {k: str(v) for k, v in spec.job_env.items()}  # the only way a secret reaches the job
     environment["TAO_API_RESULTS_DIR"] = CONTAINER_RESULTS
     environment.update(status_env(spec.launch_id, CONTAINER_RESULTS))

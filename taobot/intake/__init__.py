@@ -63,6 +63,7 @@ from taobot.intake.replies import MAX_REPLY_CHARS, ParsedReply, parse_reply
 from taobot.intake.state import (
     CLOSED_STATUSES,
     STEP_ORDER,
+    Approval,
     Confirmation,
     ImageChoice,
     IntakeState,
@@ -85,6 +86,7 @@ from taobot.intake.values import (
 __all__ = [
     "CLOSED_STATUSES",
     "AcceptComputeDefaults",
+    "Approval",
     "Cancel",
     "ChoosePlatform",
     "ConfirmImage",

@@ -89,6 +89,11 @@ class Launch:
 
 
 @dataclass(frozen=True)
+class Approve:
+    """A second person (an admin or an approver of the policy) approves the launch for its current inputs."""
+
+
+@dataclass(frozen=True)
 class Detach:
     launch_id: str | None = None  # None: the thread's latest launch
 
@@ -118,6 +123,7 @@ Intent = (
     | OpenForm
     | RunPreflight
     | Launch
+    | Approve
     | Detach
     | Attach
     | CancelJob
@@ -140,6 +146,7 @@ CANCEL_INTAKE = "cancel_intake"
 RUN_PREFLIGHT = "run_preflight"
 CONFIRM_MOUNTED = "confirm_mounted"
 LAUNCH = "launch"
+APPROVE = "approve"
 CANCEL_JOB = "cancel_job"
 DETACH = "detach"
 ATTACH = "attach"
@@ -162,6 +169,7 @@ COMMANDS: dict[str, Intent] = {
     RUN_PREFLIGHT: RunPreflight(),
     CONFIRM_MOUNTED: ConfirmMounts(),
     LAUNCH: Launch(),
+    APPROVE: Approve(),
     CANCEL_JOB: CancelJob(),
     DETACH: Detach(),
     ATTACH: Attach(),
@@ -189,6 +197,9 @@ WORDS: dict[str, str] = {
     "preflight": RUN_PREFLIGHT,
     "run preflight": RUN_PREFLIGHT,
     "launch": LAUNCH,
+    "approve": APPROVE,
+    "approve launch": APPROVE,
+    "approved": APPROVE,
     "use default image": IMAGE_USE_DEFAULT,
     "use image": IMAGE_USE_DEFAULT,
     "use default": IMAGE_USE_DEFAULT,

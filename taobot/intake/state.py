@@ -47,6 +47,15 @@ class Confirmation(BaseModel):
     at: float
 
 
+class Approval(BaseModel):
+    """A second person's approval of a launch the policy holds back, for exactly the inputs they saw."""
+
+    by: str
+    at: float
+    fingerprint: str  # gate.input_fingerprint of the state approved
+    reason: str = ""  # why the policy asked for it, as it stood then
+
+
 class PreflightRecord(BaseModel):
     """The last preflight of this thread, tied to the inputs it checked."""
 
@@ -81,6 +90,7 @@ class IntakeState(BaseModel):
     compute: dict[str, int] = Field(default_factory=dict)  # num_gpus, num_nodes
     mount_confirmations: dict[str, Confirmation] = Field(default_factory=dict)
     preflight: PreflightRecord | None = None
+    approval: Approval | None = None  # when the operator's policy asks for one (gate condition 8)
     status: IntakeStatus = "collecting"
     card_ts: str | None = None
     created_at: float = Field(default_factory=time.time)

@@ -21,6 +21,7 @@ from typing import Literal
 
 from taobot.catalog.schema import ResourceDefaults
 from taobot.config import PlatformSettings
+from taobot.policy import MountRules
 
 Scope = Literal["credentials", "limits", "platform", "dataset", "mount"]
 
@@ -70,6 +71,7 @@ class PreflightRequest:
     settings: PlatformSettings = PlatformSettings()
     skip_platform_access: bool = False  # CLI dry checks only; never from Slack
     owner: str | None = None  # whose launch: a Slack person's SSH identity is held to their own (taobot.identities)
+    mounts: MountRules | None = None  # host folders local-docker may mount (the policy's); None: not checked (CLI)
 
     def cred(self, name: str) -> str | None:
         value = self.credentials.get(name)

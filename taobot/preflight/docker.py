@@ -4,6 +4,14 @@ Everything here is read-only: `ping`, `info`, `os.path.exists` and reading
 annotation files. No container is created and no image is pulled, so the
 GPU runtime is judged from what the daemon reports in `info` (its registered
 runtimes, and CDI devices on daemons that list them).
+
+Host paths are held to the operator's mount rules (`request.mounts`, from
+the policy's `docker.mount_roots`): each is resolved (symlinks, `..`) and
+refused outside the roots or on anything the bot protects (the Docker
+socket, /proc, /etc, its own data). On a remote daemon the bot host's files
+say nothing about the daemon's, so every host path fails closed: it cannot
+be verified there. (Looking on the daemon itself would take a container,
+and preflight creates nothing.)
 """
 
 from __future__ import annotations
@@ -15,6 +23,9 @@ from urllib.parse import urlparse
 from taobot.preflight.base import CheckResult, PreflightRequest, check_annotation_document, local_path, quote
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+MOUNT_POLICY = "docker.mount_policy"
+REMOTE_PATH = "docker.remote_path"
+REFUSAL_CHECKS = (MOUNT_POLICY, REMOTE_PATH)  # results that are refusals of a person's input (audited)
 ANNOTATION_MAX_BYTES = 200 * 1024 * 1024
 _LOCAL_TCP_HOSTS = ("localhost", "127.0.0.1", "::1", "")
 
@@ -51,8 +62,50 @@ def check(request: PreflightRequest) -> list[CheckResult]:
     for p in request.paths:
         if p.path.startswith("s3://"):
             continue  # taobot.preflight.s3 checks these
-        results.extend(_path_results(request, p, remote, host))
+        refused = _refused_path(request, p.label, local_path(p.path), remote, host)
+        if refused is not None:
+            results.append(refused)
+            if p.annotation_fields:
+                results.append(annotation_result(request, p, None))
+            continue
+        results.extend(_path_results(request, p))
+    ssh = request.cred("HOST_SSH_PATH")
+    if ssh and request.mounts is not None:
+        results.append(
+            _refused_path(request, "HOST_SSH_PATH", os.path.expanduser(ssh), remote, host)
+            or CheckResult(
+                MOUNT_POLICY, "HOST_SSH_PATH", True, f"`{ssh}` may be mounted", scope="dataset", key="HOST_SSH_PATH"
+            )
+        )
     return results
+
+
+def _refused_path(request: PreflightRequest, label: str, local: str | None, remote: bool, host: str):
+    """A failed result when this host path may not be mounted or cannot be verified; None to check it as usual."""
+    if local is None:
+        return None  # not a host path: `_path_results` says so
+    if remote:
+        return CheckResult(
+            REMOTE_PATH,
+            label,
+            False,
+            f"`{local}` cannot be verified: DOCKER_HOST `{host}` is a remote daemon, and the bot host's files "
+            "say nothing about that machine's",
+            "Run local-docker launches with host folders on the bot host's own daemon (a unix socket), "
+            "or give s3:// URIs, which preflight reads itself.",
+            scope="dataset",
+            key=label,
+        )
+    if request.mounts is None:
+        return None
+    rules = request.mounts
+    parsed = urlparse(host)
+    if parsed.scheme == "unix":
+        rules = rules.with_protected((parsed.path, "the Docker socket of this launch"))
+    refusal = rules.refusal(local)
+    if refusal is None:
+        return None
+    return CheckResult(MOUNT_POLICY, label, False, refusal, rules.remedy(), scope="dataset", key=label)
 
 
 # --------------------------------------------------------------------------- daemon
@@ -207,11 +260,9 @@ def gpu_runtime_result(info: dict, host: str) -> CheckResult:
 # --------------------------------------------------------------------------- paths
 
 
-def _path_results(request: PreflightRequest, p, remote: bool, host: str) -> list[CheckResult]:
+def _path_results(request: PreflightRequest, p) -> list[CheckResult]:
     local = local_path(p.path)
-    where = "on the bot host" + (
-        f" (DOCKER_HOST `{host}` is a remote daemon; the path was checked on the bot host, not there)" if remote else ""
-    )
+    where = "on the bot host"
     results: list[CheckResult] = []
     if local is None:
         results.append(

@@ -25,6 +25,7 @@ from taobot.intake.help import expected_shape, help_text
 from taobot.intake.intents import (
     LAUNCH_INTENTS,
     Answer,
+    Approve,
     ConfirmMounts,
     Intent,
     Launch,
@@ -35,6 +36,7 @@ from taobot.intake.intents import (
     SubmitCredentials,
     SubmitDatasets,
 )
+from taobot.services.approvals import Approvals
 from taobot.services.desk import Context, Desk, Messenger
 from taobot.services.intake import IntakeService
 from taobot.services.launch_control import LaunchControl
@@ -66,16 +68,19 @@ class Services:
         platform_settings=None,
         launcher=None,
         monitor=None,
+        policy=None,
+        preflight_valid_minutes: int = 60,
     ) -> None:
         from taobot.config import PlatformSettings
 
-        self.desk = Desk(store, catalog, messenger, admins, expiry_days)
+        self.desk = Desk(store, catalog, messenger, admins, expiry_days, policy, preflight_valid_minutes)
         self.store, self.catalog = store, catalog
         self._work = ThreadPoolExecutor(max_workers=4, thread_name_prefix="work")
         self.intake = IntakeService(self.desk)
         self.preflight = PreflightRuns(self.desk, self._work, platform_settings or PlatformSettings())
         self.launches = LaunchControl(self.desk, self._work, launcher, monitor)
         self.status = StatusQueries(self.desk)
+        self.approvals = Approvals(self.desk)
 
     @property
     def monitor(self):
@@ -110,7 +115,7 @@ class Services:
                 desk.reply(state, parsed.secret_warning)
                 return True
             intent = parsed.intent
-            if not may_act(state, ctx.user, desk.admins):
+            if not may_act(state, ctx.user, desk.admins) and not isinstance(intent, Approve):  # approvers: see approve
                 if intent is not None:
                     desk.tell(
                         ctx.user,
@@ -147,7 +152,7 @@ class Services:
         """A click, a choice or a form on a thread's messages. Returns a form for the caller to open."""
         desk = self.desk
         state = self.store.get_intake(intake_id)
-        refusal = self._refusal(ctx, state)
+        refusal = self._refusal(ctx, state, intent)
         if refusal:
             desk.tell(ctx.user, ctx.channel, refusal, state.thread_ts if state else None)
             return None
@@ -196,12 +201,14 @@ class Services:
             return {"": "This launch is unknown or expired; start a new one with /tao launch."}
         if not may_act(state, ctx.user, self.desk.admins):
             return {"": f"Only the person who started launch {state.id} or an admin can change it."}
-        return self.intake.check_form(state, intent)
+        return self.intake.check_form(state, intent, ctx.user)
 
-    def _refusal(self, ctx: Context, state: IntakeState | None) -> str | None:
+    def _refusal(self, ctx: Context, state: IntakeState | None, intent: Intent | None = None) -> str | None:
         if state is None:
             return UNKNOWN_LAUNCH
-        if not may_act(state, ctx.user, self.desk.admins):
+        if isinstance(intent, Approve) and (refusal := self.approvals.authority_refusal(state, ctx.user)):
+            return refusal  # approvers act in threads that are not theirs; the owner never approves
+        if not isinstance(intent, Approve) and not may_act(state, ctx.user, self.desk.admins):
             return f"Only <@{state.owner}>, who started launch `{state.id}`, or an admin can answer it."
         if self.desk.expired(state):
             return self.desk.expired_text(state)
@@ -215,6 +222,8 @@ class Services:
             self.preflight.start(state, user)
         elif isinstance(intent, Launch):
             self.launches.launch(state, user)
+        elif isinstance(intent, Approve):
+            self.approvals.approve(state, user)
         elif isinstance(intent, LAUNCH_INTENTS):
             self.launches.act(state, user, intent)
         elif isinstance(intent, ShowHelp):

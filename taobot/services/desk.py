@@ -17,6 +17,8 @@ from typing import Protocol
 from taobot.catalog import Catalog
 from taobot.errors import TaobotError
 from taobot.intake import CredentialsStored, IntakeState, apply_all, wanted_credentials
+from taobot.policy import Policy, default_policy
+from taobot.services.policy_checks import gate_rules
 from taobot.store import Store
 from taobot.views import Reply, View, intake_card
 
@@ -52,11 +54,15 @@ class Desk:
         messenger: Messenger,
         admins: frozenset[str] = frozenset(),
         expiry_days: int = 30,
+        policy: Policy | None = None,
+        preflight_valid_minutes: int = 60,
     ) -> None:
         self.store = store
         self.catalog = catalog
         self.messenger = messenger
-        self.admins = admins
+        self.policy = policy or default_policy(catalog)
+        self.admins = frozenset(admins) | frozenset(self.policy.admins)  # both may act in any thread and approve
+        self.preflight_valid_s = preflight_valid_minutes * 60.0
         self.expiry_s = expiry_days * 86400
         self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
         self._locks_guard = threading.Lock()
@@ -80,8 +86,9 @@ class Desk:
         if not state.card_ts:
             return
         launch = self.store.latest_launch(state.id) if state.status == "launched" else None
+        rules = gate_rules(self, state) if state.status == "complete" else None
         try:
-            self.messenger.update(state.channel, state.card_ts, intake_card(state, self.catalog, launch))
+            self.messenger.update(state.channel, state.card_ts, intake_card(state, self.catalog, launch, rules))
         except TaobotError as exc:
             log.warning("card update failed: %s", exc, extra={"intake": state.id})
 

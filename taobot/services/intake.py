@@ -33,6 +33,7 @@ from taobot.intake.intents import (
     dataset_form_events,
 )
 from taobot.services.desk import Desk
+from taobot.services.policy_checks import PolicyChecks
 from taobot.views import CredentialsForm, Form, ImageForm, datasets_form, intake_card, intake_facts
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 class IntakeService:
     def __init__(self, desk: Desk) -> None:
         self.desk = desk
+        self.checks = PolicyChecks(desk)
 
     def start(
         self, channel: str, user: str, model: str, action: str | None, thread_ts: str | None = None
@@ -81,6 +83,8 @@ class IntakeService:
     ) -> IntakeState:
         """Apply events, save and redraw if anything changed, and reply with what changed or was refused."""
         desk = self.desk
+        events, refused = self.checks.screen(state, user, events)  # what the operator's policy refuses never applies
+        errors = (errors or []) + refused
         outcome = apply_all(state, events, desk.catalog)
         new = state
         if outcome.changed:
@@ -137,7 +141,9 @@ class IntakeService:
             return ImageForm(state)
         return datasets_form(state, catalog)
 
-    def check_form(self, state: IntakeState, intent: SubmitCredentials | SubmitDatasets | Answer) -> dict[str, str]:
+    def check_form(
+        self, state: IntakeState, intent: SubmitCredentials | SubmitDatasets | Answer, user: str | None = None
+    ) -> dict[str, str]:
         """Problems by field name of a submitted form, or {} when it can be saved. Pure and fast: it runs inside the ack."""
         catalog = self.desk.catalog
         problems: dict[str, str] = {}
@@ -154,4 +160,8 @@ class IntakeService:
             for event in intent.events:
                 if isinstance(event, OverrideImage) and (problem := check_image_ref(event.ref)):
                     problems["image"] = problem
+            if not problems:
+                _kept, refused = self.checks.screen(state, user or state.owner, list(intent.events))
+                if refused:
+                    problems["image"] = " ".join(refused)
         return problems

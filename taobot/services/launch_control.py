@@ -18,6 +18,7 @@ from taobot.intake import IntakeState
 from taobot.intake.intents import Attach, CancelJob, Detach, Relaunch
 from taobot.launches import Launch
 from taobot.services.desk import Desk
+from taobot.services.policy_checks import PolicyChecks
 from taobot.views import LaunchPosted
 
 log = logging.getLogger(__name__)
@@ -29,14 +30,16 @@ class LaunchControl:
         self.work = work
         self.launcher = launcher
         self.monitor = monitor
+        self.checks = PolicyChecks(desk)
 
     # ------------------------------------------------------------------ launch
 
     def launch(self, state: IntakeState, user: str) -> None:
         """Gate first; then submit off the listener thread. Caller holds the intake lock."""
         desk = self.desk
-        gate = compute_gate(state, desk.catalog)
+        gate = compute_gate(state, desk.catalog, rules=self.checks.rules(state))
         if not gate.open:
+            desk.audit(user, "launch", intake=state, allowed=False, reason="gate closed: " + "; ".join(gate.missing))
             desk.reply(
                 state,
                 "Not launching: the launch gate is closed. Nothing was created.\n"
@@ -63,13 +66,21 @@ class LaunchControl:
             state = desk.store.get_intake(intake_id)
             if state is None or state.status != "complete":
                 return
+            values = desk.credential_values(state)
+            if refusals := self.checks.mount_refusals(state, values):
+                # The paths preflight checked may have changed since (a folder swapped for a symlink).
+                head = "Not launching: the operator's policy refuses a host path of this launch. Nothing was created."
+                self.checks.refuse(state, user, "launch", refusals, head)
+                return
             try:
-                launch, _submitted = self.launcher.launch(state, user, desk.credential_values(state))
+                launch, _submitted = self.launcher.launch(state, user, values, self.checks.rules(state))
             except GateClosedError as exc:
                 metrics.LAUNCHES.labels(platform=state.platform, outcome="gate_closed").inc()
+                desk.audit(user, "launch", intake=state, allowed=False, reason=exc.message)
                 desk.reply(state, "Not launching: " + exc.message)
                 return
             except LaunchFailed as exc:
+                desk.audit(user, "launch", intake=state, allowed=False, reason=exc.message)
                 self._failed(
                     state,
                     "refused",
@@ -136,6 +147,7 @@ class LaunchControl:
                 return
             state.status = "complete"
             state.preflight = None
+            state.approval = None  # an approval lets one launch go; another one needs its own
             state.updated_at = time.time()
             desk.store.save_intake(state, user, "relaunch", {"after": launch.id})
             desk.refresh(state)

@@ -10,12 +10,15 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import Executor
+from dataclasses import replace
 
 from taobot import metrics
 from taobot.errors import IntakeConflict, TaobotError
-from taobot.gate import input_fingerprint
+from taobot.gate import compute_gate, input_fingerprint
 from taobot.intake import IntakeState, PreflightRecord, Step, missing_items, next_step
+from taobot.services.approvals import Approvals
 from taobot.services.desk import Desk
+from taobot.services.policy_checks import PolicyChecks
 from taobot.views import PreflightCard
 
 log = logging.getLogger(__name__)
@@ -42,9 +45,14 @@ INTERRUPTED = {
 
 
 def card_for(
-    state: IntakeState, results, running: str | None, passed: bool | None, superseded: bool = False
+    state: IntakeState,
+    results,
+    running: str | None,
+    passed: bool | None,
+    superseded: bool = False,
+    approval: str | None = None,
 ) -> PreflightCard:
-    return PreflightCard(state.id, state.platform or "—", tuple(results), running, passed, superseded)
+    return PreflightCard(state.id, state.platform or "—", tuple(results), running, passed, superseded, approval)
 
 
 class PreflightRuns:
@@ -52,6 +60,8 @@ class PreflightRuns:
         self.desk = desk
         self.work = work  # preflights talk to clusters and APIs for seconds; never on a listener thread
         self.settings = settings  # PlatformSettings
+        self.checks = PolicyChecks(desk)
+        self.approvals = Approvals(desk)
 
     def start(self, state: IntakeState, user: str) -> None:
         """Record a running preflight, post its card, and run it in the background. Caller holds the lock."""
@@ -67,9 +77,14 @@ class PreflightRuns:
         if record and record.status == "running" and time.time() - record.started_at < PREFLIGHT_STALE_S:
             desk.reply(state, f"Preflight for launch `{state.id}` is already running.")
             return
+        if refusals := self.checks.preflight_refusals(state, self.checks.rules(state)):
+            head = "Preflight did not start: the operator's policy refuses this launch. Nothing was checked or created."
+            self.checks.refuse(state, user, "preflight", refusals, head)
+            return
         from taobot.preflight import request_for_intake
 
         request, required = request_for_intake(state, desk.catalog, desk.credential_values(state), self.settings)
+        request = replace(request, mounts=desk.policy.mounts)  # which host folders local-docker may mount
         fingerprint = input_fingerprint(state, desk.catalog)
         ts = desk.messenger.post(state.channel, card_for(state, [], "credentials", None), thread_ts=state.thread_ts)
         previous = state.preflight
@@ -120,12 +135,29 @@ class PreflightRuns:
             state = self._record_result(intake_id, card_ts, fingerprint, results, passed)
             if state is None:
                 return  # superseded, or the inputs changed: this result proves nothing about them
-            desk.messenger.update(state.channel, card_ts, card_for(state, results, None, passed))
+            self._audit_refused_paths(state, results)
+            rules = self.checks.rules(state) if passed else None
+            waiting = rules is not None and any(
+                c.number == 8 and not c.ok for c in compute_gate(state, desk.catalog, rules=rules).conditions
+            )
+            approval = rules.approval if waiting else None
+            desk.messenger.update(state.channel, card_ts, card_for(state, results, None, passed, approval=approval))
             desk.refresh(state)
+            if waiting:
+                self.approvals.ask(state, rules)
         metrics.PREFLIGHTS.labels(platform=request.platform, result="passed" if passed else "failed").inc()
         log.info(
             "preflight %s", "passed" if passed else "failed", extra={"intake": intake_id, "platform": request.platform}
         )
+
+    def _audit_refused_paths(self, state: IntakeState, results: list[dict]) -> None:
+        """Host paths the policy refused (or a remote daemon could not show) are refusals: each is an audit row."""
+        from taobot.preflight.docker import REFUSAL_CHECKS
+
+        for r in results:
+            if r.get("check") in REFUSAL_CHECKS and not r["ok"]:
+                reason = f"{r['label']}: {r['detail']}"
+                self.desk.audit(state.preflight.by, "preflight", intake=state, allowed=False, reason=reason)
 
     def _record_result(self, intake_id: str, card_ts, fingerprint: str, results, passed: bool) -> IntakeState | None:
         """Save the result on the intake it checked; read again if another instance saved it meanwhile."""

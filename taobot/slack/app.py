@@ -278,8 +278,16 @@ class Runtime:
 
 
 def build_app(
-    settings: Settings, store: Store, catalog: Catalog, client: WebClient | None = None, http: bool = True
+    settings: Settings,
+    store: Store,
+    catalog: Catalog,
+    client: WebClient | None = None,
+    http: bool = True,
+    policy=None,
 ) -> Runtime:
+    from taobot.policy import policy_for
+
+    policy = policy or policy_for(settings, catalog)  # read once, here: a bad file stops the bot before it serves
     client = client or make_client(settings)
     signing = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     app = App(
@@ -295,7 +303,7 @@ def build_app(
     from taobot.monitor import Monitor
 
     messenger = SlackMessenger(client)
-    backends = Backends(settings)
+    backends = Backends(settings, policy)
     services = Services(
         store,
         catalog,
@@ -304,6 +312,8 @@ def build_app(
         settings.intake_expiry_days,
         platform_settings=settings.platform_settings(),
         launcher=Launcher(store, catalog, backends),
+        policy=policy,
+        preflight_valid_minutes=settings.preflight_valid_minutes,
     )
     services.monitor = Monitor(store, catalog, backends, messenger, on_state_change=services.refresh_for_launch)
     services.recover()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from taobot.intake import INTERVAL_ADVICE, STEP_ORDER, Step
-from taobot.intake.intents import OPEN_SETTINGS
+from taobot.intake.intents import APPROVE, OPEN_SETTINGS
 from taobot.slack.blocks import (
     CANCEL_INTAKE,
     COMPUTE_DEFAULTS,
@@ -136,8 +136,11 @@ def _question_blocks(card: IntakeCard) -> list[dict]:
     gate = card.gate
     assert gate is not None  # the card of a complete intake carries its gate
     record = state.preflight
+    approval = next((c for c in gate.conditions if c.number == 8), None)
     if gate.open:
         text = "*Preflight passed.* The launch gate is open for exactly these inputs; changing any of them closes it again."
+        if approval is not None:
+            text += f"\n• 8. {approval.name}: {approval.detail}"
         elements = [button("Launch", LAUNCH, iid, "primary"), button("Run preflight again", RUN_PREFLIGHT, iid)]
     else:
         if record is None:
@@ -146,10 +149,16 @@ def _question_blocks(card: IntakeCard) -> list[dict]:
             )
         elif record.status == "running":
             state_line = "Preflight is running; results appear below in this thread."
+        elif [c.number for c in gate.conditions if not c.ok] == [8]:
+            state_line = "Preflight passed; the launch waits for an approval, so nothing will be created yet."
         else:
             state_line = "Preflight has not passed for these inputs, so nothing will be created."
         text = "*Intake complete.* " + state_line + "\n" + "\n".join(f"• {m}" for m in gate.missing)
+        if approval is not None and approval.ok:
+            text += f"\n• 8. {approval.name}: {approval.detail}"
         elements = [button("Run preflight", RUN_PREFLIGHT, iid, "primary")]
+        if approval is not None and not approval.ok:
+            elements.append(button("Approve", APPROVE, iid))
     return [section(text, block_id=f"q_{iid}"), actions(f"a_{iid}", elements)]
 
 
@@ -163,6 +172,11 @@ def preflight_card(view: PreflightCard) -> dict:
         )
     elif running is not None:
         head = f":hourglass_flowing_sand: *Preflight for launch `{iid}` on {platform}* — checking {running}…"
+    elif passed and view.approval:
+        head = (
+            f":white_check_mark: *Preflight passed for launch `{iid}` on {platform}.* "
+            f":raised_hand: It still needs an approval: {view.approval}"
+        )
     elif passed:
         head = f":white_check_mark: *Preflight passed for launch `{iid}` on {platform}.* The launch gate is open."
     else:
@@ -181,7 +195,9 @@ def preflight_card(view: PreflightCard) -> dict:
         elements = [button("Run preflight again", RUN_PREFLIGHT, iid)]
         if any(not r["ok"] and r.get("check") == "mount" for r in results):
             elements.insert(0, button("Confirm paths are mounted", CONFIRM_MOUNTED, iid))
-        if passed:
+        if passed and view.approval:
+            elements.insert(0, button("Approve", APPROVE, iid, "primary"))
+        elif passed:
             elements.insert(0, button("Launch", LAUNCH, iid, "primary"))
         blocks.append(actions(f"p_{iid}", elements))
     failed = sum(1 for r in results if not r["ok"])
