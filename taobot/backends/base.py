@@ -136,33 +136,9 @@ def cleanup_jobs(backend: Backend, jobs: list[JobRef]) -> dict[str, str | None]:
     return result
 
 
-INFRA_PATTERNS = (
-    ("preempted by the scheduler", ("PREEMPTED",)),
-    ("node failure", ("NODE_FAIL", "node failure", "Node failure", "slurmstepd: error: *** JOB", "DUE TO NODE")),
-    (
-        "image pull",
-        (
-            "ErrImagePull",
-            "ImagePullBackOff",
-            "pull access denied",
-            "manifest unknown",
-            "failed to pull",
-            "pyxis: failed to import",
-        ),
-    ),
-    ("NCCL timeout", ("NCCL", "Watchdog caught collective operation timeout", "ncclSystemError", "ncclInternalError")),
-    (
-        "GPU / driver",
-        ("CUDA driver version is insufficient", "cudaErrorInitializationError", "Xid", "uncorrectable ECC", "NVRM"),
-    ),
-    ("network fabric", ("InfiniBand", "ibv_", "RDMA", "mlx5")),
-)
-
-
 def infrastructure_cause(native_state: str, lines: list[str] | tuple[str, ...]) -> str | None:
-    """A known infrastructure failure in the state or logs: likely retriable."""
-    text = native_state + "\n" + "\n".join(lines)
-    for cause, needles in INFRA_PATTERNS:
-        if any(n in text for n in needles):
-            return cause
-    return None
+    """A known infrastructure failure in the state or logs (likely retriable), as `taobot.triage` finds it."""
+    from taobot.triage import triage
+
+    found = triage(JobState.FAILED, native_state, None, None, lines)
+    return found.cause if found is not None and found.retriable else None
