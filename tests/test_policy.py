@@ -240,3 +240,18 @@ def test_the_example_policy_loads_and_shows_every_field():
     assert set(shown) == set(Policy.model_fields)
     for name in ("images", "docker", "gpus", "approvals"):
         assert set(shown[name]) == set(Policy.model_fields[name].annotation.model_fields), name
+
+
+def test_the_policys_cluster_profiles_reach_the_backends_and_the_preflight(tmp_path, monkeypatch):
+    from taobot.backends import Backends
+    from taobot.config import load_settings
+    from taobot.policy import policy_for
+
+    path = write(tmp_path, GOOD.replace("{root}", str(tmp_path)))
+    monkeypatch.setenv("TAOBOT_POLICY", str(path))
+    monkeypatch.setenv("TAOBOT_DB", str(tmp_path / "bot" / "taobot.db"))
+    settings = load_settings()
+    backends = Backends(settings, policy_for(settings, CATALOG))
+    assert [p.name for p in backends.platform_settings().kube_profiles] == ["team-a"]
+    assert backends["local-docker"].mounts.roots == (f"{tmp_path}/data", f"{tmp_path}/scratch")
+    assert Backends(settings).platform_settings().kube_profiles == ()

@@ -14,21 +14,28 @@ class Backends:
         self._made: dict[str, object] = {}
         self._lock = threading.Lock()
 
+    def platform_settings(self):
+        """The settings every backend shares, with the operator's cluster profiles from the policy."""
+        from dataclasses import replace
+
+        own = self.settings.platform_settings()
+        return replace(own, kube_profiles=tuple(self.policy.kubernetes_profiles)) if self.policy else own
+
     def _make(self, platform: str):
         s = self.settings
         if platform == "slurm":
             from taobot.backends.slurm import SlurmBackend
 
-            return SlurmBackend(s.platform_settings(), container=s.slurm_container)
+            return SlurmBackend(self.platform_settings(), container=s.slurm_container)
         if platform == "local-docker":
             from taobot.backends.docker import DockerBackend
 
             mounts = self.policy.mounts if self.policy is not None else None  # None: no host folder at all
-            return DockerBackend(s.runs_dir, settings=s.platform_settings(), mounts=mounts)
+            return DockerBackend(s.runs_dir, settings=self.platform_settings(), mounts=mounts)
         if platform == "kubernetes":
             from taobot.backends.kubernetes import KubernetesBackend
 
-            return KubernetesBackend(s.platform_settings())
+            return KubernetesBackend(self.platform_settings())
         if platform == "lepton":
             from taobot.backends.lepton import LeptonBackend
 

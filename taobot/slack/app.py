@@ -310,7 +310,7 @@ def build_app(
         messenger,
         settings.admin_ids,
         settings.intake_expiry_days,
-        platform_settings=settings.platform_settings(),
+        platform_settings=backends.platform_settings(),  # with the policy's cluster profiles
         launcher=Launcher(store, catalog, backends),
         policy=policy,
         preflight_valid_minutes=settings.preflight_valid_minutes,
