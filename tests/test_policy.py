@@ -255,3 +255,37 @@ def test_the_policys_cluster_profiles_reach_the_backends_and_the_preflight(tmp_p
     assert [p.name for p in backends.platform_settings().kube_profiles] == ["team-a"]
     assert backends["local-docker"].mounts.roots == (f"{tmp_path}/data", f"{tmp_path}/scratch")
     assert Backends(settings).platform_settings().kube_profiles == ()
+
+
+def test_the_console_holds_answers_to_the_policy_too(tmp_path):
+    from taobot.console import ConsoleIO, run_console
+    from taobot.secrets import SecretBox, load_or_create_key
+    from taobot.store import Store
+
+    policy = load_policy(
+        write(
+            tmp_path, "platforms:\n  slurm: {users: [U0ALICE1]}\nimages:\n  allowed_prefixes: [nvcr.io/nvidia/tao/]\n"
+        ),
+        CATALOG,
+        console=True,
+    )
+    answers = iter(["slurm", "local-docker", "n", "image=docker.io/library/busybox:1"])
+    said: list[str] = []
+
+    def ask(prompt: str) -> str:
+        try:
+            return next(answers)
+        except StopIteration:
+            raise EOFError from None
+
+    store = Store(tmp_path / "c.db", SecretBox(load_or_create_key(None, tmp_path / "c.key")))
+    try:
+        code = run_console(store, CATALOG, "dino", "train", io=ConsoleIO(ask=ask, say=said.append), policy=policy)
+        assert code == 1  # stopped at the end of the answers; resumable
+        text = "\n".join(said)
+        assert "✗ SLURM is not open to" in text and "Platforms open to you here:" in text
+        assert "✗ Image `docker.io/library/busybox:1` is not allowed here" in text and "`nvcr.io/nvidia/tao/`" in text
+        state = store.recent_intakes(limit=1)[0]
+        assert state.platform == "local-docker" and state.image.chosen is None
+    finally:
+        store.close()

@@ -423,3 +423,12 @@ def test_the_launchs_own_docker_socket_is_never_mounted(tree):
     sock.write_text("")  # where a DOCKER_HOST credential points: inside the root, and still refused
     results = dk.check(mount_request(f"unix://{sock}", tree, DatasetPath("sock", str(sock))))
     assert "the Docker socket of this launch" in by_check(results, dk.MOUNT_POLICY, "sock").detail
+
+
+def test_a_host_results_folder_is_held_to_the_roots_too(lab_host, tree):
+    req = mount_request(lab_host, tree)
+    from dataclasses import replace
+
+    results = dk.check(replace(req, results_uri=f"file://{tree}/bot/runs"))
+    assert "the bot's data folder" in by_check(results, dk.MOUNT_POLICY, "results").detail
+    assert not [r for r in dk.check(replace(req, results_uri=f"{tree}/data/out")) if r.key == "results"]

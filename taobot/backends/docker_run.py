@@ -71,8 +71,10 @@ def dataset_mount_paths(datasets: Mapping[str, str]) -> list[str]:
 
 
 def host_paths(spec: LaunchSpec) -> list[tuple[str, str]]:
-    """(what, host path) for every host path the container would mount: each local dataset, HOST_SSH_PATH."""
+    """(what, host path) for every host path the launch names: each local dataset, the results, HOST_SSH_PATH."""
     found = [(key, p) for key, p in ((k, local_path(v)) for k, v in spec.datasets.items()) if p]
+    if spec.results_uri and local_path(spec.results_uri):
+        found.append(("results", local_path(spec.results_uri)))
     if spec.platform_credentials.get("HOST_SSH_PATH"):
         found.append(("HOST_SSH_PATH", os.path.expanduser(spec.platform_credentials["HOST_SSH_PATH"])))
     return found

@@ -61,6 +61,7 @@ def help_text(catalog: Catalog) -> str:
         "• `/tao help` — this message.\n"
         "In a launch thread reply with `key=value` pairs (`platform=slurm`, `interval=5`, `image=…`, "
         "`train=/path`, `<spec.key>=/path`, `num_gpus=4`, `notify=dm` to get the job's end by DM too) or `cancel`. "
-        "Credentials go in the private form only.\n"
+        "Credentials go in the private form only. An admin or approver replies `approve` (or presses *Approve*) "
+        "for a launch the operator's policy holds for a second person's approval.\n"
         f"*Platforms:* {platforms}\n*Models:* {models}"
     )

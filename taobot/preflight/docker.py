@@ -69,6 +69,10 @@ def check(request: PreflightRequest) -> list[CheckResult]:
                 results.append(annotation_result(request, p, None))
             continue
         results.extend(_path_results(request, p))
+    results_dir = local_path(request.results_uri or "")
+    if results_dir and request.mounts is not None:
+        refused = _refused_path(request, "results", results_dir, remote, host)
+        results += [refused] if refused else []
     ssh = request.cred("HOST_SSH_PATH")
     if ssh and request.mounts is not None:
         results.append(

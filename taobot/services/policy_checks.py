@@ -184,6 +184,7 @@ class PolicyChecks:
         if host.startswith("unix://"):
             rules = rules.with_protected((host[len("unix://") :], "the Docker socket of this launch"))
         paths = [(key, local_path(path)) for key, path in dataset_inputs(state, self.desk.catalog).items()]
+        paths.append(("results", local_path(state.results_uri or "")))
         if values.get("HOST_SSH_PATH"):
             paths.append(("HOST_SSH_PATH", values["HOST_SSH_PATH"]))
         found = [(key, rules.refusal(path)) for key, path in paths if path]
