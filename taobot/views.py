@@ -29,6 +29,7 @@ from taobot.intake import (
     platform_of,
     unset_compute_defaults,
 )
+from taobot.kube_profiles import KubeProfile
 from taobot.launches import Launch
 
 
@@ -133,6 +134,7 @@ class CredentialsForm:
 
     facts: IntakeFacts
     more: bool = False  # the *More settings* form: settings that may be given any time
+    kube_profiles: tuple[KubeProfile, ...] = ()  # Kubernetes: the cluster profiles the owner may pick here
 
 
 @dataclass(frozen=True)

@@ -406,3 +406,287 @@ def test_with_an_uploaded_kubeconfig_a_confirmed_path_is_not_mounted(kenv):
     )
     mount = next(r for r in report.results if r.check == "kubernetes.mount")
     assert not mount.ok and "mounts no volume" in mount.detail and "s3://" in mount.remediation
+
+
+# --------------------------------------------------------------------------- the form
+
+
+def test_the_credentials_form_offers_the_open_profiles_and_an_upload_within_slacks_limits(kenv):
+    from slack_sdk.models.views import View
+
+    from taobot import views as V
+    from taobot.catalog import load_catalog
+    from taobot.intake import Step
+    from taobot.slack.kube_forms import PROFILE_BLOCK, UPLOAD_BLOCK
+    from taobot.slack.render import render
+    from tests.builders import drive_to
+    from tests.fakes._blocks import validate_view
+
+    catalog = load_catalog()
+    state = drive_to(Step.CREDENTIALS, "kubernetes", "dino", "train")
+    many = tuple(
+        KubeProfile(
+            name=f"lab-{n:03d}",
+            in_cluster=True,
+            namespaces=[f"team-{n}", "shared"],
+            volumes=[{"claim": "coco", "mount_path": "/mnt/" + "long-folder-name" * 6}],
+        )
+        for n in range(120)
+    )  # more than a select may hold, with texts longer than an option may show
+    view = render(V.CredentialsForm(V.intake_facts(state, catalog), kube_profiles=many))
+    View(**view).validate_json()
+    assert validate_view(view) == []
+    by_id = {b.get("block_id"): b for b in view["blocks"]}
+    options = by_id[PROFILE_BLOCK]["element"]["options"]
+    assert len(options) == 100 and options[-1]["value"] == OWN_KUBECONFIG
+    assert all(len(o["text"]["text"]) <= 75 and len(o["description"]["text"]) <= 75 for o in options)
+    upload = by_id[UPLOAD_BLOCK]
+    assert upload["element"] == {"type": "file_input", "action_id": "value", "max_files": 1}
+    assert upload["optional"] and by_id[PROFILE_BLOCK]["optional"]
+    assert "`exec`" in upload["hint"]["text"] and "file paths are refused" in upload["hint"]["text"]
+
+
+# --------------------------------------------------------------------------- in a Slack thread (the bot as a process)
+
+
+def policy_file(tmp_path, profiles: list[dict]) -> str:
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump({"kubernetes_profiles": profiles}))
+    return str(path)
+
+
+@pytest.fixture
+def kube_bot(tmp_path, slack, kenv):
+    """start(profiles) -> the bot, with its own KUBECONFIG (the cluster admin's) that no Slack person may reach."""
+    from tests.harness import BotProcess
+
+    made = []
+
+    def start(profiles: list[dict]):
+        env = {"KUBECONFIG": kenv["TAOBOT_TEST_KUBECONFIG_ADMIN"], "TAOBOT_POLICY": policy_file(tmp_path, profiles)}
+        made.append(BotProcess(tmp_path, slack, extra_env=env).start())
+        return made[-1]
+
+    yield start
+    for bot in made:
+        bot.kill()
+
+
+def kube_thread(person, model: str = "dino"):
+    thread = person.launch(model)
+    thread.say("platform=kubernetes monitor=no")
+    thread.wait_card("Credentials needed")
+    return thread
+
+
+def submit_state(thread, view: dict, state: dict):
+    """Submit the modal with Slack's own state values (selects and file inputs as Slack sends them)."""
+    from tests.fakes import post_view_submission
+    from tests.harness import SIGNING_SECRET
+
+    fields = {b.get("block_id") for b in view.get("blocks", []) if b.get("type") == "input"}
+    assert set(state) <= fields, f"{sorted(set(state) - fields)} are not fields of {view['callback_id']}"
+    resp = post_view_submission(
+        thread.person.bot.url,
+        SIGNING_SECRET,
+        thread.person.user,
+        view["callback_id"],
+        view["private_metadata"],
+        {block: {"value": value} for block, value in state.items()},
+        view=view,
+    )
+    assert resp.status_code == 200, resp
+    return resp
+
+
+def upload_state(file: dict) -> dict:
+    from taobot.slack.kube_forms import UPLOAD_BLOCK
+
+    return {UPLOAD_BLOCK: {"type": "file_input", "files": [file]}}
+
+
+def select_state(value: str) -> dict:
+    from taobot.slack.kube_forms import PROFILE_BLOCK
+
+    return {
+        PROFILE_BLOCK: {
+            "type": "static_select",
+            "selected_option": {"value": value, "text": {"type": "plain_text", "text": value}},
+        }
+    }
+
+
+def everything_said(slack) -> str:
+    """Every argument the bot sent to Slack, as text."""
+    import json
+
+    return "\n".join(json.dumps(c.params) for c in slack.calls)
+
+
+def stored_bytes(bot) -> bytes:
+    return b"".join(p.read_bytes() for p in bot.db.parent.glob(bot.db.name + "*") if p.is_file())
+
+
+def test_a_slack_person_uploads_a_kubeconfig_that_preflight_uses_and_nothing_shows_it(kube_bot, kenv, admin, namespace):
+    import base64
+
+    from taobot.intake.intents import OPEN_SETTINGS
+    from taobot.slack import blocks as B
+
+    bot = kube_bot([])
+    from tests.harness import SlackUser
+
+    person = SlackUser(bot)
+    user = f"person-{uid()}"
+    grant_launch_role(admin, namespace, user)
+    upload = person_kubeconfig(kenv, user)
+    key_data = yaml.safe_load(upload)["users"][0]["user"]["client-key-data"]
+    key_pem = base64.b64decode(key_data).decode().strip().splitlines()[1]  # a line of the private key itself
+
+    thread = kube_thread(person)
+    assert "`TAO_K8S_PROFILE`" in thread.card_text()  # no fallback identity: the intake asks for one
+    view = thread.open_modal(B.OPEN_CREDENTIALS)
+    assert "No cluster profile of the operator's is open to you" in json_text(view)
+    file = bot.slack.add_file(person.user, "kubeconfig.yaml", upload.encode())
+    submit_state(thread, view, upload_state(file))
+    saved = thread.wait_reply("Your kubeconfig `kubeconfig.yaml` is saved, encrypted")
+    assert f"context `{user}@lab` → `{kenv['TAOBOT_TEST_KUBE_API']}` as user `{user}` (client certificate)" in saved
+    thread.wait_card("`TAO_K8S_PROFILE` set")
+    assert [d["bot_token"] for d in bot.slack.file_downloads()] == [True]
+
+    thread.submit(thread.open_modal(OPEN_SETTINGS), {"cred_TAO_K8S_NAMESPACE": namespace})
+    thread.wait_reply("TAO_K8S_NAMESPACE is set.")
+    thread.press(B.IMAGE_USE_DEFAULT)
+    thread.say("train=s3://tao-datasets/dino/train eval=s3://tao-datasets/dino/val num_gpus=1")
+    thread.wait_card("`ACCESS_KEY`")  # s3:// datasets: the S3 key pair is asked next
+    view = thread.open_modal(B.OPEN_CREDENTIALS)
+    thread.submit(view, {"cred_ACCESS_KEY": "AKIAEXAMPLEKEY000001", "cred_SECRET_KEY": "s3-secret-value-for-test-0001"})
+    thread.wait_card("status: *complete*")
+    thread.press(B.RUN_PREFLIGHT)
+    card = wait_preflight(thread)
+    assert "using your uploaded kubeconfig, context" in card
+    assert f"may create jobs (batch) in namespace `{namespace}`" in card  # RBAC evaluated for the uploaded user
+    assert f'User "{user}" cannot list resource "nodes"' in card  # the apiserver's own words name that user
+    assert jobs_in(admin, namespace) == []  # preflight creates nothing
+
+    for call in bot.slack.calls:
+        said = json_text(call.params)
+        assert key_data not in said and key_pem not in said, (call.method, said[:3000])
+    log = bot.log_text()
+    assert key_data not in log and key_pem not in log and "client-key-data" not in log
+    raw = stored_bytes(bot)
+    assert key_data.encode() not in raw and key_pem.encode() not in raw and b"client-key-data" not in raw
+
+
+def json_text(view: dict) -> str:
+    import json
+
+    return json.dumps(view)
+
+
+def wait_preflight(thread) -> str:
+    from tests.harness import blocks_text
+    from tests.polling import wait_until
+
+    def finished() -> str | None:
+        for m in thread.replies():
+            text = blocks_text(m)
+            if "Preflight" in text and ("passed" in text or "failed" in text) and "running" not in text.lower():
+                return text
+        return None
+
+    return wait_until(
+        finished, 60, "the preflight card to finish", show=lambda: [blocks_text(m)[:300] for m in thread.replies()]
+    )
+
+
+def test_an_upload_with_exec_is_refused_in_the_thread_and_nothing_is_stored(kube_bot, kenv, admin, namespace):
+    from taobot.slack import blocks as B
+    from tests.harness import SlackUser
+
+    bot = kube_bot([])
+    person = SlackUser(bot)
+    thread = kube_thread(person)
+    upload = person_kubeconfig(kenv, "someone", exec={"apiVersion": "client.authentication.k8s.io/v1", "command": "id"})
+    file = bot.slack.add_file(person.user, "config", upload.encode())
+    submit_state(thread, thread.open_modal(B.OPEN_CREDENTIALS), upload_state(file))
+    refused = thread.wait_reply("Your kubeconfig was not saved: nothing changed.")
+    assert "`exec` in user `someone`: runs a program on the bot's host" in refused
+    store = bot.store()
+    try:
+        assert store.secret_fingerprints(person.user) == {}
+        rows = [r for r in store.audit_rows(actor=person.user) if r["action"] == "kubernetes identity"]
+        assert rows and rows[-1]["allowed"] == 0 and "`exec`" in rows[-1]["reason"]
+    finally:
+        store.close()
+    assert "TAO_K8S_PROFILE` set" not in thread.card_text()
+    assert jobs_in(admin, namespace) == [] and secrets_in(admin, namespace) == []
+
+
+def test_a_profile_the_person_may_not_use_is_refused_in_the_form_and_again_at_preflight(
+    kube_bot, kenv, admin, namespace
+):
+    from taobot.slack import blocks as B
+    from tests.fakes import ids
+    from tests.harness import SlackUser
+
+    lab = {"name": "lab", "kubeconfig": kenv["TAOBOT_TEST_KUBECONFIG_ADMIN"], "namespaces": [namespace]}
+    bot = kube_bot([{**lab, "channels": [ids.CHANNEL_ID]}, {**lab, "name": "ops", "users": ["U0SOMEONE2"]}])
+    person = SlackUser(bot)
+    thread = kube_thread(person)
+    view = thread.open_modal(B.OPEN_CREDENTIALS)
+    offered = [o["value"] for b in view["blocks"] for o in (b.get("element") or {}).get("options", [])]
+    assert offered == ["lab", "own-kubeconfig"]  # `ops` is not open to this person here
+    resp = submit_state(thread, view, select_state("ops"))  # a forged choice
+    errors = resp.json()["errors"]
+    assert "Cluster profile `ops` is not open to" in errors["cred_TAO_K8S_PROFILE"]
+    assert "profiles open to you here: `lab`" in errors["cred_TAO_K8S_PROFILE"]
+
+    submit_state(thread, thread.open_modal(B.OPEN_CREDENTIALS), select_state("lab"))
+    thread.wait_card("`TAO_K8S_PROFILE` set")
+    # the same person in another channel, where `lab` is not open: the remembered choice is refused before preflight
+    elsewhere = SlackUser(bot, channel="C0TAOCHAN2")
+    other = elsewhere.launch("dino")
+    other.say("platform=kubernetes monitor=no")
+    other.wait_card("Container image for dino/train: default=")  # the remembered profile answers the credentials
+    other.press(B.IMAGE_USE_DEFAULT)
+    other.say("train=s3://tao-datasets/dino/train eval=s3://tao-datasets/dino/val num_gpus=1")
+    other.wait_card("`ACCESS_KEY`")
+    view = other.open_modal(B.OPEN_CREDENTIALS)
+    other.submit(view, {"cred_ACCESS_KEY": "AKIAEXAMPLEKEY000001", "cred_SECRET_KEY": "s3-secret-value-for-test-0001"})
+    other.wait_card("status: *complete*")
+    other.press(B.RUN_PREFLIGHT)
+    said = other.wait_reply("Preflight did not start: this launch's Kubernetes identity may not be used")
+    assert "Cluster profile `lab` is not open to" in said
+    store = bot.store()
+    try:
+        rows = [r for r in store.audit_rows(actor=person.user) if r["allowed"] == 0]
+        assert any(r["action"] == "kubernetes identity" and "`ops`" in r["reason"] for r in rows)
+        assert any(r["action"] == "preflight" and "`lab`" in r["reason"] for r in rows)
+    finally:
+        store.close()
+    assert jobs_in(admin, namespace) == [] and secrets_in(admin, namespace) == []
+
+
+def test_a_slack_person_cannot_name_the_bots_kubeconfig(kube_bot, kenv, admin, namespace):
+    from taobot.slack import blocks as B
+    from tests.harness import SlackUser
+
+    bot = kube_bot([])
+    person = SlackUser(bot)
+    thread = kube_thread(person)
+    view = thread.open_modal(B.OPEN_CREDENTIALS)
+    shown = {b.get("block_id") for b in view["blocks"]}
+    assert "cred_KUBECONFIG" not in shown and "cred_TAO_K8S_CONTEXT" not in shown  # never offered in Slack
+    view["blocks"].append(
+        {"type": "input", "block_id": "cred_KUBECONFIG", "label": {"type": "plain_text", "text": "x"},
+         "element": {"type": "plain_text_input", "action_id": "value"}}
+    )  # fmt: skip
+    resp = submit_state(
+        thread, view, {"cred_KUBECONFIG": {"type": "plain_text_input", "value": kenv["TAOBOT_TEST_KUBECONFIG_ADMIN"]}}
+    )
+    assert "KUBECONFIG names a kubeconfig on the bot's host" in resp.json()["errors"]["cred_KUBECONFIG"]
+    thread.say("preflight")
+    assert "Credential TAO_K8S_PROFILE" in thread.wait_reply("Preflight runs once the intake is complete")
+    made = admin[2].list_job_for_all_namespaces(label_selector=f"taobot.intake={thread.intake_id}").items
+    assert made == []  # nothing anywhere with the bot's (admin) kubeconfig

@@ -79,6 +79,7 @@ class Services:
         self.intake = IntakeService(self.desk)
         self.preflight = PreflightRuns(self.desk, self._work, platform_settings or PlatformSettings())
         self.launches = LaunchControl(self.desk, self._work, launcher, monitor)
+        self.intake.kube = self.launches.kube = self.preflight.kube  # one set of Kubernetes identity rules
         self.status = StatusQueries(self.desk)
         self.approvals = Approvals(self.desk)
 

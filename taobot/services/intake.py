@@ -33,6 +33,7 @@ from taobot.intake.intents import (
     dataset_form_events,
 )
 from taobot.services.desk import Desk
+from taobot.services.kube_access import KubeAccess
 from taobot.services.policy_checks import PolicyChecks
 from taobot.views import CredentialsForm, Form, ImageForm, datasets_form, intake_card, intake_facts
 
@@ -41,7 +42,10 @@ log = logging.getLogger(__name__)
 
 class IntakeService:
     def __init__(self, desk: Desk) -> None:
+        from taobot.config import PlatformSettings
+
         self.desk = desk
+        self.kube = KubeAccess(desk, PlatformSettings())  # a profile open to them, or their upload
         self.checks = PolicyChecks(desk)
 
     def start(
@@ -136,7 +140,7 @@ class IntakeService:
             facts = intake_facts(state, catalog)
             if intent.form == "settings" and not facts.settings:
                 return f"{facts.platform.display_name} has no optional settings."
-            return CredentialsForm(facts, more=intent.form == "settings")
+            return self.kube.with_choices(CredentialsForm(facts, more=intent.form == "settings"))
         if intent.form == "image":
             return ImageForm(state)
         return datasets_form(state, catalog)
@@ -151,6 +155,7 @@ class IntakeService:
             for name, value in intent.values.items():
                 if value and (problem := check_credential_value(catalog, name, value)):
                     problems[name] = problem
+            problems.update(self.kube.refusals(state, intent.values, user))
         elif isinstance(intent, SubmitDatasets):
             events, problems = dataset_form_events(intent)
             trial = apply_all(state, events, catalog)

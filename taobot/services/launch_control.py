@@ -18,6 +18,7 @@ from taobot.intake import IntakeState
 from taobot.intake.intents import Attach, CancelJob, Detach, Relaunch
 from taobot.launches import Launch
 from taobot.services.desk import Desk
+from taobot.services.kube_access import KubeAccess
 from taobot.services.policy_checks import PolicyChecks
 from taobot.views import LaunchPosted
 
@@ -31,6 +32,7 @@ class LaunchControl:
         self.launcher = launcher
         self.monitor = monitor
         self.checks = PolicyChecks(desk)
+        self.kube: KubeAccess | None = None  # set by Services: the preflight's rules for Kubernetes identities
 
     # ------------------------------------------------------------------ launch
 
@@ -71,6 +73,10 @@ class LaunchControl:
                 # The paths preflight checked may have changed since (a folder swapped for a symlink).
                 head = "Not launching: the operator's policy refuses a host path of this launch. Nothing was created."
                 self.checks.refuse(state, user, "launch", refusals, head)
+                return
+            if self.kube is not None and (refusal := self.kube.refusal(state, values)):
+                head = "Not launching: this launch's Kubernetes identity may not be used. Nothing was created."
+                self.kube.refuse(state, user, "launch", refusal, head)
                 return
             try:
                 launch, _submitted = self.launcher.launch(state, user, values, self.checks.rules(state))

@@ -18,6 +18,7 @@ from taobot.gate import compute_gate, input_fingerprint
 from taobot.intake import IntakeState, PreflightRecord, Step, missing_items, next_step
 from taobot.services.approvals import Approvals
 from taobot.services.desk import Desk
+from taobot.services.kube_access import KubeAccess
 from taobot.services.policy_checks import PolicyChecks
 from taobot.views import PreflightCard
 
@@ -60,6 +61,7 @@ class PreflightRuns:
         self.desk = desk
         self.work = work  # preflights talk to clusters and APIs for seconds; never on a listener thread
         self.settings = settings  # PlatformSettings
+        self.kube = KubeAccess(desk, settings)  # whose Kubernetes identity a preflight may use
         self.checks = PolicyChecks(desk)
         self.approvals = Approvals(desk)
 
@@ -85,6 +87,10 @@ class PreflightRuns:
 
         request, required = request_for_intake(state, desk.catalog, desk.credential_values(state), self.settings)
         request = replace(request, mounts=desk.policy.mounts)  # which host folders local-docker may mount
+        if refusal := self.kube.refusal(state, request.credentials):
+            head = "Preflight did not start: this launch's Kubernetes identity may not be used. Nothing was checked."
+            self.kube.refuse(state, user, "preflight", refusal, head)
+            return
         fingerprint = input_fingerprint(state, desk.catalog)
         ts = desk.messenger.post(state.channel, card_for(state, [], "credentials", None), thread_ts=state.thread_ts)
         previous = state.preflight

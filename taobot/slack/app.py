@@ -45,6 +45,7 @@ SCOPES_FOR_METHOD = {
     "chat.update": "chat:write",
     "chat.postEphemeral": "chat:write",
     "views.open": None,  # needs only the trigger_id of an interaction
+    "files.info": "files:read",  # a kubeconfig a person uploads in the credentials form
     # finding a status post after a crash, in a channel, a private channel or a DM thread
     "conversations.replies": ("channels:history", "groups:history", "im:history"),
     "conversations.open": "im:write",  # a launch whose channel is gone goes on in its owner's DM

@@ -72,6 +72,8 @@ def modal(callback_id: str, title: str, blocks: list[dict], private_metadata: st
 
 def credentials_modal(form: CredentialsForm) -> dict:
     """One field per needed credential, then the optional ones that apply now (or the *More settings* form)."""
+    from taobot.slack.kube_forms import IDENTITY_GROUP, NOT_IN_SLACK, identity_blocks  # built on this module
+
     if form.more:
         return settings_modal(form)
     state, platform = form.facts.state, form.facts.platform
@@ -85,6 +87,9 @@ def credentials_modal(form: CredentialsForm) -> dict:
     for need in form.facts.needs:
         cred = need.credential
         is_set = need.name in state.credentials
+        if need.reason == IDENTITY_GROUP:  # Kubernetes: a profile to pick or a kubeconfig to upload
+            blocks += identity_blocks(form)
+            continue
         blocks.append(
             _input(
                 CRED_BLOCK_PREFIX + cred.name,
@@ -95,6 +100,8 @@ def credentials_modal(form: CredentialsForm) -> dict:
             )
         )
     for cred, when in form.facts.optional:
+        if cred.name in NOT_IN_SLACK:
+            continue
         is_set = cred.name in state.credentials
         blocks.append(
             _input(
@@ -110,6 +117,8 @@ def credentials_modal(form: CredentialsForm) -> dict:
 
 def settings_modal(form: CredentialsForm) -> dict:
     """The platform's optional settings, each with when it matters; none is needed to launch."""
+    from taobot.slack.kube_forms import NOT_IN_SLACK
+
     state, platform = form.facts.state, form.facts.platform
     blocks: list[dict] = [
         context(
@@ -119,6 +128,8 @@ def settings_modal(form: CredentialsForm) -> dict:
         )
     ]
     for cred, when in form.facts.settings:
+        if cred.name in NOT_IN_SLACK:
+            continue
         is_set = cred.name in state.credentials
         blocks.append(
             _input(

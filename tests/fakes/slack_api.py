@@ -290,6 +290,7 @@ class FakeSlackAPI:
             "views.open": self._views_open,
             "views.update": self._views_update,
             "views.push": self._views_push,
+            "files.info": self._files_info,
         }
         self._init_state()
         if rate_limits:
@@ -302,6 +303,8 @@ class FakeSlackAPI:
         self._app_authored: set = set()
         self._ephemeral: List[Dict[str, Any]] = []
         self._views: Dict[str, Dict[str, Any]] = {}
+        self._files: Dict[str, Dict[str, Any]] = {}  # file id -> {"meta": file object, "content": bytes}
+        self._downloads: List[Dict[str, Any]] = []
         self._external_ids: Dict[str, str] = {}
         self._triggers: Dict[str, _Trigger] = {}
         self._response_urls: Dict[str, _ResponseUrl] = {}
@@ -536,6 +539,49 @@ class FakeSlackAPI:
     # ------------------------------------------------------------------
     # fault injection
     # ------------------------------------------------------------------
+    def add_file(self, user: str, name: str, content: bytes, mimetype: str = "text/plain") -> Dict[str, Any]:
+        """A file `user` uploaded (as through a modal's ``file_input``): private to them, shared in no channel.
+
+        Returns the file object a ``view_submission`` carries for it; ``files.info`` answers with the same
+        object and ``url_private`` serves ``content`` to the bot token only.
+        """
+        with self._lock:
+            file_id = _random_id("F")
+            slug = re.sub(r"[^a-z0-9._-]+", "_", name.lower()) or "file"
+            url = f"{self.root_url}/files-pri/{self.team_id}-{file_id}/{slug}"
+            now = int(time.time())
+            meta = {
+                "id": file_id,
+                "created": now,
+                "timestamp": now,
+                "name": name,
+                "title": name,
+                "mimetype": mimetype,
+                "filetype": "text",
+                "pretty_type": "Plain Text",
+                "user": user,
+                "user_team": self.team_id,
+                "editable": False,
+                "size": len(content),
+                "mode": "hosted",
+                "is_external": False,
+                "is_public": False,
+                "public_url_shared": False,
+                "url_private": url,
+                "url_private_download": url.rsplit("/", 1)[0] + "/download/" + slug,
+                "permalink": f"https://{self.team_domain}.slack.com/files/{user}/{file_id}/{slug}",
+                "channels": [],
+                "groups": [],
+                "ims": [],
+            }
+            self._files[file_id] = {"meta": meta, "content": bytes(content)}
+            return copy.deepcopy(meta)
+
+    def file_downloads(self) -> List[Dict[str, Any]]:
+        """Every request for a file's bytes (path, whether its token was the bot's, status), oldest first."""
+        with self._lock:
+            return [dict(d) for d in self._downloads]
+
     def rate_limit(self, method: str, times: int = 1, retry_after: int = 1) -> None:
         """Answer the next ``times`` calls to ``method`` with HTTP 429 + ``Retry-After``.
 
@@ -1090,6 +1136,36 @@ class FakeSlackAPI:
             reactions.append({"name": name, "users": [self.bot_user_id], "count": 1})
         return {"ok": True}
 
+    # -- files --------------------------------------------------------
+    def _files_info(self, params: Dict[str, Any]) -> Dict[str, Any]:
+        file_id = _as_str(params.get("file"))
+        if not file_id:
+            raise _invalid_arguments("missing required field: file")
+        stored = self._files.get(file_id)
+        if stored is None:
+            raise SlackApiFault("file_not_found")
+        return {"ok": True, "file": copy.deepcopy(stored["meta"]), "comments": [], "response_metadata": {}}
+
+    def _serve_file(self, path: str, headers: Dict[str, str]) -> Tuple[int, bytes, str]:
+        """GET of a url_private(_download): the bytes for the bot token; Slack's sign-in page for anyone else."""
+        match = re.match(r"^/files-pri/([A-Z0-9]+)-(F[A-Z0-9]+)/(?:download/)?[^/]+$", path)
+        token = None
+        for key, value in headers.items():
+            if key.lower() == "authorization":
+                scheme, _, rest = value.partition(" ")
+                token = rest.strip() if scheme.lower() == "bearer" else None
+        with self._lock:
+            stored = self._files.get(match.group(2)) if match and match.group(1) == self.team_id else None
+            if stored is None:
+                status, body, kind = 404, b"file not found", "text/plain"
+            elif token != self.token:
+                # Slack answers an unauthenticated file URL with its sign-in page, not with an error status
+                status, body, kind = 200, b"<!DOCTYPE html><html><title>Sign in | Slack</title></html>", "text/html"
+            else:
+                status, body, kind = 200, stored["content"], stored["meta"]["mimetype"]
+            self._downloads.append({"path": path, "bot_token": token == self.token, "status": status})
+        return status, body, kind
+
     def _users_info(self, params: Dict[str, Any]) -> Dict[str, Any]:
         user_id = _as_str(params.get("user"))
         if not user_id:
@@ -1334,6 +1410,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 method, params, headers, content_type, parts.path, parse_error, body_is_json
             )
             self._send(status, body, extra)
+        elif parts.path.startswith("/files-pri/") and self.command == "GET":
+            status, payload, kind = self.api._serve_file(parts.path, headers)
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
         elif parts.path.startswith("/response_url/"):
             hook_id = parts.path[len("/response_url/") :]
             if parse_error is not None:
