@@ -178,10 +178,14 @@ def _ask_step(state: IntakeState, catalog: Catalog, step: Step, store: Store, io
         io.say(f"{cred.name}: {cred.description}\n  How to get it: {cred.how_to_get}")
         if need.name == "SSH_KEY_PATH":
             io.say("  (Type `agent` if you keep the key in an SSH agent instead.)")
+        if need.reason == "kubernetes_identity":  # on this machine the person's own kubeconfig is theirs
+            io.say("  (Or type the path of your kubeconfig on this machine, e.g. `~/.kube/config`.)")
         reader = io.ask_secret if cred.secret else io.ask
         value = reader(f"{cred.name}{' (hidden)' if cred.secret else ''}: ").strip()
         if value.lower() in ("agent", "cancel") and not cred.secret:
             return [UseSshAgent(True)] if value.lower() == "agent" else [Cancel()]
+        if need.reason == "kubernetes_identity" and value.startswith(("/", "~")):
+            cred = catalog.credentials["KUBECONFIG"]
         problem = check_credential_value(catalog, cred.name, value)
         if problem:
             io.say("  ✗ " + problem)

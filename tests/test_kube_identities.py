@@ -284,6 +284,32 @@ def test_on_the_persons_machine_a_kubeconfig_path_still_works(kenv, admin, names
     assert by["kubernetes.api"].ok and "(KUBECONFIG)" in by["kubernetes.api"].detail
 
 
+def test_the_console_on_the_persons_machine_takes_a_kubeconfig_path_for_the_identity(kenv, tmp_path):
+    from taobot.catalog import load_catalog
+    from taobot.console import ConsoleIO, run_console
+    from taobot.secrets import SecretBox, load_or_create_key
+    from taobot.store import Store
+
+    answers = iter(["kubernetes", "n", kenv["TAOBOT_TEST_KUBECONFIG_ADMIN"]])
+    said: list[str] = []
+
+    def ask(prompt: str) -> str:
+        said.append(prompt)
+        try:
+            return next(answers)
+        except StopIteration:
+            raise EOFError from None
+
+    store = Store(tmp_path / "c.db", SecretBox(load_or_create_key(None, tmp_path / "c.key")))
+    try:
+        assert run_console(store, load_catalog(), "dino", "train", io=ConsoleIO(ask=ask, say=said.append)) == 1
+        assert any("Or type the path of your kubeconfig on this machine" in line for line in said)
+        state = store.recent_intakes(limit=1)[0]
+        assert "KUBECONFIG" in state.credentials and "TAO_K8S_PROFILE" not in state.credentials
+    finally:
+        store.close()
+
+
 # --------------------------------------------------------------------------- operator profiles
 
 
