@@ -214,7 +214,11 @@ def _from_upload(upload: UploadedKubeconfig, secrets: set[str]) -> KubeClient:
     from kubernetes.config.config_exception import ConfigException
     from kubernetes.config.kube_config import KubeConfigLoader
 
+    from taobot.secrets import REDACTOR
+
     secrets |= upload.secrets
+    for value in upload.secrets:  # the person's token or key never shows in any text, after a restart too
+        REDACTOR.add(value)
     doc = yaml.safe_load(upload.text)
     plain = copy.deepcopy(doc)
     for entry in plain["clusters"] + plain["users"]:

@@ -712,6 +712,15 @@ def test_a_slack_person_cannot_name_the_bots_kubeconfig(kube_bot, kenv, admin, n
         thread, view, {"cred_KUBECONFIG": {"type": "plain_text_input", "value": kenv["TAOBOT_TEST_KUBECONFIG_ADMIN"]}}
     )
     assert "KUBECONFIG names a kubeconfig on the bot's host" in resp.json()["errors"]["cred_KUBECONFIG"]
+    # a kubeconfig typed into the upload's field instead of a file is refused too: uploads are read and checked
+    typed = {"type": "plain_text_input", "value": person_kubeconfig(kenv, "someone")}
+    resp = submit_state(thread, thread.open_modal(B.OPEN_CREDENTIALS), {"cred_KUBECONFIG_CONTENT": typed})
+    assert "Upload your kubeconfig as a file" in resp.json()["errors"]["cred_KUBECONFIG_CONTENT"]
+    store = bot.store()
+    try:
+        assert store.secret_fingerprints(person.user) == {}
+    finally:
+        store.close()
     thread.say("preflight")
     assert "Credential TAO_K8S_PROFILE" in thread.wait_reply("Preflight runs once the intake is complete")
     made = admin[2].list_job_for_all_namespaces(label_selector=f"taobot.intake={thread.intake_id}").items

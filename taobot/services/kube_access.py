@@ -21,6 +21,7 @@ from taobot.intake import IntakeState
 from taobot.kube import KubeConfigUnusable, check_namespace, identity_of
 from taobot.kube_profiles import OWN_KUBECONFIG, KubeProfile, profile_named, usable_profiles
 from taobot.kube_upload import UploadedKubeconfig, UploadRefused, read_uploaded_kubeconfig
+from taobot.secrets import REDACTOR
 from taobot.services.desk import Desk
 from taobot.views import CredentialsForm
 
@@ -88,11 +89,8 @@ class KubeAccess:
         choice = (values.get(PROFILE) or "").strip()
         if problem := self.profile_problem(state, choice):
             problems[PROFILE] = problem
-        if values.get(UPLOAD):
-            try:
-                read_uploaded_kubeconfig(values[UPLOAD])
-            except UploadRefused as exc:
-                problems[UPLOAD] = f"Your kubeconfig cannot be used: {exc}."
+        if values.get(UPLOAD):  # uploads arrive as a file and are checked when read (`check_upload`), never typed
+            problems[UPLOAD] = "Upload your kubeconfig as a file, in the *Or upload your own kubeconfig* field."
         namespace = (values.get(NAMESPACE) or "").strip()
         if namespace and PROFILE not in problems:
             chosen = choice or self._stored(state).get(PROFILE, "")
@@ -131,7 +129,7 @@ class KubeAccess:
         if state is None:
             return None
         try:
-            return self.upload_values(text)
+            values, upload = self.upload_values(text)
         except UploadRefused as exc:
             self.refuse(
                 state,
@@ -141,6 +139,9 @@ class KubeAccess:
                 "Your kubeconfig was not saved: nothing changed.",
             )
             return None
+        for value in upload.secrets:  # its token or key never shows, even alone in some text
+            REDACTOR.add(value)
+        return values, upload
 
     def upload_unread(self, user: str, intake_id: str, why: str) -> None:
         state = self.desk.store.get_intake(intake_id)
