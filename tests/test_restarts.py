@@ -50,8 +50,8 @@ def test_sigterm_then_kill_9_under_load_lose_nothing_and_post_nothing_twice(slur
 
     # every intake answers where it left off, with everything it had
     for thread, (model, answer) in zip(intakes, INTAKE_STEPS):
-        thread.say("image=registry.local/tao/custom:1")
-        card = thread.wait_card("registry.local/tao/custom:1")
+        thread.say("image=nvcr.io/nvidia/tao/custom:1")  # a registry the default policy allows
+        card = thread.wait_card("nvcr.io/nvidia/tao/custom:1")
         assert "num_gpus=1" in card, card
         platform_word = answer.split()[0].split("=")[1]
         assert "*Platform:* —" not in card and platform_word[:4].lower() in card.lower()
