@@ -25,6 +25,7 @@ SECRETS = {
     "LEPTON_AUTH_TOKEN": "lep-Synthetic-Tok3n-9f8e7d6c5b4a",
     "BREV_API_TOKEN": "brev-Synthetic-T0ken-1a2b3c4d5e6f",
     "SECRET_KEY": "s3cr3tSyntheticKeyValue/Abc+123xyz",
+    "KUBE_TOKEN": "kube-SyntheticBearerToken-7f6e5d4c3b2a",  # inside the uploaded kubeconfig
 }
 SETTINGS = {
     "SLURM_USER": "jdoe",
@@ -48,6 +49,29 @@ def fill_credentials(thread: Thread) -> list[str]:
     return [b.removeprefix(F.CRED_BLOCK_PREFIX) for b in wanted]
 
 
+def upload_kubeconfig(thread: Thread) -> str:
+    """Upload a kubeconfig (a token user) in the credentials form's file field, as a person in Slack does."""
+    from taobot.slack.kube_forms import UPLOAD_BLOCK
+    from tests.fakes import post_view_submission
+
+    text = (
+        "apiVersion: v1\nkind: Config\n"
+        "clusters: [{name: lab, cluster: {server: 'https://k8s.example.com:6443'}}]\n"
+        f"users: [{{name: me, user: {{token: {SECRETS['KUBE_TOKEN']}}}}}]\n"
+        "contexts: [{name: me@lab, context: {cluster: lab, user: me}}]\ncurrent-context: me@lab\n"
+    )
+    view = thread.open_modal(B.OPEN_CREDENTIALS)
+    file = thread.slack.add_file(thread.person.user, "kubeconfig", text.encode())
+    state = {UPLOAD_BLOCK: {"value": {"type": "file_input", "files": [file]}}}
+    resp = post_view_submission(
+        thread.person.bot.url, SIGNING_SECRET, thread.person.user, view["callback_id"], view["private_metadata"],
+        state, view=view,
+    )  # fmt: skip
+    assert resp.status_code == 200, resp
+    thread.wait_reply("Your kubeconfig `kubeconfig` is saved")
+    return "KUBECONFIG_CONTENT"
+
+
 def walk_intake(person: SlackUser, platform: str, model: str, action: str = "train") -> Thread:
     """One complete intake the way a person does it, with every kind of input."""
     thread = person.launch(model, action)
@@ -56,6 +80,8 @@ def walk_intake(person: SlackUser, platform: str, model: str, action: str = "tra
     thread.press(B.MONITOR_YES)
     thread.wait_card("every 5 min")
     asked: list[str] = []
+    if platform == "kubernetes":  # the identity first: the person's own kubeconfig (no profiles here)
+        asked.append(upload_kubeconfig(thread))
     if "Enter credentials" in thread.card_text():
         asked += fill_credentials(thread)
     thread.wait_card("Use default image")
@@ -88,7 +114,7 @@ def assert_secrets_nowhere(bot: BotProcess, slack) -> None:
     [
         ("slurm", "cosmos-rl", ["SSH_KEY_PATH", "SLURM_USER", "SLURM_HOSTNAME", "SLURM_PARTITION", "HF_TOKEN"]),
         ("local-docker", "dino", []),
-        ("kubernetes", "cosmos-embed", ["HF_TOKEN", "ACCESS_KEY", "SECRET_KEY"]),
+        ("kubernetes", "cosmos-embed", ["KUBECONFIG_CONTENT", "HF_TOKEN", "ACCESS_KEY", "SECRET_KEY"]),
         ("lepton", "rtdetr", ["LEPTON_WORKSPACE_ID", "LEPTON_AUTH_TOKEN", "ACCESS_KEY", "SECRET_KEY"]),
         ("brev", "classification-pyt", ["BREV_API_TOKEN", "BREV_INSTANCE", "ACCESS_KEY", "SECRET_KEY"]),
     ],
