@@ -58,3 +58,6 @@ def configure(level: str = "INFO", fmt: str = "text", stream=None) -> None:
         logging.getLogger(name).setLevel(max(logging.getLevelName(level), logging.INFO))
     # APScheduler logs every run of the poll job at INFO; only its problems matter.
     logging.getLogger("apscheduler").setLevel(max(logging.getLevelName(level), logging.WARNING))
+    # waitress warns "Task queue depth is N" for every request that waits for a worker: in a burst of Slack
+    # requests that is one line per request, which costs the ack path more than the wait it reports.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)

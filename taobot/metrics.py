@@ -52,6 +52,12 @@ SLACK_PACING_CAPPED = Counter(
     ["method"],
     registry=REGISTRY,
 )
+AFTER_ACK_WAIT = Histogram(
+    "taobot_after_ack_wait_seconds",
+    "Time work a Slack listener handed over after its ack waited for its turn (its thread's earlier work, a worker)",
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300),
+    registry=REGISTRY,
+)
 
 
 class _StateCollector:
@@ -60,6 +66,7 @@ class _StateCollector:
     def __init__(self) -> None:
         self.store = None
         self.scheduler_status = None
+        self.after_ack_pending = None  # () -> int: work handed over after Slack acks, not yet done
 
     def collect(self):
         jobs = GaugeMetricFamily("taobot_monitored_jobs", "Launches by normalised job state", labels=["state"])
@@ -76,6 +83,12 @@ class _StateCollector:
         last = status.get("last_cycle")
         lag.add_metric([], time.time() - last if last else float("nan"))
         yield lag
+        if self.after_ack_pending is not None:
+            pending = GaugeMetricFamily(
+                "taobot_after_ack_pending", "Work handed over after a Slack ack and not yet done (queued or running)"
+            )
+            pending.add_metric([], self.after_ack_pending())
+            yield pending
 
 
 STATE = _StateCollector()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from slack_bolt import App, BoltResponse
@@ -28,6 +29,7 @@ from taobot.config import Settings
 from taobot.errors import SlackError
 from taobot.secrets import REDACTOR
 from taobot.services import Services
+from taobot.slack.listeners.after_ack import AfterAck
 from taobot.slack.pacing import Pacer
 from taobot.slack.render import render
 from taobot.store import Store
@@ -36,6 +38,11 @@ from taobot.views import View
 log = logging.getLogger(__name__)
 
 SLACK_EVENTS_PATH = "/slack/events"
+# Bolt's listener pool: listeners only ack and hand over (slack/listeners/after_ack.py), so this is about
+# how many requests are in flight at once, not how much work is waiting.
+LISTENER_THREADS = 16
+# Event types whose listeners record the delivery after the ack (their work claims it, slack/listeners/after_ack.py).
+CLAIMED_AFTER_ACK = frozenset({"message", "app_mention"})
 
 # What Slack must grant for each thing the code uses; manifest.yml declares
 # exactly their union (tests/test_manifest.py compares the two).
@@ -212,6 +219,7 @@ class Runtime:
     http_mode: bool = True
     last_slack_at: float = 0.0  # when Slack last sent us anything (Socket Mode readiness)
     socket_client: object | None = None
+    after_ack: AfterAck | None = None
 
     def readiness(self) -> tuple[bool, list[str]]:
         """Database writable, scheduler running (and holding the lease), Slack connection healthy."""
@@ -271,6 +279,8 @@ class Runtime:
         from taobot import scheduler
 
         grace = self.settings.shutdown_grace_seconds if self.settings else 20
+        if self.after_ack is not None:  # answers already acked go out first; then no more work is taken
+            self.after_ack.close(grace)
         self.services.shutdown(grace)
         if self.scheduler is not None:
             scheduler.stop(self.scheduler)
@@ -296,7 +306,10 @@ def build_app(
         signing_secret=signing if http else None,
         request_verification_enabled=http,
         token_verification_enabled=True,
+        # Bolt answers Slack as soon as a listener acks (events: before the listener runs). Listeners run on
+        # this pool and only ack and hand over, so it never fills with slow work and no ack waits for a thread.
         process_before_response=False,
+        listener_executor=ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="listener"),
         ignoring_self_events_enabled=True,
     )
     from taobot.backends import Backends
@@ -321,30 +334,37 @@ def build_app(
 
     runtime_ref: dict = {}
 
+    after_ack = AfterAck(claim=store.first_delivery)
+
     @app.middleware
     def drop_retried_deliveries(body: dict, next) -> BoltResponse | None:  # noqa: A002 - Bolt's name
         if "runtime" in runtime_ref:
             runtime_ref["runtime"].last_slack_at = time.time()
-        # Slack re-sends an event it thinks we missed (X-Slack-Retry-Num). The
-        # event_id stays the same, so the first delivery's record wins.
+        # Slack re-sends an event it thinks we missed (X-Slack-Retry-Num). The event_id stays the same, so the
+        # first delivery's record wins. Messages and mentions, the bulk of the traffic, record it after the ack
+        # (their work claims it in after_ack); the other events record it here, the one write before their ack.
         event_id = body.get("event_id") if isinstance(body, dict) else None
-        if event_id and not store.first_delivery(f"event:{event_id}"):
+        event_type = (body.get("event") or {}).get("type") if event_id else None
+        if event_id and event_type not in CLAIMED_AFTER_ACK and not store.first_delivery(f"event:{event_id}"):
             log.info("duplicate delivery of %s ignored", event_id)
             return BoltResponse(status=200, body="")
         return next()
 
     from taobot.slack.listeners import actions, commands, messages, views
 
-    commands.register(app, services, catalog)
-    messages.register(app, services, catalog)
-    actions.register(app, services)
+    commands.register(app, services, catalog, after_ack)
+    messages.register(app, services, catalog, after_ack)
+    actions.register(app, services, after_ack)
     views.register(app, services)
     from taobot import metrics
     from taobot import scheduler as sched
 
     metrics.STATE.store = store
     metrics.STATE.scheduler_status = sched.status
-    runtime = Runtime(app=app, services=services, store=store, client=client, settings=settings, http_mode=http)
+    metrics.STATE.after_ack_pending = lambda: after_ack.pending
+    runtime = Runtime(
+        app=app, services=services, store=store, client=client, settings=settings, http_mode=http, after_ack=after_ack
+    )
     runtime_ref["runtime"] = runtime
     return runtime
 
@@ -405,11 +425,23 @@ def serve_health_in_background(runtime: Runtime, host: str, port: int):
     return server
 
 
-def serve_http(runtime: Runtime, host: str, port: int, threads: int = 8) -> None:
+# waitress for HTTP mode. A request holds a worker only while Bolt verifies, parses and acks it (the work
+# after the ack is on other threads), so a few workers cover Slack's bursts: on two cores, 4 left bursts
+# queueing and 16 made the `/tao status` answers contend for the database (benchmarks/slack_ack.py).
+# Connections beyond the workers wait in waitress's queue; the connection limit is far above a burst.
+HTTP_SERVER_OPTIONS = {"threads": 8, "connection_limit": 1000, "asyncore_use_poll": True, "ident": "taobot"}
+
+
+def serve_wsgi(application, host: str, port: int) -> None:
+    """Serve a WSGI app on waitress with taobot's HTTP settings (the ack benchmark's baseline uses it too)."""
     import waitress
 
+    waitress.serve(application, host=host, port=port, **HTTP_SERVER_OPTIONS)
+
+
+def serve_http(runtime: Runtime, host: str, port: int) -> None:
     log.info("serving Slack HTTP mode on http://%s:%d%s", host, port, SLACK_EVENTS_PATH)
-    waitress.serve(wsgi_app(runtime), host=host, port=port, threads=threads, ident="taobot")
+    serve_wsgi(wsgi_app(runtime), host, port)
 
 
 def serve_socket_mode(runtime: Runtime, app_token: str) -> None:

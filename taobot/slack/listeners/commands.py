@@ -1,4 +1,8 @@
-"""The /tao slash command: launch, status, help."""
+"""The /tao slash command: launch, status, help.
+
+`help` and `status` are answered in the ack itself (a read, no write); `launch` checks the names against the
+catalog, acks, and opens the thread after the ack.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from slack_bolt import App
 from taobot.catalog import Catalog, find_action, find_model
 from taobot.errors import SlackError, UnknownNameError
 from taobot.services import Services
+from taobot.slack.listeners.after_ack import AfterAck
 from taobot.slack.render import render
 
 log = logging.getLogger(__name__)
@@ -16,7 +21,7 @@ log = logging.getLogger(__name__)
 USAGE = "Usage: `/tao launch <model> [action]`, `/tao status [id]`, `/tao help`."
 
 
-def register(app: App, services: Services, catalog: Catalog) -> None:
+def register(app: App, services: Services, catalog: Catalog, after_ack: AfterAck) -> None:
     @app.command("/tao")
     def tao(ack, command: dict, respond) -> None:
         words = (command.get("text") or "").split()
@@ -41,12 +46,19 @@ def register(app: App, services: Services, catalog: Catalog) -> None:
             ack(text=exc.message)
             return
         ack(text=f"Starting a launch thread for {model_name} {action_name}…")
-        try:
-            services.start(command["channel_id"], command["user_id"], model_name, action_name)
-        except SlackError as exc:
-            hint = (
-                " Invite the bot to this channel with `/invite @taobot`."
-                if exc.error in ("not_in_channel", "channel_not_found")
-                else ""
-            )
-            respond(text=f"Could not open the launch thread: {exc.error}.{hint}", response_type="ephemeral")
+        channel, user = command["channel_id"], command["user_id"]
+
+        def start() -> None:
+            try:
+                services.start(channel, user, model_name, action_name)
+            except SlackError as exc:
+                hint = (
+                    " Invite the bot to this channel with `/invite @taobot`."
+                    if exc.error in ("not_in_channel", "channel_not_found")
+                    else ""
+                )
+                respond(text=f"Could not open the launch thread: {exc.error}.{hint}", response_type="ephemeral")
+
+        # One channel's new threads open in the order they were asked for; posting the card waits its turn
+        # under Slack's per-channel rate limit, after the ack.
+        after_ack.submit(f"start:{channel}", start)

@@ -10,6 +10,7 @@ from slack_bolt import App
 from taobot.catalog import Catalog, find_model
 from taobot.errors import UnknownNameError
 from taobot.services import Context, Services
+from taobot.slack.listeners.after_ack import AfterAck, delivery_key, thread_key
 from taobot.slack.render import render
 from taobot.slack.text import slack_plain_text
 
@@ -41,30 +42,42 @@ def parse_mention(text: str, catalog: Catalog) -> tuple[str | None, str, str | N
     return None, "", f"Unknown model in `{' '.join(words)}`. Known: {', '.join(sorted(catalog.models))}."
 
 
-def register(app: App, services: Services, catalog: Catalog) -> None:
+def register(app: App, services: Services, catalog: Catalog, after_ack: AfterAck) -> None:
+    # Bolt acks events before their listener runs; the listener only hands the work over (after_ack), keyed by
+    # the Slack thread, so one thread's messages are handled in the order they came and a retried delivery once.
+
     @app.event("app_mention")
-    def on_mention(event: dict, say) -> None:
+    def on_mention(event: dict, body: dict, say) -> None:
         channel, thread = event["channel"], event.get("thread_ts")
-        if thread and services.is_launch_thread(channel, thread):
-            return  # the message listener handles replies inside launch threads
-        model, action, error = parse_mention(event.get("text", ""), catalog)
-        reply_ts = thread or event["ts"]
-        if error == "help":
-            say(**render(services.help()), thread_ts=reply_ts)
-        elif error == "status":
-            say(**render(services.channel_status(channel)), thread_ts=reply_ts)
-        elif error:
-            say(text=error, thread_ts=reply_ts)
-        else:
-            services.start(channel, event["user"], model, action, thread_ts=reply_ts)
+
+        def answer() -> None:
+            if thread and services.is_launch_thread(channel, thread):
+                return  # the message listener handles replies inside launch threads
+            model, action, error = parse_mention(event.get("text", ""), catalog)
+            reply_ts = thread or event["ts"]
+            if error == "help":
+                say(**render(services.help()), thread_ts=reply_ts)
+            elif error == "status":
+                say(**render(services.channel_status(channel)), thread_ts=reply_ts)
+            elif error:
+                say(text=error, thread_ts=reply_ts)
+            else:
+                services.start(channel, event["user"], model, action, thread_ts=reply_ts)
+
+        after_ack.submit(thread_key(channel, thread or event["ts"]), answer, delivery=delivery_key(body))
 
     @app.event("message")
-    def on_message(event: dict) -> None:
+    def on_message(event: dict, body: dict) -> None:
         if not is_person_reply(event):
             return
         ctx = Context(user=event.get("user", ""), channel=event["channel"], thread_ts=event["thread_ts"])
         text = slack_plain_text(strip_mentions(event.get("text", "")))
-        services.reply(ctx, text, files=len(event.get("files") or ()))
+        files = len(event.get("files") or ())
+        after_ack.submit(
+            thread_key(ctx.channel, ctx.thread_ts),
+            lambda: services.reply(ctx, text, files=files),
+            delivery=delivery_key(body),
+        )
 
 
 # Message subtypes that are still a person's reply in a thread: "also send to
