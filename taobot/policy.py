@@ -4,9 +4,9 @@ Who may use which platform (by Slack user or channel), which image
 registries an override may name, which host folders a local-docker job may
 mount, GPU limits, and when a launch needs a second person's approval;
 `kubernetes_profiles` holds the operator's cluster profiles
-(`taobot.kube_profiles`). No file is a safe default (`Policy()`): every
-platform for everyone, images only from the catalog's registries, no host
-folder in Slack, no GPU limit, no approvals.
+(`taobot.kube_profiles`). No file is a safe default (`default_policy`):
+every platform for everyone, images only from the catalog's registries, no
+host folder in Slack, no GPU limit, no approvals.
 
 A bad file stops the bot with one line naming the file, the line and the
 field: the loader remembers where every key and list item sits, and
@@ -196,7 +196,8 @@ class ApprovalPolicy(_Strict):
 
 
 class Policy(_Strict):
-    """The policy file. `Policy()` is the default when TAOBOT_POLICY is unset."""
+    """The policy file's schema. Load it with `load_policy`, which also resolves what depends on the catalog
+    (the default image registries) and on where taobot runs (the mount rules, the bot's own paths)."""
 
     admins: list[UserId] = Field(default_factory=list)  # in addition to TAOBOT_ADMINS
     approvers: list[UserId] = Field(default_factory=list)
