@@ -281,7 +281,10 @@ def cmd_console(args: argparse.Namespace) -> int:
     settings = _settings(args)
     catalog = _catalog(settings)
     policy = policy_for(settings, catalog, console=True)
-    return run_console(_store(settings), catalog, args.model, args.action, resume=args.resume, policy=policy)
+    # the person's own machine: their key files, agent and SSH config are theirs
+    platform = settings.platform_settings(on_persons_machine=True)
+    store = _store(settings)
+    return run_console(store, catalog, args.model, args.action, resume=args.resume, policy=policy, settings=platform)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -49,6 +49,7 @@ class PlatformSettings:
     ssh_key_root: str | None = None  # TAOBOT_SSH_KEY_ROOT: in Slack, key files only under <root>/<slack-user-id>/
     ssh_key_per_cluster: bool = False  # one taobot key per person and SLURM_HOSTNAME value, not one per person
     ssh_tofu: bool = False  # an unknown login-node host key may be trusted on first use, from the preflight card
+    trusted_hosts_path: str | None = None  # the known_hosts file taobot writes from the host keys people trusted
 
     @property
     def docker_tls(self) -> dict[str, str | None]:
@@ -130,6 +131,7 @@ class Settings(BaseSettings):
             ssh_key_root=self.ssh_key_root,
             ssh_key_per_cluster=self.ssh_key_per_cluster,
             ssh_tofu=self.ssh_tofu,
+            trusted_hosts_path=str(self.db_path.with_name(self.db_path.name + ".trusted_hosts")),
         )
 
     @property

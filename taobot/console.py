@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 
 from taobot.catalog import Catalog, find_platform
+from taobot.config import PlatformSettings
+from taobot.console_identity import console_identity, show_install_steps
 from taobot.errors import TaobotError
 from taobot.intake import (
     INTERVAL_ADVICE,
@@ -73,8 +75,11 @@ def run_console(
     resume: str | None = None,
     io: ConsoleIO | None = None,
     policy: Policy | None = None,
+    settings: PlatformSettings | None = None,
 ) -> int:
     io = io or ConsoleIO()
+    # The console runs on the person's own machine: their key files, agent and SSH config are theirs to use.
+    settings = settings or PlatformSettings(on_persons_machine=True)
     policy = policy or default_policy(catalog, console=True)
     owner = _owner()
     if resume:
@@ -103,7 +108,7 @@ def run_console(
     while state.status == "collecting":
         step = next_step(state, catalog)
         try:
-            events = _ask_step(state, catalog, step, store, io)
+            events = _ask_step(state, catalog, step, store, io, settings)
         except EOFError:
             io.say(f"\nStopped. Resume with `taobot console --resume {state.id}`.")
             return 1
@@ -147,7 +152,9 @@ def _free_text(answer: str, state: IntakeState, catalog: Catalog, io: ConsoleIO)
     return list(intent.events) if intent else None
 
 
-def _ask_step(state: IntakeState, catalog: Catalog, step: Step, store: Store, io: ConsoleIO) -> list[Event] | None:
+def _ask_step(
+    state: IntakeState, catalog: Catalog, step: Step, store: Store, io: ConsoleIO, settings: PlatformSettings
+) -> list[Event] | None:
     if step is Step.PLATFORM:
         names = list(catalog.platforms)
         for i, p in enumerate(catalog.platforms.values(), 1):
@@ -175,6 +182,8 @@ def _ask_step(state: IntakeState, catalog: Catalog, step: Step, store: Store, io
     if step is Step.CREDENTIALS:
         need = missing_credentials(state, catalog)[0]
         cred = need.credential
+        if cred.generated:
+            return console_identity(state, catalog, store, io, settings)
         io.say(f"{cred.name}: {cred.description}\n  How to get it: {cred.how_to_get}")
         if need.name == "SSH_KEY_PATH":
             io.say("  (Type `agent` if you keep the key in an SSH agent instead.)")
@@ -190,7 +199,10 @@ def _ask_step(state: IntakeState, catalog: Catalog, step: Step, store: Store, io
         if problem:
             io.say("  ✗ " + problem)
             return None
-        return [CredentialsStored({cred.name: store.put_secret(state.owner, cred.name, value, secret=cred.secret)})]
+        stored = CredentialsStored({cred.name: store.put_secret(state.owner, cred.name, value, secret=cred.secret)})
+        if cred.name in ("SLURM_USER", "SLURM_HOSTNAME"):
+            show_install_steps(state, store, io, settings, {cred.name: value})
+        return [stored]
     if step is Step.IMAGE:
         io.say(f"Container image for {state.model}/{state.action}: default={state.image.default}")
         if state.image.access:

@@ -134,6 +134,8 @@ class CredentialsForm:
 
     facts: IntakeFacts
     more: bool = False  # the *More settings* form: settings that may be given any time
+    # What may be given instead of a credential taobot makes (a key file in the person's own folder), with a hint.
+    alternatives: tuple[tuple[Credential, str], ...] = ()
     kube_profiles: tuple[KubeProfile, ...] = ()  # Kubernetes: the cluster profiles the owner may pick here
 
 

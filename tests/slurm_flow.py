@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import shlex
+import shutil
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -70,6 +72,8 @@ def slurm_bot(tmp_path, slack):
         extra_env={
             "TAOBOT_SSH_KNOWN_HOSTS": LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"],
             "TAOBOT_SSH_CONFIG": str(tmp_path / "no-ssh-config"),
+            # Each person's key file in their own folder, where Slack accepts one (see `lab_key_for`).
+            "TAOBOT_SSH_KEY_ROOT": str(tmp_path / "keys"),
             "TAOBOT_SLURM_CONTAINER": "none",
             "TAOBOT_POLL_SECONDS": "2",
         },
@@ -94,7 +98,7 @@ def launch(
     thread.wait_card("*Platform:* SLURM")
     view = thread.open_modal(B.OPEN_CREDENTIALS)
     values = {
-        "cred_SSH_KEY_PATH": LAB["TAOBOT_TEST_SSH_KEY"],
+        "cred_SSH_KEY_PATH": lab_key_for(person),
         "cred_SLURM_USER": LAB["TAOBOT_TEST_SSH_USER"],
         "cred_SLURM_HOSTNAME": hostname or f"127.0.0.1:{LAB['TAOBOT_TEST_SSH_PORT']}",
         "cred_SLURM_PARTITION": partition or LAB["TAOBOT_TEST_SLURM_PARTITION"],
@@ -120,6 +124,18 @@ def launch(
     text = thread.wait_reply("Launched `", timeout=30)
     launch_id = text.split("Launched `", 1)[1].split("`", 1)[0]
     return thread, launch_id
+
+
+def lab_key_for(person: SlackUser) -> str:
+    """The lab's login key, copied into this person's own key folder (TAOBOT_SSH_KEY_ROOT/<user id>/, 0600):
+    from Slack a key file is accepted only there."""
+    folder = Path(person.bot.extra_env["TAOBOT_SSH_KEY_ROOT"]) / person.user
+    key = folder / "id_ed25519"
+    if not key.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(LAB["TAOBOT_TEST_SSH_KEY"], key)
+        key.chmod(0o600)
+    return str(key)
 
 
 def status_posts(thread: Thread, launch_id: str) -> dict[int, list[dict]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -29,7 +30,7 @@ from taobot.intake import (
     missing_credentials,
     optional_credentials,
 )
-from taobot.intake.intents import OPEN_SETTINGS
+from taobot.intake.intents import OPEN_SETTINGS, USE_TAOBOT_KEY
 from taobot.slack import blocks as B
 from taobot.slack import forms as F
 from taobot.slack.render import render
@@ -225,9 +226,14 @@ def test_credentials_modal_has_one_input_per_needed_credential(platform, model, 
     assert len(inputs) == len(set(inputs))
     # Kubernetes asks for its identity with blocks of its own: a profile choice (none is open here) or an upload
     inputs = ["TAO_K8S_PROFILE" if i == "KUBECONFIG_CONTENT" else i for i in inputs]
-    needed = [n.name for n in credential_needs(state, CATALOG)]
+    needs = credential_needs(state, CATALOG)
+    # a credential taobot makes (the person's SSH key) is said in the form, never a field to type into
+    needed = [n.name for n in needs if not n.credential.generated]
     optional = [c.name for c, _ in optional_credentials(state, CATALOG)]
     assert inputs == needed + optional
+    for need in needs:
+        if need.credential.generated:
+            assert need.name in json.dumps(view) and "Use a taobot key" in json.dumps(view)
     assert ("HF_TOKEN" in inputs) is model.startswith("cosmos-")
     assert ({"ACCESS_KEY", "SECRET_KEY"} <= set(inputs)) is s3
     # required ones that are missing are not optional in the form
@@ -235,21 +241,32 @@ def test_credentials_modal_has_one_input_per_needed_credential(platform, model, 
     for need in missing_credentials(state, CATALOG):
         if need.reason == "kubernetes_identity":
             continue  # a profile or an upload: either does, so neither field is required
-        assert by_id[F.CRED_BLOCK_PREFIX + need.name]["optional"] is False
+        if not need.credential.generated:
+            assert by_id[F.CRED_BLOCK_PREFIX + need.name]["optional"] is False
     foreign = set().union(*(_owned(q) for q in PLATFORMS if q != platform)) - _owned(platform)
     foreign -= set(CATALOG.s3_required) | set(CATALOG.s3_optional)
     assert not set(inputs) & foreign
 
 
-def test_credentials_modal_on_slurm_follows_the_agent_choice():
+def test_slurm_card_offers_the_persons_taobot_key_never_an_agent_and_the_form_follows_the_choice():
     state = _state("slurm", "dino", "train", Step.CREDENTIALS)
     card = render(V.intake_card(state, CATALOG))
-    assert B.USE_SSH_AGENT in {
-        el["action_id"] for b in card["blocks"] if b["type"] == "actions" for el in b["elements"]
-    }
-    inputs = _cred_inputs(render(V.CredentialsForm(V.intake_facts(state, CATALOG))))
-    assert "SSH_KEY_PATH" in inputs and "SSH_AUTH_SOCK" not in inputs
+    buttons = {el["action_id"] for b in card["blocks"] if b["type"] == "actions" for el in b["elements"]}
+    # an agent on the bot's host holds its operator's keys: Slack never offers one
+    assert USE_TAOBOT_KEY in buttons and B.USE_SSH_AGENT not in buttons
+    assert "`TAOBOT_SSH_KEY` (press *Use a taobot key*" in json.dumps(card)
+    form = render(V.CredentialsForm(V.intake_facts(state, CATALOG)))
+    inputs = _cred_inputs(form)
+    assert not {"TAOBOT_SSH_KEY", "SSH_KEY_PATH", "SSH_AUTH_SOCK"} & set(inputs)
     assert not {"LEPTON_AUTH_TOKEN", "LEPTON_WORKSPACE_ID", "BREV_API_TOKEN", "KUBECONFIG"} & set(inputs)
+    # where the operator gives people a key folder, a key file there may be given instead, optionally
+    hint = "Instead of a taobot key: a private key file in your own key folder"
+    facts = V.intake_facts(state, CATALOG)
+    form = render(V.CredentialsForm(facts, alternatives=((CATALOG.credentials["SSH_KEY_PATH"], hint),)))
+    by_id = {b["block_id"]: b for b in form["blocks"] if b["type"] == "input"}
+    assert by_id[F.CRED_BLOCK_PREFIX + "SSH_KEY_PATH"]["optional"] is True
+    assert hint in by_id[F.CRED_BLOCK_PREFIX + "SSH_KEY_PATH"]["hint"]["text"]
+    # the console's agent choice (Slack refuses it before it reaches the state): the form asks for the socket
     state = ok(state, UseSshAgent(True))
     inputs = _cred_inputs(render(V.CredentialsForm(V.intake_facts(state, CATALOG))))
     assert "SSH_AUTH_SOCK" in inputs and "SSH_KEY_PATH" not in inputs
@@ -259,9 +276,8 @@ def test_credentials_modal_on_slurm_follows_the_agent_choice():
 def test_no_agent_button_off_slurm(platform):
     state = _state(platform, "cosmos-rl", "train", Step.CREDENTIALS)
     card = render(V.intake_card(state, CATALOG))
-    assert B.USE_SSH_AGENT not in {
-        el["action_id"] for b in card["blocks"] if b["type"] == "actions" for el in b["elements"]
-    }
+    buttons = {el["action_id"] for b in card["blocks"] if b["type"] == "actions" for el in b["elements"]}
+    assert B.USE_SSH_AGENT not in buttons and USE_TAOBOT_KEY not in buttons
 
 
 def test_credentials_already_set_are_optional_and_marked():

@@ -74,6 +74,7 @@ SLURM_ONLY = {
     "SLURM_USER",
     "SLURM_HOSTNAME",
     "SLURM_PARTITION",
+    "TAOBOT_SSH_KEY",
     "SSH_KEY_PATH",
     "SSH_AUTH_SOCK",
     "SLURM_BASE_RESULTS_DIR",
@@ -242,9 +243,12 @@ def test_credentials_are_the_platforms_and_the_models_only(platform, model):
 def test_slurm_asks_for_the_ssh_identity_first_and_the_agent_only_when_told():
     state = drive_to(Step.CREDENTIALS, "slurm")
     needs = [n.name for n in credential_needs(state, CATALOG)]
-    assert needs == ["SSH_KEY_PATH", "SLURM_USER", "SLURM_HOSTNAME", "SLURM_PARTITION"]
-    assert "SSH_AUTH_SOCK" not in needs
-    assert missing_items(state, CATALOG)[0].label == "Credential SSH_KEY_PATH"
+    # The person's own taobot key is offered first; a key file or an agent only when given (and where allowed).
+    assert needs == ["TAOBOT_SSH_KEY", "SLURM_USER", "SLURM_HOSTNAME", "SLURM_PARTITION"]
+    assert "SSH_AUTH_SOCK" not in needs and "SSH_KEY_PATH" not in needs
+    first = missing_items(state, CATALOG)[0]
+    assert first.label == "Credential TAOBOT_SSH_KEY" and "Use a taobot key" in first.example
+    assert "Enter credentials" not in first.example  # made by taobot, never typed
     state = ok(state, UseSshAgent(True))
     needs = [n.name for n in credential_needs(state, CATALOG)]
     assert needs == ["SSH_AUTH_SOCK", "SLURM_USER", "SLURM_HOSTNAME", "SLURM_PARTITION"]
@@ -1053,7 +1057,7 @@ def _walk(platform: str, model: str, action: str) -> IntakeState:
     needs = [n.name for n in credential_needs(state, CATALOG)]
     assert ("HF_TOKEN" in needs) is bool(model_obj.credentials)
     if platform == "slurm":
-        assert needs[0] == "SSH_KEY_PATH"
+        assert needs[0] == "TAOBOT_SSH_KEY"
     state = store_missing_credentials(state)
     steps.append(next_step(state, CATALOG))
     assert parse_reply("use default image", state, CATALOG).command == IMAGE_USE_DEFAULT

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from taobot.catalog import load_catalog
-from taobot.intake.intents import OPEN_SETTINGS
+from taobot.intake.intents import OPEN_SETTINGS, USE_TAOBOT_KEY
 from taobot.slack import blocks as B
 from taobot.slack import forms as F
 from tests.builders import spec_paths
@@ -49,6 +49,12 @@ def fill_credentials(thread: Thread) -> list[str]:
     return [b.removeprefix(F.CRED_BLOCK_PREFIX) for b in wanted]
 
 
+def use_taobot_key(thread: Thread) -> str:
+    """Press *Use a taobot key* on the card; the thread's answer shows the public half."""
+    thread.press(USE_TAOBOT_KEY)
+    return thread.wait_reply("Your taobot SSH key")
+
+
 def upload_kubeconfig(thread: Thread) -> str:
     """Upload a kubeconfig (a token user) in the credentials form's file field, as a person in Slack does."""
     from taobot.slack.kube_forms import UPLOAD_BLOCK
@@ -82,6 +88,10 @@ def walk_intake(person: SlackUser, platform: str, model: str, action: str = "tra
     asked: list[str] = []
     if platform == "kubernetes":  # the identity first: the person's own kubeconfig (no profiles here)
         asked.append(upload_kubeconfig(thread))
+    if "Use a taobot key" in thread.card_text():  # the SSH identity first: the person's own key
+        use_taobot_key(thread)
+        thread.wait_card("`TAOBOT_SSH_KEY` set")
+        asked.append("TAOBOT_SSH_KEY")
     if "Enter credentials" in thread.card_text():
         asked += fill_credentials(thread)
     thread.wait_card("Use default image")
@@ -112,7 +122,7 @@ def assert_secrets_nowhere(bot: BotProcess, slack) -> None:
 @pytest.mark.parametrize(
     ("platform", "model", "expected"),
     [
-        ("slurm", "cosmos-rl", ["SSH_KEY_PATH", "SLURM_USER", "SLURM_HOSTNAME", "SLURM_PARTITION", "HF_TOKEN"]),
+        ("slurm", "cosmos-rl", ["TAOBOT_SSH_KEY", "SLURM_USER", "SLURM_HOSTNAME", "SLURM_PARTITION", "HF_TOKEN"]),
         ("local-docker", "dino", []),
         ("kubernetes", "cosmos-embed", ["KUBECONFIG_CONTENT", "HF_TOKEN", "ACCESS_KEY", "SECRET_KEY"]),
         ("lepton", "rtdetr", ["LEPTON_WORKSPACE_ID", "LEPTON_AUTH_TOKEN", "ACCESS_KEY", "SECRET_KEY"]),
@@ -337,18 +347,27 @@ def test_answers_can_change_before_launch_and_the_summary_follows(person):
     thread.wait_card("*Platform:* Local Docker")
 
 
-def test_ssh_agent_is_mentioned_only_after_the_user_says_they_use_one(person, slack):
+def test_an_ssh_agent_is_never_offered_in_slack_and_refused_when_asked_for(person, bot, slack):
     thread = person.launch("dino")
     thread.say("platform=slurm monitor=no")
     thread.wait_card("Enter credentials")
+    card = thread.card()
     assert "SSH_AUTH_SOCK" not in thread.card_text()
+    assert B.USE_SSH_AGENT not in json.dumps(card) and USE_TAOBOT_KEY in json.dumps(card)
     view = thread.open_modal(B.OPEN_CREDENTIALS)
     assert "cred_SSH_AUTH_SOCK" not in [b.get("block_id") for b in view["blocks"]]
-    thread.press(B.USE_SSH_AGENT)
-    thread.wait_card("`SSH_AUTH_SOCK` missing")
-    view = thread.open_modal(B.OPEN_CREDENTIALS)
-    ids_ = [b.get("block_id") for b in view["blocks"]]
-    assert "cred_SSH_AUTH_SOCK" in ids_ and "cred_SSH_KEY_PATH" not in ids_
+    # An agent on the bot's host holds its operator's keys: the reply word is refused, with what to do instead.
+    thread.say("I use an SSH agent")
+    refusal = thread.wait_reply("is not accepted from Slack")
+    assert "`SSH_AUTH_SOCK`" in refusal and "Use a taobot key" in refusal and "taobot console" in refusal
+    assert "`SSH_AUTH_SOCK` missing" not in thread.card_text() and "`TAOBOT_SSH_KEY` missing" in thread.card_text()
+    store = bot.store()
+    try:
+        assert store.get_intake(thread.intake_id).ssh_agent is False
+        refused = [r for r in store.audit_rows(actor=person.user) if r["action"] == "ssh_agent"]
+        assert refused and not refused[-1]["allowed"] and "not accepted from Slack" in refused[-1]["reason"]
+    finally:
+        store.close()
 
 
 def test_cancel_ends_the_intake_and_later_replies_are_refused(person):
@@ -365,6 +384,7 @@ def test_kill_9_mid_intake_loses_nothing(tmp_path, slack):
     thread = person.launch("cosmos-rl")
     thread.say("platform=slurm monitor=yes interval=2")
     thread.wait_card("every 2 min")
+    use_taobot_key(thread)
     fill_credentials(thread)
     thread.wait_card("`HF_TOKEN` set")
     bot.kill(signal.SIGKILL)
@@ -372,7 +392,7 @@ def test_kill_9_mid_intake_loses_nothing(tmp_path, slack):
     bot.start()
     thread.say("train=/lustre/a/train eval=/lustre/a/val")
     card = thread.wait_card("/lustre/a/val/annotations.json")
-    assert "every 2 min" in card and "`SSH_KEY_PATH` set" in card and "`HF_TOKEN` set" in card
+    assert "every 2 min" in card and "`TAOBOT_SSH_KEY` set" in card and "`HF_TOKEN` set" in card
     bot.kill()
 
 
@@ -380,6 +400,7 @@ def test_saved_credentials_are_reused_on_the_next_launch(person):
     first = person.launch("cosmos-rl")
     first.say("platform=slurm monitor=no")
     first.wait_card("Enter credentials")
+    use_taobot_key(first)
     fill_credentials(first)
     first.wait_card("`HF_TOKEN` set")
     second = person.launch("cosmos-rl", "evaluate")
@@ -467,9 +488,15 @@ def test_slurm_asks_for_the_ssh_identity_first(person):
     thread = person.launch("cosmos-rl")
     thread.say("platform=slurm monitor=no")
     card = thread.wait_card("Enter credentials")
-    assert "*Credentials needed:* `SSH_KEY_PATH`, `SLURM_USER`, `SLURM_HOSTNAME`, `SLURM_PARTITION`, `HF_TOKEN`" in card
+    assert (
+        "*Credentials needed:* `TAOBOT_SSH_KEY` (press *Use a taobot key*: your own SSH key), `SLURM_USER`, "
+        "`SLURM_HOSTNAME`, `SLURM_PARTITION`, `HF_TOKEN`"
+    ) in card
     view = thread.open_modal(B.OPEN_CREDENTIALS)
-    assert _inputs(view)[:4] == ["cred_SSH_KEY_PATH", "cred_SLURM_USER", "cred_SLURM_HOSTNAME", "cred_SLURM_PARTITION"]
+    # the key is made by taobot, never typed; without TAOBOT_SSH_KEY_ROOT no key file is offered from Slack
+    assert "*TAOBOT_SSH_KEY* (not set yet)" in blocks_text(view)
+    assert _inputs(view)[:3] == ["cred_SLURM_USER", "cred_SLURM_HOSTNAME", "cred_SLURM_PARTITION"]
+    assert "cred_SSH_KEY_PATH" not in _inputs(view) and "cred_TAOBOT_SSH_KEY" not in _inputs(view)
 
 
 def test_optional_settings_are_asked_for_only_through_more_settings(person, bot):
@@ -513,6 +540,7 @@ def test_a_partial_compute_answer_keeps_the_default_for_the_rest_and_the_button_
     thread.wait_card("num_gpus=8")
     thread.say("platform=slurm monitor=no")
     thread.wait_card("Enter credentials")
+    use_taobot_key(thread)
     fill_credentials(thread)
     thread.wait_card("Use default image")
     thread.press(B.IMAGE_USE_DEFAULT)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -27,10 +29,21 @@ def ssh_bot(tmp_path, slack):
         extra_env={
             "TAOBOT_SSH_KNOWN_HOSTS": LAB["TAOBOT_TEST_SSH_KNOWN_HOSTS"],
             "TAOBOT_SSH_CONFIG": str(tmp_path / "no-ssh-config"),
+            "TAOBOT_SSH_KEY_ROOT": str(tmp_path / "keys"),  # from Slack, key files only in the person's folder
         },
     ).start()
     yield bot
     bot.kill()
+
+
+def key_in_folder(person: SlackUser, key: str) -> str:
+    """A copy of `key` in the person's own key folder (TAOBOT_SSH_KEY_ROOT/<user id>/), where Slack accepts it."""
+    folder = Path(person.bot.extra_env["TAOBOT_SSH_KEY_ROOT"]) / person.user
+    folder.mkdir(parents=True, exist_ok=True)
+    copy = folder / "id_ed25519"
+    shutil.copy(key, copy)
+    copy.chmod(0o600)
+    return str(copy)
 
 
 def slurm_intake(person: SlackUser, eval_annotation: str | None = None, key: str | None = None) -> Thread:
@@ -44,7 +57,7 @@ def slurm_intake(person: SlackUser, eval_annotation: str | None = None, key: str
             "cred_SLURM_USER": LAB["TAOBOT_TEST_SSH_USER"],
             "cred_SLURM_HOSTNAME": f"127.0.0.1:{LAB['TAOBOT_TEST_SSH_PORT']}",
             "cred_SLURM_PARTITION": LAB["TAOBOT_TEST_SLURM_PARTITION"],
-            "cred_SSH_KEY_PATH": key or LAB["TAOBOT_TEST_SSH_KEY"],
+            "cred_SSH_KEY_PATH": key_in_folder(person, key or LAB["TAOBOT_TEST_SSH_KEY"]),
             "cred_HF_TOKEN": HF,
         },
     )
@@ -142,7 +155,7 @@ def test_failing_preflight_reports_each_problem_with_remediation_and_creates_not
     ]
     assert remote_ls("~") == before  # no folder, no state file, no job on the cluster
     files = sorted(p.name for p in ssh_bot.workdir.iterdir())
-    assert set(files) <= {"taobot.db", "taobot.db-wal", "taobot.db-shm", "taobot.db.key", "bot.log"}, files
+    assert set(files) <= {"taobot.db", "taobot.db-wal", "taobot.db-shm", "taobot.db.key", "bot.log", "keys"}, files
     # fix the inputs in the thread, run again: it passes
     thread.say(
         f"custom.val_dataset.annotation_path={LAB['TAOBOT_TEST_ANNOTATIONS']} custom.train_dataset.media_path={ROOT}"
@@ -155,17 +168,20 @@ def test_failing_preflight_reports_each_problem_with_remediation_and_creates_not
 
 
 def test_wrong_key_preflight_asks_for_ssh_key_path_with_the_five_steps(ssh_bot):
-    thread = slurm_intake(SlackUser(ssh_bot), key=LAB["TAOBOT_TEST_SSH_WRONG_KEY"])
+    person = SlackUser(ssh_bot)
+    thread = slurm_intake(person, key=LAB["TAOBOT_TEST_SSH_WRONG_KEY"])
     thread.press(B.RUN_PREFLIGHT)
     text = preflight_message(thread, "failed")
-    assert "refused the key" in text and "SSH_KEY_PATH=~/.ssh/id_ed25519" in text
+    # From Slack the key file lives in the person's own folder: the steps make it there.
+    key = str(Path(ssh_bot.extra_env["TAOBOT_SSH_KEY_ROOT"]).resolve() / person.user / "id_ed25519")
+    assert "refused the key" in text and f"SSH_KEY_PATH={key}" in text
     user, port = LAB["TAOBOT_TEST_SSH_USER"], LAB["TAOBOT_TEST_SSH_PORT"]
     for step in (
-        '> 1. `ssh-keygen -t ed25519 -N "" -f ~/.ssh/id_ed25519`',
-        f"> 2. `ssh-copy-id -i ~/.ssh/id_ed25519.pub -p {port} {user}@127.0.0.1`",
+        f'> 1. `ssh-keygen -t ed25519 -N "" -f {key}`',
+        f"> 2. `ssh-copy-id -i {key}.pub -p {port} {user}@127.0.0.1`",
         f"> 3. `ssh-keyscan -H -p {port} 127.0.0.1 >> ~/.ssh/known_hosts`",
-        "> 4. `chmod 600 ~/.ssh/id_ed25519`",
-        f"> 5. `ssh -o BatchMode=yes -i ~/.ssh/id_ed25519 -p {port} {user}@127.0.0.1 'hostname'`",
+        f"> 4. `chmod 600 {key}`",
+        f"> 5. `ssh -o BatchMode=yes -i {key} -p {port} {user}@127.0.0.1 'hostname'`",
     ):
         assert step in text, step
     assert "<login-host>" not in text and "/path/to" not in text

@@ -61,6 +61,16 @@ class ConfirmMounts:
 
 
 @dataclass(frozen=True)
+class UseTaobotKey:
+    """Make (or reuse) the person's own SSH key for SLURM and show its public half with the install steps."""
+
+
+@dataclass(frozen=True)
+class TrustHostKey:
+    """Trust, on first use, the login-node host key the last preflight showed (only when the operator allows it)."""
+
+
+@dataclass(frozen=True)
 class ShowHelp:
     pass
 
@@ -118,6 +128,8 @@ Intent = (
     | SubmitCredentials
     | SubmitDatasets
     | ConfirmMounts
+    | UseTaobotKey
+    | TrustHostKey
     | ShowHelp
     | ShowStatus
     | OpenForm
@@ -138,6 +150,8 @@ MONITOR_NO = "monitor_no"
 OPEN_CREDENTIALS = "open_credentials"
 OPEN_SETTINGS = "open_settings"
 USE_SSH_AGENT = "use_ssh_agent"
+USE_TAOBOT_KEY = "use_taobot_key"
+TRUST_HOST_KEY = "trust_host_key"
 IMAGE_USE_DEFAULT = "image_use_default"
 IMAGE_OVERRIDE = "image_override"
 OPEN_DATASETS = "open_datasets"
@@ -161,6 +175,8 @@ COMMANDS: dict[str, Intent] = {
     OPEN_CREDENTIALS: OpenForm("credentials"),
     OPEN_SETTINGS: OpenForm("settings"),
     USE_SSH_AGENT: Answer((UseSshAgent(True),), "ssh_agent"),
+    USE_TAOBOT_KEY: UseTaobotKey(),
+    TRUST_HOST_KEY: TrustHostKey(),
     IMAGE_USE_DEFAULT: Answer((ConfirmImage(),), "image_confirmed"),
     IMAGE_OVERRIDE: OpenForm("image"),
     OPEN_DATASETS: OpenForm("datasets"),
@@ -209,6 +225,12 @@ WORDS: dict[str, str] = {
     "i use an ssh agent": USE_SSH_AGENT,
     "i use an agent": USE_SSH_AGENT,
     "ssh agent": USE_SSH_AGENT,
+    "taobot key": USE_TAOBOT_KEY,
+    "use a taobot key": USE_TAOBOT_KEY,
+    "use taobot key": USE_TAOBOT_KEY,
+    "my taobot key": USE_TAOBOT_KEY,
+    "trust host key": TRUST_HOST_KEY,
+    "trust this host key": TRUST_HOST_KEY,
     "confirm mounted": CONFIRM_MOUNTED,
     "confirm mounts": CONFIRM_MOUNTED,
     "mounted": CONFIRM_MOUNTED,

@@ -210,12 +210,24 @@ def mounted_paths(state: IntakeState, catalog: Catalog) -> list[str]:
 def wanted_credentials(
     state: IntakeState, catalog: Catalog, needs: list[CredentialNeed] | tuple[CredentialNeed, ...] | None = None
 ) -> set[str]:
-    """Names of every credential this launch uses now: required, optional that apply, and the extra settings."""
+    """Names of every credential this launch uses now: required, optional that apply, and the extra settings.
+
+    Where taobot makes the group's preferred member itself (the person's SSH key), the other members stay
+    wanted too: a key file the person saved still counts on their next launch, as every saved value does.
+    """
     needs = credential_needs(state, catalog) if needs is None else needs
+    platform = platform_of(state, catalog)
+    alternatives = {
+        m
+        for g in (platform.credential_groups if platform else ())
+        if catalog.credentials[g.preferred].generated
+        for m in g.one_of
+    }
     return (
         {n.name for n in needs}
         | {c.name for c, _ in optional_credentials(state, catalog, needs)}
         | {c.name for c, _ in extra_settings(state, catalog, needs)}
+        | alternatives
     )
 
 

@@ -35,6 +35,8 @@ from taobot.intake.intents import (
     ShowStatus,
     SubmitCredentials,
     SubmitDatasets,
+    TrustHostKey,
+    UseTaobotKey,
 )
 from taobot.services.approvals import Approvals
 from taobot.services.desk import Context, Desk, Messenger
@@ -76,7 +78,7 @@ class Services:
         self.desk = Desk(store, catalog, messenger, admins, expiry_days, policy, preflight_valid_minutes)
         self.store, self.catalog = store, catalog
         self._work = ThreadPoolExecutor(max_workers=4, thread_name_prefix="work")
-        self.intake = IntakeService(self.desk)
+        self.intake = IntakeService(self.desk, platform_settings or PlatformSettings())
         self.preflight = PreflightRuns(self.desk, self._work, platform_settings or PlatformSettings())
         self.launches = LaunchControl(self.desk, self._work, launcher, monitor)
         self.intake.kube = self.launches.kube = self.preflight.kube  # one set of Kubernetes identity rules
@@ -217,7 +219,7 @@ class Services:
 
     def _route(self, state: IntakeState, user: str, intent: Intent) -> None:
         """One intent on an open intake. Caller holds the thread's lock."""
-        if isinstance(intent, (Answer, ConfirmMounts, SubmitCredentials, SubmitDatasets)):
+        if isinstance(intent, (Answer, ConfirmMounts, SubmitCredentials, SubmitDatasets, UseTaobotKey, TrustHostKey)):
             self.intake.apply_intent(state, user, intent)
         elif isinstance(intent, RunPreflight):
             self.preflight.start(state, user)

@@ -30,22 +30,26 @@ from taobot.intake.intents import (
     OpenForm,
     SubmitCredentials,
     SubmitDatasets,
+    TrustHostKey,
+    UseTaobotKey,
     dataset_form_events,
 )
 from taobot.services.desk import Desk
 from taobot.services.kube_access import KubeAccess
 from taobot.services.policy_checks import PolicyChecks
+from taobot.services.ssh_identity import SshIdentities
 from taobot.views import CredentialsForm, Form, ImageForm, datasets_form, intake_card, intake_facts
 
 log = logging.getLogger(__name__)
 
 
 class IntakeService:
-    def __init__(self, desk: Desk) -> None:
+    def __init__(self, desk: Desk, settings=None) -> None:
         from taobot.config import PlatformSettings
 
         self.desk = desk
-        self.kube = KubeAccess(desk, PlatformSettings())  # a profile open to them, or their upload
+        self.ssh = SshIdentities(desk, settings or PlatformSettings())  # the person's own SSH identity, never the bot's
+        self.kube = KubeAccess(desk, settings or PlatformSettings())  # a profile open to them, or their upload
         self.checks = PolicyChecks(desk)
 
     def start(
@@ -89,6 +93,8 @@ class IntakeService:
         desk = self.desk
         events, refused = self.checks.screen(state, user, events)  # what the operator's policy refuses never applies
         errors = (errors or []) + refused
+        events, ssh_refused = self.ssh.screen(state, user, events)  # no agent of the bot's host, from Slack
+        errors += ssh_refused
         outcome = apply_all(state, events, desk.catalog)
         new = state
         if outcome.changed:
@@ -118,16 +124,24 @@ class IntakeService:
             events, _ = dataset_form_events(intent)
             if events:
                 self.answer(state, user, events, "datasets", {"count": len(events)})
+        elif isinstance(intent, UseTaobotKey):
+            self.ssh.use_key(state, user, self.answer)
+        elif isinstance(intent, TrustHostKey):
+            self.ssh.trust_host_key(state, user)
 
     def _store_credentials(self, state: IntakeState, user: str, form: SubmitCredentials) -> None:
         allowed = wanted_credentials(state, self.desk.catalog)
+        refused = self.ssh.refusals(state, form.values, user)  # checked in the ack already; again, before storing
         stored: dict[str, str] = {}
         for name, value in form.values.items():
-            if value and name in allowed:
+            if value and name in allowed and name not in refused:
                 secret = self.desk.catalog.credentials[name].secret
                 stored[name] = self.desk.store.put_secret(state.owner, name, value.strip(), secret=secret)
+        if refused:
+            self.desk.reply(state, "\n".join(f":x: {problem}" for problem in refused.values()))
         if stored:
-            self.answer(state, user, [CredentialsStored(stored)], "credentials", {"names": sorted(stored)})
+            new = self.answer(state, user, [CredentialsStored(stored)], "credentials", {"names": sorted(stored)})
+            self.ssh.after_credentials(new, user, set(stored), self.answer)
 
     # ------------------------------------------------------------------ forms
 
@@ -140,7 +154,10 @@ class IntakeService:
             facts = intake_facts(state, catalog)
             if intent.form == "settings" and not facts.settings:
                 return f"{facts.platform.display_name} has no optional settings."
-            return self.kube.with_choices(CredentialsForm(facts, more=intent.form == "settings"))
+            alternatives = self.ssh.alternatives(state, facts.needs)
+            return self.kube.with_choices(
+                CredentialsForm(facts, more=intent.form == "settings", alternatives=alternatives)
+            )
         if intent.form == "image":
             return ImageForm(state)
         return datasets_form(state, catalog)
@@ -156,6 +173,7 @@ class IntakeService:
                 if value and (problem := check_credential_value(catalog, name, value)):
                     problems[name] = problem
             problems.update(self.kube.refusals(state, intent.values, user))
+            problems.update(self.ssh.refusals(state, intent.values, user))
         elif isinstance(intent, SubmitDatasets):
             events, problems = dataset_form_events(intent)
             trial = apply_all(state, events, catalog)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from taobot.intake import INTERVAL_ADVICE, STEP_ORDER, Step
-from taobot.intake.intents import APPROVE, OPEN_SETTINGS
+from taobot.intake.intents import APPROVE, OPEN_SETTINGS, TRUST_HOST_KEY, USE_TAOBOT_KEY
 from taobot.slack.blocks import (
     CANCEL_INTAKE,
     COMPUTE_DEFAULTS,
@@ -25,7 +25,6 @@ from taobot.slack.blocks import (
     OPEN_DATASETS,
     PLATFORM_SELECT,
     RUN_PREFLIGHT,
-    USE_SSH_AGENT,
     actions,
     button,
     clip,
@@ -79,16 +78,20 @@ def _question_blocks(card: IntakeCard) -> list[dict]:
         ]
     if step is Step.CREDENTIALS:
         elements = [button("Enter credentials", OPEN_CREDENTIALS, iid, "primary")]
-        platform = facts.platform
-        if platform and any("SSH_AUTH_SOCK" in g.one_of for g in platform.credential_groups) and not state.ssh_agent:
-            elements.append(button("I use an SSH agent", USE_SSH_AGENT, iid))
+        missing = [n for n in facts.needs if n.name not in state.credentials]
+        # The SSH key taobot makes for the person is a button, never a field. An agent on the bot's host is its
+        # operator's, so Slack never offers one (the console does).
+        if any(n.credential.generated for n in missing):
+            elements.insert(0, button("Use a taobot key", USE_TAOBOT_KEY, iid, "primary"))
+            elements[1] = button("Enter credentials", OPEN_CREDENTIALS, iid)
         if facts.settings:
             elements.append(button("More settings", OPEN_SETTINGS, iid))
-        missing = [n.name for n in facts.needs if n.name not in state.credentials]
+        made = [f"`{n.name}` (press *Use a taobot key*: your own SSH key)" for n in missing if n.credential.generated]
+        typed = [f"`{n.name}`" for n in missing if not n.credential.generated]
         return [
             section(
                 "*Credentials needed:* "
-                + ", ".join(f"`{m}`" for m in missing)
+                + ", ".join(made + typed)
                 + ". They go in a private form, are encrypted at rest and never shown in the thread.",
                 block_id=f"q_{iid}",
             ),
@@ -195,6 +198,9 @@ def preflight_card(view: PreflightCard) -> dict:
         elements = [button("Run preflight again", RUN_PREFLIGHT, iid)]
         if any(not r["ok"] and r.get("check") == "mount" for r in results):
             elements.insert(0, button("Confirm paths are mounted", CONFIRM_MOUNTED, iid))
+        # A login node's unknown host key, where the operator allows trusting it on first use (TAOBOT_SSH_TOFU).
+        if any(not r["ok"] and r.get("check") == "slurm.host_key" for r in results):
+            elements.insert(0, button("Trust this host key", TRUST_HOST_KEY, iid))
         if passed and view.approval:
             elements.insert(0, button("Approve", APPROVE, iid, "primary"))
         elif passed:

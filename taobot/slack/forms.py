@@ -90,6 +90,20 @@ def credentials_modal(form: CredentialsForm) -> dict:
         if need.reason == IDENTITY_GROUP:  # Kubernetes: a profile to pick or a kubeconfig to upload
             blocks += identity_blocks(form)
             continue
+        if cred.generated:  # made by taobot (the person's SSH key): a button on the card, never a field
+            done = "set" if is_set else "not set yet"
+            blocks.append(section(f"*{cred.name}* ({done}): {cred.description} {cred.how_to_get}"))
+            for alternative, hint in form.alternatives:
+                blocks.append(
+                    _input(
+                        CRED_BLOCK_PREFIX + alternative.name,
+                        f"{alternative.name} (instead)",
+                        optional=True,
+                        hint=hint,
+                        placeholder=alternative.example,
+                    )
+                )
+            continue
         blocks.append(
             _input(
                 CRED_BLOCK_PREFIX + cred.name,
