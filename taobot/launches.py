@@ -82,6 +82,11 @@ class Launch(BaseModel):
     cleanup_attempts: int = 0  # failed removals so far
     cleanup_retry_at: float | None = None  # the next removal waits until then
     cleanup_error: str | None = None  # why the last removal failed (never a secret)
+    retry_of: str | None = None  # the launch this one retries (*Retry*, or an automatic retry)
+    failure_kind: str | None = None  # the failure triage (taobot.triage), stored once the launch failed
+    failure_cause: str | None = None
+    failure_line: str | None = None  # the log line or state that decided it
+    failure_frames: str | None = None  # JSON list: a traceback's last frames
 
     @property
     def detail_map(self) -> dict[str, str]:

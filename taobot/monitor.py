@@ -25,11 +25,12 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from taobot.backends.base import JobRef, JobStatus, infrastructure_cause
+from taobot.backends.base import JobRef, JobStatus
 from taobot.catalog import Catalog, find_platform
 from taobot.cleanup import PlatformCleanup
 from taobot.errors import BackendUnreachable
 from taobot.launches import JobState, Launch
+from taobot.monitor_failures import FailedFinals
 from taobot.posting import DM_COPY_SLOT, FINAL_SLOT, ThreadPoster
 from taobot.views import FinalUpdate, StatusUpdate
 
@@ -78,6 +79,8 @@ class Monitor:
         self.cleanup = PlatformCleanup(
             store, backends, lambda row: self.credentials(row.owner, row.platform), self.keep_alive
         )
+        self.on_retriable = None  # starts an opted-in launch's automatic retry (`retry=infra:N`); LaunchControl's
+        self.failures = FailedFinals(store, backends)
 
     # ------------------------------------------------------------------ helpers
 
@@ -180,6 +183,7 @@ class Monitor:
                 self.keep_alive()  # posts wait their turn at Slack's limits: renew the lease as they go
                 if row.ended_at is not None:
                     tail = status.log_tail or (extra_tails[ref.job_id].log_tail if ref.job_id in extra_tails else ())
+                    tail = self.failures.failure_tail(row, ref, tail)
                     if self._post_final(
                         row, JobStatus(status.state, status.native, status.reason, status.exit_code, tail)
                     ):
@@ -286,19 +290,20 @@ class Monitor:
         if not row.watched:
             self.store.update_launch(row.id, final_posted=True)
             return False
+        fresh = row.state is JobState.FAILED and row.failure_kind is None  # triaged now, for the first time
         view = self._final_view(row, status)
-        if self.poster.post(row, FINAL_SLOT, view):
-            if row.notify_dm and not row.moved_from:  # `notify=dm`: the owner gets the end by DM as well
-                self.poster.post(row, DM_COPY_SLOT, view)
+        posted = self.poster.post(row, FINAL_SLOT, view)
+        if posted and row.notify_dm and not row.moved_from:  # `notify=dm`: the owner gets the end by DM as well
+            self.poster.post(row, DM_COPY_SLOT, view)
+        self.failures.retry_by_itself(view, fresh, self.on_retriable)  # even if the reply is re-sent later
+        if posted:
             return True
         if any(s["slot"] == FINAL_SLOT and s["status"] == "posted" for s in self.store.posted_slots(row.id)):
             self.store.update_launch(row.id, final_posted=True)
         return False
 
     def _final_view(self, row: Launch, status: JobStatus | None) -> FinalUpdate:
-        tail = tuple(status.log_tail) if status else ()
-        cause = infrastructure_cause(row.native or "", tail) if row.state is JobState.FAILED else None
-        return FinalUpdate(row, tail, cause, self.clock())
+        return self.failures.final_view(row, tuple(status.log_tail) if status else (), self.clock())
 
     def retry_pending(self) -> int:
         """Slots claimed but not confirmed posted (a crash, or a post Slack refused): find or post them now."""

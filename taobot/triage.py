@@ -19,6 +19,7 @@ process exiting prematurely"), so a Python exception in the same tail wins over 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -278,3 +279,39 @@ def _frames(tb: Traceback) -> tuple[str, ...]:
 def _short_frame(frame: str) -> str:
     head, _, code = frame.partition("\n")
     return shorten(head, 300) + "\n    " + shorten(code, 200)
+
+
+def stored(kind: str | None, cause: str | None, line: str | None, frames_json: str | None) -> Triage | None:
+    """A triage as the launches table keeps it (`failure_*` columns); None when none was stored."""
+    if not kind:
+        return None
+    try:
+        frames = tuple(str(f) for f in json.loads(frames_json or "[]"))
+    except ValueError:
+        frames = ()
+    return Triage(FailureKind(kind), cause or "", line or "", frames)
+
+
+def columns(found: Triage) -> dict[str, str]:
+    """The `failure_*` columns of a launch row for this triage."""
+    return {
+        "failure_kind": found.kind.value,
+        "failure_cause": found.cause,
+        "failure_line": found.evidence,
+        "failure_frames": json.dumps(list(found.frames)),
+    }
+
+
+def auto_retry(found: Triage | None, chain: int, allowed: int) -> tuple[bool, str | None]:
+    """Whether an opted-in launch (`retry=infra:N`, `allowed` = N; 0 is off) retries itself now, and what its
+    final reply says about it. `chain`: the failed launch's place in its retry chain (1: not a retry)."""
+    if not allowed or found is None:
+        return False, None
+    if not found.retriable:
+        return False, f"Automatic retry (`retry=infra:{allowed}`) is for infrastructure failures only: not retried."
+    done = chain - 1
+    if chain >= MAX_CHAIN:
+        return False, f"No automatic retry: this chain has {chain} launches, the most taobot runs ({MAX_CHAIN})."
+    if done >= allowed:
+        return False, f"Automatic retries used up ({allowed} of {allowed}); press *Retry* to try once more."
+    return True, f"Retrying automatically ({done + 1} of {allowed}): preflight first, then a new job, in this thread."

@@ -9,7 +9,8 @@ import time
 
 from taobot.intake import Step
 from taobot.launches import Launch
-from taobot.views import ChannelStatus, IntakeDetail, IntakeFacts, LaunchDetail
+from taobot.triage import MAX_CHAIN, FailureKind
+from taobot.views import ChannelStatus, FinalUpdate, IntakeDetail, IntakeFacts, LaunchDetail
 
 STEP_TITLES = {
     Step.PLATFORM: "Where should it run?",
@@ -62,6 +63,9 @@ def value_lines(facts: IntakeFacts) -> list[str]:
         lines.append(f"*Monitoring:* in this thread, {interval}")
     else:
         lines.append("*Monitoring:* off")
+    if state.retry_infra:  # `retry=infra:N`
+        times = f"{state.retry_infra} time{'s' if state.retry_infra != 1 else ''}"
+        lines.append(f"*Retry:* an infrastructure failure retries by itself, up to {times}")
     if platform:
         creds = [f"`{n.name}` {'set' if n.name in state.credentials else 'missing'}" for n in facts.needs]
         extras = facts.optional + facts.settings
@@ -183,4 +187,46 @@ def launch_detail_text(view: LaunchDetail) -> str:
     ]
     if launch.unreachable:
         lines.append(f":warning: last poll could not reach {launch.platform}: {launch.unreachable}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- a failure's triage (final replies)
+
+TRIAGE_MARK = {
+    FailureKind.INFRASTRUCTURE: ":recycle:",
+    FailureKind.CONFIGURATION: ":memo:",
+    FailureKind.PROGRAM: ":bug:",
+    FailureKind.UNKNOWN: ":grey_question:",
+}
+
+
+def triage_text(view: FinalUpdate) -> str:
+    """What the triage found, the line that decided it, and what a retry can do: the final reply's middle."""
+    found, launch = view.triage, view.launch
+    assert found is not None
+    head = f"{TRIAGE_MARK[found.kind]} *Failure triage: {found.kind.value}* ({found.cause})"
+    if found.kind is FailureKind.INFRASTRUCTURE:
+        what = "The platform state or logs point to an infrastructure problem; this failure is likely retriable."
+        if view.auto_retry:
+            what += " " + view.auto_retry
+        elif view.retry_offered:
+            what += " *Retry* runs preflight again and, if it passes, launches the same inputs as a new job."
+        elif view.chain >= MAX_CHAIN:
+            what += (
+                f" This is launch {view.chain} of its retry chain, the most taobot runs ({MAX_CHAIN}); "
+                "have the cluster looked at, then *Relaunch*."
+            )
+    elif found.kind is FailureKind.CONFIGURATION:
+        what = "A retry with the same inputs would fail the same way: change what this line names, then *Relaunch*." + (
+            f" {view.auto_retry}" if view.auto_retry else ""
+        )
+    elif found.kind is FailureKind.PROGRAM:
+        what = "The run itself failed; a retry with the same inputs would fail the same way, so none is offered." + (
+            f" {view.auto_retry}" if view.auto_retry else ""
+        )
+    else:
+        what = "Neither the platform state nor the last log lines say why; read the full log."
+    lines = [f"{head}. {what}", "Decided by: `" + found.evidence.replace("`", "'") + "`"]
+    if launch.retry_of:
+        lines.append(f"This launch is retry {view.chain - 1} of its chain (it retries `{launch.retry_of}`).")
     return "\n".join(lines)

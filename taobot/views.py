@@ -31,6 +31,7 @@ from taobot.intake import (
 )
 from taobot.kube_profiles import KubeProfile
 from taobot.launches import Launch
+from taobot.triage import Triage
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,10 @@ class FinalUpdate:
     log_lines: tuple[str, ...]
     cause: str | None  # an infrastructure cause found in the logs: the failure is likely retriable
     now: float
+    triage: Triage | None = None  # why it failed: infrastructure, configuration or program, and the deciding line
+    chain: int = 1  # this launch's place in its retry chain (1: the first launch, not a retry)
+    retry_offered: bool = False  # the *Retry* button: an infrastructure failure, room left in the chain
+    auto_retry: str | None = None  # what the opted-in automatic retry does now (it is starting, or used up)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,13 @@ class SetNotify:
 
 
 @dataclass(frozen=True)
+class SetRetry:
+    """`retry=infra:N`: an infrastructure failure of this launch retries itself up to N times; `retry=off`: never."""
+
+    infra: int  # 0: off
+
+
+@dataclass(frozen=True)
 class CredentialsStored:
     fingerprints: dict[str, str]  # name -> fingerprint; values went to the store
 
@@ -90,6 +97,7 @@ Event = (
     ChoosePlatform
     | SetMonitoring
     | SetNotify
+    | SetRetry
     | CredentialsStored
     | UseSshAgent
     | ConfirmImage

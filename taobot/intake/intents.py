@@ -123,6 +123,13 @@ class Relaunch:
     launch_id: str | None = None
 
 
+@dataclass(frozen=True)
+class Retry:
+    """An infrastructure failure again: preflight afresh, then the same inputs as a new job linked to this one."""
+
+    launch_id: str | None = None
+
+
 Intent = (
     Answer
     | SubmitCredentials
@@ -140,8 +147,9 @@ Intent = (
     | Attach
     | CancelJob
     | Relaunch
+    | Retry
 )
-LAUNCH_INTENTS = (Detach, Attach, CancelJob, Relaunch)  # act on a job, not on the intake's answers
+LAUNCH_INTENTS = (Detach, Attach, CancelJob, Relaunch, Retry)  # act on a job, not on the intake's answers
 
 # --------------------------------------------------------------------------- the one command table
 
@@ -165,6 +173,7 @@ CANCEL_JOB = "cancel_job"
 DETACH = "detach"
 ATTACH = "attach"
 RELAUNCH = "relaunch"
+RETRY = "retry"
 HELP = "help"
 STATUS = "status"
 
@@ -190,6 +199,7 @@ COMMANDS: dict[str, Intent] = {
     DETACH: Detach(),
     ATTACH: Attach(),
     RELAUNCH: Relaunch(),
+    RETRY: Retry(),
     HELP: ShowHelp(),
     STATUS: ShowStatus(),
 }
@@ -210,6 +220,7 @@ WORDS: dict[str, str] = {
     "detach": DETACH,
     "stop monitoring": DETACH,
     "attach": ATTACH,
+    "retry": RETRY,
     "preflight": RUN_PREFLIGHT,
     "run preflight": RUN_PREFLIGHT,
     "launch": LAUNCH,

@@ -18,6 +18,7 @@ from taobot.intake.events import (
     SetMonitoring,
     SetNotify,
     SetResults,
+    SetRetry,
     SetRoot,
     SetSpecInput,
     UseSshAgent,
@@ -28,6 +29,7 @@ from taobot.intake.queries import model_of
 from taobot.intake.state import IntakeState
 from taobot.intake.values import ROLE_ALIASES
 from taobot.secret_shapes import looks_like_secret
+from taobot.triage import MAX_CHAIN
 
 MAX_REPLY_CHARS = 4000
 GPU_KEYS = ("num_gpus", "gpus")
@@ -126,6 +128,8 @@ def _event_for(key: str, value: str, model: Model, catalog: Catalog) -> tuple[Ev
         if value.lower() in ("dm", "thread"):
             return SetNotify(value.lower() == "dm"), None
         return None, f"`notify` takes `dm` (the end also by DM) or `thread`; got `{value}`."
+    if lower == "retry":
+        return _retry_event(value)
     if lower in ("interval", "status_interval", "status_interval_minutes"):
         number, err = _parse_int(key, value.removesuffix("m").removesuffix("min"))
         return (SetMonitoring(interval=number), None) if err is None else (None, err)
@@ -149,5 +153,22 @@ def _event_for(key: str, value: str, model: Model, catalog: Catalog) -> tuple[Ev
         if not value:
             return None, f"`{key}` needs a path."
         return SetSpecInput(key, value), None
-    known = "platform, monitor, interval, image, train, eval, calibration, results, num_gpus, num_nodes, or a spec key"
+    known = (
+        "platform, monitor, interval, notify, retry, image, train, eval, calibration, results, num_gpus, num_nodes, "
+        "or a spec key"
+    )
     return None, f"Unknown key `{key}`. Known keys: {known}."
+
+
+def _retry_event(value: str) -> tuple[Event | None, str | None]:
+    """`retry=infra:N` (N automatic retries of an infrastructure failure) or `retry=off`."""
+    most = MAX_CHAIN - 1  # a chain holds the first launch and its retries
+    word, _, count = value.lower().partition(":")
+    if word in ("off", "no", "none") and not count:
+        return SetRetry(0), None
+    if word == "infra" and count.isdigit() and 1 <= int(count) <= most:
+        return SetRetry(int(count)), None
+    return None, (
+        f"`retry` takes `infra:N` (retry an infrastructure failure by itself up to N times, N from 1 to {most}) "
+        f"or `off`; got `{value}`."
+    )

@@ -56,6 +56,16 @@ class Approval(BaseModel):
     reason: str = ""  # why the policy asked for it, as it stood then
 
 
+class RetryPending(BaseModel):
+    """A *Retry* under way: the failed launch it retries, for exactly the inputs that launch had."""
+
+    of: str  # the launch id being retried
+    fingerprint: str  # gate.input_fingerprint of the inputs: a launch from other inputs is no retry
+    automatic: bool = False  # started by `retry=infra:N`, not by a click
+    by: str
+    at: float
+
+
 class PreflightRecord(BaseModel):
     """The last preflight of this thread, tied to the inputs it checked."""
 
@@ -91,6 +101,8 @@ class IntakeState(BaseModel):
     mount_confirmations: dict[str, Confirmation] = Field(default_factory=dict)
     preflight: PreflightRecord | None = None
     approval: Approval | None = None  # when the operator's policy asks for one (gate condition 8)
+    retry_infra: int = 0  # `retry=infra:N`: an infrastructure failure retries itself up to N times (0: off)
+    retry_pending: RetryPending | None = None  # a retry's preflight is running; its launch links to the failed one
     status: IntakeStatus = "collecting"
     card_ts: str | None = None
     created_at: float = Field(default_factory=time.time)

@@ -24,6 +24,7 @@ from taobot.intake.events import (
     SetMonitoring,
     SetNotify,
     SetResults,
+    SetRetry,
     SetRoot,
     SetSpecInput,
     UseSshAgent,
@@ -51,7 +52,8 @@ from taobot.intake.values import (
 
 def apply(state: IntakeState, event: Event, catalog: Catalog, now: float | None = None) -> Outcome:
     """Apply one event. Refused events leave the state exactly as it was."""
-    if state.status in CLOSED_STATUSES:
+    if state.status in CLOSED_STATUSES and not (isinstance(event, SetRetry) and state.status == "launched"):
+        # A launched thread still takes `retry=`: it is about the job's failure, not the job's inputs.
         return Outcome(
             state, errors=[f"This intake is {state.status}; start a new one with `/tao launch {state.model}`."]
         )
@@ -106,6 +108,16 @@ def _set_notify(s: IntakeState, e: SetNotify, catalog: Catalog, out: Outcome) ->
     s.notify_dm = e.dm
     out.notes.append(
         "The job's end will also be sent to you by DM." if e.dm else "The job's end will be posted in this thread only."
+    )
+
+
+def _set_retry(s: IntakeState, e: SetRetry, catalog: Catalog, out: Outcome) -> None:
+    s.retry_infra = e.infra
+    out.notes.append(
+        f"An infrastructure failure will be retried by itself up to {e.infra} time{'s' if e.infra != 1 else ''} "
+        "(preflight first each time); other failures never are."
+        if e.infra
+        else "Automatic retry is off."
     )
 
 
@@ -271,6 +283,7 @@ _HANDLERS = {
     ChoosePlatform: _choose_platform,
     SetMonitoring: _set_monitoring,
     SetNotify: _set_notify,
+    SetRetry: _set_retry,
     CredentialsStored: _credentials_stored,
     UseSshAgent: _use_ssh_agent,
     ConfirmImage: _confirm_image,

@@ -80,7 +80,7 @@ class Services:
         self._work = ThreadPoolExecutor(max_workers=4, thread_name_prefix="work")
         self.intake = IntakeService(self.desk, platform_settings or PlatformSettings())
         self.preflight = PreflightRuns(self.desk, self._work, platform_settings or PlatformSettings())
-        self.launches = LaunchControl(self.desk, self._work, launcher, monitor)
+        self.launches = LaunchControl(self.desk, self._work, launcher, monitor, preflight=self.preflight)
         self.intake.kube = self.launches.kube = self.preflight.kube  # one set of Kubernetes identity rules
         self.status = StatusQueries(self.desk)
         self.approvals = Approvals(self.desk)

@@ -1,4 +1,4 @@
-"""Launch control: launch (gate first), cancel a job, detach and attach updates, relaunch.
+"""Launch control: launch (gate first), cancel a job, detach and attach updates, relaunch, retry.
 
 Submitting and cancelling talk to a platform for seconds, so they run on
 the work pool, never on a listener thread; the gate is asked again at
@@ -15,24 +15,38 @@ from taobot import metrics
 from taobot.errors import BackendUnreachable, GateClosedError, LaunchFailed
 from taobot.gate import compute_gate
 from taobot.intake import IntakeState
-from taobot.intake.intents import Attach, CancelJob, Detach, Relaunch
+from taobot.intake.intents import Attach, CancelJob, Detach, Relaunch, Retry
 from taobot.launches import Launch
 from taobot.services.desk import Desk
 from taobot.services.kube_access import KubeAccess
 from taobot.services.policy_checks import PolicyChecks
+from taobot.services.retries import Retries
 from taobot.views import LaunchPosted
 
 log = logging.getLogger(__name__)
 
 
 class LaunchControl:
-    def __init__(self, desk: Desk, work: Executor, launcher=None, monitor=None) -> None:
+    def __init__(self, desk: Desk, work: Executor, launcher=None, monitor=None, preflight=None) -> None:
         self.desk = desk
         self.work = work
         self.launcher = launcher
-        self.monitor = monitor
         self.checks = PolicyChecks(desk)
+        self.retries = Retries(desk, self, preflight)
         self.kube: KubeAccess | None = None  # set by Services: the preflight's rules for Kubernetes identities
+        self.monitor = monitor
+
+    @property
+    def monitor(self):
+        return self._monitor
+
+    @monitor.setter
+    def monitor(self, monitor) -> None:
+        # The monitor is made after the services (it needs their card refresh); whoever hands it over wires the
+        # automatic retry of opted-in infrastructure failures to it.
+        self._monitor = monitor
+        if monitor is not None:
+            monitor.on_retriable = self.retries.automatic
 
     # ------------------------------------------------------------------ launch
 
@@ -78,6 +92,8 @@ class LaunchControl:
                 head = "Not launching: this launch's Kubernetes identity may not be used. Nothing was created."
                 self.kube.refuse(state, user, "launch", refusal, head)
                 return
+            retry_of = self.retries.link(state)  # a retry's launch names the failed one
+            state.retry_pending = None  # recorded with the launch (or with its failure)
             try:
                 launch, _submitted = self.launcher.launch(state, user, values, self.checks.rules(state))
             except GateClosedError as exc:
@@ -109,6 +125,9 @@ class LaunchControl:
                 )
                 return
             metrics.LAUNCHES.labels(platform=state.platform, outcome="submitted").inc()
+            if retry_of:
+                desk.store.update_launch(launch.id, retry_of=retry_of)
+                launch = desk.store.get_launch(launch.id) or launch
             desk.messenger.post(state.channel, LaunchPosted(launch), thread_ts=state.thread_ts)
             desk.refresh(desk.store.get_intake(intake_id) or state)
 
@@ -119,7 +138,7 @@ class LaunchControl:
 
     # ------------------------------------------------------------------ a launched job
 
-    def act(self, state: IntakeState, user: str, intent: Detach | Attach | CancelJob | Relaunch) -> None:
+    def act(self, state: IntakeState, user: str, intent: Detach | Attach | CancelJob | Relaunch | Retry) -> None:
         desk = self.desk
         launch = desk.store.get_launch(intent.launch_id) if intent.launch_id else desk.store.latest_launch(state.id)
         if launch is None:
@@ -139,6 +158,9 @@ class LaunchControl:
             desk.reply(state, f"Resumed status updates for `{launch.id}` every {launch.interval_minutes} min.")
         elif isinstance(intent, CancelJob):
             self.work.submit(self._cancel_job, state.id, launch.id, user)
+        elif isinstance(intent, Retry):
+            # Off this thread: a typed `retry` arrives with the thread's lock held, and the retry takes it.
+            self.work.submit(self.retries.retry, state, user, launch)
         else:
             self._relaunch(state, user, launch)
 
@@ -154,6 +176,7 @@ class LaunchControl:
             state.status = "complete"
             state.preflight = None
             state.approval = None  # an approval lets one launch go; another one needs its own
+            state.retry_pending = None  # a relaunch is a new start, not a retry
             state.updated_at = time.time()
             desk.store.save_intake(state, user, "relaunch", {"after": launch.id})
             desk.refresh(state)

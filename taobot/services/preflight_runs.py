@@ -65,8 +65,10 @@ class PreflightRuns:
         self.checks = PolicyChecks(desk)
         self.approvals = Approvals(desk)
 
-    def start(self, state: IntakeState, user: str) -> None:
-        """Record a running preflight, post its card, and run it in the background. Caller holds the lock."""
+    def start(self, state: IntakeState, user: str, then=None) -> None:
+        """Record a running preflight, post its card, and run it in the background. Caller holds the lock.
+
+        `then(state, passed)` runs once the result is recorded, under the lock (a retry launches from there)."""
         desk = self.desk
         if next_step(state, desk.catalog) is not Step.COMPLETE:
             desk.reply(
@@ -100,7 +102,7 @@ class PreflightRuns:
         desk.store.save_intake(state, user, "preflight_started", {"fingerprint": fingerprint})
         self._supersede(state, previous)
         desk.refresh(state)
-        self.work.submit(self._run, state.id, fingerprint, ts, request, required)
+        self.work.submit(self._run, state.id, fingerprint, ts, request, required, then)
 
     def _supersede(self, state: IntakeState, previous: PreflightRecord | None) -> None:
         """Redraw the earlier preflight card without its buttons: only the newest run may be acted on."""
@@ -112,7 +114,7 @@ class PreflightRuns:
         except TaobotError as exc:
             log.warning("superseded preflight card update failed: %s", exc, extra={"intake": state.id})
 
-    def _run(self, intake_id: str, fingerprint: str, card_ts: str, request, required) -> None:
+    def _run(self, intake_id: str, fingerprint: str, card_ts: str, request, required, then=None) -> None:
         from taobot.preflight import run_preflight
 
         desk = self.desk
@@ -151,6 +153,8 @@ class PreflightRuns:
             desk.refresh(state)
             if waiting:
                 self.approvals.ask(state, rules)
+            if then is not None:
+                then(state, passed)
         metrics.PREFLIGHTS.labels(platform=request.platform, result="passed" if passed else "failed").inc()
         log.info(
             "preflight %s", "passed" if passed else "failed", extra={"intake": intake_id, "platform": request.platform}

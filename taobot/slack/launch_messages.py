@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from taobot.intake.intents import RETRY
 from taobot.slack.blocks import CANCEL_JOB, DETACH, RELAUNCH, actions, button, context, fit, plain, section
-from taobot.view_text import STATE_MARK, clock, duration, never_starts, status_line
+from taobot.view_text import STATE_MARK, clock, duration, never_starts, status_line, triage_text
 from taobot.views import FinalUpdate, LaunchPosted, StatusUpdate
 
 
@@ -38,6 +39,8 @@ def launch_posted(view: LaunchPosted) -> dict:
         f"Logs: `{launch.log_location}`",
         f"Results: `{launch.results_location}`",
     ]
+    if launch.retry_of:
+        lines.append(f":recycle: A retry of `{launch.retry_of}`, with the same inputs.")
     if launch.monitor:
         lines.append(
             f"I will post status here every {launch.interval_minutes} min until it ends. Reply `detach` to stop updates."
@@ -100,11 +103,30 @@ def final_update(view: FinalUpdate) -> dict:
         facts.append(f"Reason: {launch.reason}")
     facts.append(f"Results: `{launch.results_location}`")
     facts.append(f"Logs: `{launch.log_location}`")
-    if cause:
+    if cause and view.triage is None:
         facts.append(
             f":recycle: The platform state or logs point to an infrastructure problem ({cause}); "
             "this failure is likely retriable."
         )
-    body = [section("\n".join(facts))] + _log_block(lines)
-    body.append(actions(f"f_{launch.id}", [button("Relaunch", RELAUNCH, launch.id, "primary")]))
+    body = [section("\n".join(facts))] + _triage_blocks(view) + _log_block(lines)
+    body.append(actions(f"f_{launch.id}", _final_buttons(view)))
     return {"text": f"{launch.id} {state}", "blocks": fit(body)}
+
+
+def _triage_blocks(view: FinalUpdate) -> list[dict]:
+    """The failure's kind, the deciding line, and for a program failure the traceback's last frames."""
+    if view.triage is None:
+        return []
+    blocks = [section(triage_text(view))]
+    if view.triage.frames:
+        frames = "\n".join(view.triage.frames)[-2400:].replace("```", "` ` `")
+        blocks.append(section("*Last frames of the traceback*\n```" + frames + "```"))
+    return blocks
+
+
+def _final_buttons(view: FinalUpdate) -> list[dict]:
+    """*Retry* for an infrastructure failure with room left in its chain; *Relaunch* (inputs first) always."""
+    launch_id = view.launch.id
+    if view.retry_offered:
+        return [button("Retry", RETRY, launch_id, "primary"), button("Relaunch", RELAUNCH, launch_id)]
+    return [button("Relaunch", RELAUNCH, launch_id, "primary")]

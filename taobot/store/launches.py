@@ -83,6 +83,20 @@ class LaunchRows:
         where = f"NOT ({ended}) OR (monitor = 1 AND final_posted = 0)"
         return self._launches(where, [], order_by="launched_at")
 
+    def retries_of(self, launch_id: str) -> list[Launch]:
+        """The launches started as retries of this one."""
+        return self._launches("retry_of = ?", [launch_id], order_by="launched_at")
+
+    def retry_chain(self, launch: Launch, limit: int = 50) -> list[Launch]:
+        """The launch and those it retries, oldest first (followed through `retry_of`, at most `limit` steps)."""
+        chain = [launch]
+        while chain[0].retry_of and len(chain) < limit:
+            earlier = self.get_launch(chain[0].retry_of)
+            if earlier is None or any(c.id == earlier.id for c in chain):
+                break
+            chain.insert(0, earlier)
+        return chain
+
     def launches_to_clean(self, now: float, attempts: int, limit: int) -> list[Launch]:
         """Ended launches whose platform cleanup is not done, is due now and has failed fewer than `attempts` times."""
         ended = f"(ended_at IS NOT NULL OR state IN ({terminal_sql_list()}))"

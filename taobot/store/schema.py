@@ -144,3 +144,17 @@ def m008_cleanup(db: sqlite_utils.Database) -> None:
     db["launches"].add_column("cleanup_attempts", int, not_null_default=0)
     db["launches"].add_column("cleanup_retry_at", float)
     db["launches"].add_column("cleanup_error", str)
+
+
+@migrations()
+def m009_retry_and_triage(db: sqlite_utils.Database) -> None:
+    # A launch started by *Retry* (or an automatic retry) names the launch it retries; a chain is followed
+    # through these links (taobot.triage.MAX_CHAIN launches at most).
+    db["launches"].add_column("retry_of", str)
+    db["launches"].create_index(["retry_of"])
+    # The failure triage, worked out once when the launch failed, so the final reply, a re-sent one and the
+    # *Retry* button all read the same verdict: its kind, its cause, the deciding line, a traceback's frames (JSON).
+    db["launches"].add_column("failure_kind", str)
+    db["launches"].add_column("failure_cause", str)
+    db["launches"].add_column("failure_line", str)
+    db["launches"].add_column("failure_frames", str)
