@@ -2,19 +2,26 @@
 
 Every variable is listed in the README's configuration table. A bad value
 stops the bot with one line naming the setting (see `load_settings`).
+
+`load_settings` reads each setting's variable from os.environ itself (names
+matched regardless of case) and pydantic validates them. pydantic-settings did
+the same, but importing it cost every command about 40 ms (asyncio, dotenv and
+its sources), a fifteenth of a `taobot preflight` run.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from taobot.errors import ConfigError
-from taobot.kube_profiles import KubeProfile
+
+if TYPE_CHECKING:  # only named in PlatformSettings' annotation; the profiles are built by the policy
+    from taobot.kube_profiles import KubeProfile
 
 
 @dataclass(frozen=True)
@@ -62,8 +69,10 @@ class PlatformSettings:
         return bool(self.kubernetes_service_host)
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+class Settings(BaseModel):
+    """Every setting, by its variable name (or its field name); `load_settings` fills it from the environment."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, validate_default=True)
 
     slack_bot_token: SecretStr | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
     slack_app_token: SecretStr | None = Field(None, validation_alias="SLACK_APP_TOKEN")
@@ -162,18 +171,38 @@ class Settings(BaseSettings):
 
 def credentials_from_environment(names: list[str]) -> dict[str, str]:
     """Credential values the CLI takes from its environment, as the published launch helper does."""
-    import os
-
     return {name: os.environ[name] for name in names if os.environ.get(name)}
+
+
+def _variables(alias: str | AliasChoices) -> tuple[str, ...]:
+    return tuple(alias.choices) if isinstance(alias, AliasChoices) else (alias,)
 
 
 _ALIASES = {name: field.validation_alias for name, field in Settings.model_fields.items()}
 
 
+def _from_environment() -> dict[str, str]:
+    """The value of each setting's variable that is set, by variable name; names match regardless of case."""
+    environment = {name.lower(): value for name, value in os.environ.items()}
+    found = {}
+    for alias in _ALIASES.values():
+        for variable in _variables(alias):
+            if variable.lower() in environment:
+                found[variable] = environment[variable.lower()]
+                break
+    return found
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment; a bad value raises ConfigError naming it."""
+    """Settings from the environment, `overrides` (by field name) winning; a bad value raises ConfigError naming it."""
+    values: dict[str, object] = _from_environment()
+    for name, value in overrides.items():
+        first, *others = _variables(_ALIASES[name])
+        for variable in others:
+            values.pop(variable, None)
+        values[first] = value
     try:
-        return Settings(**overrides)
+        return Settings.model_validate(values)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = err["loc"][0] if err["loc"] else ""

@@ -17,11 +17,13 @@ import re
 import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from taobot.catalog.schema import ResourceDefaults
 from taobot.config import PlatformSettings
-from taobot.policy import MountRules
+
+if TYPE_CHECKING:  # only named in PreflightRequest's annotation; the `taobot preflight` command never loads a policy
+    from taobot.policy import MountRules
 
 Scope = Literal["credentials", "limits", "platform", "dataset", "mount"]
 
