@@ -10,12 +10,13 @@ messenger paces its calls inside Slack's rate limits first (slack/pacing.py).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from slack_bolt import App, BoltResponse
+from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import (
@@ -29,7 +30,7 @@ from taobot.config import Settings
 from taobot.errors import SlackError
 from taobot.secrets import REDACTOR
 from taobot.services import Services
-from taobot.slack.listeners.after_ack import AfterAck
+from taobot.slack.listeners.after_ack import AfterAck, RetriedDeliveries
 from taobot.slack.pacing import Pacer
 from taobot.slack.render import render
 from taobot.store import Store
@@ -41,8 +42,6 @@ SLACK_EVENTS_PATH = "/slack/events"
 # Bolt's listener pool: listeners only ack and hand over (slack/listeners/after_ack.py), so this is about
 # how many requests are in flight at once, not how much work is waiting.
 LISTENER_THREADS = 16
-# Event types whose listeners record the delivery after the ack (their work claims it, slack/listeners/after_ack.py).
-CLAIMED_AFTER_ACK = frozenset({"message", "app_mention"})
 
 # What Slack must grant for each thing the code uses; manifest.yml declares
 # exactly their union (tests/test_manifest.py compares the two).
@@ -279,9 +278,14 @@ class Runtime:
         from taobot import scheduler
 
         grace = self.settings.shutdown_grace_seconds if self.settings else 20
-        if self.after_ack is not None:  # answers already acked go out first; then no more work is taken
-            self.after_ack.close(grace)
+        deadline = time.monotonic() + grace
+        # One grace for both, side by side: the work of requests already acked, and running preflights and submits.
+        closing = threading.Thread(target=self.after_ack.close, args=(grace,), daemon=True) if self.after_ack else None
+        if closing is not None:
+            closing.start()
         self.services.shutdown(grace)
+        if closing is not None:
+            closing.join(max(0.0, deadline - time.monotonic()))
         if self.scheduler is not None:
             scheduler.stop(self.scheduler)
             self.scheduler = None
@@ -336,19 +340,7 @@ def build_app(
 
     after_ack = AfterAck(claim=store.first_delivery)
 
-    @app.middleware
-    def drop_retried_deliveries(body: dict, next) -> BoltResponse | None:  # noqa: A002 - Bolt's name
-        if "runtime" in runtime_ref:
-            runtime_ref["runtime"].last_slack_at = time.time()
-        # Slack re-sends an event it thinks we missed (X-Slack-Retry-Num). The event_id stays the same, so the
-        # first delivery's record wins. Messages and mentions, the bulk of the traffic, record it after the ack
-        # (their work claims it in after_ack); the other events record it here, the one write before their ack.
-        event_id = body.get("event_id") if isinstance(body, dict) else None
-        event_type = (body.get("event") or {}).get("type") if event_id else None
-        if event_id and event_type not in CLAIMED_AFTER_ACK and not store.first_delivery(f"event:{event_id}"):
-            log.info("duplicate delivery of %s ignored", event_id)
-            return BoltResponse(status=200, body="")
-        return next()
+    app.use(RetriedDeliveries(store.first_delivery, runtime_ref))
 
     from taobot.slack.listeners import actions, commands, messages, views
 
@@ -415,8 +407,6 @@ def health_app(runtime: Runtime):
 
 
 def serve_health_in_background(runtime: Runtime, host: str, port: int):
-    import threading
-
     import waitress.server
 
     server = waitress.server.create_server(health_app(runtime), host=host, port=port, threads=2, ident="taobot")

@@ -6,8 +6,9 @@ then submits the rest here and returns. Work with the same key (one Slack thread
 launches) runs one piece at a time in the order it arrived, so a person's two quick replies are applied in the
 order they sent them; different keys run side by side on the pool.
 
-A retried event is dropped here, after the ack: the piece of work first claims its delivery id
-(`claim`, the store's seen_deliveries row), and only the first claim goes on.
+A retried message or mention is dropped here, after the ack: the piece of work first claims its delivery id
+(`claim`, the store's seen_deliveries row), and only the first claim goes on. Other events are claimed before
+their ack by `RetriedDeliveries`, Bolt's middleware, as their listeners do their work in place.
 """
 
 from __future__ import annotations
@@ -19,12 +20,17 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from slack_bolt import BoltResponse
+from slack_bolt.middleware import Middleware
+
 from taobot import metrics
 
 log = logging.getLogger(__name__)
 
 # Workers mostly wait (on Slack's rate limits, the database, SSH); the ack path never waits for them.
 WORKERS = 16
+# Event types whose listeners record the delivery after the ack (their work claims it here, in AfterAck).
+CLAIMED_AFTER_ACK = frozenset({"message", "app_mention"})
 
 
 def thread_key(channel: str, thread_ts: str | None) -> str:
@@ -108,3 +114,26 @@ class AfterAck:
             log.warning("%d piece(s) of work after the ack unfinished at shutdown", self._pending)
         self._pool.shutdown(wait=False, cancel_futures=True)
         return done
+
+
+class RetriedDeliveries(Middleware):
+    """Notes that Slack spoke (Socket Mode readiness) and drops Slack's re-sends of an event it thinks we missed.
+
+    A retry keeps the event_id, so the first delivery's record wins. Messages and mentions, the bulk of the
+    traffic, record it after the ack (their work claims it in after_ack); other events here, the one write
+    before their ack. A Middleware subclass, so Bolt calls it without building listener arguments for it.
+    """
+
+    def __init__(self, claim: Callable[[str], bool], runtime_ref: dict) -> None:
+        self.claim, self.runtime_ref = claim, runtime_ref  # claim: the store's first_delivery
+
+    def process(self, *, req, resp, next):  # noqa: A002 - Bolt's name
+        if "runtime" in self.runtime_ref:
+            self.runtime_ref["runtime"].last_slack_at = time.time()
+        body = req.body if isinstance(req.body, dict) else {}
+        event_id = body.get("event_id")
+        event_type = (body.get("event") or {}).get("type") if event_id else None
+        if event_id and event_type not in CLAIMED_AFTER_ACK and not self.claim(f"event:{event_id}"):
+            log.info("duplicate delivery of %s ignored", event_id)
+            return BoltResponse(status=200, body="")
+        return next()
