@@ -14,6 +14,9 @@ interrupted submit, and a job the platform no longer knows for
 `UNKNOWN_GRACE_S`, end with a final reply that says what to check.
 At the end of a cycle, launches that have ended get their platform cleanup
 (`taobot.cleanup`): what holds their secrets there is removed, once.
+Each update and final reply carries the run's training progress, and an
+update of a job pending or silent past its threshold says so
+(`taobot.monitor_signals`).
 A long cycle calls `keep_alive` between steps, so the scheduler's lease is
 renewed in time (and a cycle that lost it stops before posting anything).
 """
@@ -23,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from taobot.backends.base import JobRef, JobStatus
 from taobot.catalog import Catalog, find_platform
@@ -31,8 +34,9 @@ from taobot.cleanup import PlatformCleanup
 from taobot.errors import BackendUnreachable
 from taobot.launches import JobState, Launch
 from taobot.monitor_failures import FailedFinals
+from taobot.monitor_signals import Signals
 from taobot.posting import DM_COPY_SLOT, FINAL_SLOT, ThreadPoster
-from taobot.views import FinalUpdate, StatusUpdate
+from taobot.views import FinalUpdate
 
 log = logging.getLogger(__name__)
 
@@ -76,20 +80,24 @@ class Monitor:
         self._card_drawn: dict[str, float] = {}  # launch id -> when an update last redrew its card
         # Called between the steps of a cycle; raises to stop a cycle that must not go on (the lease was lost).
         self.keep_alive = keep_alive or (lambda: None)
-        self.cleanup = PlatformCleanup(
-            store, backends, lambda row: self.credentials(row.owner, row.platform), self.keep_alive
-        )
+        self.cleanup = PlatformCleanup(store, backends, self.credentials, self.keep_alive)
         self.on_retriable = None  # starts an opted-in launch's automatic retry (`retry=infra:N`); LaunchControl's
         self.failures = FailedFinals(store, backends)
+        self.signals = Signals(self.poster)  # progress and stuck signals; the thresholds are `signals.rules`
 
     # ------------------------------------------------------------------ helpers
 
-    def credentials(self, owner: str, platform: str) -> dict[str, str]:
-        values = {}
-        saved = self.store.secret_fingerprints(owner)
-        for name in platform_credential_names(self.catalog, platform):
+    def credentials(self, launch: Launch) -> dict[str, str]:
+        """The values the launch's thread holds (what its preflight checked); a launch from before values were
+        held uses its owner's saved ones."""
+        names = platform_credential_names(self.catalog, launch.platform)
+        values = self.store.held_values(launch.intake_id, names)
+        if values:
+            return values
+        saved = self.store.secret_fingerprints(launch.owner)
+        for name in names:
             if name in saved:
-                value = self.store.get_secret(owner, name)
+                value = self.store.get_secret(launch.owner, name)
                 if value:
                     values[name] = value
         return values
@@ -121,7 +129,6 @@ class Monitor:
         rows = self.store.active_launches()
         stats.launches = len(rows)
         groups: dict[tuple[str, str], list[tuple[Launch, JobRef]]] = defaultdict(list)
-        creds_cache: dict[tuple[str, str], dict] = {}
         for row in rows:
             if row.state is JobState.SUBMITTING:
                 if now - row.launched_at > SUBMIT_STALE_S:
@@ -130,10 +137,7 @@ class Monitor:
             if row.state.terminal or row.ended_at is not None:
                 stats.posted += self._post_final(row, None)  # ended, its final reply not posted yet
                 continue
-            key = (row.owner, row.platform)
-            if key not in creds_cache:
-                creds_cache[key] = self.credentials(*key)
-            ref = self.ref(row, creds_cache[key])
+            ref = self.ref(row, self.credentials(row))
             backend = self.backends[row.platform]
             groups[(row.platform, backend.connection_key(ref))].append((row, ref))
         last_slots = self.store.last_slots() if groups else {}
@@ -143,7 +147,7 @@ class Monitor:
             if all((r.next_poll_at or 0) > now for r, _ in members):
                 continue  # backing off an unreachable platform
             due = {r.id: self.update_due(r, now, last_slots.get(r.id)) for r, _ in members}
-            tails = [ref.job_id for r, ref in members if due[r.id] is not None]
+            tails = [ref.job_id for r, ref in members if due[r.id] is not None or self.signals.wants_log(r, now)]
             start = time.perf_counter()
             try:
                 statuses = backend.poll([ref for _, ref in members], tails_for=tails)
@@ -181,12 +185,11 @@ class Monitor:
                     log.warning("could not fetch the last log lines of %d ended job(s)", len(ended))
             for row, ref, status in recorded:
                 self.keep_alive()  # posts wait their turn at Slack's limits: renew the lease as they go
+                stats.posted += self.signals.seen(row, status, now)  # its log's growth; a silence is said once
                 if row.ended_at is not None:
-                    tail = status.log_tail or (extra_tails[ref.job_id].log_tail if ref.job_id in extra_tails else ())
-                    tail = self.failures.failure_tail(row, ref, tail)
-                    if self._post_final(
-                        row, JobStatus(status.state, status.native, status.reason, status.exit_code, tail)
-                    ):
+                    status = self.signals.ended(status, extra_tails.get(ref.job_id))
+                    tail = self.failures.failure_tail(row, ref, status.log_tail)
+                    if self._post_final(row, replace(status, log_tail=tail)):
                         stats.posted += 1
                 elif due[row.id] is not None:
                     if self._post_update(row, due[row.id], status):
@@ -265,8 +268,7 @@ class Monitor:
     # ------------------------------------------------------------------ posting
 
     def _post_update(self, row: Launch, slot: int, status: JobStatus | None) -> bool:
-        lines = tuple(status.log_tail) if status else ()
-        posted = self.poster.post(row, slot, StatusUpdate(row, lines, self.clock()))
+        posted = self.poster.post(row, slot, self.signals.update(row, status, self.clock()))
         if posted and self.on_state_change is not None and self._card_due(row):
             try:  # the card's status line ("Running for 12 min") follows the updates, now and then
                 self.on_state_change(row)
@@ -303,12 +305,13 @@ class Monitor:
         return False
 
     def _final_view(self, row: Launch, status: JobStatus | None) -> FinalUpdate:
-        return self.failures.final_view(row, tuple(status.log_tail) if status else (), self.clock())
+        view = self.failures.final_view(row, tuple(status.log_tail) if status else (), self.clock())
+        return replace(view, progress=self.signals.progress_of(row, status))
 
     def retry_pending(self) -> int:
         """Slots claimed but not confirmed posted (a crash, or a post Slack refused): find or post them now."""
 
         def view_for(row: Launch, slot: int):
-            return self._final_view(row, None) if slot == FINAL_SLOT else StatusUpdate(row, (), self.clock())
+            return self._final_view(row, None) if slot == FINAL_SLOT else self.signals.resent(row, slot, self.clock())
 
         return self.poster.retry_pending(view_for)

@@ -68,10 +68,15 @@ class ThreadPoster:
             if launch is None or self.backing_off(launch):
                 continue
             slot = pending["slot"]
-            if slot == DM_COPY_SLOT:  # not in a thread, so there is nothing to look up: send it
-                sent += self._send(launch, slot, view_for(launch, FINAL_SLOT))
-                continue
             try:
+                if slot == DM_COPY_SLOT:  # not in a thread: looked for among the DM's messages since the claim
+                    dm = self.messenger.open_dm(launch.owner)
+                    ts = self.messenger.find_posted(dm, None, launch.id, slot, since=pending["at"] - 60)
+                    if not ts:
+                        sent += self._send(launch, slot, view_for(launch, FINAL_SLOT))
+                    else:
+                        self._confirmed(launch, slot, ts)
+                    continue
                 ts = self.messenger.find_posted(launch.channel, launch.thread_ts, launch.id, slot)
             except TaobotError as exc:
                 moved = self._failed(launch, exc)

@@ -10,7 +10,7 @@ import time
 from taobot.intake import Step
 from taobot.launches import Launch
 from taobot.triage import MAX_CHAIN, FailureKind
-from taobot.views import ChannelStatus, FinalUpdate, IntakeDetail, IntakeFacts, LaunchDetail
+from taobot.views import ChannelEntry, ChannelStatus, FinalUpdate, IntakeDetail, IntakeFacts, LaunchDetail
 
 STEP_TITLES = {
     Step.PLATFORM: "Where should it run?",
@@ -108,17 +108,26 @@ def intake_detail_text(view: IntakeDetail) -> str:
 
 def channel_status_text(view: ChannelStatus) -> str:
     if not view.entries:
-        return "No launches in this channel yet. Start one with `/tao launch <model> [action]`."
+        where = "You have no launches" if view.yours else "No launches in this channel"
+        return f"{where} yet. Start one with `/tao launch <model> [action]`."
     shown = len(view.entries)
     more = f" (newest {shown} of {view.total})" if view.total > shown else ""
-    lines = [f"*Launches in this channel*{more}"]
-    for entry in view.entries:
-        s, launch = entry.intake, entry.launch
-        where = f"job `{launch.job_id}` *{launch.state.value}* (`{launch.id}`)" if launch else f"*{s.status}*"
-        lines.append(
-            f"• `{s.id}` {s.model} {s.action} · {entry.platform} · {where} · <@{s.owner}> · {age(view.now - s.created_at)} ago"
-        )
+    lines = [f"*{'Your launches' if view.yours else 'Launches in this channel'}*{more}"]
+    lines += [entry_line(entry, view.now, channel=view.yours) for entry in view.entries]
     return "\n".join(lines)
+
+
+def entry_line(entry: ChannelEntry, now: float, channel: bool = False, owner: bool = True) -> str:
+    """One launch in a list: id, what, where, state, who, how long ago."""
+    s, launch = entry.intake, entry.launch
+    where = f"job `{launch.job_id}` *{launch.state.value}* (`{launch.id}`)" if launch else f"*{s.status}*"
+    parts = [f"• `{s.id}` {s.model} {s.action}", entry.platform, where]
+    if channel:
+        parts.append(f"in <#{s.channel}>")
+    if owner:
+        parts.append(f"<@{s.owner}>")
+    parts.append(f"{age(now - s.created_at)} ago")
+    return " · ".join(parts)
 
 
 # SLURM queue reasons that mean the job as asked for will never start, with what to change.
@@ -230,3 +239,146 @@ def triage_text(view: FinalUpdate) -> str:
     if launch.retry_of:
         lines.append(f"This launch is retry {view.chain - 1} of its chain (it retries `{launch.retry_of}`).")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- training progress and stuck signals
+
+# What a queue reason means, for a job pending past its threshold (SLURM's words, and Kubernetes' Pod reasons).
+PENDING_MEANS = {
+    "Resources": "the nodes it needs are busy; it starts when they free up",
+    "Priority": "jobs of higher priority are ahead of it in the queue",
+    "Dependency": "it waits for another job it depends on",
+    "JobHeldUser": "it is held (`scontrol release <job>` lets it go)",
+    "JobHeldAdmin": "an administrator holds it",
+    "BeginTime": "it was asked to start later",
+    "ReqNodeNotAvail": "a node it needs is not available (drained, reserved or down)",
+    "QOSMaxJobsPerUserLimit": "you already run as many jobs as your QOS allows; it starts when one ends",
+    "AssocMaxJobsLimit": "your account already runs as many jobs as it may",
+    "QOSGrpGRES": "the QOS's GPU limit is in use by other jobs",
+    "AssocGrpGRES": "the account's GPU limit is in use by other jobs",
+    "Reservation": "it waits for its reservation",
+    "Unschedulable": "no node has the resources it asks for free (or none matches its constraints)",
+    "ImagePullBackOff": "its image cannot be pulled; check the image name and the pull secret",
+    "ErrImagePull": "its image cannot be pulled; check the image name and the pull secret",
+}
+
+
+def metric(value: float) -> str:
+    """A loss or metric as TAO wrote it, without float noise: 0.25, 0.0001234, 12.5."""
+    return format(value, ".4g")
+
+
+def _metrics_text(pairs) -> str:
+    return ", ".join(f"{short(name, 40)} {metric(value)}" for name, value in pairs)
+
+
+def short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def progress_text(progress, launch: Launch, now: float) -> str:
+    """An update's training line: epoch n/N, latest loss, last validation, time per epoch, ETA, checkpoint."""
+    p = progress
+    parts = []
+    if p.done is not None:
+        parts.append(f"{p.unit} {p.done}/{p.total}" if p.total else f"{p.unit} {p.done}")
+    if p.train_loss is not None:
+        parts.append(f"{p.loss_name or 'loss'} {metric(p.train_loss)}")
+    if p.validation:
+        at = f" (epoch {p.validation_epoch})" if p.validation_epoch is not None else ""
+        parts.append(f"validation{at}: {_metrics_text(p.validation)}")
+    if p.time_per_epoch_s is not None:
+        parts.append(f"{duration(p.time_per_epoch_s)} per {p.unit}")
+    eta = p.eta_s
+    if eta is None and p.done and p.total and launch.state.value == "Running":
+        # No ETA written: estimated from how long it has run so far.
+        spent = now - (launch.state_since or launch.launched_at)
+        eta = max(0.0, spent / p.done * (p.total - p.done))
+        parts.append(f"ETA ≈{duration(eta)} (estimated)")
+    elif eta is not None and not p.finished_training:
+        parts.append(f"ETA {duration(eta)}")
+    lines = [":chart_with_upwards_trend: *Training:* " + " · ".join(parts)] if parts else []
+    if p.checkpoint:
+        lines.append(f"*Last checkpoint:* `{short(p.checkpoint, 500)}`")
+    lines.append(f"_progress from {p.source}_")
+    return "\n".join(lines)
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+FENCE = "```"
+EPOCHS_SHOWN = 12
+
+
+def sparkline(values: list[float], width: int = 40) -> str:
+    """A loss curve in characters, oldest first (sampled down to `width`)."""
+    if len(values) > width:
+        values = [values[round(i * (len(values) - 1) / (width - 1))] for i in range(width)]
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    return "".join(SPARKS[min(len(SPARKS) - 1, int((v - low) / span * (len(SPARKS) - 1) + 0.5))] for v in values)
+
+
+def final_progress_texts(progress, results: str | None) -> list[str]:
+    """A final reply's training facts, as sections: final loss and the loss curve; each epoch's validation
+    (compact: the first two and the last ones, as many as fit); the checkpoint and where the rest is."""
+    p = progress
+    facts = []
+    head = []
+    if p.done is not None:
+        head.append(f"{p.done}/{p.total} {p.unit}s" if p.total else f"{p.done} {p.unit}s")
+    if p.train_loss is not None:
+        head.append(f"final {p.loss_name or 'training loss'} {metric(p.train_loss)}")
+    if head:
+        facts.append(":chart_with_upwards_trend: *Training:* " + " · ".join(head))
+    losses = [e.train_loss for e in p.epochs if e.train_loss is not None]
+    if len(losses) >= 3:
+        facts.append(f"Loss per {p.unit}: `{sparkline(losses)}` {metric(losses[0])} → {metric(losses[-1])}")
+    validated = [e for e in p.epochs if e.validation]
+    if not validated and p.validation:
+        facts.append(f"*Metrics:* {_metrics_text(p.validation)}")
+    if p.checkpoint:
+        facts.append(f"*Checkpoint:* `{short(p.checkpoint, 500)}`")
+    if facts:
+        facts.append(f"_from {p.source}_" + (f" · all of it in `{short(results, 500)}`" if results else ""))
+    texts = ["\n".join(facts)] if facts else []
+    if validated:
+        rows = [short(f"{p.unit} {e.epoch}: {_metrics_text(e.validation)}", 300) for e in validated]
+        fits = max(3, min(EPOCHS_SHOWN, 2400 // max(len(r) + 1 for r in rows)))
+        if len(rows) > fits:
+            rows = rows[:2] + [f"… {len(rows) - fits} more"] + rows[-(fits - 2) :]
+        table = "\n".join(rows).replace(FENCE, "' ' '")
+        texts.append("*Validation per epoch:*\n" + FENCE + table + FENCE)
+    return texts
+
+
+def pending_means(reason: str | None) -> str:
+    word = (reason or "").strip().split(" ", 1)[0].split(":", 1)[0].strip("()")
+    for key, means in PENDING_MEANS.items():
+        if word.startswith(key):
+            return means
+    return ""
+
+
+def stuck_text(signal) -> str:
+    """One stuck signal of an update, in words."""
+    if signal.kind == "pending":
+        why = f"the queue says `{signal.reason}`" if signal.reason else "the platform gives no reason"
+        means = pending_means(signal.reason)
+        return (
+            f":hourglass_flowing_sand: *Pending for {duration(signal.seconds)}* (longer than "
+            f"{duration(signal.threshold_s)}): {why}" + (f" — {means}" if means else "") + "."
+        )
+    return (
+        f":zzz: *No output for {duration(signal.seconds)}*: the job is Running but its log has not grown "
+        f"(taobot says so after {duration(signal.threshold_s)}). It may be hung, or in a long step that prints nothing."
+    )
+
+
+def silence_notice(launch: Launch, seconds: float, rules) -> str:
+    """The once-only mention of the owner when their running job has written nothing for the threshold."""
+    return (
+        f"<@{launch.owner}> :zzz: `{launch.id}` ({launch.model} {launch.action} on {launch.platform}, job "
+        f"`{launch.job_id}`) is Running but has written no output for {duration(seconds)} (taobot says so once, "
+        f"after {duration(rules.silent_s)}). Look at its log (`{launch.log_location}`); cancel it if it hangs. "
+        "The updates go on as before."
+    )

@@ -31,6 +31,8 @@ from taobot.intake import (
 )
 from taobot.kube_profiles import KubeProfile
 from taobot.launches import Launch
+from taobot.progress import Progress
+from taobot.stuck import Stuck
 from taobot.triage import Triage
 
 
@@ -101,6 +103,17 @@ class ChannelStatus:
     entries: tuple[ChannelEntry, ...]
     total: int
     now: float
+    yours: bool = False  # asked in a DM: the asker's own launches, from every channel
+
+
+@dataclass(frozen=True)
+class HomeView:
+    """A person's App Home: their own launches, running ones first."""
+
+    user: str
+    entries: tuple[ChannelEntry, ...]
+    total: int
+    now: float
 
 
 @dataclass(frozen=True)
@@ -113,6 +126,8 @@ class StatusUpdate:
     launch: Launch
     log_lines: tuple[str, ...]
     now: float
+    progress: Progress | None = None  # how far training is, from TAO's status file and the log
+    stuck: tuple[Stuck, ...] = ()  # pending or silent past its threshold
 
 
 @dataclass(frozen=True)
@@ -125,6 +140,7 @@ class FinalUpdate:
     chain: int = 1  # this launch's place in its retry chain (1: the first launch, not a retry)
     retry_offered: bool = False  # the *Retry* button: an infrastructure failure, room left in the chain
     auto_retry: str | None = None  # what the opted-in automatic retry does now (it is starting, or used up)
+    progress: Progress | None = None  # the run's last progress: final loss, each epoch's validation, checkpoint
 
 
 @dataclass(frozen=True)
@@ -139,9 +155,9 @@ class CredentialsForm:
 
     facts: IntakeFacts
     more: bool = False  # the *More settings* form: settings that may be given any time
+    kube_profiles: tuple[KubeProfile, ...] = ()  # Kubernetes: the cluster profiles the owner may pick here
     # What may be given instead of a credential taobot makes (a key file in the person's own folder), with a hint.
     alternatives: tuple[tuple[Credential, str], ...] = ()
-    kube_profiles: tuple[KubeProfile, ...] = ()  # Kubernetes: the cluster profiles the owner may pick here
 
 
 @dataclass(frozen=True)
@@ -170,6 +186,7 @@ View = (
     | CredentialsForm
     | ImageForm
     | DatasetsForm
+    | HomeView
 )
 Form = CredentialsForm | ImageForm | DatasetsForm
 

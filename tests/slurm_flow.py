@@ -83,7 +83,21 @@ def slurm_bot(tmp_path, slack):
     cancel_taobot_jobs()
 
 
-def launch(
+def launch(person: SlackUser, root: str, **options) -> tuple[Thread, str]:
+    """A complete intake (see `complete_intake` for the options), preflight passed, launched: (thread, launch id)."""
+    thread = complete_intake(person, root, **options)
+    thread.press(B.RUN_PREFLIGHT)
+    thread.wait_card("Preflight passed.", timeout=30)
+    return thread, press_launch(thread)
+
+
+def press_launch(thread: Thread) -> str:
+    thread.press(B.LAUNCH)
+    text = thread.wait_reply("Launched `", timeout=30)
+    return text.split("Launched `", 1)[1].split("`", 1)[0]
+
+
+def complete_intake(
     person: SlackUser,
     root: str,
     cpus: int = 1,
@@ -92,7 +106,7 @@ def launch(
     monitor: str = "monitor=yes interval=1",
     hostname: str | None = None,
     partition: str | None = None,
-) -> tuple[Thread, str]:
+) -> Thread:
     thread = person.launch("cosmos-rl")
     thread.say(f"platform=slurm {monitor}")
     thread.wait_card("*Platform:* SLURM")
@@ -118,12 +132,7 @@ def launch(
     thread.wait_card("(default, confirmed)")
     thread.say(f"train={root} eval={root} num_gpus=1 num_nodes=1")
     thread.wait_card("status: *complete*")
-    thread.press(B.RUN_PREFLIGHT)
-    thread.wait_card("Preflight passed.", timeout=30)
-    thread.press(B.LAUNCH)
-    text = thread.wait_reply("Launched `", timeout=30)
-    launch_id = text.split("Launched `", 1)[1].split("`", 1)[0]
-    return thread, launch_id
+    return thread
 
 
 def lab_key_for(person: SlackUser) -> str:

@@ -1,5 +1,6 @@
 """Short commands start fast: settings come from the environment without pydantic-settings, and `taobot
-preflight` loads only what its platform's checks need (no Slack, database, scheduler or other platforms)."""
+preflight` loads only what its platform's checks need (no Slack, database, scheduler or other platforms, and
+paramiko's invoke only when an ssh_config's `Match exec` line needs it)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,9 @@ NOT_FOR_PREFLIGHT = (
     "taobot.scheduler",
     "taobot.policy",
     "taobot.backends",
+    "invoke.",  # paramiko's, for `Match exec` lines only: loaded when one is met
+    "asyncio",
+    "unittest",
 )
 
 
@@ -80,6 +84,22 @@ def test_the_slurm_preflight_command_loads_only_what_its_checks_need(tmp_path):
     assert result["rc"] == 2 and any(line.startswith("FAIL  SSH login") for line in report), out.stdout
     modules = set(result["modules"])
     assert "paramiko" in modules  # the checks ran as far as the login
-    loaded = sorted(m for m in modules if any(m == name or m.startswith(name + ".") for name in NOT_FOR_PREFLIGHT))
+    loaded = sorted(
+        m for m in modules if any(m == name or m.startswith(name.rstrip(".") + ".") for name in NOT_FOR_PREFLIGHT)
+    )
     assert not loaded, f"`taobot preflight --platform slurm` imported {loaded}"
     assert not (tmp_path / "taobot.db").exists()  # a check from the command line opens no database
+
+
+def test_an_ssh_config_match_exec_line_still_runs_when_invoke_loads_late(tmp_path):
+    code = (
+        "import sys\n"
+        "from taobot.cli import _defer_import\n"
+        "_defer_import('invoke')\n"
+        "import paramiko\n"
+        "print('invoke.tasks' in sys.modules)\n"
+        "config = paramiko.SSHConfig.from_text('Match exec \"test -d /\"\\n  HostName via-exec.example\\n')\n"
+        "print(config.lookup('login')['hostname'], 'invoke.tasks' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["False", "via-exec.example", "True"], out.stdout + out.stderr

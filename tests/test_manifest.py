@@ -48,9 +48,14 @@ def test_manifest_scopes_are_exactly_what_the_code_needs():
     for method in methods:
         scopes = slack_app.SCOPES_FOR_METHOD[method]  # one scope, several, or None
         needed |= {scopes} if isinstance(scopes, str) else set(scopes or ())
-    needed |= {slack_app.SCOPES_FOR_EVENT[e] for e in used_events()}
+    needed |= {scope for e in used_events() if (scope := slack_app.SCOPES_FOR_EVENT[e])}
     needed.add(slack_app.COMMAND_SCOPE)
     assert set(MANIFEST["oauth_config"]["scopes"]["bot"]) == needed
+
+
+def test_manifest_enables_the_home_tab_the_app_home_listener_publishes():
+    assert "app_home_opened" in used_events() and "views.publish" in used_methods()
+    assert MANIFEST["features"]["app_home"]["home_tab_enabled"] is True
 
 
 def test_manifest_enables_interactivity_because_the_card_has_buttons_and_modals():

@@ -284,3 +284,53 @@ def test_notify_dm_sends_the_final_reply_to_the_owner_too_exactly_once(world, sl
     assert slots[GOOD] == FINAL_SLOT and len(dm) == 1 and slots[dm[0]] == -2
     assert len(finals) == 2  # one in the thread, one by DM, none twice
     assert all(f"<@{OWNER}>" in str(p.params["blocks"]) and "Cancelled" in str(p.params["blocks"]) for p in finals)
+
+
+def test_a_crash_after_the_dm_copy_went_out_never_sends_it_twice(world, sleeping_jobs):
+    store, slack, monitor, clock = world
+    (job, folder), _ = sleeping_jobs
+    start = clock["now"] - 30
+    add_launch(store, launch_record(
+        id="ntf00000-00002", intake_id="ntf00002", channel=GOOD, owner=OWNER, job_id=job, notify_dm=True,
+        details=f'{{"launch_dir": "{folder}"}}', state=JobState.RUNNING, native="RUNNING", interval_minutes=60,
+        launched_at=start, state_since=start,
+    ))  # fmt: skip
+    ssh(f"scancel {shlex.quote(job)}")
+    for _ in range(30):
+        monitor.cycle()
+        if store.get_launch("ntf00000-00002").final_posted:
+            break
+        time.sleep(1)
+
+    def dm_copies():
+        return [
+            c
+            for c in slack.calls
+            if c.method == "chat.postMessage"
+            and c.ok
+            and c.params["channel"].startswith("D")
+            and "metadata" in c.params
+        ]
+
+    assert len(dm_copies()) == 1
+    # As if the process died after Slack took the DM copy but before it was recorded as posted.
+    with store.transaction() as db:
+        db.execute(
+            "UPDATE updates SET status = 'pending', ts = NULL WHERE launch_id = ? AND slot = -2", ["ntf00000-00002"]
+        )
+    monitor.cycle()
+    assert len(dm_copies()) == 1  # found in the DM by its metadata, not sent again
+    assert not [r for r in store.pending_slots() if r["launch_id"] == "ntf00000-00002"]
+    assert any(c.method == "conversations.history" for c in slack.calls)
+    # And when the copy is not in the DM (it never went out), it is sent, once.
+    first = dm_copies()[0]
+    monitor.messenger.client.api_call(
+        "chat.delete", json={"channel": first.params["channel"], "ts": first.response["ts"]}
+    )
+    with store.transaction() as db:
+        db.execute(
+            "UPDATE updates SET status = 'pending', ts = NULL WHERE launch_id = ? AND slot = -2", ["ntf00000-00002"]
+        )
+    monitor.cycle()
+    monitor.cycle()
+    assert len(dm_copies()) == 2

@@ -65,8 +65,12 @@ def test_jobs_reach_every_end_state_with_one_update_per_interval(slurm_bot, slac
 
     ok_final = wait_final(ok_t, ok_id, 150)
     assert "Succeeded" in ok_final and "Exit code: 0" in ok_final and "training finished: SUCCESS" in ok_final
+    # what the stand-in wrote, epoch by epoch: the final gives the run's training facts and its checkpoint
+    assert "4/4 epochs" in ok_final and "Validation per epoch" in ok_final and "epoch 4: val_loss" in ok_final
+    assert f"tao-results/{ok_id}/results/train/cosmos-rl_model_epoch_004.pth" in ok_final
     ok_posts = status_posts(ok_t, ok_id)
     assert 1 in ok_posts and "Running" in blocks_text(ok_posts[1][0])
+    assert "*Training:* epoch " in blocks_text(ok_posts[1][0]) and "/4 · train_loss" in blocks_text(ok_posts[1][0])
 
     # detached: no update while detached, then attach and updates resume
     assert not [s for s in status_posts(long_t, long_id) if s >= 0], "posted while detached"

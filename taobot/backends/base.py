@@ -26,6 +26,7 @@ from typing import Protocol
 from taobot.catalog.schema import ResourceDefaults
 from taobot.errors import TaobotError
 from taobot.launches import JobState  # noqa: F401 - the one vocabulary of job states, re-exported for backends
+from taobot.progress import Progress
 
 # A spec value equal to this is replaced by the launch's results folder once
 # the backend knows where that is.
@@ -87,6 +88,10 @@ class JobStatus:
     reason: str | None = None
     exit_code: int | None = None
     log_tail: tuple[str, ...] = ()
+    # Asked for with the log tail: how far training is, from TAO's status file and the log (None: nothing said).
+    progress: Progress | None = None
+    # Changes whenever the job's log grows (its size, or a digest of its last lines); None: not looked at.
+    log_mark: str | None = None
 
 
 class Backend(Protocol):
@@ -96,7 +101,8 @@ class Backend(Protocol):
 
     def poll(self, jobs: list[JobRef], tails_for: Iterable[str] = ()) -> dict[str, JobStatus]:
         """Status of every job, with ONE query per cluster/daemon/namespace for all of them;
-        the last log lines of the jobs named in `tails_for` come back in `log_tail`."""
+        the last log lines of the jobs named in `tails_for` come back in `log_tail`, with their `progress` and
+        `log_mark` (SLURM gives every job's `log_mark`, its log's size, in the same query)."""
         ...
 
     def logs(self, job: JobRef, lines: int = 20) -> list[str]: ...

@@ -38,7 +38,6 @@ import shlex
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from pathlib import Path
 
 from taobot.backends.base import JobRef, JobStatus, LaunchSpec, Submitted
@@ -51,7 +50,15 @@ from taobot.backends.docker_run import (
     stage_launch,
     start_hint,
 )
-from taobot.backends.docker_status import CANCEL_MARKER, cancelled, container_status, exit_code_of, find_container
+from taobot.backends.docker_status import (
+    CANCEL_MARKER,
+    cancelled,
+    container_status,
+    exit_code_of,
+    find_container,
+    with_log_progress,
+)
+from taobot.backends.tao_status import PROGRESS_LOG_LINES
 from taobot.config import PlatformSettings
 from taobot.errors import BackendUnreachable, LaunchFailed
 from taobot.policy import MountRules
@@ -267,10 +274,9 @@ class DockerBackend:
                 ):
                     oom = self._oom_killed(client, summary["Id"])
                 status = container_status(summary, launch_dir, flag(job.details.get("auto_remove")), oom)
-                if job.job_id in tails and summary is not None:
-                    status = replace(
-                        status, log_tail=tuple(log_tail(client, summary["Id"], TAIL_LINES, self.timeout_s))
-                    )
+                if job.job_id in tails:  # a container removed on exit has no log, its status file is left
+                    lines = log_tail(client, summary["Id"], PROGRESS_LOG_LINES, self.timeout_s) if summary else []
+                    status = with_log_progress(status, launch_dir, lines)
                 result[job.job_id] = status
         return result
 

@@ -9,16 +9,23 @@ removed on exit leaves only this report. The
 `cancelled` marker is written by cancel before the stop, because labels
 are fixed at create and the stop's SIGTERM exit code must not read as a
 failure.
+
+`with_log_progress` adds what an update shows: the last log lines, the
+run's progress from the status file (its last 256 KiB) and the log's
+metric lines, and a digest of the log's last lines that changes while the
+job still writes.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from taobot.backends.base import JobState, JobStatus
-from taobot.backends.tao_status import STATUS_FILE_NAME, TaoReport, judge_exit_zero, parse_status
+from taobot.backends.docker_run import CONTAINER_RESULTS
+from taobot.backends.tao_status import STATUS_FILE_NAME, TaoReport, judge_exit_zero, parse_status, with_progress
 
 CANCEL_MARKER = "cancelled"
 _EXIT = re.compile(r"\((-?\d+)\)")
@@ -44,18 +51,37 @@ def exit_code_of(summary: Mapping) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def read_status_json(launch_dir: str | None) -> TaoReport | None:
-    """TAO's status file in the launch's results folder (its last 64 KiB), None when there is none."""
+def status_text(launch_dir: str | None, limit: int = 64 * 1024) -> str | None:
+    """The last `limit` bytes of TAO's status file in the launch's results folder, None when there is none."""
     if not launch_dir:
         return None
     path = Path(launch_dir, "results", STATUS_FILE_NAME)
     try:
         with open(path, "rb") as fh:
-            fh.seek(max(0, path.stat().st_size - 64 * 1024))
+            size = path.stat().st_size
+            fh.seek(max(0, size - limit))
             text = fh.read().decode("utf-8", "replace")
     except OSError:
         return None
-    return parse_status(text)
+    return text.split("\n", 1)[-1] if size > limit else text  # the first line may be cut: not a record
+
+
+def read_status_json(launch_dir: str | None) -> TaoReport | None:
+    """TAO's status file in the launch's results folder (its last 64 KiB), None when there is none."""
+    text = status_text(launch_dir)
+    return parse_status(text) if text is not None else None
+
+
+def with_log_progress(status: JobStatus, launch_dir: str | None, log_lines: list[str]) -> JobStatus:
+    """The status with the log's last lines, the run's progress and the log's mark (see the module's text).
+    A checkpoint the log names in the container's results folder is named where it is on the bot host."""
+    records = (status_text(launch_dir, 256 * 1024) or "").splitlines()
+    status = with_progress(status, log_lines, records)
+    saved = status.progress.checkpoint if status.progress else None
+    if saved and launch_dir and (saved + "/").startswith(CONTAINER_RESULTS + "/"):
+        host = str(Path(launch_dir, "results")) + saved[len(CONTAINER_RESULTS) :]
+        status = replace(status, progress=replace(status.progress, checkpoint=host))
+    return status
 
 
 def cancelled(launch_dir: str | None) -> bool:

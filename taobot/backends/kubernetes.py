@@ -33,7 +33,9 @@ to delete; it never ran a Pod).
 
 Poll asks each namespace ONE list of Jobs and ONE list of Pods (label
 selector `app.kubernetes.io/managed-by=taobot` narrowed to the polled
-launches), plus one log read per job in `tails_for`.
+launches), plus one log read per job in `tails_for`: its last lines, and
+the run's progress from them (the results folder is in the Pod, a PVC or
+s3, which the bot cannot read: the progress says it came from the log).
 
 The Secret lives only as long as the job needs it: `cleanup` deletes it
 (404 counts as deleted) when the monitor sees the launch end, and `cancel`
@@ -73,6 +75,7 @@ from taobot.backends.kube_manifests import (
     secret_name,
 )
 from taobot.backends.kube_status import job_status, owner_job, pods_by_job, true_conditions
+from taobot.backends.tao_status import PROGRESS_LOG_LINES, with_progress
 from taobot.config import PlatformSettings
 from taobot.errors import BackendUnreachable, LaunchFailed
 from taobot.kube import (
@@ -272,10 +275,9 @@ class KubernetesBackend:
             status = job_status(
                 by_name.get(ref.job_id), pods, self._cancelled.get((conn_key, namespace, ref.job_id), False)
             )
-            if ref.job_id in tails and pods:
-                lines = pod_log_tail(conn, namespace, pods[-1], TAIL_LINES, self.timeout)
-                if lines:
-                    status = JobStatus(status.state, status.native, status.reason, status.exit_code, tuple(lines))
+            if ref.job_id in tails and pods:  # the results are in the Pod, a PVC or s3: progress from the log only
+                lines = pod_log_tail(conn, namespace, pods[-1], PROGRESS_LOG_LINES, self.timeout)
+                status = with_progress(status, lines)
             out[ref.job_id] = status
         return out
 

@@ -46,7 +46,8 @@ with ``Authorization: Bearer <token>`` and ``Origin`` (see
   SDK, and so the server, answer in one request). ``status.state`` is one of
   ``LeptonJobState``; ``Archived`` jobs are judged by the last state in
   ``status.job_history``. A job the list does not have is Unknown. Log tails
-  asked for (``tails_for``) cost one ``GET /logs`` each.
+  asked for (``tails_for``) cost one ``GET /logs`` each; the run's progress is
+  read from those lines (its status file is on Lepton's storage).
 * Cleanup: the per-launch secrets are the only thing holding a value on
   Lepton (the job object refers to them by name, and Lepton archives it
   ``ttl_seconds_after_finished`` after it ends); `cleanup` deletes them
@@ -96,6 +97,7 @@ from taobot.backends.lepton_jobs import (
     resource_shape,
     secret_name,
 )
+from taobot.backends.tao_status import PROGRESS_LOG_LINES, with_progress
 from taobot.errors import BackendUnreachable, LaunchFailed
 from taobot.rest import DEFAULT_RETRY_AFTER_S, MAX_RETRY_AFTER_S, RestClient, RetryRule, scrub
 
@@ -270,11 +272,11 @@ class LeptonBackend:
             for job in members:
                 found = listed.get(job.job_id)
                 tail: tuple[str, ...] = ()
-                if job.job_id in tails:
-                    tail = tuple(self._tail(client, job.job_id, TAIL_LINES))
+                if job.job_id in tails:  # its status file is on Lepton's storage: progress from the log only
+                    tail = tuple(self._tail(client, job.job_id, PROGRESS_LOG_LINES))
                 if found is None:
-                    result[job.job_id] = JobStatus(
-                        JobState.UNKNOWN, "not found", "the Lepton workspace no longer lists this job", log_tail=tail
+                    result[job.job_id] = with_progress(
+                        JobStatus(JobState.UNKNOWN, "not found", "the Lepton workspace no longer lists this job"), tail
                     )
                     continue
                 result[job.job_id] = job_status(found, tail)

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from taobot.backends.base import RESULTS_PLACEHOLDER, JobState, JobStatus, LaunchSpec
-from taobot.backends.tao_status import status_env, status_root
+from taobot.backends.tao_status import status_env, status_root, with_progress
 from taobot.errors import LaunchFailed
 from taobot.preflight.base import quote
 from taobot.render import render, render_args
@@ -226,6 +226,7 @@ def _history_state(job: dict) -> str | None:
 
 
 def job_status(job: dict, tail: tuple[str, ...] = ()) -> JobStatus:
+    """A `GET /jobs` entry as a JobStatus; `tail` (the log lines read, if any) gives the last lines and progress."""
     status = job.get("status") or {}
     native = str(status.get("state") or "")
     judged = native
@@ -247,7 +248,7 @@ def job_status(job: dict, tail: tuple[str, ...] = ()) -> JobStatus:
     elif state is JobState.UNKNOWN:
         reason = f"Lepton reports state `{native or 'none'}`"
     shown = native if judged == native else f"{native} ({judged})"
-    return JobStatus(state, shown, reason, None, tail)
+    return with_progress(JobStatus(state, shown, reason, None), tail)
 
 
 def merge_log_lines(body: Any, lines: int) -> list[str]:

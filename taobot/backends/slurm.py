@@ -15,24 +15,21 @@ taobot counts preemption and node failures as failures anyway). A job
 cancelled before it ran, or a refused submission, would leave the file, so
 taobot removes it too (`rm -f`, idempotent): on cancel and when the monitor
 sees the launch end (`cleanup_many`: one command for every job of a cluster).
-Poll asks `sacct -P` (with the batch step) once per cluster for every job (or `squeue` where
-there is no accounting), reads TAO's status file for COMPLETED jobs and the log
-tails it was asked for, all in the same single command.
+Poll runs ONE command per cluster for every job (`taobot.backends.slurm_poll`): `sacct -P` (or
+`squeue` where there is no accounting), TAO's status file, every log's size, and for the jobs
+whose update is due their log tails, status records and metric lines (their training progress).
 """
 
 from __future__ import annotations
 
 import logging
 import posixpath
-import re
-import signal
 import threading
 from collections.abc import Iterable
 
 from taobot.backends.base import (
     RESULTS_PLACEHOLDER,
     JobRef,
-    JobState,
     JobStatus,
     LaunchSpec,
     Submitted,
@@ -47,7 +44,13 @@ from taobot.backends.slurm_env import (
     remote_word,
     write_private,
 )
-from taobot.backends.tao_status import STATUS_FILE_NAME, judge_exit_zero, parse_status, status_env
+from taobot.backends.slurm_poll import (  # noqa: F401 - normalise, parse_exit_code, parse_poll_output: the poll's parts
+    normalise,
+    parse_exit_code,
+    parse_poll_output,
+    poll_script,
+)
+from taobot.backends.tao_status import TAIL_LINES, status_env
 from taobot.config import PlatformSettings
 from taobot.errors import BackendUnreachable, LaunchFailed
 from taobot.identities import log_in, login_key, plan_login
@@ -56,60 +59,7 @@ from taobot.render import render, render_args
 
 log = logging.getLogger(__name__)
 
-STATE_MAP = {
-    "PENDING": JobState.PENDING,
-    "REQUEUED": JobState.PENDING,
-    "CONFIGURING": JobState.PENDING,
-    "RUNNING": JobState.RUNNING,
-    "COMPLETING": JobState.RUNNING,
-    "COMPLETED": JobState.SUCCEEDED,
-    "FAILED": JobState.FAILED,
-    "BOOT_FAIL": JobState.FAILED,
-    "DEADLINE": JobState.FAILED,
-    "OUT_OF_MEMORY": JobState.FAILED,
-    "NODE_FAIL": JobState.FAILED,
-    "TIMEOUT": JobState.FAILED,
-    "CANCELLED": JobState.CANCELLED,
-    "PREEMPTED": JobState.FAILED,  # the scheduler's doing, not the user's: an infrastructure failure
-    "REVOKED": JobState.CANCELLED,
-    "SUSPENDED": JobState.PAUSED,
-    "STOPPED": JobState.PAUSED,
-}
 MASTER_PORT = 29500
-TAIL_LINES = 20
-
-
-def normalise(native: str) -> JobState:
-    """`CANCELLED by 1001` -> Cancelled; unknown text -> Unknown."""
-    word = native.strip().split(" ", 1)[0].rstrip("+").upper()
-    return STATE_MAP.get(word, JobState.UNKNOWN)
-
-
-def parse_exit_code(text: str) -> int | None:
-    code = text.split(":", 1)[0].strip()
-    return int(code) if code.isdigit() else None
-
-
-def parse_signal(text: str) -> int | None:
-    """sacct's `ExitCode` is `code:signal`; `0:15` is a job ended by SIGTERM, not one that exited 0."""
-    _, _, sig = text.partition(":")
-    sig = sig.strip()
-    return int(sig) if sig.isdigit() and int(sig) > 0 else None
-
-
-def signal_text(number: int) -> str:
-    try:
-        return f"ended by signal {number} ({signal.Signals(number).name})"
-    except ValueError:
-        return f"ended by signal {number}"
-
-
-# Native states whose cause is the cluster, not the run; the reason says so.
-INFRA_REASONS = {
-    "PREEMPTED": "preempted by the scheduler (infrastructure; likely retriable)",
-    "NODE_FAIL": "a node of the job failed (infrastructure; likely retriable)",
-    "BOOT_FAIL": "a node failed to boot (infrastructure; likely retriable)",
-}
 
 
 def hours_to_slurm(hours: float) -> str:
@@ -313,35 +263,9 @@ class SlurmBackend:
         """One SSH command for all jobs of one cluster (callers group by connection_key)."""
         if not jobs:
             return {}
-        creds = dict(jobs[0].platform_credentials)
-        tails = set(tails_for)
-        ids = ",".join(j.job_id for j in jobs)
-        script = [
-            # With its steps: a cancelled job's signal (0:15) is on its batch step, the allocation says 0:0.
-            f"sacct -P -n -o JobID,State,ExitCode,Reason -j {quote(ids)} 2>/dev/null | sed 's/^/ACCT|/' "
-            f"|| squeue -h -t all -j {quote(ids)} -o 'SQ|%i|%T|%r' 2>/dev/null",
-            "echo 'END|acct'",
-            f"squeue -h -t all -j {quote(ids)} -o 'SQ|%i|%T|%r' 2>/dev/null; echo 'END|squeue'",
-        ]
-        tail_files = []
-        for job in jobs:
-            d = job.details.get("launch_dir", "")
-            status_file = quote(f"{d}/results/{STATUS_FILE_NAME}")
-            # TAO appends JSON lines; the last few hold the final record.
-            script.append(
-                f"[ -f {status_file} ] && tail -n 5 {status_file} | cut -c 1-2000 | sed {quote(f's/^/STATUS|{job.job_id}|/')}"
-            )
-            if job.job_id in tails:
-                tail_files.append((job.job_id, f"{d}/logs/slurm-{job.job_id}.out"))
-        if tail_files:
-            # One `tail` for every wanted log: its "==> file <==" headers say which job each line is from.
-            script.append(
-                f"tail -v -n {TAIL_LINES} -- "
-                + " ".join(quote(path) for _, path in tail_files)
-                + " 2>/dev/null | sed 's/^/T|/'"
-            )
-        out = self._run(creds, "\n".join(script) + "\n")
-        return parse_poll_output(out, [j.job_id for j in jobs], {path: job_id for job_id, path in tail_files})
+        script, tail_paths, log_paths = poll_script(jobs, set(tails_for))
+        out = self._run(dict(jobs[0].platform_credentials), script)
+        return parse_poll_output(out, [j.job_id for j in jobs], tail_paths, log_paths)
 
     def logs(self, job: JobRef, lines: int = TAIL_LINES) -> list[str]:
         d = job.details.get("launch_dir", "")
@@ -385,85 +309,6 @@ class SlurmBackend:
         except BackendUnreachable as exc:
             return {launch_id: exc.message for launch_id in words}
         return parse_cleanup_output(out, list(words))
-
-
-def parse_poll_output(out: str, job_ids: list[str], tail_paths: dict[str, str] | None = None) -> dict[str, JobStatus]:
-    acct: dict[str, tuple[str, str, str]] = {}
-    tail_paths = tail_paths or {}
-    tail_job: str | None = None
-    squeue: dict[str, tuple[str, str]] = {}
-    status_lines: dict[str, list[str]] = {}
-    batch_codes: dict[str, str] = {}  # the batch step's ExitCode: where a signal shows
-    tails: dict[str, list[str]] = {}
-    for line in out.splitlines():
-        parts = line.split("|")
-        kind = parts[0]
-        if kind == "ACCT" and len(parts) >= 4 and "." in parts[1]:
-            job, _, step = parts[1].partition(".")
-            if step == "batch":
-                batch_codes[job] = parts[3]
-        elif kind == "ACCT" and len(parts) >= 4:
-            acct[parts[1]] = (parts[2], parts[3], parts[4] if len(parts) > 4 else "")
-        elif kind == "SQ" and len(parts) >= 3:
-            squeue[parts[1]] = (parts[2], parts[3] if len(parts) > 3 else "")
-        elif kind == "STATUS" and len(parts) >= 3:
-            status_lines.setdefault(parts[1], []).append("|".join(parts[2:]))
-        elif kind == "TAIL" and len(parts) >= 3:
-            tails.setdefault(parts[1], []).append("|".join(parts[2:]))
-        elif kind == "T":
-            text = line[2:]
-            header = re.match(r"^==> (.*) <==$", text)
-            if header and header.group(1) in tail_paths:
-                tail_job = tail_paths[header.group(1)]
-            elif tail_job is not None:
-                tails.setdefault(tail_job, []).append(text)
-    for lines in tails.values():
-        while lines and not lines[-1].strip():
-            lines.pop()  # the blank line `tail` puts before the next file's header
-    result: dict[str, JobStatus] = {}
-    for job_id in job_ids:
-        reason = None
-        exit_code = None
-        sig = None
-        if job_id in acct:
-            native, code, reason = acct[job_id]
-            exit_code = parse_exit_code(code)
-            sig = parse_signal(code) or parse_signal(batch_codes.get(job_id, ""))
-        elif job_id in squeue:
-            native, reason = squeue[job_id]
-        else:
-            result[job_id] = JobStatus(
-                JobState.UNKNOWN,
-                "not found",
-                "the cluster no longer knows this job",
-                log_tail=tuple(tails.get(job_id, ())),
-            )
-            continue
-        # squeue is more current than accounting for a job that just started, and
-        # it is where the queue reason (Resources, Priority, …) is reliable.
-        if job_id in squeue and normalise(native) is JobState.PENDING:
-            if normalise(squeue[job_id][0]) is not JobState.PENDING or reason in (None, "", "None"):
-                native, reason = squeue[job_id]
-        state = normalise(native)
-        if state not in (JobState.PENDING, JobState.PAUSED):
-            # sacct keeps the last queue reason (JobHeldAdmin, Resources …) after the job ran: not today's news.
-            reason = None
-        if not state.terminal:
-            exit_code = None  # sacct prints 0:0 for a job still queued or running
-        elif sig is not None:
-            reason, exit_code = signal_text(sig), None
-        elif state is JobState.CANCELLED and exit_code == 0:
-            exit_code = None  # cancelled before it ran: it exited with nothing
-        word = native.strip().split(" ", 1)[0].rstrip("+").upper()
-        if word in INFRA_REASONS:
-            reason = INFRA_REASONS[word] + (f"; {reason}" if reason else "")
-        if state is JobState.SUCCEEDED:
-            report = parse_status(status_lines[job_id]) if job_id in status_lines else None
-            state, reason = judge_exit_zero(report)
-        if reason in ("None", "", None):
-            reason = None
-        result[job_id] = JobStatus(state, native, reason, exit_code, tuple(tails.get(job_id, ())))
-    return result
 
 
 def _mkdir_p(sftp, path: str) -> None:

@@ -6,19 +6,30 @@ TAO's status logger appends one JSON object per line to `$TAO_STATUS_FILE`
 `verbosity` and `message`, and may carry `kpi`, `graphical` and
 `categorical` data (epoch, loss …). A run that finished well ends with a
 SUCCESS record; an exit code of 0 without one is not a success.
+
+The same records, with the log's metric lines, are the run's training
+progress (`taobot.progress`): `with_progress` puts it on a polled status,
+with the last log lines and a mark that changes when the log grows. Where
+the bot cannot read the results folder (a Kubernetes PVC or s3, Lepton,
+Brev) the log is all there is, and the progress says it came from the log.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 
-from taobot.backends.base import JobState
+from taobot.backends.base import JobState, JobStatus
+from taobot.progress import read_progress
 
 STATUS_FILE_NAME = "status.json"
 FAILURE_WORDS = ("FAILURE", "FAILED", "ERROR")
 NO_SUCCESS = "exited without reporting success (TAO's status file has no SUCCESS record)"
+TAIL_LINES = 20  # log lines shown in an update
+PROGRESS_LOG_LINES = 200  # log lines read for progress where the log is read through an API (one call either way)
+PROGRESS_RECORDS = 600  # the status file's last records read for progress (a few per epoch)
 
 
 def status_env(launch_id: str, results_dir: str) -> dict[str, str]:
@@ -76,3 +87,24 @@ def judge_exit_zero(report: TaoReport | None) -> tuple[JobState, str | None]:
     if report is not None and report.final == "FAILURE":
         return JobState.FAILED, "TAO's status file reports failure" + (f": {report.message}" if report.message else "")
     return JobState.FAILED, NO_SUCCESS
+
+
+def log_digest(lines: Sequence[str]) -> str | None:
+    """A mark of the log's last lines: it changes when the log grows (None when there is no log yet)."""
+    if not lines:
+        return None
+    return hashlib.sha256("\n".join(lines[-5:]).encode("utf-8", "replace")).hexdigest()[:16]
+
+
+def with_progress(
+    status: JobStatus, log_lines: Sequence[str], records: Iterable[str] = (), mark: str | None = None
+) -> JobStatus:
+    """`status` with the log's last lines, the run's progress (records and log lines) and the log's mark
+    (`mark`, else a digest of the last lines)."""
+    lines = tuple(log_lines)
+    return replace(
+        status,
+        log_tail=lines[-TAIL_LINES:] if lines else status.log_tail,
+        progress=read_progress(records, lines),
+        log_mark=mark if mark is not None else log_digest(lines),
+    )

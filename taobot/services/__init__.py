@@ -19,7 +19,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from taobot.catalog import Catalog
-from taobot.errors import IntakeConflict
+from taobot.errors import IntakeConflict, TaobotError
 from taobot.intake import CLOSED_STATUSES, IntakeState, may_act, parse_reply
 from taobot.intake.help import expected_shape, help_text
 from taobot.intake.intents import (
@@ -53,6 +53,7 @@ __all__ = ["Context", "Messenger", "Services"]
 
 FILES_NOT_READ = "taobot reads only the text of a reply; the attached file was not read."
 CONFLICT_RETRIES = 3
+NOT_YOURS = "not the person who started the launch, nor an admin"
 UNKNOWN_LAUNCH = (
     "This launch is unknown to taobot (it may have expired or belong to another installation). "
     "Start a new one with `/tao launch <model> [action]`."
@@ -98,7 +99,9 @@ class Services:
     def start(
         self, channel: str, user: str, model: str, action: str | None, thread_ts: str | None = None
     ) -> IntakeState:
-        return self.intake.start(channel, user, model, action, thread_ts)
+        state = self.intake.start(channel, user, model, action, thread_ts)
+        self.desk.audit(user, "start", intake=state, detail={"model": state.model, "action": state.action})
+        return state
 
     def is_launch_thread(self, channel: str, thread_ts: str) -> bool:
         return self.store.find_intake(channel, thread_ts) is not None
@@ -120,6 +123,7 @@ class Services:
             intent = parsed.intent
             if not may_act(state, ctx.user, desk.admins) and not isinstance(intent, Approve):  # approvers: see approve
                 if intent is not None:
+                    self._audit(ctx, state, intent, NOT_YOURS)
                     desk.tell(
                         ctx.user,
                         ctx.channel,
@@ -130,6 +134,8 @@ class Services:
             if desk.expired(state):
                 desk.reply(state, desk.expired_text(state))
                 return True
+            if intent is not None:
+                self._audit(ctx, state, intent)
             if files and not text.strip():
                 desk.reply(state, FILES_NOT_READ + " " + expected_shape())
                 return True
@@ -156,6 +162,7 @@ class Services:
         desk = self.desk
         state = self.store.get_intake(intake_id)
         refusal = self._refusal(ctx, state, intent)
+        self._audit(ctx, state, intent, refusal)
         if refusal:
             desk.tell(ctx.user, ctx.channel, refusal, state.thread_ts if state else None)
             return None
@@ -206,6 +213,21 @@ class Services:
             return {"": f"Only the person who started launch {state.id} or an admin can change it."}
         return self.intake.check_form(state, intent, ctx.user)
 
+    def _audit(self, ctx: Context, state: IntakeState | None, intent: Intent, refusal: str | None = None) -> None:
+        """One audit row per intent: what was asked, by whom, where, and the refusal if there was one."""
+        detail = {"events": [type(e).__name__ for e in intent.events]} if isinstance(intent, Answer) else {}
+        if isinstance(intent, SubmitCredentials):
+            detail = {"names": sorted(n for n, v in intent.values.items() if v)}  # names only, never a value
+        self.desk.audit(
+            ctx.user,
+            type(intent).__name__,
+            intake=state,
+            channel=ctx.channel,
+            allowed=refusal is None,
+            reason=refusal or "",
+            detail=detail,
+        )
+
     def _refusal(self, ctx: Context, state: IntakeState | None, intent: Intent | None = None) -> str | None:
         if state is None:
             return UNKNOWN_LAUNCH
@@ -241,11 +263,24 @@ class Services:
     def help(self) -> Reply:
         return Reply(help_text(self.catalog))
 
-    def channel_status(self, channel: str) -> View:
-        return self.status.channel(channel)
+    def channel_status(self, channel: str, user: str | None = None) -> View:
+        """This channel's launches; in a DM, the asker's own."""
+        if user is not None:
+            self.desk.audit(user, "status", channel=channel)
+        return self.status.channel(channel, user)
 
-    def one_status(self, wanted: str) -> View:
-        return self.status.one(wanted)
+    def one_status(self, wanted: str, channel: str | None = None, user: str | None = None) -> View:
+        """One launch, looked for only where the asker may see it (this channel; in a DM, their own)."""
+        if user is not None:
+            self.desk.audit(user, "status", channel=channel, detail={"wanted": wanted[:80]})
+        return self.status.one(wanted, channel, user)
+
+    def show_home(self, user: str) -> None:
+        """Publish the person's App Home (their own launches); a Slack failure is logged, never raised."""
+        try:
+            self.desk.messenger.publish_home(user, self.status.home(user))
+        except TaobotError as exc:
+            log.warning("App Home not published: %s", exc)
 
     def status_of(self, state: IntakeState) -> IntakeDetail:
         import time
@@ -259,6 +294,7 @@ class Services:
         state = self.store.get_intake(launch.intake_id)
         if state is not None:
             self.desk.refresh(state)
+        self.show_home(launch.owner)
 
     def recover(self) -> int:
         return self.preflight.recover()

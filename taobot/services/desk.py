@@ -30,11 +30,15 @@ class Messenger(Protocol):
 
     def post(self, channel: str, view: View, thread_ts: str | None = None, metadata: dict | None = None) -> str: ...
 
-    def find_posted(self, channel: str, thread_ts: str, launch_id: str, slot: int) -> str | None: ...
+    def find_posted(
+        self, channel: str, thread_ts: str | None, launch_id: str, slot: int, since: float | None = None
+    ) -> str | None: ...
 
     def update(self, channel: str, ts: str, view: View) -> None: ...
 
     def ephemeral(self, channel: str, user: str, text: str, thread_ts: str | None = None) -> None: ...
+
+    def publish_home(self, user: str, view: View) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -107,20 +111,55 @@ class Desk:
     # ------------------------------------------------------------------ credentials
 
     def credential_values(self, state: IntakeState) -> dict[str, str]:
-        """Decrypted values of the credentials this launch uses (for a preflight or a submit only)."""
-        values = {}
-        for name in wanted_credentials(state, self.catalog):
-            if name in state.credentials:
-                value = self.store.get_secret(state.owner, name)
-                if value is not None:
-                    values[name] = value
-        return values
+        """Decrypted values of the credentials this launch uses (for a preflight or a submit only).
+
+        Read from the thread's held copies, and only where the held fingerprint is the one the thread records:
+        what a preflight checked is what the launch gets, whatever the person saved elsewhere since.
+        """
+        wanted = wanted_credentials(state, self.catalog)
+        fingerprints = {n: fp for n, fp in state.credentials.items() if n in wanted}
+        return self.store.thread_credentials(state.id, state.owner, fingerprints)
+
+    def unheld_credentials(self, state: IntakeState, values: dict[str, str]) -> list[str]:
+        """Credentials the thread records but `values` lacks: changed elsewhere before this thread held them."""
+        wanted = wanted_credentials(state, self.catalog)
+        return sorted(n for n in state.credentials if n in wanted and n not in values)
+
+    # ------------------------------------------------------------------ the audit trail
+
+    def audit(
+        self,
+        actor: str,
+        action: str,
+        *,
+        intake: IntakeState | None = None,
+        channel: str | None = None,
+        allowed: bool = True,
+        reason: str = "",
+        detail: dict | None = None,
+    ) -> None:
+        """Record what a person did or was refused; a failure to record never stops the action's answer."""
+        try:
+            self.store.audit(
+                actor,
+                action,
+                channel=channel or (intake.channel if intake else None),
+                intake_id=intake.id if intake else None,
+                allowed=allowed,
+                reason=reason,
+                detail=detail,
+            )
+        except TaobotError as exc:
+            log.error("audit row not written: %s", exc)
 
     def with_saved_credentials(self, state: IntakeState) -> IntakeState:
-        """Count credentials this person saved on an earlier launch, if this launch needs them."""
+        """Count credentials this person saved on an earlier launch, if this launch needs them and has none yet.
+
+        A value this thread already holds stays: a change made in another thread never replaces it here.
+        """
         wanted = wanted_credentials(state, self.catalog)
         saved = self.store.secret_fingerprints(state.owner)
-        fresh = {n: fp for n, fp in saved.items() if n in wanted and state.credentials.get(n) != fp}
+        fresh = {n: fp for n, fp in saved.items() if n in wanted and n not in state.credentials}
         if not fresh:
             return state
         return apply_all(state, [CredentialsStored(fresh)], self.catalog).state

@@ -73,6 +73,9 @@ class LaunchControl:
                 state, f"Launch `{state.id}` already has a job; press *Relaunch* on its final reply to run again."
             )
             return
+        if unheld := desk.unheld_credentials(state, desk.credential_values(state)):
+            self._refuse_unheld(state, user, unheld)
+            return
         desk.reply(state, f":hourglass_flowing_sand: Submitting {state.model} {state.action} to {state.platform}…")
         self.work.submit(self._submit, state.id, user)
 
@@ -83,6 +86,9 @@ class LaunchControl:
             if state is None or state.status != "complete":
                 return
             values = desk.credential_values(state)
+            if unheld := desk.unheld_credentials(state, values):
+                self._refuse_unheld(state, user, unheld)
+                return
             if refusals := self.checks.mount_refusals(state, values):
                 # The paths preflight checked may have changed since (a folder swapped for a symlink).
                 head = "Not launching: the operator's policy refuses a host path of this launch. Nothing was created."
@@ -130,6 +136,18 @@ class LaunchControl:
                 launch = desk.store.get_launch(launch.id) or launch
             desk.messenger.post(state.channel, LaunchPosted(launch), thread_ts=state.thread_ts)
             desk.refresh(desk.store.get_intake(intake_id) or state)
+
+    def _refuse_unheld(self, state: IntakeState, user: str, names: list[str]) -> None:
+        """A value the preflight checked is no longer to be had: launching with another one is never done."""
+        reason = "credential values changed before this thread held them: " + ", ".join(names)
+        self.desk.audit(user, "launch", intake=state, allowed=False, reason=reason)
+        self.desk.reply(
+            state,
+            "Not launching: the values of "
+            + ", ".join(f"`{n}`" for n in names)
+            + " this thread checked are no longer stored (they were changed elsewhere). Nothing was created. "
+            "Enter them again with *Enter credentials* and run preflight.",
+        )
 
     def _failed(self, state: IntakeState, outcome: str, text: str) -> None:
         metrics.LAUNCHES.labels(platform=state.platform, outcome=outcome).inc()
@@ -199,7 +217,7 @@ class LaunchControl:
         if self.monitor is None or not launch.job_id:
             desk.reply(state, f"`{launch_id}` cannot be cancelled from here yet; it has no job id.")
             return
-        creds = self.monitor.credentials(launch.owner, launch.platform)
+        creds = self.monitor.credentials(launch)
         ref = JobRef(launch.id, launch.job_id, launch.detail_map, creds)
         try:
             self.launcher.backend(launch.platform).cancel(ref)

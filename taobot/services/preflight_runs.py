@@ -87,7 +87,18 @@ class PreflightRuns:
             return
         from taobot.preflight import request_for_intake
 
-        request, required = request_for_intake(state, desk.catalog, desk.credential_values(state), self.settings)
+        values = desk.credential_values(state)
+        if unheld := desk.unheld_credentials(state, values):
+            desk.audit(user, "preflight", intake=state, allowed=False, reason="values changed: " + ", ".join(unheld))
+            desk.reply(
+                state,
+                "Preflight did not start: the values of "
+                + ", ".join(f"`{n}`" for n in unheld)
+                + " this thread recorded are no longer stored (they were changed elsewhere). "
+                "Enter them again with *Enter credentials*.",
+            )
+            return
+        request, required = request_for_intake(state, desk.catalog, values, self.settings)
         request = replace(request, mounts=desk.policy.mounts)  # which host folders local-docker may mount
         if refusal := self.kube.refusal(state, request.credentials):
             head = "Preflight did not start: this launch's Kubernetes identity may not be used. Nothing was checked."

@@ -6,37 +6,78 @@ import time
 
 from taobot.catalog import find_platform
 from taobot.services.desk import Desk
-from taobot.views import ChannelEntry, ChannelStatus, IntakeDetail, LaunchDetail, Reply, View, intake_facts
+from taobot.views import ChannelEntry, ChannelStatus, HomeView, IntakeDetail, LaunchDetail, Reply, View, intake_facts
 
 CHANNEL_LIMIT = 500  # rows read for one channel's status
 SHOWN = 40  # lines shown; the rest are counted
 
 
+def is_direct_message(channel: str) -> bool:
+    """Slack's DM conversation ids start with D: there, status means the person's own launches."""
+    return channel.startswith("D")
+
+
 class StatusQueries:
+    """What a person may see: the launches of the channel they ask in; in a DM, their own; an admin, all."""
+
     def __init__(self, desk: Desk) -> None:
         self.desk = desk
 
-    def channel(self, channel: str) -> ChannelStatus:
+    def channel(self, channel: str, user: str | None = None) -> ChannelStatus:
         store, catalog = self.desk.store, self.desk.catalog
+        dm = is_direct_message(channel) and user is not None
         latest: dict = {}
-        for launch in store.launches_in_channel(channel, limit=CHANNEL_LIMIT):
+        launches = (
+            store.launches_of_owner(user, CHANNEL_LIMIT) if dm else store.launches_in_channel(channel, CHANNEL_LIMIT)
+        )
+        for launch in launches:
             latest.setdefault(launch.intake_id, launch)
-        intakes = store.intakes_in_channel(channel, limit=CHANNEL_LIMIT)
+        intakes = (
+            store.intakes_of_owner(user, CHANNEL_LIMIT) if dm else store.intakes_in_channel(channel, CHANNEL_LIMIT)
+        )
         entries = tuple(
             ChannelEntry(s, find_platform(catalog, s.platform).display_name if s.platform else "—", latest.get(s.id))
             for s in intakes[:SHOWN]
         )
-        return ChannelStatus(entries, len(intakes), time.time())
+        return ChannelStatus(entries, len(intakes), time.time(), yours=dm)
 
-    def one(self, wanted: str) -> View:
+    def home(self, user: str) -> HomeView:
+        """The person's own launches for their App Home: running jobs first, then open intakes, then the ended."""
+        store, catalog = self.desk.store, self.desk.catalog
+        latest: dict = {}
+        for launch in store.launches_of_owner(user, CHANNEL_LIMIT):
+            latest.setdefault(launch.intake_id, launch)
+        intakes = store.intakes_of_owner(user, CHANNEL_LIMIT)
+
+        def rank(state) -> int:
+            launch = latest.get(state.id)
+            if launch is not None and launch.state.active:
+                return 0
+            return 1 if state.status in ("collecting", "complete") else 2
+
+        ordered = sorted(intakes, key=rank)  # sorted() is stable: newest first within each group
+        entries = tuple(
+            ChannelEntry(s, find_platform(catalog, s.platform).display_name if s.platform else "—", latest.get(s.id))
+            for s in ordered[:SHOWN]
+        )
+        return HomeView(user, entries, len(intakes), time.time())
+
+    def one(self, wanted: str, channel: str | None = None, user: str | None = None) -> View:
+        """One launch or intake by id prefix, found only where the asker may look (None, None: the operator's CLI)."""
         store = self.desk.store
         wanted = wanted.strip()
-        launch = store.find_launch_by_prefix(wanted)
+        scope: dict = {}
+        if channel is not None and user not in self.desk.admins:
+            scope = {"owner": user} if is_direct_message(channel) else {"channel": channel}
+        launch = store.find_launch_by_prefix(wanted, **scope)
         if launch is None and "-" not in wanted:
             launch = store.latest_launch(wanted)
+            if launch is not None and any(getattr(launch, k) != v for k, v in scope.items()):
+                launch = None
         if launch is not None:
             return LaunchDetail(launch, time.time())
-        matches = store.find_intake_by_prefix(wanted)
+        matches = store.find_intake_by_prefix(wanted, **scope)
         if not matches:
-            return Reply(f"No launch `{wanted}` is known. `/tao status` lists this channel's launches.")
+            where = "your launches" if scope.get("owner") else "this channel" if scope else "the database"
+            return Reply(f"No launch `{wanted}` is known in {where}. `/tao status` lists this channel's launches.")
         return IntakeDetail(intake_facts(matches[0], self.desk.catalog), time.time())

@@ -54,9 +54,12 @@ SCOPES_FOR_METHOD = {
     "files.info": "files:read",  # a kubeconfig a person uploads in the credentials form
     # finding a status post after a crash, in a channel, a private channel or a DM thread
     "conversations.replies": ("channels:history", "groups:history", "im:history"),
+    "conversations.history": "im:history",  # the final reply's DM copy, looked for after a crash
     "conversations.open": "im:write",  # a launch whose channel is gone goes on in its owner's DM
+    "views.publish": None,  # the App Home tab needs no scope, only home_tab_enabled
 }
 SCOPES_FOR_EVENT = {
+    "app_home_opened": None,  # sent to every app with a Home tab
     "app_mention": "app_mentions:read",
     "message.channels": "channels:history",
     "message.groups": "groups:history",
@@ -164,18 +167,33 @@ class SlackMessenger:
             body["thread_ts"] = thread_ts
         return str(self._call("chat.postMessage", **body)["ts"])
 
-    def find_posted(self, channel: str, thread_ts: str, launch_id: str, slot: int) -> str | None:
-        """The ts of a status post for (launch, slot) already in the thread, found by its metadata."""
+    def find_posted(
+        self, channel: str, thread_ts: str | None, launch_id: str, slot: int, since: float | None = None
+    ) -> str | None:
+        """The ts of a status post for (launch, slot) already in the thread, found by its metadata.
+
+        With no thread (the final reply's DM copy), the channel's own messages from `since` on are searched.
+        """
         cursor = None
         while True:
-            data = self._call(
-                "conversations.replies",
-                channel=channel,
-                ts=thread_ts,
-                include_all_metadata=True,
-                limit=200,
-                cursor=cursor,
-            )
+            if thread_ts is None:
+                data = self._call(
+                    "conversations.history",
+                    channel=channel,
+                    oldest=f"{since:.6f}" if since else None,
+                    include_all_metadata=True,
+                    limit=200,
+                    cursor=cursor,
+                )
+            else:
+                data = self._call(
+                    "conversations.replies",
+                    channel=channel,
+                    ts=thread_ts,
+                    include_all_metadata=True,
+                    limit=200,
+                    cursor=cursor,
+                )
             for message in data.get("messages", []):
                 payload = (message.get("metadata") or {}).get("event_payload") or {}
                 if payload.get("launch") == launch_id and payload.get("slot") == slot:
@@ -200,6 +218,10 @@ class SlackMessenger:
     def open_dm(self, user: str) -> str:
         """The id of the bot's DM with `user`, opened if needed."""
         return str(self._call("conversations.open", users=user)["channel"]["id"])
+
+    def publish_home(self, user: str, view: View) -> None:
+        """The person's App Home tab (views.publish, Tier 4)."""
+        self._call("views.publish", user_id=user, view=redacted(render(view)))
 
     def open_view(self, trigger_id: str, modal: dict) -> None:
         self._call("views.open", trigger_id=trigger_id, view=redacted(modal))
@@ -319,6 +341,7 @@ def build_app(
     from taobot.backends import Backends
     from taobot.launcher import Launcher
     from taobot.monitor import Monitor
+    from taobot.stuck import StuckRules
 
     messenger = SlackMessenger(client)
     backends = Backends(settings, policy)
@@ -334,6 +357,7 @@ def build_app(
         preflight_valid_minutes=settings.preflight_valid_minutes,
     )
     services.monitor = Monitor(store, catalog, backends, messenger, on_state_change=services.refresh_for_launch)
+    services.monitor.signals.rules = StuckRules.minutes(settings.pending_warn_minutes, settings.no_output_warn_minutes)
     services.recover()
 
     runtime_ref: dict = {}
@@ -342,12 +366,13 @@ def build_app(
 
     app.use(RetriedDeliveries(store.first_delivery, runtime_ref))
 
-    from taobot.slack.listeners import actions, commands, messages, views
+    from taobot.slack.listeners import actions, commands, home, messages, views
 
     commands.register(app, services, catalog, after_ack)
     messages.register(app, services, catalog, after_ack)
     actions.register(app, services, after_ack)
     views.register(app, services)
+    home.register(app, services)
     from taobot import metrics
     from taobot import scheduler as sched
 

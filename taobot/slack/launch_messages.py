@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from taobot.intake.intents import RETRY
 from taobot.slack.blocks import CANCEL_JOB, DETACH, RELAUNCH, actions, button, context, fit, plain, section
-from taobot.view_text import STATE_MARK, clock, duration, never_starts, status_line, triage_text
+from taobot.view_text import (
+    STATE_MARK,
+    clock,
+    duration,
+    final_progress_texts,
+    never_starts,
+    progress_text,
+    status_line,
+    stuck_text,
+    triage_text,
+)
 from taobot.views import FinalUpdate, LaunchPosted, StatusUpdate
 
 
@@ -75,6 +85,9 @@ def status_update(view: StatusUpdate) -> dict:
                 "The job is not marked failed; taobot keeps retrying with backoff."
             )
         )
+    body += [section(stuck_text(signal)) for signal in view.stuck]
+    if view.progress is not None and view.progress.known:
+        body.append(section(progress_text(view.progress, launch, now)))
     body += _log_block(lines)
     body.append(
         context(
@@ -108,9 +121,16 @@ def final_update(view: FinalUpdate) -> dict:
             f":recycle: The platform state or logs point to an infrastructure problem ({cause}); "
             "this failure is likely retriable."
         )
-    body = [section("\n".join(facts))] + _triage_blocks(view) + _log_block(lines)
+    body = [section("\n".join(facts))] + _progress_blocks(view) + _triage_blocks(view) + _log_block(lines)
     body.append(actions(f"f_{launch.id}", _final_buttons(view)))
     return {"text": f"{launch.id} {state}", "blocks": fit(body)}
+
+
+def _progress_blocks(view: FinalUpdate) -> list[dict]:
+    """What the run reported: final loss, each epoch's validation, checkpoint and results paths."""
+    if view.progress is None or not view.progress.known:
+        return []
+    return [section(text) for text in final_progress_texts(view.progress, view.launch.results_location)]
 
 
 def _triage_blocks(view: FinalUpdate) -> list[dict]:

@@ -49,7 +49,9 @@ DEFAULT_LIMITS: dict[str, MethodLimits] = {
     "chat.update": MethodLimits(per_method=Limit(TIER_3_PER_S, 10)),
     "chat.postEphemeral": MethodLimits(per_method=Limit(TIER_4_PER_S, 10)),
     "conversations.replies": MethodLimits(per_method=Limit(TIER_3_PER_S, 10)),
+    "conversations.history": MethodLimits(per_method=Limit(TIER_3_PER_S, 10)),
     "conversations.open": MethodLimits(per_method=Limit(TIER_3_PER_S, 10)),
+    "views.publish": MethodLimits(per_method=Limit(TIER_4_PER_S, 10)),
 }
 UNPACED = frozenset({"views.open"})  # a trigger id lives 3 s: never make it wait
 DEFAULT_MAX_WAIT_S = 60.0

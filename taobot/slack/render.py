@@ -7,6 +7,7 @@ from collections.abc import Callable
 from taobot.slack.blocks import reply
 from taobot.slack.cards import intake_card, preflight_card
 from taobot.slack.forms import credentials_modal, datasets_modal, image_modal
+from taobot.slack.home import home_view
 from taobot.slack.launch_messages import final_update, launch_posted, status_update
 from taobot.view_text import channel_status_text, intake_detail_text, launch_detail_text
 from taobot.views import (
@@ -14,6 +15,7 @@ from taobot.views import (
     CredentialsForm,
     DatasetsForm,
     FinalUpdate,
+    HomeView,
     ImageForm,
     IntakeCard,
     IntakeDetail,
@@ -38,6 +40,7 @@ RENDERERS: dict[type, Callable[..., dict]] = {
     CredentialsForm: credentials_modal,
     ImageForm: image_modal,
     DatasetsForm: datasets_modal,
+    HomeView: home_view,
 }
 
 

@@ -2,8 +2,10 @@
 
 Tables: intakes (one row per launch thread, the conversation state as
 JSON), events (who did what and when — never a secret value), secrets
-(encrypted credential values per Slack user), seen_deliveries (Slack
-retries already handled). Schema changes go through migrations.
+(encrypted credential values per Slack user), held_credentials (the values
+one thread uses, by fingerprint), audit (every action, allowed or refused),
+seen_deliveries (Slack retries already handled), launches and updates.
+Schema changes go through migrations.
 
 One connection per Store, guarded by a lock: Bolt runs listeners on a
 thread pool. WAL and a busy timeout let a second process (the CLI, a
@@ -25,6 +27,8 @@ import sqlite_utils
 from taobot.errors import IntakeConflict, StoreError
 from taobot.intake import IntakeState
 from taobot.secrets import REDACTOR, SecretBox
+from taobot.store.audit import AuditRows
+from taobot.store.held_credentials import HeldCredentialRows
 from taobot.store.identities import SshIdentityRows
 from taobot.store.launches import LaunchRows, like_prefix
 from taobot.store.operations import OperationRows
@@ -40,7 +44,7 @@ def _intake(row) -> IntakeState:
     return state
 
 
-class Store(LaunchRows, OperationRows, SshIdentityRows):
+class Store(LaunchRows, OperationRows, AuditRows, HeldCredentialRows, SshIdentityRows):
     def __init__(self, path: Path | str, box: SecretBox) -> None:
         self.path = Path(path)
         self.box = box
@@ -115,6 +119,7 @@ class Store(LaunchRows, OperationRows, SshIdentityRows):
             state.version = row["version"] = current + 1
             row["state"] = state.model_dump_json()
             db["intakes"].upsert(row, pk="id")
+            self._hold(db, state.id, state.owner, state.credentials)
             self._log(db, state.id, actor, kind, detail)
 
     def log_event(self, intake_id: str, actor: str, kind: str, detail: dict | None = None) -> None:
@@ -138,19 +143,30 @@ class Store(LaunchRows, OperationRows, SshIdentityRows):
             ).fetchone()
         return _intake(row) if row else None
 
-    def find_intake_by_prefix(self, prefix: str) -> list[IntakeState]:
+    def find_intake_by_prefix(
+        self, prefix: str, channel: str | None = None, owner: str | None = None
+    ) -> list[IntakeState]:
+        """Intakes whose id starts with `prefix` (newest first), within one channel or of one owner when given."""
+        where, params = ["id LIKE ? ESCAPE '\\'"], [like_prefix(prefix)]
+        for column, value in (("channel", channel), ("owner", owner)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = f"SELECT state, version FROM intakes WHERE {' AND '.join(where)} ORDER BY updated_at DESC LIMIT 5"
         with self._lock:
-            rows = self.db.execute(
-                "SELECT state, version FROM intakes WHERE id LIKE ? ESCAPE '\\' ORDER BY updated_at DESC LIMIT 5",
-                [like_prefix(prefix)],
-            ).fetchall()
+            rows = self.db.execute(sql, params).fetchall()
         return [_intake(r) for r in rows]
 
     def intakes_in_channel(self, channel: str, limit: int = 20) -> list[IntakeState]:
+        return self._intakes_where("channel = ?", channel, limit)
+
+    def intakes_of_owner(self, owner: str, limit: int = 20) -> list[IntakeState]:
+        return self._intakes_where("owner = ?", owner, limit)
+
+    def _intakes_where(self, where: str, value: str, limit: int) -> list[IntakeState]:
         with self._lock:
             rows = self.db.execute(
-                "SELECT state, version FROM intakes WHERE channel = ? ORDER BY updated_at DESC LIMIT ?",
-                [channel, limit],
+                f"SELECT state, version FROM intakes WHERE {where} ORDER BY updated_at DESC LIMIT ?", [value, limit]
             ).fetchall()
         return [_intake(r) for r in rows]
 
@@ -213,6 +229,9 @@ class Store(LaunchRows, OperationRows, SshIdentityRows):
     def load_redactions(self) -> None:
         """Teach the redactor every stored value, so logs never show one after a restart."""
         with self._lock:
-            rows = self.db.execute("SELECT ciphertext FROM secrets WHERE secret = 1").fetchall()
+            rows = self.db.execute(
+                "SELECT ciphertext FROM secrets WHERE secret = 1 "
+                "UNION ALL SELECT ciphertext FROM held_credentials WHERE secret = 1"
+            ).fetchall()
         for (ciphertext,) in rows:
             REDACTOR.add(self.box.decrypt(ciphertext))

@@ -72,8 +72,17 @@ class LaunchRows:
     def launches_in_channel(self, channel: str, limit: int = 50) -> list[Launch]:
         return self._launches("channel = ?", [channel], order_by="launched_at desc", limit=limit)
 
-    def find_launch_by_prefix(self, prefix: str) -> Launch | None:
-        found = self._launches("id LIKE ? ESCAPE '\\'", [like_prefix(prefix)], order_by="launched_at desc", limit=1)
+    def launches_of_owner(self, owner: str, limit: int = 50) -> list[Launch]:
+        return self._launches("owner = ?", [owner], order_by="launched_at desc", limit=limit)
+
+    def find_launch_by_prefix(self, prefix: str, channel: str | None = None, owner: str | None = None) -> Launch | None:
+        """The newest launch whose id starts with `prefix`, within one channel or of one owner when given."""
+        where, params = ["id LIKE ? ESCAPE '\\'"], [like_prefix(prefix)]
+        for column, value in (("channel", channel), ("owner", owner)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        found = self._launches(" AND ".join(where), params, order_by="launched_at desc", limit=1)
         return found[0] if found else None
 
     def active_launches(self) -> list[Launch]:

@@ -30,23 +30,31 @@ class OperationRows:
         dest.chmod(0o600)
 
     def reencrypt(self, new_box: SecretBox) -> int:
-        """Re-encrypt every stored secret under a new key, in one transaction.
+        """Re-encrypt every stored secret (saved and held per thread) under a new key, in one transaction.
 
         Every value must decrypt with the current key first, so a wrong old key
         changes nothing. Fingerprints are kept: intakes and past preflights
         still match their credentials after a rotation.
         """
+        tables = {
+            "secrets": ("owner", "name"),
+            "held_credentials": ("intake_id", "name"),
+            "ssh_identities": ("owner", "cluster"),
+        }
+        plain = []
         with self._lock:
-            rows = self.db.execute("SELECT owner, name, ciphertext FROM secrets").fetchall()
-        plain = [(owner, name, self.box.decrypt(ciphertext)) for owner, name, ciphertext in rows]
+            for table, (first, second) in tables.items():
+                rows = self.db.execute(f"SELECT {first}, {second}, ciphertext FROM {table}").fetchall()
+                plain += [(table, a, b, self.box.decrypt(ciphertext)) for a, b, ciphertext in rows]
         with self.transaction() as db:
-            for owner, name, value in plain:
+            for table, a, b, value in plain:
+                first, second = tables[table]
                 db.execute(
-                    "UPDATE secrets SET ciphertext = ? WHERE owner = ? AND name = ?",
-                    [new_box.encrypt(value), owner, name],
+                    f"UPDATE {table} SET ciphertext = ? WHERE {first} = ? AND {second} = ?",
+                    [new_box.encrypt(value), a, b],
                 )
         self.box = new_box
-        return len(plain)
+        return sum(1 for item in plain if item[0] == "secrets")
 
     def lease_holder(self, name: str) -> tuple[str, float] | None:
         with self._lock:

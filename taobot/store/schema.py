@@ -106,6 +106,34 @@ def m005_notify_dm(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
+def m006_audit_and_held_credentials(db: sqlite_utils.Database) -> None:
+    # Every action a person takes or is refused, for the operator (`taobot audit`). Never a secret value.
+    db["audit"].create(
+        {
+            "id": int,
+            "at": float,
+            "actor": str,
+            "channel": str,
+            "intake_id": str,
+            "action": str,
+            "allowed": int,
+            "reason": str,
+            "detail": str,
+        },
+        pk="id",
+    )
+    db["audit"].create_index(["at"])
+    db["audit"].create_index(["actor", "at"])
+    # The credential values one launch thread uses, held per thread by fingerprint: a value the person changes
+    # in another thread never reaches a launch whose preflight checked the old one.
+    db["held_credentials"].create(
+        {"intake_id": str, "name": str, "ciphertext": bytes, "fingerprint": str, "secret": int, "held_at": float},
+        pk=("intake_id", "name"),
+        foreign_keys=[("intake_id", "intakes", "id")],
+    )
+
+
+@migrations()
 def m007_ssh_identities(db: sqlite_utils.Database) -> None:
     # Each person's taobot-made SSH key pair (per cluster when TAOBOT_SSH_KEY_PER_CLUSTER; "" otherwise): the
     # private half encrypted like a secret, the public half and its SHA256 fingerprint in the clear.

@@ -79,8 +79,10 @@ SLACK_RATE_LIMITS: Dict[str, Dict[str, Tuple[float, float]]] = {
     "chat.update": {"workspace": (50 / 60, 20)},
     "chat.postEphemeral": {"workspace": (100 / 60, 20)},
     "conversations.replies": {"workspace": (50 / 60, 20)},
+    "conversations.history": {"workspace": (50 / 60, 20)},
     "conversations.open": {"workspace": (50 / 60, 20)},
     "views.open": {"workspace": (100 / 60, 20)},
+    "views.publish": {"workspace": (100 / 60, 20)},
 }
 
 
@@ -291,6 +293,8 @@ class FakeSlackAPI:
             "views.update": self._views_update,
             "views.push": self._views_push,
             "files.info": self._files_info,
+            "views.publish": self._views_publish,
+            "conversations.history": self._conversations_history,
         }
         self._init_state()
         if rate_limits:
@@ -305,6 +309,7 @@ class FakeSlackAPI:
         self._views: Dict[str, Dict[str, Any]] = {}
         self._files: Dict[str, Dict[str, Any]] = {}  # file id -> {"meta": file object, "content": bytes}
         self._downloads: List[Dict[str, Any]] = []
+        self._home_views: Dict[str, str] = {}  # user id -> the view id of their Home tab
         self._external_ids: Dict[str, str] = {}
         self._triggers: Dict[str, _Trigger] = {}
         self._response_urls: Dict[str, _ResponseUrl] = {}
@@ -1100,6 +1105,41 @@ class FakeSlackAPI:
             body["response_metadata"] = {"next_cursor": next_cursor}
         return body
 
+    def _conversations_history(self, params: Dict[str, Any]) -> Dict[str, Any]:
+        """A channel's top-level messages, newest first (thread replies are not part of history)."""
+        channel = self._check_channel(_as_str(params.get("channel")))
+        lo = float(params["oldest"]) if params.get("oldest") is not None else float("-inf")
+        hi = float(params["latest"]) if params.get("latest") is not None else float("inf")
+        inclusive = _as_bool(params.get("inclusive"))
+        keys = [
+            k
+            for k, m in self._messages.items()
+            if k[0] == channel
+            and (not m.get("thread_ts") or m.get("thread_ts") == k[1])
+            and ((lo <= float(k[1]) <= hi) if inclusive else (lo < float(k[1]) < hi))
+        ]
+        keys.sort(key=lambda k: float(k[1]), reverse=True)
+        try:
+            limit = max(1, min(int(params.get("limit") or 100), 999))
+        except ValueError:
+            raise _invalid_arguments("[ERROR] must be an integer [json-pointer:/limit]")
+        offset = 0
+        cursor = _as_str(params.get("cursor"))
+        if cursor:
+            try:
+                offset = int(base64.b64decode(cursor).decode().split(":", 1)[1])
+            except Exception:
+                raise SlackApiFault("invalid_cursor")
+        page = [self._render_message(k) for k in keys[offset : offset + limit]]
+        if not _as_bool(params.get("include_all_metadata")):
+            for message in page:
+                message.pop("metadata", None)
+        has_more = offset + limit < len(keys)
+        body: Dict[str, Any] = {"ok": True, "messages": page, "has_more": has_more}
+        if has_more:
+            body["response_metadata"] = {"next_cursor": base64.b64encode(f"offset:{offset + limit}".encode()).decode()}
+        return body
+
     def _conversations_open(self, params: Dict[str, Any]) -> Dict[str, Any]:
         """The DM between the bot and one user (``users``), as Slack answers it; several users are a group DM."""
         users = [u.strip() for u in (_as_str(params.get("users")) or "").split(",") if u.strip()]
@@ -1291,6 +1331,27 @@ class FakeSlackAPI:
             state=current["state"],
         )
         return {"ok": True, "view": stored}
+
+    def _views_publish(self, params: Dict[str, Any]) -> Dict[str, Any]:
+        """A user's Home tab: one view per user, replaced on each publish (a stale `hash` is refused)."""
+        user_id = _as_str(params.get("user_id"))
+        if not user_id:
+            raise _invalid_arguments("[ERROR] missing required field: user_id")
+        view = self._check_view(params, allowed_types=("home",))
+        current_id = self._home_views.get(user_id)
+        current = self._views.get(current_id or "")
+        expected_hash = _as_str(params.get("hash"))
+        if expected_hash and current is not None and expected_hash != current["hash"]:
+            raise SlackApiFault("hash_conflict")
+        stored = self._store_view(view, view_id=current_id)
+        self._home_views[user_id] = stored["id"]
+        return {"ok": True, "view": stored}
+
+    def home_view(self, user_id: str) -> Optional[Dict[str, Any]]:
+        """The Home tab last published for `user_id`, as Slack would show it."""
+        with self._lock:
+            view_id = self._home_views.get(user_id)
+            return copy.deepcopy(self._views[view_id]) if view_id in self._views else None
 
     # -- response_url ---------------------------------------------------
     def _apply_response_url(self, hook: _ResponseUrl, params: Dict[str, Any]) -> None:

@@ -30,7 +30,12 @@ def register(app: App, services: Services, catalog: Catalog, after_ack: AfterAck
             ack(**render(services.help()))
             return
         if verb == "status":
-            view = services.one_status(words[1]) if len(words) > 1 else services.channel_status(command["channel_id"])
+            channel, user = command["channel_id"], command["user_id"]
+            view = (
+                services.one_status(words[1], channel, user)
+                if len(words) > 1
+                else services.channel_status(channel, user)
+            )
             ack(**render(view))
             return
         if verb != "launch":

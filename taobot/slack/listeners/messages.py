@@ -58,7 +58,7 @@ def register(app: App, services: Services, catalog: Catalog, after_ack: AfterAck
             if error == "help":
                 say(**render(services.help()), thread_ts=reply_ts)
             elif error == "status":
-                say(**render(services.channel_status(channel)), thread_ts=reply_ts)
+                say(**render(services.channel_status(channel, event.get("user"))), thread_ts=reply_ts)
             elif error:
                 say(text=error, thread_ts=reply_ts)
             else:
