@@ -1085,18 +1085,7 @@ class FakeSlackAPI:
                 return (lo <= t <= hi) if inclusive else (lo < t < hi)
 
             messages = [m for m in messages if keep(m)]
-        try:
-            limit = int(params.get("limit") or 1000)
-        except ValueError:
-            raise _invalid_arguments("[ERROR] must be an integer [json-pointer:/limit]")
-        limit = max(1, min(limit, 1000))
-        offset = 0
-        cursor = _as_str(params.get("cursor"))
-        if cursor:
-            try:
-                offset = int(base64.b64decode(cursor).decode().split(":", 1)[1])
-            except Exception:
-                raise SlackApiFault("invalid_cursor")
+        offset, limit = _page_window(params, default=1000, most=1000)
         page = messages[offset : offset + limit]
         has_more = offset + limit < len(messages)
         body: Dict[str, Any] = {"ok": True, "messages": page, "has_more": has_more}
@@ -1119,17 +1108,7 @@ class FakeSlackAPI:
             and ((lo <= float(k[1]) <= hi) if inclusive else (lo < float(k[1]) < hi))
         ]
         keys.sort(key=lambda k: float(k[1]), reverse=True)
-        try:
-            limit = max(1, min(int(params.get("limit") or 100), 999))
-        except ValueError:
-            raise _invalid_arguments("[ERROR] must be an integer [json-pointer:/limit]")
-        offset = 0
-        cursor = _as_str(params.get("cursor"))
-        if cursor:
-            try:
-                offset = int(base64.b64decode(cursor).decode().split(":", 1)[1])
-            except Exception:
-                raise SlackApiFault("invalid_cursor")
+        offset, limit = _page_window(params, default=100, most=999)
         page = [self._render_message(k) for k in keys[offset : offset + limit]]
         if not _as_bool(params.get("include_all_metadata")):
             for message in page:
@@ -1388,6 +1367,21 @@ class FakeSlackAPI:
 # ----------------------------------------------------------------------
 # HTTP layer
 # ----------------------------------------------------------------------
+def _page_window(params: Dict[str, Any], default: int, most: int) -> Tuple[int, int]:
+    """(offset, limit) of a paginated read: `limit` clamped to 1..most, `cursor` as this fake issues it."""
+    try:
+        limit = max(1, min(int(params.get("limit") or default), most))
+    except ValueError:
+        raise _invalid_arguments("[ERROR] must be an integer [json-pointer:/limit]")
+    cursor = _as_str(params.get("cursor"))
+    if not cursor:
+        return 0, limit
+    try:
+        return int(base64.b64decode(cursor).decode().split(":", 1)[1]), limit
+    except Exception:
+        raise SlackApiFault("invalid_cursor")
+
+
 def _decode_json_fields(params: Dict[str, Any]) -> None:
     """Parse JSON-encoded string arguments in place (undecodable ones are left as strings)."""
     for key in JSON_ENCODED_FIELDS:
