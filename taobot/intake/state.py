@@ -17,6 +17,8 @@ from pydantic import BaseModel, Field
 from taobot.catalog import Catalog, find_action, find_model, resolve_image
 
 IntakeStatus = Literal["collecting", "complete", "cancelled", "launched"]
+# What the thread launches: one job, an AutoML search (trials), or a multi-stage workflow (stages).
+IntakeKind = Literal["launch", "automl", "workflow"]
 # Statuses after which no answer changes the intake any more.
 CLOSED_STATUSES = ("cancelled", "launched")
 
@@ -87,6 +89,7 @@ class IntakeState(BaseModel):
     owner: str
     model: str
     action: str
+    kind: IntakeKind = "launch"
     platform: str | None = None
     monitor: bool | None = None
     interval_minutes: int | None = None
