@@ -77,6 +77,8 @@ class Monitor:
         self.messenger = messenger
         self.clock = clock
         self.poster = ThreadPoster(store, messenger, clock)
+        # Seconds per status-interval minute: 60, except where a test shrinks time (TAOBOT_INTERVAL_MINUTE_SECONDS).
+        self.minute_s = 60.0
         self._card_drawn: dict[str, float] = {}  # launch id -> when an update last redrew its card
         # Called between the steps of a cycle; raises to stop a cycle that must not go on (the lease was lost).
         self.keep_alive = keep_alive or (lambda: None)
@@ -105,9 +107,8 @@ class Monitor:
     def ref(self, row: Launch, creds: dict[str, str]) -> JobRef:
         return JobRef(row.id, row.job_id or "", row.detail_map, creds)
 
-    @staticmethod
-    def slot_of(row: Launch, now: float) -> int:
-        interval = max(1, row.interval_minutes) * 60
+    def slot_of(self, row: Launch, now: float) -> int:
+        interval = max(1, row.interval_minutes) * self.minute_s
         return int((now - row.launched_at) // interval)
 
     def update_due(self, row: Launch, now: float, last: int | None) -> int | None:

@@ -357,6 +357,7 @@ def build_app(
         preflight_valid_minutes=settings.preflight_valid_minutes,
     )
     services.monitor = Monitor(store, catalog, backends, messenger, on_state_change=services.refresh_for_launch)
+    services.monitor.minute_s = settings.interval_minute_seconds
     services.monitor.signals.rules = StuckRules.minutes(settings.pending_warn_minutes, settings.no_output_warn_minutes)
     services.recover()
 
