@@ -1,0 +1,76 @@
+"""The review before launch: estimates with their basis, totals over units, and flags with concrete reductions."""
+
+from __future__ import annotations
+
+from taobot.review import ReviewUnit, build_review, estimate
+
+
+def slurm_unit(**changes) -> ReviewUnit:
+    base = dict(
+        label="cosmos-rl train",
+        platform="SLURM",
+        image="nvcr.io/nvidia/tao/tao-toolkit:6.0.0-pyt",
+        gpus_per_node=8,
+        time_limit_hours=4.0,
+        time_limit_source="SLURM's default",
+        time_limit_setting="SLURM_TIME_HOURS",
+    )
+    base.update(changes)
+    return ReviewUnit(**base)
+
+
+def test_a_single_launch_without_a_typical_duration_is_bounded_by_its_time_limit_and_says_so():
+    review = build_review([slurm_unit()], title="t", monitoring="every 5 min")
+    (est,) = review.estimates
+    assert est.upper_bound and est.hours == 4.0
+    assert "at most the requested time limit of 4 h (SLURM's default)" in est.basis
+    assert "no typical duration" in est.basis
+    assert review.runtime_hours == 4.0 and review.gpu_hours == 32.0 and review.upper_bound
+    assert review.flags == ()
+
+
+def test_no_time_limit_and_no_typical_duration_gives_no_numbers_and_says_why():
+    review = build_review([slurm_unit(time_limit_hours=None)], title="t", monitoring="off")
+    assert review.runtime_hours is None and review.gpu_hours is None
+    assert "platform sets no time limit" in review.estimates[0].basis
+
+
+def test_a_typical_duration_is_scaled_to_the_epochs_and_a_run_over_its_time_limit_gets_reductions():
+    unit = slurm_unit(typical_hours=2.0, typical_epochs=10, epochs=30)
+    est = estimate(unit)
+    assert est.hours == 6.0 and not est.upper_bound and "scaled to 30 epochs" in est.basis
+    (flag,) = build_review([unit], title="t", monitoring="m").flags
+    assert "estimated at 6 h, above its time limit of 4 h" in flag
+    assert "train 20 epochs instead of 30" in flag and "raise SLURM_TIME_HOURS to at least 6" in flag
+
+
+def test_a_gpu_hour_limit_the_plan_exceeds_offers_fewer_gpus_or_a_shorter_limit():
+    review = build_review(
+        [slurm_unit()], title="t", monitoring="m", gpu_hours_limit=16, gpu_hours_limit_source="approval threshold"
+    )
+    (flag,) = review.flags
+    assert "up to 32 GPU-hours, above the limit of 16 (approval threshold)" in flag
+    assert "num_gpus=4 instead of 8" in flag and "SLURM_TIME_HOURS=2 instead of 4" in flag
+
+
+def test_automl_trials_run_in_waves_and_an_overall_limit_offers_fewer_trials_more_at_once_or_fewer_epochs():
+    trials = slurm_unit(
+        label="trial", gpus_per_node=2, count=8, at_once=2, typical_hours=2, typical_epochs=10, epochs=10
+    )
+    review = build_review([trials], title="t", monitoring="m", runtime_limit_hours=5, runtime_limit_source="budget")
+    assert review.runtime_hours == 8.0 and review.gpu_hours == 32.0  # 4 waves of 2 h; 8 trials × 2 GPUs × 2 h
+    (flag,) = review.flags
+    assert "about 8 h, above the limit of 5 h (budget)" in flag
+    assert "trial: 4 runs instead of 8" in flag and "trial: 4 at a time instead of 2" in flag
+    assert "trial: 6 epochs per run instead of 10" in flag
+
+
+def test_workflow_stages_add_up_and_each_is_shown():
+    stages = [
+        slurm_unit(label="stage 1: train", typical_hours=3.0),
+        slurm_unit(label="stage 2: evaluate", gpus_per_node=1, typical_hours=0.5),
+    ]
+    review = build_review(stages, title="t", monitoring="m")
+    assert review.runtime_hours == 3.5 and review.gpu_hours == 24.5 and not review.upper_bound
+    assert any("one after another" in a for a in review.assumptions)
+    assert [u.label for u in review.units] == ["stage 1: train", "stage 2: evaluate"]
