@@ -19,6 +19,15 @@ _WANTED = os.environ.get("TAOBOT_SKILL_BANK_SNAPSHOTS") == "required" or all(p.i
 collect_ignore = [] if _WANTED else ["test_skill_bank_snapshots.py"]
 
 
+def pytest_collection_modifyitems(config, items):
+    # The SLURM cluster has one test user, and its tests cancel that user's jobs and read the sshd log:
+    # under pytest-xdist (`--dist loadgroup`) every `slurm` test runs on one worker, one after another,
+    # beside the rest of the suite on the others.
+    for item in items:
+        if item.get_closest_marker("slurm"):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
+
+
 @pytest.fixture
 def slack():
     with FakeSlackAPI(token=BOT_TOKEN, trigger_ttl=None) as fake:

@@ -29,4 +29,7 @@ else
   echo "tests/run.sh: no skill-bank snapshots at $SEED_BANK or $TODAY_BANK: tests/test_skill_bank_snapshots.py is not run" >&2
   set -- --ignore=tests/test_skill_bank_snapshots.py "$@"
 fi
-exec .venv/bin/python -m pytest -q "$@"
+# Test files run in parallel: the SLURM ones (marked `slurm`, one shared cluster user) as one group on one
+# worker, the rest beside them (tests/conftest.py). TAOBOT_TEST_WORKERS=1 runs them one after another.
+WORKERS=${TAOBOT_TEST_WORKERS:-3}
+exec .venv/bin/python -m pytest -q -n "$WORKERS" --dist loadgroup --durations=20 "$@"

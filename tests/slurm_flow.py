@@ -63,8 +63,18 @@ def cancel_taobot_jobs() -> None:
     )
 
 
+# Seconds per status-interval minute in the bot these tests start (TAOBOT_INTERVAL_MINUTE_SECONDS): an
+# `interval=1` launch posts slot 1 after this many seconds, so the flows keep their real shape (slots, catch-up
+# after a restart, detach) in a sixth of the time. A test module may set its own `INTERVAL_MINUTE_SECONDS`.
+MINUTE_S = 10.0
+
+
+def minute_seconds(request) -> float:
+    return float(getattr(request.module, "INTERVAL_MINUTE_SECONDS", MINUTE_S))
+
+
 @pytest.fixture
-def slurm_bot(tmp_path, slack):
+def slurm_bot(tmp_path, slack, request):
     cancel_taobot_jobs()  # an idle node, so queue positions are what each test arranges
     bot = BotProcess(
         tmp_path,
@@ -76,6 +86,7 @@ def slurm_bot(tmp_path, slack):
             "TAOBOT_SSH_KEY_ROOT": str(tmp_path / "keys"),
             "TAOBOT_SLURM_CONTAINER": "none",
             "TAOBOT_POLL_SECONDS": "2",
+            "TAOBOT_INTERVAL_MINUTE_SECONDS": str(minute_seconds(request)),
         },
     ).start()
     yield bot

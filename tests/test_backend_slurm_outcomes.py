@@ -30,6 +30,8 @@ from tests.builders import launch_record
 from tests.lab import ssh_command
 from tests.slurm_flow import LAB, cancel_taobot_jobs, ssh
 
+pytestmark = pytest.mark.slurm  # the shared test cluster: see tests/conftest.py
+
 CPUS = int(LAB["TAOBOT_TEST_SLURM_CPUS_PER_NODE"])
 
 

@@ -5,6 +5,8 @@ Real SLURM behind the real sshd; the bot process; the fake Slack Web API.
 
 from __future__ import annotations
 
+import pytest
+
 from taobot.slack import blocks as B
 from tests.harness import SlackUser, blocks_text
 from tests.polling import wait_until
@@ -16,6 +18,8 @@ from tests.slurm_flow import (  # noqa: F401 - slurm_bot is a fixture
     slurm_bot,
     ssh,
 )
+
+pytestmark = pytest.mark.slurm  # the shared test cluster: see tests/conftest.py
 
 UNCHECKED_HOST = "127.0.0.1:1"  # nothing listens there: a launch sent to it fails
 

@@ -28,6 +28,8 @@ from tests.harness import BOT_TOKEN
 from tests.slurm_flow import LAB, cancel_taobot_jobs
 from tests.test_backend_slurm_outcomes import CPUS, creds, make_spec, submit, wait
 
+pytestmark = pytest.mark.slurm  # the shared test cluster: see tests/conftest.py
+
 OWNER = "U0FINALFACTS"
 CHANNEL = "C0FINALFACT"
 

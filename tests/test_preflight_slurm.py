@@ -16,6 +16,8 @@ from taobot.preflight import DatasetPath, PreflightRequest, run_preflight
 from taobot.preflight.slurm import parse_slurm_time, remote_script
 from tests.lab import services
 
+pytestmark = pytest.mark.slurm  # the shared test cluster: see tests/conftest.py
+
 LAB = services()
 RES = load_catalog().platforms["slurm"].resources
 REQUIRED = ("SLURM_USER", "SLURM_HOSTNAME", "SLURM_PARTITION", "SSH_KEY_PATH")

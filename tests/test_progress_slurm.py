@@ -36,6 +36,8 @@ from tests.lab import ssh_command
 from tests.slurm_flow import LAB, cancel_taobot_jobs, ssh
 from tests.test_backend_slurm_outcomes import CPUS, creds, make_spec, submit, wait
 
+pytestmark = pytest.mark.slurm  # the shared test cluster: see tests/conftest.py
+
 OWNER = "U0PROGRESS1"
 CHANNEL = "C0PROGRESS"
 

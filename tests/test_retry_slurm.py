@@ -14,6 +14,8 @@ import sqlite3
 import subprocess
 import time
 
+import pytest
+
 from taobot.intake.intents import RETRY
 from taobot.slack import blocks as B
 from tests.harness import SlackUser, blocks_text
@@ -29,6 +31,8 @@ from tests.slurm_flow import (  # noqa: F401 - slurm_bot is a fixture
     status_posts,
     wait_final,
 )
+
+pytestmark = pytest.mark.slurm  # the shared test cluster: see tests/conftest.py
 
 NODE = LAB["TAOBOT_TEST_SLURM_NODE"]
 

@@ -16,6 +16,8 @@ from tests.harness import BotProcess, SlackUser, Thread, blocks_text
 from tests.lab import services
 from tests.polling import wait_until
 
+pytestmark = pytest.mark.slurm  # the shared test cluster: see tests/conftest.py
+
 LAB = services()
 HF = "hf_PreflightSecretValue0123456789abcdefXYZ"
 ROOT = LAB["TAOBOT_TEST_TRAIN_DIR"]

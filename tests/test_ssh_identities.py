@@ -26,6 +26,8 @@ from tests.harness import SIGNING_SECRET, BotProcess, SlackUser, Thread, blocks_
 from tests.lab import SshdLog, require, ssh_command
 from tests.polling import wait_until
 
+pytestmark = pytest.mark.slurm  # the shared test cluster: see tests/conftest.py
+
 LAB = require("TAOBOT_TEST_SSH_KEY", "TAOBOT_TEST_SSH_KNOWN_HOSTS", "TAOBOT_TEST_SSH_USER", "TAOBOT_TEST_SSH_PORT")
 USER, PORT = LAB["TAOBOT_TEST_SSH_USER"], LAB["TAOBOT_TEST_SSH_PORT"]
 HOST = f"127.0.0.1:{PORT}"
