@@ -114,6 +114,7 @@ class HomeView:
     entries: tuple[ChannelEntry, ...]
     total: int
     now: float
+    notice: str = ""  # the answer to a button pressed on the Home (done, or refused and why)
 
 
 @dataclass(frozen=True)

@@ -228,3 +228,37 @@ class LaunchControl:
             return
         desk.store.log_event(intake_id, user, "cancel_job", {"launch": launch_id, "job": launch.job_id})
         desk.reply(state, f"Cancel sent for job `{launch.job_id}` (`{launch_id}`) by <@{user}>.")
+
+    # ------------------------------------------------------------------ from a person's App Home
+
+    def from_home(self, user: str, launch_id: str, intent: Detach | Attach | CancelJob) -> str:
+        """A button pressed on a person's App Home: the thread's own rules and path; the line the Home shows.
+
+        The launch is read from its id alone (a button's value can be forged): only its owner or an admin
+        may act on it, as in its thread, and a refusal is audited and changes nothing.
+        """
+        from taobot.intake import may_act
+
+        desk = self.desk
+        launch = desk.store.get_launch(launch_id) if launch_id else None
+        state = desk.store.get_intake(launch.intake_id) if launch is not None else None
+        action, detail = type(intent).__name__, {"launch": launch_id[:80], "from": "home"}
+        refusal = None
+        if state is None:
+            refusal = "unknown launch"
+        elif not may_act(state, user, desk.admins):
+            refusal = "not the person who started the launch, nor an admin"
+        if refusal:
+            desk.audit(user, action, intake=state, allowed=False, reason=refusal, detail=detail)
+            return (
+                f":no_entry: Not done: launch `{launch_id[:80]}` is not one you may change here ({refusal}). "
+                "Only the person who started a launch, or an admin, can cancel it or change its updates. "
+                "Nothing was changed."
+            )
+        desk.audit(user, action, intake=state, detail=detail)
+        self.act(state, user, intent)
+        if isinstance(intent, CancelJob):
+            return f"Cancel asked for `{launch.id}`; its thread says when the platform has taken it."
+        if isinstance(intent, Detach):
+            return f"Stopped status updates for `{launch.id}`; the job keeps running."
+        return f"Resumed status updates for `{launch.id}` in its thread."

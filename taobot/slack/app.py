@@ -57,6 +57,7 @@ SCOPES_FOR_METHOD = {
     "conversations.history": "im:history",  # the final reply's DM copy, looked for after a crash
     "conversations.open": "im:write",  # a launch whose channel is gone goes on in its owner's DM
     "views.publish": None,  # the App Home tab needs no scope, only home_tab_enabled
+    "auth.test": None,  # the workspace's URL, once, for the App Home's thread links
 }
 SCOPES_FOR_EVENT = {
     "app_home_opened": None,  # sent to every app with a Home tab
@@ -135,6 +136,7 @@ class SlackMessenger:
     def __init__(self, client: WebClient, pacer: Pacer | None = None) -> None:
         self.client = client
         self.pacer = pacer or Pacer(on_wait=_observe_wait)
+        self._workspace_url: str | None = None
 
     def _call(self, method: str, **kwargs: object) -> dict:
         from taobot import metrics
@@ -220,8 +222,22 @@ class SlackMessenger:
         return str(self._call("conversations.open", users=user)["channel"]["id"])
 
     def publish_home(self, user: str, view: View) -> None:
-        """The person's App Home tab (views.publish, Tier 4)."""
-        self._call("views.publish", user_id=user, view=redacted(render(view)))
+        """The person's App Home tab (views.publish, Tier 4), its thread links made from the workspace's URL."""
+        from taobot.slack.home import home_view
+        from taobot.views import HomeView
+
+        home = home_view(view, self.workspace_url()) if isinstance(view, HomeView) else render(view)
+        self._call("views.publish", user_id=user, view=redacted(home))
+
+    def workspace_url(self) -> str:
+        """`https://<team>.slack.com/` from auth.test, asked once; "" (links left out) while Slack does not say."""
+        if self._workspace_url is None:
+            try:
+                self._workspace_url = str(self._call("auth.test").get("url") or "")
+            except SlackError as exc:
+                log.warning("workspace URL unknown (auth.test failed: %s); Home links left out", exc.error)
+                return ""
+        return self._workspace_url
 
     def open_view(self, trigger_id: str, modal: dict) -> None:
         self._call("views.open", trigger_id=trigger_id, view=redacted(modal))
@@ -373,7 +389,7 @@ def build_app(
     messages.register(app, services, catalog, after_ack)
     actions.register(app, services, after_ack)
     views.register(app, services)
-    home.register(app, services)
+    home.register(app, services, after_ack)
     from taobot import metrics
     from taobot import scheduler as sched
 

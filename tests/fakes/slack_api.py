@@ -83,6 +83,7 @@ SLACK_RATE_LIMITS: Dict[str, Dict[str, Tuple[float, float]]] = {
     "conversations.open": {"workspace": (50 / 60, 20)},
     "views.open": {"workspace": (100 / 60, 20)},
     "views.publish": {"workspace": (100 / 60, 20)},
+    "chat.getPermalink": {"workspace": (100 / 60, 20)},
 }
 
 
@@ -285,6 +286,7 @@ class FakeSlackAPI:
             "chat.update": self._chat_update,
             "chat.postEphemeral": self._chat_post_ephemeral,
             "chat.delete": self._chat_delete,
+            "chat.getPermalink": self._chat_get_permalink,
             "conversations.replies": self._conversations_replies,
             "conversations.open": self._conversations_open,
             "reactions.add": self._reactions_add,
@@ -1057,6 +1059,20 @@ class FakeSlackAPI:
             eph["thread_ts"] = _as_str(params["thread_ts"])
         self._ephemeral.append(eph)
         return {"ok": True, "message_ts": ts}
+
+    def _chat_get_permalink(self, params: Dict[str, Any]) -> Dict[str, Any]:
+        """A message's link as Slack makes it: `/archives/<channel>/p<ts without the dot>`, and for a reply
+        in a thread `?thread_ts=<root>&cid=<channel>`; an unknown channel or message is refused."""
+        channel = self._check_channel(_as_str(params.get("channel")))
+        ts = _as_str(params.get("message_ts"))
+        if not ts:
+            raise _invalid_arguments("[ERROR] missing required field: message_ts")
+        msg = self._lookup_message(channel, ts)
+        link = f"https://{self.team_domain}.slack.com/archives/{channel}/p{ts.replace('.', '')}"
+        root = msg.get("thread_ts")
+        if root and root != ts:
+            link += f"?thread_ts={root}&cid={channel}"
+        return {"ok": True, "channel": channel, "permalink": link}
 
     def _chat_delete(self, params: Dict[str, Any]) -> Dict[str, Any]:
         channel = self._check_channel(_as_str(params.get("channel")))
