@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 
 from taobot.backends.base import JOB_ENV_CREDENTIALS, RESULTS_PLACEHOLDER, Backend, LaunchSpec, Submitted
 from taobot.catalog import Catalog
@@ -23,7 +24,15 @@ from taobot.preflight.base import local_path
 log = logging.getLogger(__name__)
 
 
-def build_launch_spec(state: IntakeState, catalog: Catalog, credentials: dict[str, str], launch_id: str) -> LaunchSpec:
+def build_launch_spec(
+    state: IntakeState,
+    catalog: Catalog,
+    credentials: dict[str, str],
+    launch_id: str,
+    overrides: Mapping[str, object] | None = None,
+) -> LaunchSpec:
+    """`overrides`: spec keys set last, over everything the intake gave (a workflow stage's inputs from earlier
+    stages' results, a search trial's values)."""
     model, action, platform = model_of(state, catalog), action_of(state, catalog), platform_of(state, catalog)
     assert platform is not None and state.image.chosen is not None
     flat: dict[str, object] = {}
@@ -38,6 +47,7 @@ def build_launch_spec(state: IntakeState, catalog: Catalog, credentials: dict[st
         flat[model.nodes_key] = num_nodes
     if action.results_key:
         flat[action.results_key] = state.results_uri or RESULTS_PLACEHOLDER
+    flat.update(overrides or {})
     job_env = {k: v for k, v in credentials.items() if k in JOB_ENV_CREDENTIALS}
     return LaunchSpec(
         launch_id=launch_id,
@@ -69,15 +79,26 @@ class Launcher:
         return self.backends[platform]
 
     def launch(
-        self, state: IntakeState, user: str, credentials: dict[str, str], rules: GateRules | None = None
+        self,
+        state: IntakeState,
+        user: str,
+        credentials: dict[str, str],
+        rules: GateRules | None = None,
+        *,
+        stage: IntakeState | None = None,
+        overrides: Mapping[str, object] | None = None,
+        launch_id: str | None = None,
     ) -> tuple[Launch, Submitted]:
         """Submit the job. Raises GateClosedError, LaunchFailed or BackendUnreachable; the row says what happened.
 
         `rules`: the operator's policy for this launch (`gate.GateRules`), worked out by the caller.
+        A workflow stage passes `stage` (the thread's answers seen from that stage: its action and image, which
+        the workflow's gate checked), its `overrides` and its `launch_id`: the gate is asked of the thread's
+        `state`, which is what is saved.
         """
         require_open(state, self.catalog, "submit a job", rules)
-        launch_id = f"{state.id}-{int(time.time()) % 100000:05d}"
-        spec = build_launch_spec(state, self.catalog, credentials, launch_id)
+        launch_id = launch_id or f"{state.id}-{int(time.time()) % 100000:05d}"
+        spec = build_launch_spec(stage or state, self.catalog, credentials, launch_id, overrides)
         now = time.time()
         launch = Launch(
             id=launch_id,

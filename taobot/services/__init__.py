@@ -44,6 +44,7 @@ from taobot.services.intake import IntakeService
 from taobot.services.launch_control import LaunchControl
 from taobot.services.preflight_runs import PreflightRuns
 from taobot.services.status import StatusQueries
+from taobot.services.workflows import workflows_for
 from taobot.store import Store
 from taobot.views import Form, IntakeDetail, Reply, View, intake_facts
 
@@ -85,6 +86,7 @@ class Services:
         self.intake.kube = self.launches.kube = self.preflight.kube  # one set of Kubernetes identity rules
         self.status = StatusQueries(self.desk)
         self.approvals = Approvals(self.desk)
+        self.launches.workflows = self.workflows = workflows_for(self.desk, self._work, self.intake, self.launches)
 
     @property
     def monitor(self):
@@ -134,6 +136,8 @@ class Services:
             if desk.expired(state):
                 desk.reply(state, desk.expired_text(state))
                 return True
+            if state.kind == "workflow" and self.workflows.answer(state, ctx.user, text):
+                return True  # a stage's image, or *Resume from here*, said in words
             if intent is not None:
                 self._audit(ctx, state, intent)
             if files and not text.strip():
@@ -290,14 +294,15 @@ class Services:
     # ------------------------------------------------------------------ lifecycle
 
     def refresh_for_launch(self, launch) -> None:
-        """The monitor saw a change: show it on the intake card."""
+        """The monitor saw a change: show it on the intake card (and a workflow stage's end starts the next)."""
+        self.workflows.stage_ended(launch)
         state = self.store.get_intake(launch.intake_id)
         if state is not None:
             self.desk.refresh(state)
         self.show_home(launch.owner)
 
     def recover(self) -> int:
-        return self.preflight.recover()
+        return self.preflight.recover() + self.workflows.sweep()  # a running workflow goes on where it stands
 
     def shutdown(self, grace_s: float) -> None:
         """Stop taking work; give running preflights and submissions up to `grace_s` to finish."""

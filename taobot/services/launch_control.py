@@ -34,6 +34,7 @@ class LaunchControl:
         self.checks = PolicyChecks(desk)
         self.retries = Retries(desk, self, preflight)
         self.kube: KubeAccess | None = None  # set by Services: the preflight's rules for Kubernetes identities
+        self.workflows = None  # set by Services: *Launch* in a workflow thread runs its stages
         self.monitor = monitor
 
     @property
@@ -53,6 +54,9 @@ class LaunchControl:
     def launch(self, state: IntakeState, user: str) -> None:
         """Gate first; then submit off the listener thread. Caller holds the intake lock."""
         desk = self.desk
+        if state.kind == "workflow" and self.workflows is not None:
+            self.workflows.launch(state, user)  # the gate over every stage, then the stages in order
+            return
         gate = compute_gate(state, desk.catalog, rules=self.checks.rules(state))
         if not gate.open:
             desk.audit(user, "launch", intake=state, allowed=False, reason="gate closed: " + "; ".join(gate.missing))

@@ -383,6 +383,7 @@ def build_app(
 
     app.use(RetriedDeliveries(store.first_delivery, runtime_ref))
 
+    from taobot.slack import workflow_cards
     from taobot.slack.listeners import actions, commands, home, messages, views
 
     commands.register(app, services, catalog, after_ack)
@@ -390,6 +391,7 @@ def build_app(
     actions.register(app, services, after_ack)
     views.register(app, services)
     home.register(app, services, after_ack)
+    workflow_cards.register(app, services, after_ack)
     from taobot import metrics
     from taobot import scheduler as sched
 

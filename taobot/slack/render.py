@@ -9,6 +9,7 @@ from taobot.slack.cards import intake_card, preflight_card
 from taobot.slack.forms import credentials_modal, datasets_modal, image_modal
 from taobot.slack.home import home_view
 from taobot.slack.launch_messages import final_update, launch_posted, status_update
+from taobot.slack.workflow_cards import pipeline_card
 from taobot.view_text import channel_status_text, intake_detail_text, launch_detail_text
 from taobot.views import (
     ChannelStatus,
@@ -26,6 +27,7 @@ from taobot.views import (
     StatusUpdate,
     View,
 )
+from taobot.workflows.views import PipelineCard
 
 RENDERERS: dict[type, Callable[..., dict]] = {
     Reply: lambda view: reply(view.text),
@@ -41,6 +43,7 @@ RENDERERS: dict[type, Callable[..., dict]] = {
     ImageForm: image_modal,
     DatasetsForm: datasets_modal,
     HomeView: home_view,
+    PipelineCard: pipeline_card,
 }
 
 

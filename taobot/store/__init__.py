@@ -33,6 +33,7 @@ from taobot.store.identities import SshIdentityRows
 from taobot.store.launches import LaunchRows, like_prefix
 from taobot.store.operations import OperationRows
 from taobot.store.schema import migrations
+from taobot.store.workflows import WorkflowRows
 
 __all__ = ["Store", "like_prefix"]
 
@@ -44,7 +45,7 @@ def _intake(row) -> IntakeState:
     return state
 
 
-class Store(LaunchRows, OperationRows, AuditRows, HeldCredentialRows, SshIdentityRows):
+class Store(LaunchRows, OperationRows, AuditRows, HeldCredentialRows, SshIdentityRows, WorkflowRows):
     def __init__(self, path: Path | str, box: SecretBox) -> None:
         self.path = Path(path)
         self.box = box

@@ -186,3 +186,44 @@ def m009_retry_and_triage(db: sqlite_utils.Database) -> None:
     db["launches"].add_column("failure_cause", str)
     db["launches"].add_column("failure_line", str)
     db["launches"].add_column("failure_frames", str)
+
+
+@migrations()
+def m012_workflows(db: sqlite_utils.Database) -> None:
+    # A workflow thread's own answers beside its intake: which workflow, fitted to which model (the plan, JSON),
+    # each stage's image, where the run stands, and its pipeline card.
+    db["workflow_runs"].create(
+        {
+            "intake_id": str,
+            "workflow": str,
+            "model": str,
+            "plan": str,  # JSON: the stages that run and the sentences about those left out
+            "images": str,  # JSON: workflow stage name -> {default, source, chosen, overridden}
+            "status": str,  # collecting, running, stopped, done, cancelled
+            "run": int,  # 1, then one more at each *Resume from here*
+            "start_index": int,  # the stage this run starts from
+            "card_ts": str,
+            "updated_at": float,
+        },
+        pk="intake_id",
+    )
+    # One row per stage started in a run, written BEFORE its launch is submitted: the primary key is what makes
+    # "start the next stage" happen once, whoever (a monitor cycle, a restart) asks.
+    db["workflow_stages"].create(
+        {
+            "intake_id": str,
+            "run": int,
+            "idx": int,
+            "name": str,
+            "launch_id": str,
+            "state": str,  # starting, running, succeeded, failed, skipped
+            "results": str,
+            "checkpoint": str,
+            "metrics": str,  # JSON: metric name -> value
+            "note": str,
+            "started_at": float,
+            "ended_at": float,
+        },
+        pk=("intake_id", "run", "idx"),
+    )
+    db["workflow_stages"].create_index(["launch_id"])

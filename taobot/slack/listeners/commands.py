@@ -15,6 +15,7 @@ from taobot.errors import SlackError, UnknownNameError
 from taobot.services import Services
 from taobot.slack.listeners.after_ack import AfterAck
 from taobot.slack.render import render
+from taobot.slack.workflow_cards import start_workflow
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,16 @@ def register(app: App, services: Services, catalog: Catalog, after_ack: AfterAck
                 else services.channel_status(channel, user)
             )
             ack(**render(view))
+            return
+        if verb == "workflow":  # `/tao workflow train-eval-export dino`: one thread for the whole pipeline
+            channel, user = command["channel_id"], command["user_id"]
+            ack()
+            after_ack.submit(
+                f"start:{channel}",
+                lambda: start_workflow(
+                    services, channel, user, words[1:], None, lambda t: respond(text=t, response_type="ephemeral")
+                ),
+            )
             return
         if verb != "launch":
             ack(text=f"Unknown subcommand `{verb}`. {USAGE}")

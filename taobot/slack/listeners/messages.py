@@ -13,6 +13,7 @@ from taobot.services import Context, Services
 from taobot.slack.listeners.after_ack import AfterAck, delivery_key, thread_key
 from taobot.slack.render import render
 from taobot.slack.text import slack_plain_text
+from taobot.slack.workflow_cards import start_workflow
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,11 @@ def register(app: App, services: Services, catalog: Catalog, after_ack: AfterAck
         def answer() -> None:
             if thread and services.is_launch_thread(channel, thread):
                 return  # the message listener handles replies inside launch threads
+            words = strip_mentions(slack_plain_text(event.get("text", ""))).split()
+            if words and words[0].lower() == "workflow":  # `@taobot workflow train-eval-export dino`
+                ts = thread or event["ts"]
+                start_workflow(services, channel, event["user"], words[1:], ts, lambda t: say(text=t, thread_ts=ts))
+                return
             model, action, error = parse_mention(event.get("text", ""), catalog)
             reply_ts = thread or event["ts"]
             if error == "help":
