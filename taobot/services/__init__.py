@@ -267,17 +267,22 @@ class Services:
     def help(self) -> Reply:
         return Reply(help_text(self.catalog))
 
-    def channel_status(self, channel: str, user: str | None = None) -> View:
-        """This channel's launches; in a DM, the asker's own."""
-        if user is not None:
-            self.desk.audit(user, "status", channel=channel)
+    def channel_status(self, channel: str, user: str | None = None, audit: bool = True) -> View:
+        """This channel's launches; in a DM, the asker's own. `audit=False`: the caller records it with
+        `audit_status` later (the slash command does, after its ack: the answer needs no write)."""
+        if user is not None and audit:
+            self.audit_status(user, channel)
         return self.status.channel(channel, user)
 
-    def one_status(self, wanted: str, channel: str | None = None, user: str | None = None) -> View:
+    def one_status(self, wanted: str, channel: str | None = None, user: str | None = None, audit: bool = True) -> View:
         """One launch, looked for only where the asker may see it (this channel; in a DM, their own)."""
-        if user is not None:
-            self.desk.audit(user, "status", channel=channel, detail={"wanted": wanted[:80]})
+        if user is not None and audit:
+            self.audit_status(user, channel, wanted)
         return self.status.one(wanted, channel, user)
+
+    def audit_status(self, user: str, channel: str | None, wanted: str | None = None) -> None:
+        """The audit row of a status read."""
+        self.desk.audit(user, "status", channel=channel, detail={"wanted": wanted[:80]} if wanted else None)
 
     def show_home(self, user: str) -> None:
         """Publish the person's App Home (their own launches); a Slack failure is logged, never raised."""

@@ -32,12 +32,15 @@ def register(app: App, services: Services, catalog: Catalog, after_ack: AfterAck
             return
         if verb == "status":
             channel, user = command["channel_id"], command["user_id"]
+            wanted = words[1] if len(words) > 1 else None
             view = (
-                services.one_status(words[1], channel, user)
-                if len(words) > 1
-                else services.channel_status(channel, user)
+                services.one_status(wanted, channel, user, audit=False)
+                if wanted
+                else services.channel_status(channel, user, audit=False)
             )
             ack(**render(view))
+            # The audit row is a write: it waits until the answer is on its way.
+            after_ack.submit(f"audit:{user}", lambda: services.audit_status(user, channel, wanted))
             return
         if verb == "workflow":  # `/tao workflow train-eval-export dino`: one thread for the whole pipeline
             channel, user = command["channel_id"], command["user_id"]
