@@ -29,9 +29,11 @@ from taobot.intake import (
     platform_of,
     unset_compute_defaults,
 )
+from taobot.intake.summary import answer_values, changed_answers
 from taobot.kube_profiles import KubeProfile
 from taobot.launches import Launch
 from taobot.progress import Progress
+from taobot.review import Review
 from taobot.stuck import Stuck
 from taobot.triage import Triage
 
@@ -68,6 +70,8 @@ class IntakeCard:
     compute_defaults: dict[str, int] = field(default_factory=dict)  # defaults of the compute fields not given yet
     gate: Gate | None = None  # once the intake is complete
     launch: Launch | None = None  # once launched
+    review: Review | None = None  # once preflight passed: what *Launch* will run, for how long, at what cost
+    changes: tuple[tuple[str, str, str], ...] = ()  # a relaunch: (answer, before, now) since the launch it follows
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,15 @@ class ImageForm:
 
 
 @dataclass(frozen=True)
+class RelaunchForm:
+    """What a relaunch may change, each field showing the answer the finished launch ran with."""
+
+    state: IntakeState
+    launch_id: str
+    values: dict[str, str]  # reply key (platform, image, num_gpus, num_nodes, interval, a root role) -> value now
+
+
+@dataclass(frozen=True)
 class DatasetsForm:
     state: IntakeState
     help: str
@@ -187,9 +200,10 @@ View = (
     | CredentialsForm
     | ImageForm
     | DatasetsForm
+    | RelaunchForm
     | HomeView
 )
-Form = CredentialsForm | ImageForm | DatasetsForm
+Form = CredentialsForm | ImageForm | DatasetsForm | RelaunchForm
 
 
 # --------------------------------------------------------------------------- builders
@@ -215,12 +229,14 @@ def intake_card(
     launch: Launch | None = None,
     rules: GateRules | None = None,
     now: float | None = None,
+    review: Review | None = None,
 ) -> IntakeCard:
     """The card; `rules` are the operator's policy for this launch (the gate's eighth condition among them)."""
     facts = intake_facts(state, catalog)
     if state.status in ("launched", "cancelled"):
         return IntakeCard(facts=facts, launch=launch if state.status == "launched" else None)
     step = facts.step
+    changes = tuple(changed_answers(state.relaunch.answers, answer_values(state, catalog))) if state.relaunch else ()
     return IntakeCard(
         facts=facts,
         missing=tuple(missing_items(state, catalog, facts.needs)),
@@ -229,6 +245,8 @@ def intake_card(
         dataset_help=dataset_help(state, catalog) if step is Step.DATASETS else "",
         compute_defaults=unset_compute_defaults(state, catalog) if step is Step.COMPUTE else {},
         gate=compute_gate(state, catalog, facts.needs, rules, now) if step is Step.COMPLETE else None,
+        review=review if step is Step.COMPLETE else None,
+        changes=changes,
     )
 
 

@@ -120,7 +120,16 @@ class CancelJob:
 
 @dataclass(frozen=True)
 class Relaunch:
+    """A new launch in the same thread, reusing every answer, with `changes` applied; a fresh preflight first.
+
+    `changes` None: the *Relaunch* button (same inputs; the form of what to change opens). A tuple: typed as
+    `relaunch key=value …` or submitted from that form, with `unreadable` the fields that could not be read.
+    """
+
     launch_id: str | None = None
+    changes: tuple[Event, ...] | None = None
+    unreadable: tuple[str, ...] = ()
+    fields: tuple[tuple[str, str], ...] = ()  # from the form: answer name -> value, read like a reply's `name=value`
 
 
 @dataclass(frozen=True)

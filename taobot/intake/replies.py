@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from taobot.catalog import Catalog, Model
 from taobot.intake.events import (
     ChoosePlatform,
+    ConfirmImage,
     Event,
     OverrideImage,
     SetCompute,
@@ -24,7 +25,7 @@ from taobot.intake.events import (
     UseSshAgent,
 )
 from taobot.intake.help import expected_shape
-from taobot.intake.intents import COMMANDS, WORDS, Answer, Intent
+from taobot.intake.intents import COMMANDS, RELAUNCH, WORDS, Answer, Intent, Relaunch
 from taobot.intake.queries import model_of
 from taobot.intake.state import IntakeState
 from taobot.intake.values import ROLE_ALIASES
@@ -51,6 +52,9 @@ class ParsedReply:
     @property
     def intent(self) -> Intent | None:
         """What the reply asks for: its command, or the answers it gives; None when it says nothing usable."""
+        if self.command == RELAUNCH:
+            # `relaunch key=value …`: the changes ride with the command, and so do the fields it could not read.
+            return Relaunch(changes=tuple(self.events), unreadable=tuple(self.errors))
         if self.command:
             return COMMANDS[self.command]
         return Answer(tuple(self.events)) if self.events else None
@@ -84,6 +88,12 @@ def parse_reply(text: str, state: IntakeState, catalog: Catalog) -> ParsedReply:
     except ValueError:
         reply.errors.append("Unbalanced quotes in that reply. " + expected_shape())
         return reply
+    if tokens and tokens[0].lower() == RELAUNCH:
+        # `relaunch num_gpus=16 image=…`: a new launch of this thread with these answers changed.
+        reply.command = RELAUNCH
+        tokens = tokens[1:]
+        if not tokens:
+            return reply
     if not tokens or not all("=" in t for t in tokens):
         bad = next((t for t in tokens if "=" not in t), text)
         reply.errors.append(f"I could not read `{bad[:80]}`. " + expected_shape())
@@ -134,7 +144,7 @@ def _event_for(key: str, value: str, model: Model, catalog: Catalog) -> tuple[Ev
         number, err = _parse_int(key, value.removesuffix("m").removesuffix("min"))
         return (SetMonitoring(interval=number), None) if err is None else (None, err)
     if lower in ("image", "container_image"):
-        return OverrideImage(value), None
+        return (ConfirmImage(), None) if value.lower() == "default" else (OverrideImage(value), None)
     if lower in ("agent", "ssh_agent"):
         return UseSshAgent(value.lower() in _TRUE), None
     if lower in ROLE_ALIASES:
@@ -172,3 +182,33 @@ def _retry_event(value: str) -> tuple[Event | None, str | None]:
         f"`retry` takes `infra:N` (retry an infrastructure failure by itself up to N times, N from 1 to {most}) "
         f"or `off`; got `{value}`."
     )
+
+
+def split_launch_text(text: str) -> tuple[list[str], str]:
+    """A one-message launch (`train cosmos-rl on slurm train=/data num_gpus=8`) as (head words, answers).
+
+    The head names the model and the action; every `key=value` word and `on <platform>` is an answer,
+    returned as the text of one thread reply, so that `parse_reply` reads it exactly as it reads replies.
+    """
+    text = text.translate(_PLAIN_QUOTES)
+    try:
+        words = shlex.split(text, posix=True)
+    except ValueError:
+        words = text.split()  # the answers' unbalanced quote is said by `parse_reply`, from the raw text
+        unquoted = False
+    else:
+        unquoted = True
+    head: list[str] = []
+    answers: list[str] = []
+    index = 0
+    while index < len(words):
+        word = words[index]
+        if "=" in word:
+            answers.append(shlex.quote(word) if unquoted else word)
+        elif word.lower() == "on" and index + 1 < len(words) and "=" not in words[index + 1]:
+            answers.append("platform=" + shlex.quote(words[index + 1]))
+            index += 1
+        else:
+            head.append(word)
+        index += 1
+    return head, " ".join(answers)

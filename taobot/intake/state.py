@@ -68,6 +68,13 @@ class RetryPending(BaseModel):
     at: float
 
 
+class RelaunchBase(BaseModel):
+    """A relaunch in this thread: the launch it follows and that launch's answers, so the card shows what changed."""
+
+    after: str  # the launch id it follows
+    answers: dict[str, str]  # summary.answer_values of the state that launch ran with
+
+
 class PreflightRecord(BaseModel):
     """The last preflight of this thread, tied to the inputs it checked."""
 
@@ -106,6 +113,7 @@ class IntakeState(BaseModel):
     approval: Approval | None = None  # when the operator's policy asks for one (gate condition 8)
     retry_infra: int = 0  # `retry=infra:N`: an infrastructure failure retries itself up to N times (0: off)
     retry_pending: RetryPending | None = None  # a retry's preflight is running; its launch links to the failed one
+    relaunch: RelaunchBase | None = None  # set by a relaunch: what the previous launch ran with
     status: IntakeStatus = "collecting"
     card_ts: str | None = None
     created_at: float = Field(default_factory=time.time)

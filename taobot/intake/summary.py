@@ -74,3 +74,28 @@ def missing_items(state: IntakeState, catalog: Catalog, needs=None) -> list[Miss
                 MissingItem(Step.COMPUTE, f"Compute: {name}", f"`{name}={default}` (default {default}{limit})")
             )
     return items
+
+
+# The answers a relaunch form offers to change, by the reply key that changes each one.
+RELAUNCH_FIELDS = ("platform", "image", "num_gpus", "num_nodes", "interval")
+
+
+def answer_values(state: IntakeState, catalog: Catalog) -> dict[str, str]:
+    """The intake's answers as `key -> value` in reply keys (what a relaunch compares and its form shows)."""
+    values = {
+        "platform": state.platform or "",
+        "image": state.image.chosen or "",
+        "num_gpus": str(state.compute.get("num_gpus", "")),
+        "num_nodes": str(state.compute.get("num_nodes", "")),
+        "interval": str(state.interval_minutes or "") if state.monitor is not False else "off",
+        "results": state.results_uri or "",
+    }
+    values.update(state.roots)  # dataset roots as given (their expansion follows them)
+    values.update(state.spec_inputs)
+    return values
+
+
+def changed_answers(before: dict[str, str], after: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(key, before, after) for every answer that differs, in a stable order."""
+    keys = list(dict.fromkeys([*before, *after]))
+    return [(k, before.get(k, ""), after.get(k, "")) for k in keys if before.get(k, "") != after.get(k, "")]

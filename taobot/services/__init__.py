@@ -84,6 +84,7 @@ class Services:
         self.preflight = PreflightRuns(self.desk, self._work, platform_settings or PlatformSettings())
         self.launches = LaunchControl(self.desk, self._work, launcher, monitor, preflight=self.preflight)
         self.intake.kube = self.launches.kube = self.preflight.kube  # one set of Kubernetes identity rules
+        self.launches.relaunches.answer = self.intake.answer  # a relaunch's changes are answers like any other
         self.status = StatusQueries(self.desk)
         self.approvals = Approvals(self.desk)
         self.launches.workflows = self.workflows = workflows_for(self.desk, self._work, self.intake, self.launches)
@@ -98,12 +99,10 @@ class Services:
 
     # ------------------------------------------------------------------ what people say and do
 
-    def start(
-        self, channel: str, user: str, model: str, action: str | None, thread_ts: str | None = None
-    ) -> IntakeState:
+    def start(self, channel: str, user: str, model: str, action: str | None, thread_ts=None, answers="") -> IntakeState:
         state = self.intake.start(channel, user, model, action, thread_ts)
         self.desk.audit(user, "start", intake=state, detail={"model": state.model, "action": state.action})
-        return state
+        return self.intake.first_answers(state, user, answers) if answers.strip() else state  # one-message launch
 
     def is_launch_thread(self, channel: str, thread_ts: str) -> bool:
         return self.store.find_intake(channel, thread_ts) is not None
@@ -171,8 +170,7 @@ class Services:
             desk.tell(ctx.user, ctx.channel, refusal, state.thread_ts if state else None)
             return None
         if isinstance(intent, LAUNCH_INTENTS):
-            self.launches.act(state, ctx.user, intent)
-            return None
+            return self.launches.act(state, ctx.user, intent)  # *Relaunch*: the form of what to change
         if state.status in CLOSED_STATUSES:
             desk.tell(ctx.user, ctx.channel, f"Launch `{state.id}` is {state.status}.", state.thread_ts)
             return None

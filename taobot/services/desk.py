@@ -19,6 +19,7 @@ from taobot.errors import TaobotError
 from taobot.intake import CredentialsStored, IntakeState, apply_all, wanted_credentials
 from taobot.policy import Policy, default_policy
 from taobot.services.policy_checks import gate_rules
+from taobot.services.reviews import launch_review
 from taobot.store import Store
 from taobot.views import Reply, View, intake_card
 
@@ -91,8 +92,11 @@ class Desk:
             return
         launch = self.store.latest_launch(state.id) if state.status == "launched" else None
         rules = gate_rules(self, state) if state.status == "complete" else None
+        review = launch_review(self, state)  # once preflight passed: the review Launch sits under
         try:
-            self.messenger.update(state.channel, state.card_ts, intake_card(state, self.catalog, launch, rules))
+            self.messenger.update(
+                state.channel, state.card_ts, intake_card(state, self.catalog, launch, rules, review=review)
+            )
         except TaobotError as exc:
             log.warning("card update failed: %s", exc, extra={"intake": state.id})
 

@@ -21,6 +21,7 @@ from taobot.intake import (
     apply_all,
     check_credential_value,
     check_image_ref,
+    parse_reply,
     start_intake,
     wanted_credentials,
 )
@@ -76,6 +77,35 @@ class IntakeService:
         metrics.INTAKES_STARTED.inc()
         log.info("intake started", extra={"intake": state.id, "channel": channel, "thread_ts": state.thread_ts})
         return state
+
+    def first_answers(self, state: IntakeState, user: str, text: str) -> IntakeState:
+        """A one-message launch's `key=value …`: read by the same parser and transitions as a thread reply.
+
+        Whatever is missing after them is asked on the card as usual. A message that looks like it holds a
+        secret is read no further (nothing of it applies); a field that cannot be read says why, and the
+        others still apply.
+        """
+        with self.desk.lock(state.id):
+            for _attempt in range(3):  # another instance may answer on the fresh card meanwhile: read it again
+                try:
+                    return self._first_answers(self.desk.store.get_intake(state.id) or state, user, text)
+                except IntakeConflict:
+                    continue
+        return self.desk.store.get_intake(state.id) or state
+
+    def _first_answers(self, state: IntakeState, user: str, text: str) -> IntakeState:
+        parsed = parse_reply(text, state, self.desk.catalog)
+        if parsed.secret_warning:
+            self.desk.store.log_event(state.id, user, "secret_warning", {})  # the fact only, never the text
+            reason = "the launch message looked like it holds a secret; none of its answers were read"
+            self.desk.audit(user, "launch_message", intake=state, allowed=False, reason=reason)
+            self.desk.reply(state, parsed.secret_warning)
+            return state
+        names = [type(e).__name__ for e in parsed.events]
+        self.desk.audit(
+            user, "launch_message", intake=state, detail={"events": names, "unreadable": len(parsed.errors)}
+        )
+        return self.answer(state, user, parsed.events, "launch_message", {"events": names}, errors=parsed.errors)
 
     # ------------------------------------------------------------------ answers
 

@@ -8,7 +8,6 @@ submit time, under the thread's lock, from the stored state.
 from __future__ import annotations
 
 import logging
-import time
 from concurrent.futures import Executor
 
 from taobot import metrics
@@ -16,12 +15,12 @@ from taobot.errors import BackendUnreachable, GateClosedError, LaunchFailed
 from taobot.gate import compute_gate
 from taobot.intake import IntakeState
 from taobot.intake.intents import Attach, CancelJob, Detach, Relaunch, Retry
-from taobot.launches import Launch
 from taobot.services.desk import Desk
 from taobot.services.kube_access import KubeAccess
 from taobot.services.policy_checks import PolicyChecks
+from taobot.services.relaunches import Relaunches
 from taobot.services.retries import Retries
-from taobot.views import LaunchPosted
+from taobot.views import LaunchPosted, RelaunchForm
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +35,7 @@ class LaunchControl:
         self.kube: KubeAccess | None = None  # set by Services: the preflight's rules for Kubernetes identities
         self.workflows = None  # set by Services: *Launch* in a workflow thread runs its stages
         self.monitor = monitor
+        self.relaunches = Relaunches(desk, work)
 
     @property
     def monitor(self):
@@ -160,7 +160,10 @@ class LaunchControl:
 
     # ------------------------------------------------------------------ a launched job
 
-    def act(self, state: IntakeState, user: str, intent: Detach | Attach | CancelJob | Relaunch | Retry) -> None:
+    def act(
+        self, state: IntakeState, user: str, intent: Detach | Attach | CancelJob | Relaunch | Retry
+    ) -> RelaunchForm | None:
+        """Act on the thread's job; a *Relaunch* click returns the form of what to change, for the caller to open."""
         desk = self.desk
         launch = desk.store.get_launch(intent.launch_id) if intent.launch_id else desk.store.latest_launch(state.id)
         if launch is None:
@@ -184,29 +187,8 @@ class LaunchControl:
             # Off this thread: a typed `retry` arrives with the thread's lock held, and the retry takes it.
             self.work.submit(self.retries.retry, state, user, launch)
         else:
-            self._relaunch(state, user, launch)
-
-    def _relaunch(self, state: IntakeState, user: str, launch: Launch) -> None:
-        desk = self.desk
-        with desk.lock(state.id):
-            state = desk.store.get_intake(state.id) or state
-            if launch.state.active:
-                desk.reply(
-                    state, f"`{launch.id}` is still {launch.state.value}; cancel it first or wait for it to end."
-                )
-                return
-            state.status = "complete"
-            state.preflight = None
-            state.approval = None  # an approval lets one launch go; another one needs its own
-            state.retry_pending = None  # a relaunch is a new start, not a retry
-            state.updated_at = time.time()
-            desk.store.save_intake(state, user, "relaunch", {"after": launch.id})
-            desk.refresh(state)
-            desk.reply(
-                state,
-                "Same inputs, ready to go again. Run preflight (it checks everything afresh), then Launch. "
-                "Change any input first with a `key=value` reply if you like.",
-            )
+            return self.relaunches.start(state, user, launch, intent)
+        return None
 
     def _cancel_job(self, intake_id: str, launch_id: str, user: str) -> None:
         from taobot.backends.base import JobRef

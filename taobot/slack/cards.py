@@ -35,6 +35,7 @@ from taobot.slack.blocks import (
     plain,
     section,
 )
+from taobot.slack.review import review_blocks
 from taobot.view_text import STEP_TITLES, status_line, value_lines
 from taobot.views import IntakeCard, PreflightCard
 
@@ -145,6 +146,8 @@ def _question_blocks(card: IntakeCard) -> list[dict]:
         if approval is not None:
             text += f"\n• 8. {approval.name}: {approval.detail}"
         elements = [button("Launch", LAUNCH, iid, "primary"), button("Run preflight again", RUN_PREFLIGHT, iid)]
+        if card.review is not None:  # nothing is created before this has been seen: Launch sits under it
+            return [section(text, block_id=f"q_{iid}"), *review_blocks(card.review), actions(f"a_{iid}", elements)]
     else:
         if record is None:
             state_line = (
@@ -226,6 +229,9 @@ def intake_card(card: IntakeCard) -> dict:
         context(f"Launch `{state.id}` · started by <@{state.owner}> · status: *{state.status}*"),
         section("\n".join(value_lines(facts))),
     ]
+    if card.changes and state.relaunch is not None:
+        changed = "\n".join(f"• {k}: `{old or '—'}` → `{new or '—'}`" for k, old, new in card.changes)
+        blocks.append(section(clip(f"*Changed since `{state.relaunch.after}`:*\n{changed}", MAX_SECTION)))
     if launch is not None and state.status == "launched":
         job = f"*Job:* `{launch.job_id}` on {launch.platform} · " + status_line(launch, time.time())
         blocks.append(section(job + f"\n`/tao status {launch.id}`"))

@@ -7,15 +7,17 @@ into intents.
 
 from __future__ import annotations
 
+from taobot.intake.intents import Relaunch
 from taobot.slack.blocks import MAX_INPUT, MAX_MODAL_BLOCKS, MAX_TITLE, context, fit, plain, section
-from taobot.views import CredentialsForm, DatasetsForm, ImageForm
+from taobot.views import CredentialsForm, DatasetsForm, ImageForm, RelaunchForm
 
 # callback ids (view_submission)
 CREDENTIALS_MODAL = "credentials_modal"
 SETTINGS_MODAL = "settings_modal"
 IMAGE_MODAL = "image_modal"
 DATASETS_MODAL = "datasets_modal"
-CALLBACK_IDS = (CREDENTIALS_MODAL, SETTINGS_MODAL, IMAGE_MODAL, DATASETS_MODAL)
+RELAUNCH_MODAL = "relaunch_modal"
+CALLBACK_IDS = (CREDENTIALS_MODAL, SETTINGS_MODAL, IMAGE_MODAL, DATASETS_MODAL, RELAUNCH_MODAL)
 # Forms whose fields are credentials (`cred_<NAME>`), submitted the same way.
 CREDENTIAL_FORMS = (CREDENTIALS_MODAL, SETTINGS_MODAL)
 
@@ -26,6 +28,7 @@ ROOT_BLOCK_PREFIX = "root_"
 SPEC_BLOCK = "spec_pairs"
 RESULTS_BLOCK = "results"
 VALUE_ID = "value"
+RELAUNCH_BLOCK_PREFIX = "relaunch_"
 
 
 def _input(
@@ -204,4 +207,32 @@ def datasets_modal(form: DatasetsForm) -> dict:
     return modal(DATASETS_MODAL, "Dataset inputs", blocks, state.id)
 
 
-# --------------------------------------------------------------------------- replies
+RELAUNCH_LABELS = {
+    "platform": ("Platform", "slurm, local-docker, kubernetes, lepton or brev"),
+    "image": ("Container image", "registry/path/name:tag, or `default` for the catalog's image"),
+    "num_gpus": ("GPUs per node", "a whole number"),
+    "num_nodes": ("Nodes", "a whole number"),
+    "interval": ("Status interval (minutes)", "1–60, or `off` for no updates"),
+}
+
+
+def relaunch_modal(form: RelaunchForm) -> dict:
+    """The answers a relaunch may change, each prefilled with what the finished launch ran with."""
+    blocks: list[dict] = [
+        context(
+            f"Relaunch after `{form.launch_id}`: every answer is kept; change only what should differ. "
+            "A fresh preflight runs before anything is created."
+        )
+    ]
+    for key, value in form.values.items():
+        label, hint = RELAUNCH_LABELS.get(key, (f"{key} dataset root", "an absolute path or s3:// URI"))
+        blocks.append(_input(RELAUNCH_BLOCK_PREFIX + key, label, optional=True, hint=hint, initial=value or None))
+    return modal(RELAUNCH_MODAL, "Relaunch with changes", blocks, form.state.id, submit="Relaunch")
+
+
+def relaunch_intent(values: dict[str, str]) -> Relaunch:
+    """A submitted relaunch form: its fields by answer key (the service reads only those that changed)."""
+    fields = tuple(
+        (b.removeprefix(RELAUNCH_BLOCK_PREFIX), v) for b, v in values.items() if b.startswith(RELAUNCH_BLOCK_PREFIX)
+    )
+    return Relaunch(changes=(), fields=fields)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from taobot.slack.blocks import reply
 from taobot.slack.cards import intake_card, preflight_card
-from taobot.slack.forms import credentials_modal, datasets_modal, image_modal
+from taobot.slack.forms import credentials_modal, datasets_modal, image_modal, relaunch_modal
 from taobot.slack.home import home_view
 from taobot.slack.launch_messages import final_update, launch_posted, status_update
 from taobot.slack.workflow_cards import pipeline_card
@@ -23,6 +23,7 @@ from taobot.views import (
     LaunchDetail,
     LaunchPosted,
     PreflightCard,
+    RelaunchForm,
     Reply,
     StatusUpdate,
     View,
@@ -42,6 +43,7 @@ RENDERERS: dict[type, Callable[..., dict]] = {
     CredentialsForm: credentials_modal,
     ImageForm: image_modal,
     DatasetsForm: datasets_modal,
+    RelaunchForm: relaunch_modal,
     HomeView: home_view,
     PipelineCard: pipeline_card,
 }

@@ -12,9 +12,11 @@ from slack_bolt import App
 
 from taobot.catalog import Catalog, find_action, find_model
 from taobot.errors import SlackError, UnknownNameError
+from taobot.intake.replies import split_launch_text
 from taobot.services import Services
 from taobot.slack.listeners.after_ack import AfterAck
 from taobot.slack.render import render
+from taobot.slack.text import slack_plain_text
 from taobot.slack.workflow_cards import start_workflow
 
 log = logging.getLogger(__name__)
@@ -58,7 +60,12 @@ def register(app: App, services: Services, catalog: Catalog, after_ack: AfterAck
         if len(words) < 2:
             ack(text=f"Which model? {USAGE} Models: {', '.join(sorted(catalog.models))}.")
             return
-        model_name, action_name = words[1], (words[2] if len(words) > 2 else "train")
+        # `/tao launch cosmos-rl train on slurm num_gpus=8`: the rest are answers, read as one thread reply.
+        head, answers = split_launch_text(slack_plain_text((command.get("text") or "").split(None, 1)[1]))
+        if not head:
+            ack(text=f"Which model? {USAGE} Models: {', '.join(sorted(catalog.models))}.")
+            return
+        model_name, action_name = head[0], (head[1] if len(head) > 1 else "train")
         try:
             find_action(find_model(catalog, model_name), action_name)
         except UnknownNameError as exc:
@@ -69,7 +76,7 @@ def register(app: App, services: Services, catalog: Catalog, after_ack: AfterAck
 
         def start() -> None:
             try:
-                services.start(channel, user, model_name, action_name)
+                services.start(channel, user, model_name, action_name, answers=answers)
             except SlackError as exc:
                 hint = (
                     " Invite the bot to this channel with `/invite @taobot`."

@@ -9,6 +9,7 @@ from slack_bolt import App
 
 from taobot.catalog import Catalog, find_model
 from taobot.errors import UnknownNameError
+from taobot.intake.replies import split_launch_text
 from taobot.services import Context, Services
 from taobot.slack.listeners.after_ack import AfterAck, delivery_key, thread_key
 from taobot.slack.render import render
@@ -25,11 +26,16 @@ def strip_mentions(text: str) -> str:
     return _MENTION.sub(" ", text or "").strip()
 
 
-def parse_mention(text: str, catalog: Catalog) -> tuple[str | None, str, str | None]:
-    """(model, action, error) from `train cosmos-rl`, `cosmos-rl evaluate`, `launch dino export`."""
-    words = [w for w in strip_mentions(text).lower().split() if w not in _FILLER]
+def parse_mention(text: str, catalog: Catalog) -> tuple[str | None, str, str | None, str]:
+    """(model, action, error, answers) from `train cosmos-rl`, `cosmos-rl evaluate`, `launch dino export`.
+
+    A one-message launch (`train cosmos-rl on slurm num_gpus=8`) also gives answers: the text of one thread
+    reply, applied once the thread is open.
+    """
+    head, answers = split_launch_text(strip_mentions(text))
+    words = [w.lower() for w in head if w.lower() not in _FILLER]
     if not words or words[0] in ("help", "status"):
-        return None, "", words[0] if words else "help"
+        return None, "", words[0] if words else "help", ""
     for i, word in enumerate(words):
         try:
             model = find_model(catalog, word)
@@ -38,9 +44,10 @@ def parse_mention(text: str, catalog: Catalog) -> tuple[str | None, str, str | N
         others = words[:i] + words[i + 1 :]
         action = next((w for w in others if w.replace("-", "_") in model.actions), None)
         if others and action is None:
-            return model.name, "", f"Unknown action `{others[0]}` for {model.name}. Known: {', '.join(model.actions)}."
-        return model.name, (action or "train").replace("-", "_"), None
-    return None, "", f"Unknown model in `{' '.join(words)}`. Known: {', '.join(sorted(catalog.models))}."
+            known = ", ".join(model.actions)
+            return model.name, "", f"Unknown action `{others[0]}` for {model.name}. Known: {known}.", ""
+        return model.name, (action or "train").replace("-", "_"), None, answers
+    return None, "", f"Unknown model in `{' '.join(words)}`. Known: {', '.join(sorted(catalog.models))}.", ""
 
 
 def register(app: App, services: Services, catalog: Catalog, after_ack: AfterAck) -> None:
@@ -59,7 +66,7 @@ def register(app: App, services: Services, catalog: Catalog, after_ack: AfterAck
                 ts = thread or event["ts"]
                 start_workflow(services, channel, event["user"], words[1:], ts, lambda t: say(text=t, thread_ts=ts))
                 return
-            model, action, error = parse_mention(event.get("text", ""), catalog)
+            model, action, error, answers = parse_mention(slack_plain_text(event.get("text", "")), catalog)
             reply_ts = thread or event["ts"]
             if error == "help":
                 say(**render(services.help()), thread_ts=reply_ts)
@@ -68,7 +75,7 @@ def register(app: App, services: Services, catalog: Catalog, after_ack: AfterAck
             elif error:
                 say(text=error, thread_ts=reply_ts)
             else:
-                services.start(channel, event["user"], model, action, thread_ts=reply_ts)
+                services.start(channel, event["user"], model, action, thread_ts=reply_ts, answers=answers)
 
         after_ack.submit(thread_key(channel, thread or event["ts"]), answer, delivery=delivery_key(body))
 

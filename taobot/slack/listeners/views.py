@@ -58,6 +58,8 @@ def form_intent(callback_id: str, values: dict[str, str]) -> tuple[SubmitCredent
         blocks = {n: F.CRED_BLOCK_PREFIX + n for n in by_name}
         blocks["KUBECONFIG_CONTENT"] = KF.UPLOAD_BLOCK
         return SubmitCredentials(by_name), blocks
+    if callback_id == F.RELAUNCH_MODAL:
+        return F.relaunch_intent(values), {}
     if callback_id == F.IMAGE_MODAL:
         return Answer((OverrideImage(values.get(F.IMAGE_BLOCK, "")),), "image_override"), {"image": F.IMAGE_BLOCK}
     roots = {b.removeprefix(F.ROOT_BLOCK_PREFIX): v for b, v in values.items() if b.startswith(F.ROOT_BLOCK_PREFIX)}
