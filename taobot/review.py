@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 # A review's texts stay well inside one Block Kit section (3,000 characters) each.
 MAX_UNITS_SHOWN = 20
+MAX_UNIT_FLAGS = 5  # units over their own time limit flagged one by one; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -140,11 +141,15 @@ def build_review(
     gpu_hours = sum(u.count * u.gpus * e.hours for u, e in zip(units, estimates, strict=True)) if known else None
     bound = any(e.upper_bound for e in estimates)
     assumptions = _assumptions(units, estimates)
-    flags = [f for u, e in zip(units, estimates, strict=True) if (f := _over_time_limit(u, e))]
+    flags = []  # the plan's own limits first: they matter whatever the units
     if runtime is not None and runtime_limit_hours is not None and runtime > runtime_limit_hours:
         flags.append(_over_runtime(units, estimates, runtime, runtime_limit_hours, runtime_limit_source))
     if gpu_hours is not None and gpu_hours_limit is not None and gpu_hours > gpu_hours_limit:
         flags.append(_over_gpu_hours(units, estimates, gpu_hours, gpu_hours_limit, gpu_hours_limit_source))
+    over = [f for u, e in zip(units, estimates, strict=True) if (f := _over_time_limit(u, e))]
+    flags += over[:MAX_UNIT_FLAGS]
+    if len(over) > MAX_UNIT_FLAGS:
+        flags.append(f"… and {len(over) - MAX_UNIT_FLAGS} more units estimated above their time limits.")
     return Review(
         title=title,
         units=units[:MAX_UNITS_SHOWN],

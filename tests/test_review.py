@@ -74,3 +74,60 @@ def test_workflow_stages_add_up_and_each_is_shown():
     assert review.runtime_hours == 3.5 and review.gpu_hours == 24.5 and not review.upper_bound
     assert any("one after another" in a for a in review.assumptions)
     assert [u.label for u in review.units] == ["stage 1: train", "stage 2: evaluate"]
+
+
+# --------------------------------------------------------------------------- rendered, inside Block Kit's limits
+
+
+def test_a_long_plan_renders_inside_slacks_limits_and_says_what_it_left_out():
+    from taobot.slack.review import MAX_REVIEW_BLOCKS, review_blocks
+    from tests.fakes._blocks import validate_message_blocks
+
+    stages = [
+        slurm_unit(
+            label=f"stage {i}: train",
+            image="nvcr.io/nvidia/tao/" + "x" * 200 + f":{i}",
+            datasets=tuple((f"dataset.key_{k}", "/lustre/" + "d" * 120) for k in range(30)),
+            overrides=tuple((f"opt{k}", "1", "2") for k in range(20)),
+            typical_hours=9.0,
+        )
+        for i in range(40)
+    ]
+    review = build_review(stages, title="a long workflow", monitoring="every 5 min", runtime_limit_hours=10)
+    blocks = review_blocks(review)
+    assert len(blocks) <= MAX_REVIEW_BLOCKS and validate_message_blocks(blocks) == []
+    assert all(len(b["text"]["text"]) <= 3000 for b in blocks)
+    text = "\n".join(b["text"]["text"] for b in blocks)
+    assert review.hidden_units == 20 and "Review before launch: a long workflow" in text
+    assert ":warning: The plan takes about 360 h, above the limit of 10 h" in text
+    assert "stage 0: train: one run is estimated at 9 h, above its time limit of 4 h" in text
+    assert "… and 35 more units estimated above their time limits." in text
+
+
+def test_the_card_of_a_passed_preflight_shows_the_review_above_launch_and_a_gpu_hour_flag():
+    from taobot.intake import SetCompute, Step, apply_all
+    from taobot.review import ReviewUnit as Unit
+    from taobot.slack import blocks as B
+    from taobot.slack.render import render
+    from taobot.views import intake_card
+    from tests.builders import CATALOG, drive_to
+    from tests.test_blocks import assert_message_ok
+    from tests.test_gate import passed
+
+    state = drive_to(Step.COMPLETE, "slurm", "cosmos-rl")
+    state = passed(apply_all(state, [SetCompute("num_gpus", 8)], CATALOG).state)
+    unit = Unit(
+        "cosmos-rl train", "SLURM", state.image.chosen, 8, time_limit_hours=4, time_limit_setting="SLURM_TIME_HOURS"
+    )
+    review = build_review([unit], title="cosmos-rl train on SLURM", monitoring="every 5 min", gpu_hours_limit=16)
+    message = render(intake_card(state, CATALOG, review=review))
+    assert_message_ok(message)
+    kinds = [
+        "review" if "Review before launch" in str(b) else "launch" if B.LAUNCH in str(b.get("elements", "")) else ""
+        for b in message["blocks"]
+    ]
+    assert "review" in kinds and kinds.index("review") < kinds.index("launch")
+    assert "num_gpus=4 instead of 8" in str(message) and "SLURM_TIME_HOURS=2 instead of 4" in str(message)
+    # Before preflight passed there is no review, whatever the caller hands over.
+    state.preflight = None
+    assert "Review before launch" not in str(render(intake_card(state, CATALOG, review=review)))

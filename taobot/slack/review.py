@@ -59,6 +59,6 @@ def review_blocks(review: Review) -> list[dict]:
         )
     lines = [numbers, *(f"_{a}_" for a in review.assumptions), f"*Monitoring:* {review.monitoring}", *review.extra]
     blocks.append(section(clip("\n".join(lines), MAX_SECTION)))
-    if review.flags:
-        blocks.append(section(clip("\n".join(f":warning: {f}" for f in review.flags), MAX_SECTION)))
+    flags = [clip(f":warning: {f}", MAX_SECTION // 2) for f in review.flags]
+    blocks += [section(chunk) for chunk in pack(flags, MAX_SECTION)][:2]
     return blocks
