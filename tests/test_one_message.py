@@ -104,3 +104,12 @@ def test_a_one_message_slash_launch_with_a_secret_reads_none_of_it_and_never_ech
     dino = slack.wait_for(lambda c: c.method == "chat.postMessage" and wanted in blocks_text(c.params))[0]
     dino_thread = Thread(person, dino.response["ts"], dino.response["ts"], intake_id_of(dino.params))
     assert "num_gpus=1" in dino_thread.wait_card("*Platform:* Local Docker")
+
+
+def test_a_token_pasted_where_the_model_or_action_goes_is_never_echoed(person, bot, slack):
+    body = person.slash(f"launch {HF} train").text
+    assert "did not read or store it" in body and HF not in body
+    person.mention(f"train cosmos-rl {HF}")
+    slack.wait_for(lambda c: c.method == "chat.postMessage" and "did not read or store it" in blocks_text(c.params))
+    assert HF not in str([c.params for c in slack.calls]) and HF not in bot.log_text()
+    assert not [c for c in slack.calls_for("chat.postMessage") if "TAO launch" in blocks_text(c.params)]

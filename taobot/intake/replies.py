@@ -70,14 +70,8 @@ def parse_reply(text: str, state: IntakeState, catalog: Catalog) -> ParsedReply:
             f"That reply is {len(text)} characters; the most taobot reads is {MAX_REPLY_CHARS}. Send the values in smaller replies."
         )
         return reply
-    secret_names = frozenset(n for n, c in catalog.credentials.items() if c.secret)
-    reason = looks_like_secret(text, secret_names)
-    if reason:
-        reply.secret_warning = (
-            f":warning: That message looks like it contains {reason}. taobot did not read or store it. "
-            "Delete the message, rotate the credential if it was real, and enter credentials with the "
-            "*Enter credentials* button, which opens a private form."
-        )
+    reply.secret_warning = secret_warning(text, catalog)
+    if reply.secret_warning:
         return reply
     word = " ".join(text.lower().split()).rstrip(".!")
     if word in WORDS:
@@ -108,6 +102,19 @@ def parse_reply(text: str, state: IntakeState, catalog: Catalog) -> ParsedReply:
         elif event is not None:
             reply.events.append(event)
     return reply
+
+
+def secret_warning(text: str, catalog: Catalog) -> str | None:
+    """The answer to a message that looks like it holds a secret (never echoing it), or None."""
+    secret_names = frozenset(n for n, c in catalog.credentials.items() if c.secret)
+    reason = looks_like_secret(text, secret_names)
+    if not reason:
+        return None
+    return (
+        f":warning: That message looks like it contains {reason}. taobot did not read or store it. "
+        "Delete the message, rotate the credential if it was real, and enter credentials with the "
+        "*Enter credentials* button, which opens a private form."
+    )
 
 
 def _parse_int(key: str, value: str) -> tuple[int | None, str | None]:

@@ -12,7 +12,7 @@ from slack_bolt import App
 
 from taobot.catalog import Catalog, find_action, find_model
 from taobot.errors import SlackError, UnknownNameError
-from taobot.intake.replies import split_launch_text
+from taobot.intake.replies import secret_warning, split_launch_text
 from taobot.services import Services
 from taobot.slack.listeners.after_ack import AfterAck
 from taobot.slack.render import render
@@ -62,6 +62,9 @@ def register(app: App, services: Services, catalog: Catalog, after_ack: AfterAck
             return
         # `/tao launch cosmos-rl train on slurm num_gpus=8`: the rest are answers, read as one thread reply.
         head, answers = split_launch_text(slack_plain_text((command.get("text") or "").split(None, 1)[1]))
+        if warning := secret_warning(" ".join(head), catalog):  # a pasted token where a model name goes
+            ack(text=warning)
+            return
         if not head:
             ack(text=f"Which model? {USAGE} Models: {', '.join(sorted(catalog.models))}.")
             return

@@ -9,7 +9,7 @@ from slack_bolt import App
 
 from taobot.catalog import Catalog, find_model
 from taobot.errors import UnknownNameError
-from taobot.intake.replies import split_launch_text
+from taobot.intake.replies import secret_warning, split_launch_text
 from taobot.services import Context, Services
 from taobot.slack.listeners.after_ack import AfterAck, delivery_key, thread_key
 from taobot.slack.render import render
@@ -33,6 +33,8 @@ def parse_mention(text: str, catalog: Catalog) -> tuple[str | None, str, str | N
     reply, applied once the thread is open.
     """
     head, answers = split_launch_text(strip_mentions(text))
+    if warning := secret_warning(" ".join(head), catalog):  # a pasted token where a model name goes: never echoed
+        return None, "", warning, ""
     words = [w.lower() for w in head if w.lower() not in _FILLER]
     if not words or words[0] in ("help", "status"):
         return None, "", words[0] if words else "help", ""
