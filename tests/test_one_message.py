@@ -113,3 +113,13 @@ def test_a_token_pasted_where_the_model_or_action_goes_is_never_echoed(person, b
     slack.wait_for(lambda c: c.method == "chat.postMessage" and "did not read or store it" in blocks_text(c.params))
     assert HF not in str([c.params for c in slack.calls]) and HF not in bot.log_text()
     assert not [c for c in slack.calls_for("chat.postMessage") if "TAO launch" in blocks_text(c.params)]
+
+
+def test_the_relaunch_forms_fields_read_as_the_replies_that_change_them():
+    from taobot.services.relaunches import answer_words
+
+    assert answer_words("interval", "off") == "monitor=no"
+    # A number turns updates back on, even after a launch that ran without them.
+    events = parse_reply(answer_words("interval", "7"), state(), CATALOG).events
+    assert events == [SetMonitoring(enabled=True), SetMonitoring(interval=7)]
+    assert parse_reply(answer_words("train", "/data/a b"), state(), CATALOG).events == [SetRoot("train", "/data/a b")]

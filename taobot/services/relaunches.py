@@ -22,6 +22,15 @@ from taobot.services.desk import Desk
 from taobot.views import RelaunchForm
 
 
+def answer_words(key: str, value: str) -> str:
+    """A form field as reply words. The interval field says `off`, or turns updates on at that interval."""
+    if key == "interval":
+        return (
+            "monitor=no" if value.lower() in ("off", "no", "0") else "monitor=yes " + shlex.quote(f"interval={value}")
+        )
+    return shlex.quote(f"{key}={value}")
+
+
 class Relaunches:
     def __init__(self, desk: Desk, work: Executor) -> None:
         self.desk = desk
@@ -61,7 +70,7 @@ class Relaunches:
             if intent.fields:  # the form: only what differs from the answers now, read as one reply
                 now = answer_values(state, desk.catalog)
                 text = " ".join(
-                    shlex.quote(f"{k}={v.strip()}") for k, v in intent.fields if v.strip() and v.strip() != now.get(k)
+                    answer_words(k, v.strip()) for k, v in intent.fields if v.strip() and v.strip() != now.get(k)
                 )
                 parsed = parse_reply(text, state, desk.catalog) if text else None
                 if parsed is not None and parsed.secret_warning:
