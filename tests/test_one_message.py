@@ -123,3 +123,12 @@ def test_the_relaunch_forms_fields_read_as_the_replies_that_change_them():
     events = parse_reply(answer_words("interval", "7"), state(), CATALOG).events
     assert events == [SetMonitoring(enabled=True), SetMonitoring(interval=7)]
     assert parse_reply(answer_words("train", "/data/a b"), state(), CATALOG).events == [SetRoot("train", "/data/a b")]
+
+
+def test_an_answer_in_a_launched_thread_says_how_to_relaunch_with_changes():
+    from taobot.intake import apply
+
+    launched = state()
+    launched.status = "launched"
+    (error,) = apply(launched, SetCompute("num_gpus", 8), CATALOG).errors
+    assert "`relaunch key=value …`" in error and "/tao launch cosmos-rl" in error

@@ -54,9 +54,13 @@ def apply(state: IntakeState, event: Event, catalog: Catalog, now: float | None 
     """Apply one event. Refused events leave the state exactly as it was."""
     if state.status in CLOSED_STATUSES and not (isinstance(event, SetRetry) and state.status == "launched"):
         # A launched thread still takes `retry=`: it is about the job's failure, not the job's inputs.
-        return Outcome(
-            state, errors=[f"This intake is {state.status}; start a new one with `/tao launch {state.model}`."]
+        again = (
+            "reply `relaunch key=value …` (e.g. `relaunch num_gpus=8`) to launch it again in this thread with "
+            f"changes, or start a new one with `/tao launch {state.model}`."
+            if state.status == "launched"
+            else f"start a new one with `/tao launch {state.model}`."
         )
+        return Outcome(state, errors=[f"This intake is {state.status}; {again}"])
     new = state.model_copy(deep=True)
     out = Outcome(new)
     handler = _HANDLERS[type(event)]

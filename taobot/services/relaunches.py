@@ -79,7 +79,8 @@ class Relaunches:
                 changes, unreadable = (parsed.events, parsed.errors) if parsed else ([], [])
             fresh = state.status == "launched"
             if fresh:
-                state.relaunch = RelaunchBase(after=launch.id, answers=answer_values(state, desk.catalog))
+                after = (desk.store.latest_launch(intake_id) or launch).id  # the answers now are the newest launch's
+                state.relaunch = RelaunchBase(after=after, answers=answer_values(state, desk.catalog))
                 state.status = "complete"  # the transitions below set it back to collecting if a change asks more
                 state.preflight = None
                 state.approval = None  # an approval lets one launch go; another one needs its own
