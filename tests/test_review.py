@@ -131,3 +131,21 @@ def test_the_card_of_a_passed_preflight_shows_the_review_above_launch_and_a_gpu_
     # Before preflight passed there is no review, whatever the caller hands over.
     state.preflight = None
     assert "Review before launch" not in str(render(intake_card(state, CATALOG, review=review)))
+
+
+def test_a_launch_waiting_for_an_approval_shows_the_approver_the_review():
+    from taobot.gate import GateRules
+    from taobot.intake import Step
+    from taobot.intake.intents import APPROVE
+    from taobot.slack.render import render
+    from taobot.views import intake_card
+    from tests.builders import CATALOG, drive_to
+    from tests.test_gate import passed
+
+    state = passed(drive_to(Step.COMPLETE, "slurm", "cosmos-rl"))
+    review = build_review([slurm_unit()], title="cosmos-rl train on SLURM", monitoring="m", gpu_hours_limit=16)
+    rules = GateRules(approval="32 GPU hours is over the policy's 16", approvers=frozenset({"U9"}))
+    message = str(render(intake_card(state, CATALOG, rules=rules, review=review)))
+    assert "Review before launch" in message and APPROVE in message and "num_gpus=4 instead of 8" in message
+    rules = GateRules(approval="over", approvers=frozenset({"U9"}), platform_refusal="not yours")
+    assert "Review before launch" not in str(render(intake_card(state, CATALOG, rules=rules, review=review)))

@@ -165,6 +165,9 @@ def _question_blocks(card: IntakeCard) -> list[dict]:
         elements = [button("Run preflight", RUN_PREFLIGHT, iid, "primary")]
         if approval is not None and not approval.ok:
             elements.append(button("Approve", APPROVE, iid))
+            if card.review is not None and [c.number for c in gate.conditions if not c.ok] == [8]:
+                # Preflight passed for these inputs; the approver sees what they approve.
+                return [section(text, block_id=f"q_{iid}"), *review_blocks(card.review), actions(f"a_{iid}", elements)]
     return [section(text, block_id=f"q_{iid}"), actions(f"a_{iid}", elements)]
 
 
