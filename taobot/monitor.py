@@ -17,6 +17,10 @@ At the end of a cycle, launches that have ended get their platform cleanup
 Each update and final reply carries the run's training progress, and an
 update of a job pending or silent past its threshold says so
 (`taobot.monitor_signals`).
+With a post queue (`poster.queue`, the running bot's), the cycle only claims what is due and queues
+the posts: it never waits out Slack's limits itself, so the next cycle's polls are not delayed by them.
+A cycle reads each thread's held credentials (and an owner's saved ones) once, claims all of a cluster's
+due updates in one transaction, and reads each poll's progress once.
 A long cycle calls `keep_alive` between steps, so the scheduler's lease is
 renewed in time (and a cycle that lost it stops before posting anything).
 """
@@ -29,10 +33,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
 from taobot.backends.base import JobRef, JobStatus
-from taobot.catalog import Catalog, find_platform
+from taobot.catalog import Catalog
 from taobot.cleanup import PlatformCleanup
 from taobot.errors import BackendUnreachable
 from taobot.launches import JobState, Launch
+from taobot.monitor_credentials import LaunchCredentials, platform_credential_names
 from taobot.monitor_failures import FailedFinals
 from taobot.monitor_signals import Signals
 from taobot.posting import DM_COPY_SLOT, FINAL_SLOT, ThreadPoster
@@ -40,7 +45,7 @@ from taobot.views import FinalUpdate
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FINAL_SLOT", "Monitor", "CycleStats"]
+__all__ = ["FINAL_SLOT", "Monitor", "CycleStats", "platform_credential_names"]
 
 SUBMIT_STALE_S = 600
 UNKNOWN_GRACE_S = 600  # a job the platform does not report for this long has ended as far as taobot can tell
@@ -57,13 +62,6 @@ class CycleStats:
     cleaned: int = 0  # ended launches whose platform cleanup was done
     cleanup_failed: int = 0  # ... and those whose cleanup failed (tried again later)
     durations: dict[str, float] = field(default_factory=dict)
-
-
-def platform_credential_names(catalog: Catalog, platform: str) -> list[str]:
-    p = find_platform(catalog, platform)
-    names = list(p.required_credentials) + [m for g in p.credential_groups for m in g.one_of]
-    names += [o.name for o in p.optional_credentials] + list(catalog.s3_required) + list(catalog.s3_optional)
-    return list(dict.fromkeys(names + ["HF_TOKEN", "NGC_KEY"]))
 
 
 class Monitor:
@@ -86,23 +84,14 @@ class Monitor:
         self.on_retriable = None  # starts an opted-in launch's automatic retry (`retry=infra:N`); LaunchControl's
         self.failures = FailedFinals(store, backends)
         self.signals = Signals(self.poster)  # progress and stuck signals; the thresholds are `signals.rules`
+        self.after_cycle = None  # called at the end of every cycle (AutoML searches look at their trials)
+        self.creds = LaunchCredentials(store, catalog)  # read once per cycle
 
     # ------------------------------------------------------------------ helpers
 
     def credentials(self, launch: Launch) -> dict[str, str]:
-        """The values the launch's thread holds (what its preflight checked); a launch from before values were
-        held uses its owner's saved ones."""
-        names = platform_credential_names(self.catalog, launch.platform)
-        values = self.store.held_values(launch.intake_id, names)
-        if values:
-            return values
-        saved = self.store.secret_fingerprints(launch.owner)
-        for name in names:
-            if name in saved:
-                value = self.store.get_secret(launch.owner, name)
-                if value:
-                    values[name] = value
-        return values
+        """The values the launch's thread holds (what its preflight checked), else its owner's saved ones."""
+        return self.creds.of(launch)
 
     def ref(self, row: Launch, creds: dict[str, str]) -> JobRef:
         return JobRef(row.id, row.job_id or "", row.detail_map, creds)
@@ -123,6 +112,13 @@ class Monitor:
     # ------------------------------------------------------------------ the cycle
 
     def cycle(self) -> CycleStats:
+        self.creds.begin_cycle()
+        try:
+            return self._cycle()
+        finally:
+            self.creds.end_cycle()
+
+    def _cycle(self) -> CycleStats:
         stats = CycleStats()
         now = self.clock()
         self.keep_alive()
@@ -133,7 +129,7 @@ class Monitor:
         for row in rows:
             if row.state is JobState.SUBMITTING:
                 if now - row.launched_at > SUBMIT_STALE_S:
-                    self._finish_unknown_submit(row)
+                    self.failures.finish_unknown_submit(row, self.clock())
                 continue
             if row.state.terminal or row.ended_at is not None:
                 stats.posted += self._post_final(row, None)  # ended, its final reply not posted yet
@@ -176,6 +172,10 @@ class Monitor:
             for row, ref in members:
                 status = statuses.get(ref.job_id) or JobStatus(JobState.UNKNOWN, "not reported")
                 recorded.append((self._record(row, status, now), ref, status))
+            # The cluster's due updates, claimed together: one commit for all of them.
+            claimed = self.poster.claim_many(
+                [(r, due[r.id]) for r, _ref, _st in recorded if r.ended_at is None and due[r.id] is not None]
+            )
             # Jobs that just ended get their last log lines in ONE more query, not one each.
             ended = [(r, ref) for r, ref, st in recorded if r.ended_at and r.watched and not st.log_tail]
             extra_tails: dict[str, JobStatus] = {}
@@ -192,11 +192,16 @@ class Monitor:
                     tail = self.failures.failure_tail(row, ref, status.log_tail)
                     if self._post_final(row, replace(status, log_tail=tail)):
                         stats.posted += 1
-                elif due[row.id] is not None:
-                    if self._post_update(row, due[row.id], status):
+                elif (row.id, due[row.id]) in claimed:
+                    if self._post_update(row, due[row.id], status, claimed=True):
                         stats.posted += 1
         self.keep_alive()
         stats.cleaned, stats.cleanup_failed = self.cleanup.run(self.clock())
+        if self.after_cycle is not None:
+            try:
+                self.after_cycle()
+            except Exception:  # noqa: BLE001 - monitoring goes on whatever a search does
+                log.exception("after-cycle hook failed")
         return stats
 
     # ------------------------------------------------------------------ state
@@ -254,28 +259,20 @@ class Monitor:
             return True
         return False
 
-    def _finish_unknown_submit(self, row: Launch) -> None:
-        """taobot stopped between recording the launch and hearing back from the platform: end it, saying what to check."""
-        self.store.update_launch(
-            row.id,
-            state=JobState.UNKNOWN,
-            native="submit interrupted",
-            reason=f"submission state unknown: taobot stopped while submitting; look for a job named "
-            f"tao-{row.model}-{row.action}-{row.id} on the platform, and cancel it there if it runs",
-            ended_at=self.clock(),
-            state_since=self.clock(),
-        )
-
     # ------------------------------------------------------------------ posting
 
-    def _post_update(self, row: Launch, slot: int, status: JobStatus | None) -> bool:
-        posted = self.poster.post(row, slot, self.signals.update(row, status, self.clock()))
-        if posted and self.on_state_change is not None and self._card_due(row):
-            try:  # the card's status line ("Running for 12 min") follows the updates, now and then
-                self.on_state_change(row)
-            except Exception:  # noqa: BLE001
-                log.exception("card refresh failed", extra={"launch": row.id})
-        return posted
+    def _post_update(self, row: Launch, slot: int, status: JobStatus | None, claimed: bool = False) -> bool:
+        view = self.signals.update(row, status, self.clock())
+        return self.poster.post(row, slot, view, claimed=claimed, then=lambda: self._refresh_card(row))
+
+    def _refresh_card(self, row: Launch) -> None:
+        """After an update went out: the card's status line ("Running for 12 min") follows, now and then."""
+        if self.on_state_change is None or not self._card_due(row):
+            return
+        try:
+            self.on_state_change(row)
+        except Exception:  # noqa: BLE001
+            log.exception("card refresh failed", extra={"launch": row.id})
 
     def _card_due(self, row: Launch) -> bool:
         """Redraw a card with an update at most every CARD_REFRESH_S: card edits share one workspace-wide budget

@@ -1,4 +1,4 @@
-"""A failed launch's final reply: its triage, worked out once and stored, and what a retry can do about it.
+"""A failed launch's final reply (and the end of a launch whose submit was interrupted): its triage, worked out once and stored, and what a retry can do about it.
 
 The monitor asks this for the final reply of every launch that ended. A launch that failed is triaged
 (`taobot.triage`) the first time, from the platform state and a longer read of its log than an update
@@ -25,6 +25,19 @@ class FailedFinals:
     def __init__(self, store, backends) -> None:
         self.store = store
         self.backends = backends
+
+    def finish_unknown_submit(self, row: Launch, now: float) -> None:
+        """taobot stopped between recording the launch and hearing back from the platform: end it, saying what to
+        check."""
+        self.store.update_launch(
+            row.id,
+            state=JobState.UNKNOWN,
+            native="submit interrupted",
+            reason=f"submission state unknown: taobot stopped while submitting; look for a job named "
+            f"tao-{row.model}-{row.action}-{row.id} on the platform, and cancel it there if it runs",
+            ended_at=now,
+            state_since=now,
+        )
 
     def failure_tail(self, row: Launch, ref: JobRef, tail: tuple[str, ...]) -> tuple[str, ...]:
         """A failed job's triage reads more of its log than an update shows; the tail it has when that fails."""

@@ -344,28 +344,48 @@ def checkpoint_in(line: str) -> str | None:
     return match.group(1).rstrip(".,;:)'\"") if match else None
 
 
+_LineFacts = tuple  # (checkpoint saved, echoed record, epoch, total, training metrics, validation metrics)
+
+
+def _line_facts(line: str) -> _LineFacts:
+    """What one log line says, read on its own (the same line twice is read once: see `_from_log`)."""
+    saved = checkpoint_in(line)
+    if saved:
+        return saved, False, None, None, {}, {}
+    if line.lstrip().startswith("{"):
+        return None, True, None, None, {}, {}  # a record echoed to the log: read as a record
+    epoch = total = None
+    match = _EPOCH_OF.search(line)
+    if match:
+        epoch, total = int(match.group(1)), int(match.group(2))
+    else:
+        bar = _EPOCH_BAR.search(line)
+        epoch = int(bar.group(1)) + 1 if bar else None
+    pairs = {k: v for k, v in _PAIR.findall(line) if _METRIC_NAME.search(k)}
+    train, val = _metrics(pairs)
+    return None, False, epoch, total, train, val
+
+
 def _from_log(lines: list[str]) -> Progress | None:
     run = _Run()
     checkpoint = None
     echoed = json_records(line[line.find("{") :] for line in lines if '"status"' in line and "{" in line)
+    # A poll brings the log's metric lines and its last lines, which overlap: each distinct line is read once.
+    read: dict[str, _LineFacts] = {}
     for line in lines:
-        saved = checkpoint_in(line)
+        facts = read.get(line)
+        if facts is None:
+            facts = read[line] = _line_facts(line)
+        saved, is_record, epoch, total, train, val = facts
         if saved:
             checkpoint = saved
             continue
-        if line.lstrip().startswith("{"):
-            continue  # a record echoed to the log: read as a record below
-        epoch = None
-        match = _EPOCH_OF.search(line)
-        if match:
-            epoch, run.total = int(match.group(1)), int(match.group(2))
-        else:
-            bar = _EPOCH_BAR.search(line)
-            epoch = int(bar.group(1)) + 1 if bar else None
+        if is_record:
+            continue  # read as a record below
+        if total is not None:
+            run.total = total
         if epoch is not None:
             run.done = epoch
-        pairs = {k: v for k, v in _PAIR.findall(line) if _METRIC_NAME.search(k)}
-        train, val = _metrics(pairs)
         if (train or val) and (epoch is not None or run.done):
             run.add(epoch or run.done, train, val)
         elif train or val:  # metrics with no epoch in sight: the latest values only

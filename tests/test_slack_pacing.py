@@ -225,3 +225,118 @@ def test_the_default_messenger_paces_with_slacks_limits_and_reports_waits_in_met
     assert metrics.SLACK_PACING_WAIT.labels(method="chat.postMessage")._sum.get() - before > 1.0
     assert b"taobot_slack_pacing_wait_seconds_count" in metrics.render()
     assert [m["text"] for m in fake.messages(CHANNELS[1])] == [f"p{i}" for i in range(5)]
+
+
+# ---------------------------------------------------------------------------- queued posts (the running bot's)
+
+OWNER = "U0PACEOWNER"
+
+
+@pytest.fixture
+def poster_world(tmp_path, fake):
+    """A store with four launches (threads in the fake), a paced messenger, and a ThreadPoster with a PostQueue."""
+    from cryptography.fernet import Fernet
+
+    from taobot.catalog import load_catalog
+    from taobot.intake import start_intake
+    from taobot.launches import JobState
+    from taobot.posting import PostQueue, ThreadPoster
+    from taobot.secrets import SecretBox
+    from taobot.store import Store
+    from tests.builders import launch_record
+
+    store = Store(tmp_path / "taobot.db", SecretBox(Fernet.generate_key()))
+    clock = {"now": 1_800_000_000.0}
+    launches = []
+    for n in range(4):
+        channel = CHANNELS[n % 2]
+        launch = launch_record(
+            id=f"pq{n}00000-00001", intake_id=f"pq{n}00000", channel=channel, owner=OWNER,
+            thread_ts=fake.seed_message(channel, f"launch {n}"), state=JobState.RUNNING, native="RUNNING",
+        )  # fmt: skip
+        intake = start_intake(load_catalog(), "cosmos-rl", "train", OWNER, launch.channel, launch.thread_ts)
+        intake.id, intake.status = launch.intake_id, "launched"
+        store.save_intake(intake, OWNER, "start")
+        store.add_launch(launch, intake, OWNER)
+        launches.append(launch)
+    queue = PostQueue(workers=4)
+    poster = ThreadPoster(store, messenger_for(fake, None), lambda: clock["now"], queue)
+    yield store, poster, queue, launches, clock
+    queue.close(5)
+    store.close()
+
+
+def block(queue, lanes) -> threading.Event:
+    """Hold these lanes (channels) with a piece of work that waits for the returned event."""
+    gate = threading.Event()
+    for lane in lanes:
+        queue.submit(lane, lambda: gate.wait(30))
+    return gate
+
+
+def thread_slots(fake, launch) -> list[int]:
+    return [
+        m["metadata"]["event_payload"]["slot"]
+        for m in fake.messages_in_thread(launch.channel, launch.thread_ts)
+        if m.get("metadata")
+    ]
+
+
+def view_for(launch, slot):
+    return Reply(f"{launch.id} slot {slot} (again)")
+
+
+def test_queued_posts_return_before_slack_sees_them_then_arrive_once_each_in_order(fake, poster_world):
+    store, poster, queue, launches, _clock = poster_world
+    gate = block(queue, CHANNELS[:2])
+    for slot in (1, 2, 3):
+        for launch in launches:
+            assert poster.post(launch, slot, Reply(f"{launch.id} slot {slot}")) is True
+    # Nothing has reached Slack: the caller (the cycle) went on while the posts wait in their lanes.
+    assert [c for c in fake.calls if c.method == "chat.postMessage"] == []
+    assert len(store.pending_slots()) == 12
+    # Queued slots are not "pending" for the retry pass: nothing is looked for, nothing is sent twice.
+    assert poster.retry_pending(view_for) == 0
+    assert [c for c in fake.calls if c.method == "conversations.replies"] == []
+    gate.set()
+    assert queue.wait_idle(60)
+    assert {launch.id: thread_slots(fake, launch) for launch in launches} == {x.id: [1, 2, 3] for x in launches}
+    assert store.pending_slots() == []
+    assert poster.post(launches[0], 2, Reply("again")) is False  # claimed once: never queued twice
+
+
+def test_posts_queued_at_shutdown_stay_pending_and_go_out_once_after_the_restart(fake, poster_world):
+    from taobot.posting import ThreadPoster
+
+    store, poster, queue, launches, clock = poster_world
+    launch = launches[0]
+    gate = block(queue, [launch.channel])
+    assert poster.post(launch, 1, Reply("slot 1")) and poster.post(launch, 2, Reply("slot 2"))
+    assert queue.close(0) is False  # the two posts are dropped from the queue, not lost
+    gate.set()
+    assert thread_slots(fake, launch) == []
+    assert sorted(p["slot"] for p in store.pending_slots()) == [1, 2]
+    restarted = ThreadPoster(store, poster.messenger, lambda: clock["now"])  # a new process: no queue
+    assert restarted.retry_pending(view_for) == 2
+    assert restarted.retry_pending(view_for) == 0
+    assert thread_slots(fake, launch) == [1, 2]
+
+
+def test_a_thread_backing_off_leaves_its_queued_posts_pending_and_keeps_their_order(fake, poster_world):
+    store, poster, queue, launches, clock = poster_world
+    launch = launches[1]
+    fake.fail("chat.postMessage", "internal_error", times=1)
+    gate = block(queue, [launch.channel])
+    assert poster.post(launch, 1, Reply("slot 1")) and poster.post(launch, 2, Reply("slot 2"))
+    gate.set()
+    assert queue.wait_idle(30)
+    refused = store.get_launch(launch.id)
+    assert refused.post_failures == 1 and refused.post_error == "internal_error"
+    assert thread_slots(fake, launch) == []  # slot 2 was not tried while its thread backs off
+    assert sorted(p["slot"] for p in store.pending_slots()) == [1, 2]
+    assert poster.retry_pending(view_for) == 0  # still backing off: nothing queued
+    clock["now"] = refused.post_retry_at + 1
+    assert poster.retry_pending(view_for) == 2
+    assert queue.wait_idle(30)
+    assert thread_slots(fake, launch) == [1, 2]
+    assert store.get_launch(launch.id).post_failures == 0

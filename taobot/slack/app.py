@@ -307,7 +307,9 @@ class Runtime:
 
     def start_monitoring(self) -> None:
         from taobot import scheduler
+        from taobot.posting import PostQueue
 
+        self.services.monitor.poster.queue = PostQueue()  # cycles queue posts: Slack's limits never delay a poll
         self.scheduler = scheduler.start(
             str(self.store.path), self.services.monitor, self.store, self.settings.poll_seconds
         )
@@ -327,6 +329,8 @@ class Runtime:
         if self.scheduler is not None:
             scheduler.stop(self.scheduler)
             self.scheduler = None
+        if self.services.monitor.poster.queue is not None:  # what is left stays pending: posted after the restart
+            self.services.monitor.poster.queue.close(max(1.0, deadline - time.monotonic()))
         self.services.monitor.backends.close()
 
 

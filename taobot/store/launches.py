@@ -130,6 +130,24 @@ class LaunchRows:
             )
             return cursor.rowcount == 1
 
+    def claim_slots(self, wanted: list[tuple[str, int, object]]) -> set[tuple[str, int]]:
+        """`claim_slot` for many (launch id, slot, state) in ONE transaction: the (launch id, slot) claimed now.
+
+        A cycle with hundreds of updates due claims them together: one commit, not one per update."""
+        claimed: set[tuple[str, int]] = set()
+        if not wanted:
+            return claimed
+        at = time.time()
+        with self.transaction() as db:
+            for launch_id, slot, state in wanted:
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO updates (launch_id, slot, status, state, at) VALUES (?, ?, 'pending', ?, ?)",
+                    [launch_id, slot, to_column(state), at],
+                )
+                if cursor.rowcount == 1:
+                    claimed.add((launch_id, slot))
+        return claimed
+
     def mark_posted(self, launch_id: str, slot: int, ts: str) -> None:
         with self.transaction() as db:
             db.execute(
