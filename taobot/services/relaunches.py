@@ -42,6 +42,14 @@ class Relaunches:
 
         Runs off the caller's thread: a typed `relaunch` arrives with the thread's lock held, and this takes it.
         """
+        if state.kind != "launch":  # a search's trials and a workflow's stages are run by their own services
+            what = "an AutoML search" if state.kind == "automl" else "a workflow"
+            self.desk.reply(
+                state,
+                f"`relaunch` runs one job again; this thread runs {what}. Start a new one with "
+                f"`/tao {state.kind} {state.model}`. Nothing was changed.",
+            )
+            return None
         if launch.state.active:
             self.desk.reply(
                 state, f"`{launch.id}` is still {launch.state.value}; cancel it first or wait for it to end."
