@@ -16,10 +16,12 @@ from collections.abc import Mapping
 
 from taobot.backends.base import JOB_ENV_CREDENTIALS, RESULTS_PLACEHOLDER, Backend, LaunchSpec, Submitted
 from taobot.catalog import Catalog
+from taobot.errors import BackendUnreachable, LaunchFailed
 from taobot.gate import GateRules, require_open
 from taobot.intake import IntakeState, action_of, dataset_inputs, model_of, platform_of, status_interval
 from taobot.launches import JobState, Launch
 from taobot.preflight.base import local_path
+from taobot.triage import columns, submit_triage
 
 log = logging.getLogger(__name__)
 
@@ -123,14 +125,23 @@ class Launcher:
         try:
             submitted = self.backend(spec.platform).launch(spec)
         except Exception as exc:
-            # Nothing runs: the intake goes back to complete so the person can fix and launch again.
+            # Nothing runs: the intake goes back to complete so the person can fix and launch again. A refusal
+            # (or a platform that did not answer) is triaged like a job's failure, so Retry is offered only
+            # where another attempt can help; an unexpected error is taobot's own, with no triage.
+            message = str(getattr(exc, "message", exc))
+            found = (
+                submit_triage(message, unreachable=isinstance(exc, BackendUnreachable))
+                if isinstance(exc, (LaunchFailed, BackendUnreachable))
+                else None
+            )
             self.store.update_launch(
                 launch_id,
                 state=JobState.FAILED,
                 native="submit failed",
-                reason=str(getattr(exc, "message", exc))[:500],
+                reason=message[:500],
                 ended_at=time.time(),
                 final_posted=True,
+                **(columns(found) if found else {}),
             )
             state.status = "complete"
             self.store.save_intake(state, user, "launch_failed", {"launch": launch_id, "error": type(exc).__name__})

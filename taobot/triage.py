@@ -315,3 +315,74 @@ def auto_retry(found: Triage | None, chain: int, allowed: int) -> tuple[bool, st
     if done >= allowed:
         return False, f"Automatic retries used up ({allowed} of {allowed}); press *Retry* to try once more."
     return True, f"Retrying automatically ({done + 1} of {allowed}): preflight first, then a new job, in this thread."
+
+
+# --------------------------------------------------------------------------- a submit the platform refused
+
+# What a platform says when it refuses to take a job at all (sbatch, the Docker daemon, the Kubernetes API):
+# the request is what is wrong, and the same request is refused again.
+SUBMIT_CONFIG = _rules(
+    ("partition unknown", r"Invalid partition name|invalid partition specified"),
+    (
+        "account or QOS refused",
+        r"Invalid account|account/partition combination|Invalid qos|Job violates accounting/QOS policy",
+    ),
+    (
+        "request above the partition's limits",
+        r"Requested node configuration is not available|Requested time limit is invalid"
+        r"|Node count specification invalid|More processors requested than permitted"
+        r"|Requested partition configuration not available|Requested GRES option unsupported",
+    ),
+    ("identity not permitted", r"cannot (?:create|get|list|patch|update|delete) resource"),
+    ("refused by admission", r"admission webhook .*denied|violates PodSecurity|exceeded quota|is forbidden"),
+    ("request invalid", r"is invalid: |Unprocessable Entity"),
+    ("GPU runtime missing on the Docker host", r"could not select device driver"),
+    ("mount refused", r"invalid mount config|bind source path does not exist"),
+)
+# The platform's own trouble at submit time: the same request may well be taken on another attempt.
+SUBMIT_INFRA = _rules(
+    (
+        "scheduler unreachable",
+        r"Unable to contact slurm controller|Socket timed out|slurm_receive_msg|Zero Bytes were transmitted"
+        r"|Slurm temporarily unable|Resource temporarily unavailable|Transport endpoint is not connected",
+    ),
+    ("image pull", r"could not pull|failed to pull|pull .*(?:error|failed)"),
+)
+
+# What a person does about a submit refused for each cause, where the kind alone does not say it.
+SUBMIT_HINTS = {
+    "image not found or not allowed": "check the image's name and tag (reply `image=<ref>`); for a private "
+    "registry, give its login (DOCKER_USERNAME and NGC_KEY) with *Enter credentials*",
+    "partition unknown": "set SLURM_PARTITION to one of the partitions `sinfo -s` lists",
+    "account or QOS refused": "set SLURM_ACCOUNT (and the QOS) to ones you may use (`sacctmgr show assoc user=$USER`)",
+    "request above the partition's limits": "lower the GPUs, nodes, CPUs per task or time, or choose a larger partition",
+    "identity not permitted": "the Kubernetes identity may not create the launch's objects in this namespace: "
+    "ask the namespace's operator for the launch role, or choose another identity",
+    "refused by admission": "the cluster's admission rules refused the Pod: ask its operator what is allowed, "
+    "or change the request (GPUs, memory, image) to fit the namespace's quota and policy",
+    "GPU runtime missing on the Docker host": "this Docker host has no NVIDIA GPU runtime: choose another "
+    "platform, or have the host's operator install the NVIDIA Container Toolkit",
+    "image registry unreachable": "the registry did not answer; *Retry* once it is back",
+    "image pull": "the image could not be pulled; *Retry* tries again",
+    "scheduler unreachable": "the scheduler did not answer; *Retry* tries again",
+    "platform unreachable": "the platform did not answer; *Retry* tries again",
+}
+
+
+def submit_triage(message: str, unreachable: bool = False) -> Triage:
+    """The triage of a submit that failed before any job existed: the platform's refusal (or, `unreachable`,
+    its silence). An image that does not exist or may not be pulled is the request's doing; a registry or
+    scheduler that did not answer is the platform's, and worth another attempt."""
+    lines = [clean(line) for line in (message or "").splitlines() if line.strip()] or [message or ""]
+    for kind, rules in (
+        (CONFIG, PRIMARY_CONFIG),
+        (CONFIG, SUBMIT_CONFIG),
+        (INFRA, PRIMARY_INFRA),
+        (INFRA, SUBMIT_INFRA),
+    ):
+        hit = _last_match(rules, lines)
+        if hit:
+            return Triage(kind, hit[0], shorten(hit[1]))
+    if unreachable:
+        return Triage(INFRA, "platform unreachable", shorten(lines[-1]))
+    return Triage(FailureKind.UNKNOWN, "refusal not recognised", shorten(lines[-1]))

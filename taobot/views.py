@@ -149,6 +149,19 @@ class FinalUpdate:
 
 
 @dataclass(frozen=True)
+class SubmitFailed:
+    """A submit that failed before any job existed (the platform refused it, or did not answer): nothing runs.
+
+    The triage says whose problem it is and the line that decided it; *Retry* only where it can help."""
+
+    launch: Launch  # the launch row, ended "submit failed", with the platform's message as its reason
+    platform: str  # display name
+    triage: Triage
+    unreachable: bool = False  # the platform did not answer (nothing was submitted), rather than refused
+    retry_offered: bool = False  # an infrastructure failure with room left in its retry chain
+
+
+@dataclass(frozen=True)
 class LaunchDetail:
     launch: Launch
     now: float
@@ -196,6 +209,7 @@ View = (
     | LaunchPosted
     | StatusUpdate
     | FinalUpdate
+    | SubmitFailed
     | LaunchDetail
     | CredentialsForm
     | ImageForm

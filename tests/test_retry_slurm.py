@@ -231,3 +231,38 @@ def test_a_chain_of_ten_refuses_the_eleventh_and_a_failed_preflight_launches_not
     time.sleep(4)
     assert launched_ids(thread) == [tenth]
     assert ssh("squeue -h -u $USER -o %j | grep -c '^tao-' || true").strip() == jobs_before
+
+
+def test_sbatch_refusing_the_job_is_a_configuration_failure_with_its_line_and_no_retry(slurm_bot, slack):
+    """The partition preflight checked is gone when the job is submitted: sbatch refuses, nothing is queued."""
+    import uuid
+
+    partition = f"gone{uuid.uuid4().hex[:6]}"
+    scontrol("create", f"PartitionName={partition}", f"Nodes={NODE}", "MaxTime=04:00:00", "State=UP")
+    try:
+        person = SlackUser(slurm_bot)
+        thread = complete_intake(person, scenario("refused"), partition=partition)
+        thread.press(B.RUN_PREFLIGHT)
+        thread.wait_card("Preflight passed.", timeout=30)
+        scontrol("delete", f"PartitionName={partition}")
+        thread.press(B.LAUNCH)
+        text = thread.wait_reply("Failure triage: configuration", timeout=60)
+        assert "SLURM refused the job" in text and "(partition unknown)" in text and "Nothing is running." in text
+        assert "Decided by: `sbatch refused the job:" in text and "Invalid partition name specified" in text
+        assert "set SLURM_PARTITION to one of the partitions `sinfo -s` lists" in text
+        (message,) = [m for m in thread.replies() if "submit failed" in m.get("text", "")]
+        assert buttons(message) == []
+        store = slurm_bot.store()
+        try:
+            (launch,) = store.launches_for_intake(thread.intake_id)
+            assert (launch.native, launch.failure_kind, launch.failure_cause) == (
+                "submit failed",
+                "configuration",
+                "partition unknown",
+            )
+            assert launch.job_id is None and store.get_intake(thread.intake_id).status == "complete"
+        finally:
+            store.close()
+        assert ssh("squeue -h -u $USER -o %j | grep '^tao-' || true").strip() == ""
+    finally:
+        subprocess.run(["scontrol", "delete", f"PartitionName={partition}"], capture_output=True, timeout=30)

@@ -393,3 +393,124 @@ def test_the_backends_cause_words_come_from_the_same_triage():
     assert infrastructure_cause("NODE_FAIL", ()) == "node failure"
     assert infrastructure_cause("FAILED", ["slurmstepd: error: pyxis: failed to import docker image"]) == "image pull"
     assert infrastructure_cause("FAILED", ["ValueError: bad learning rate"]) is None
+
+
+# --------------------------------------------------------------------------- a submit the platform refused
+
+SUBMIT_CASES = [
+    # (what the backend raised, unreachable, kind, cause)
+    (
+        "could not pull `127.0.0.1:5000/tao/missing:1` (no registry login was given: set DOCKER_USERNAME and NGC_KEY): "
+        "manifest for 127.0.0.1:5000/tao/missing:1 not found: manifest unknown: manifest unknown",
+        False,
+        FailureKind.CONFIGURATION,
+        "image not found or not allowed",
+    ),
+    (
+        "could not pull `nvcr.io/nvidia/tao/tao-toolkit:7.1.0-pyt` with DOCKER_USERNAME / NGC_KEY: "
+        "unauthorized: authentication required",
+        False,
+        FailureKind.CONFIGURATION,
+        "image not found or not allowed",
+    ),
+    (
+        'could not pull `registry.invalid/tao:1`: Get "https://registry.invalid/v2/": dial tcp: lookup '
+        "registry.invalid on 127.0.0.53:53: no such host",
+        False,
+        FailureKind.INFRASTRUCTURE,
+        "image registry unreachable",
+    ),
+    (
+        "could not pull `127.0.0.1:5000/tao:1`: received unexpected HTTP status: 503 Service Unavailable",
+        False,
+        FailureKind.INFRASTRUCTURE,
+        "image registry unreachable",
+    ),
+    (
+        "sbatch refused the job: sbatch: error: Batch job submission failed: Invalid partition name specified",
+        False,
+        FailureKind.CONFIGURATION,
+        "partition unknown",
+    ),
+    (
+        "sbatch refused the job: sbatch: error: Batch job submission failed: Invalid account or account/partition "
+        "combination specified",
+        False,
+        FailureKind.CONFIGURATION,
+        "account or QOS refused",
+    ),
+    (
+        "sbatch refused the job: sbatch: error: Batch job submission failed: Requested node configuration is not "
+        "available",
+        False,
+        FailureKind.CONFIGURATION,
+        "request above the partition's limits",
+    ),
+    (
+        "sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)",
+        True,
+        FailureKind.INFRASTRUCTURE,
+        "scheduler unreachable",
+    ),
+    (
+        'creating the Pod: admission webhook "validate.kyverno.svc-fail" denied the request: images must come from '
+        "nvcr.io",
+        True,
+        FailureKind.CONFIGURATION,
+        "refused by admission",
+    ),
+    (
+        'pods "tao-abc" is forbidden: exceeded quota: gpu-quota, requested: requests.nvidia.com/gpu=8, limited: 4',
+        True,
+        FailureKind.CONFIGURATION,
+        "refused by admission",
+    ),
+    (
+        'Docker refused to start the container: could not select device driver "" with capabilities: [[gpu]]',
+        False,
+        FailureKind.CONFIGURATION,
+        "GPU runtime missing on the Docker host",
+    ),
+    ("SSH command failed: TimeoutError: timed out", True, FailureKind.INFRASTRUCTURE, "platform unreachable"),
+    ("the platform said no", False, FailureKind.UNKNOWN, "refusal not recognised"),
+]
+
+
+@pytest.mark.parametrize(("message", "unreachable", "kind", "cause"), SUBMIT_CASES)
+def test_a_refused_submit_is_triaged_from_the_platforms_words(message, unreachable, kind, cause):
+    from taobot.triage import submit_triage
+
+    found = submit_triage(message, unreachable=unreachable)
+    assert (found.kind, found.cause) == (kind, cause), found
+    assert found.evidence and found.evidence in " ".join(message.split())
+    assert found.retriable is (kind is FailureKind.INFRASTRUCTURE)
+
+
+def test_a_refused_submits_reply_shows_the_deciding_line_and_retry_only_for_infrastructure():
+    import json
+
+    from taobot.slack.render import render
+    from taobot.triage import submit_triage
+    from taobot.views import SubmitFailed
+    from tests.builders import launch_record
+    from tests.test_blocks import assert_message_ok
+
+    for message, unreachable, kind, cause in SUBMIT_CASES:
+        found = submit_triage(message, unreachable)
+        row = launch_record(state=JobState.FAILED, native="submit failed", reason=message, job_id="")
+        rendered = render(SubmitFailed(row, "Local Docker", found, unreachable, retry_offered=found.retriable))
+        assert_message_ok(rendered)
+        text = json.dumps(rendered)
+        assert f"*Failure triage: {kind.value}* ({cause})" in text and "Decided by:" in text
+        assert "Nothing is running." in text and ("Could not reach" in text) is unreachable
+        assert ('"action_id": "retry"' in text) is (kind is FailureKind.INFRASTRUCTURE), text
+
+
+def test_an_rbac_refusal_is_the_identitys_not_admission():
+    from taobot.triage import submit_triage
+
+    found = submit_triage(
+        'creating Job `tao-x` was refused (HTTP 403): jobs.batch is forbidden: User "bot" cannot create resource '
+        '"jobs" in API group "batch" in the namespace "ns"'
+    )
+    assert (found.kind, found.cause) == (FailureKind.CONFIGURATION, "identity not permitted")

@@ -113,20 +113,12 @@ class LaunchControl:
                 return
             except LaunchFailed as exc:
                 desk.audit(user, "launch", intake=state, allowed=False, reason=exc.message)
-                self._failed(
-                    state,
-                    "refused",
-                    f":x: {state.platform} refused the job: {exc.message}\n"
-                    "Nothing is running. Fix it and press *Launch* again.",
-                )
+                text = f":x: {state.platform} refused the job: {exc.message}\nNothing is running."
+                self._submit_failed(state, "refused", False, retry_of, text)
                 return
             except BackendUnreachable as exc:
-                self._failed(
-                    state,
-                    "unreachable",
-                    f":x: Could not reach {state.platform}: {exc.message}\n"
-                    "Nothing was submitted; press *Launch* to try again.",
-                )
+                text = f":x: Could not reach {state.platform}: {exc.message}\nNothing was submitted."
+                self._submit_failed(state, "unreachable", True, retry_of, text)
                 return
             except Exception as exc:  # noqa: BLE001 - the person must hear about it
                 log.exception("launch failed", extra={"intake": intake_id})
@@ -152,6 +144,12 @@ class LaunchControl:
             + " this thread checked are no longer stored (they were changed elsewhere). Nothing was created. "
             "Enter them again with *Enter credentials* and run preflight.",
         )
+
+    def _submit_failed(self, state: IntakeState, outcome: str, unreachable: bool, retry_of, text: str) -> None:
+        """The platform refused the submit or did not answer: the triaged reply (Retry where it helps)."""
+        metrics.LAUNCHES.labels(platform=state.platform, outcome=outcome).inc()
+        self.retries.submit_failed(state, unreachable, retry_of, text)
+        self.desk.refresh(self.desk.store.get_intake(state.id) or state)
 
     def _failed(self, state: IntakeState, outcome: str, text: str) -> None:
         metrics.LAUNCHES.labels(platform=state.platform, outcome=outcome).inc()

@@ -14,12 +14,14 @@ from __future__ import annotations
 import logging
 import time
 
+from taobot.catalog import find_platform
 from taobot.gate import input_fingerprint
 from taobot.intake import IntakeState
 from taobot.intake.state import RetryPending
 from taobot.launches import Launch
 from taobot.services.desk import Desk
 from taobot.triage import MAX_CHAIN, FailureKind, stored
+from taobot.views import SubmitFailed
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +142,30 @@ class Retries:
             state,
             f"Retry of `{of}` stopped: {why}. Nothing was launched. Fix it and press *Retry* again, or *Relaunch*.",
         )
+
+    def submit_failed(self, state: IntakeState, unreachable: bool, retry_of: str | None, fallback: str) -> None:
+        """A submit failed before any job existed: say why in the thread with the triage the launcher stored on
+        the launch row, and offer *Retry* where it can help. A retry's failed submit is linked to what it retried,
+        so the chain (and its limit) counts it too. Without a stored triage, `fallback` is said instead."""
+        desk = self.desk
+        failed = desk.store.latest_launch(state.id)
+        found = failed and stored(failed.failure_kind, failed.failure_cause, failed.failure_line, failed.failure_frames)
+        if failed is None or found is None or failed.native != "submit failed":
+            desk.reply(state, fallback)
+            return
+        if retry_of:
+            desk.store.update_launch(failed.id, retry_of=retry_of)
+            failed = desk.store.get_launch(failed.id) or failed
+        chain = len(desk.store.retry_chain(failed, MAX_CHAIN + 1))
+        platform = find_platform(desk.catalog, failed.platform)
+        view = SubmitFailed(
+            failed,
+            platform.display_name if platform else failed.platform,
+            found,
+            unreachable=unreachable,
+            retry_offered=found.retriable and chain < MAX_CHAIN,
+        )
+        desk.messenger.post(state.channel, view, thread_ts=state.thread_ts)
 
     def link(self, state: IntakeState) -> str | None:
         """The failed launch a launch of this state retries: a pending retry for exactly these inputs."""

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from taobot.intake.intents import RETRY
 from taobot.slack.blocks import CANCEL_JOB, DETACH, RELAUNCH, actions, button, context, fit, plain, section
+from taobot.triage import SUBMIT_HINTS, FailureKind
 from taobot.view_text import (
     STATE_MARK,
+    TRIAGE_MARK,
     clock,
     duration,
     final_progress_texts,
@@ -15,7 +17,7 @@ from taobot.view_text import (
     stuck_text,
     triage_text,
 )
-from taobot.views import FinalUpdate, LaunchPosted, StatusUpdate
+from taobot.views import FinalUpdate, LaunchPosted, StatusUpdate, SubmitFailed
 
 
 def _log_block(lines) -> list[dict]:
@@ -150,3 +152,40 @@ def _final_buttons(view: FinalUpdate) -> list[dict]:
     if view.retry_offered:
         return [button("Retry", RETRY, launch_id, "primary"), button("Relaunch", RELAUNCH, launch_id)]
     return [button("Relaunch", RELAUNCH, launch_id, "primary")]
+
+
+SUBMIT_WHAT = {
+    FailureKind.INFRASTRUCTURE: "The platform, not the inputs, failed this submit: another attempt may well be taken.",
+    FailureKind.CONFIGURATION: "The same request would be refused the same way: change what this line names, "
+    "then run preflight and *Launch* again.",
+    FailureKind.UNKNOWN: "taobot does not know this refusal: read the platform's message above, fix what it names, "
+    "then run preflight and *Launch* again.",
+}
+
+
+def submit_failed(view: SubmitFailed) -> dict:
+    """A submit that failed before any job existed: the platform's words, the triage and its deciding line,
+    what to do, and *Retry* only for an infrastructure failure."""
+    launch, found = view.launch, view.triage
+    head = (
+        f":x: *Could not reach {view.platform}* to submit `{launch.id}`"
+        if view.unreachable
+        else f":x: *{view.platform} refused the job* `{launch.id}`"
+    )
+    lines = [
+        f"{head} — {launch.model} {launch.action}. Nothing is running.",
+        f"{TRIAGE_MARK[found.kind]} *Failure triage: {found.kind.value}* ({found.cause})",
+        "Decided by: `" + found.evidence.replace("`", "'") + "`",
+    ]
+    what = SUBMIT_WHAT.get(found.kind, SUBMIT_WHAT[FailureKind.UNKNOWN])
+    if hint := SUBMIT_HINTS.get(found.cause):
+        what += f" What to do: {hint}."
+    if view.retry_offered:
+        what += " *Retry* runs preflight again and, if it passes, submits the same inputs as a new job."
+    lines.append(what)
+    body = [section("\n".join(lines))]
+    if launch.reason and launch.reason.strip() != found.evidence.strip():
+        body.append(section("*The platform said*\n```" + launch.reason[-2400:].replace("```", "` ` `") + "```"))
+    if view.retry_offered:
+        body.append(actions(f"s_{launch.id}", [button("Retry", RETRY, launch.id, "primary")]))
+    return {"text": f"{launch.id}: submit failed ({found.kind.value}: {found.cause})", "blocks": fit(body)}

@@ -8,7 +8,7 @@ from taobot.slack.blocks import reply
 from taobot.slack.cards import intake_card, preflight_card
 from taobot.slack.forms import credentials_modal, datasets_modal, image_modal, relaunch_modal
 from taobot.slack.home import home_view
-from taobot.slack.launch_messages import final_update, launch_posted, status_update
+from taobot.slack.launch_messages import final_update, launch_posted, status_update, submit_failed
 from taobot.slack.workflow_cards import pipeline_card
 from taobot.view_text import channel_status_text, intake_detail_text, launch_detail_text
 from taobot.views import (
@@ -26,6 +26,7 @@ from taobot.views import (
     RelaunchForm,
     Reply,
     StatusUpdate,
+    SubmitFailed,
     View,
 )
 from taobot.workflows.views import PipelineCard
@@ -39,6 +40,7 @@ RENDERERS: dict[type, Callable[..., dict]] = {
     LaunchPosted: launch_posted,
     StatusUpdate: status_update,
     FinalUpdate: final_update,
+    SubmitFailed: submit_failed,
     LaunchDetail: lambda view: reply(launch_detail_text(view)),
     CredentialsForm: credentials_modal,
     ImageForm: image_modal,
