@@ -148,6 +148,45 @@ def test_the_gate_names_each_stage_whose_image_is_unconfirmed_or_whose_paths_pre
     assert all(c.ok for c in check_stages(state, plan, chosen, CATALOG)), check_stages(state, plan, chosen, CATALOG)
 
 
+def test_the_preflight_of_the_deft_loop_covers_the_train_stages_paths_and_the_gate_reads_them():
+    from taobot.intake import ChoosePlatform, ConfirmImage, SetRoot, SetSpecInput, dataset_inputs
+    from taobot.workflows import stage_paths
+
+    state = ok(
+        new("cosmos-rl", "evaluate"),
+        ChoosePlatform("slurm"),
+        SetRoot("eval", "/lustre/d/kpi"),
+        SetSpecInput("model.model_name", "/lustre/d/base"),
+    )
+    # The train root is the train stage's: the thread's own action (the baseline evaluate) has no train role.
+    state = ok(state, ConfirmImage()).model_copy(
+        update={"roots": {"train": "/lustre/d/train", "eval": "/lustre/d/kpi"}}
+    )
+    plan = fit(FLOWS["deft-loop"], "cosmos-rl", CATALOG)
+    extra = stage_paths(state, plan, CATALOG)
+    # The thread's action is the baseline evaluate: its own paths are checked as the thread's; the train stage's
+    # training paths (and the KPI paths its validation uses) are the preflight's extra paths, with the fields
+    # the annotation file must have.
+    assert extra["train: custom.train_dataset.annotation_path"] == ("/lustre/d/train/annotations.json", ("video_fps",))
+    assert extra["train: custom.train_dataset.media_path"] == ("/lustre/d/train", ())
+    assert not any(path in dataset_inputs(state, CATALOG).values() for path, _ in extra.values())
+    assert not any(label.startswith("evaluate") for label in extra)  # its paths are the baseline's
+    own = [{"scope": "dataset", "ok": True, "key": k, "label": k} for k in dataset_inputs(state, CATALOG)]
+    chosen = {s.base: StageImage("nvcr.io/x:1", "image", "nvcr.io/x:1") for s in plan.stages}
+
+    def checks(results):
+        state.preflight = PreflightRecord(status="passed", fingerprint="f", results=results, by="U", started_at=0)
+        return {c.stage: c for c in check_stages(state, plan, chosen, CATALOG)}
+
+    refused = checks(own)
+    assert any("custom.train_dataset.annotation_path" in p for p in refused["train"].problems)
+    assert refused["baseline"].ok
+    staged = [{"scope": "dataset", "ok": True, "key": label, "label": label} for label in extra]
+    assert all(c.ok for c in checks(own + staged).values())
+    failed = staged[:-1] + [dict(staged[-1], ok=False)]
+    assert not checks(own + failed)["train"].ok  # a failed check of a stage's path keeps that stage shut
+
+
 def test_a_stage_is_claimed_once_per_run_whoever_asks(tmp_path):
     store = Store(tmp_path / "t.db", SecretBox(Fernet.generate_key()))
     store.add_workflow_run("i1", "train-eval-export", "dino", {"stages": []}, {})

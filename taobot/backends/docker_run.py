@@ -2,9 +2,10 @@
 
 `stage_launch` writes `<work_root>/<launch-id>/{specs,results,logs}`, renders
 the spec into `specs/` and returns the `containers.create` arguments: `specs/`
-mounted read-only at /tao/specs, `results/` read-write at /tao/results, every
-local dataset path read-only at the same path (so the paths in the spec are
-valid inside the container), and a GPU device request. The job's secrets
+mounted read-only at /tao/specs, `results/` read-write at /tao/results (when the
+intake names a local results location, `results/` links to `<location>/<launch>`,
+which is what is mounted), every local dataset path read-only at the same path
+(so the paths in the spec are valid inside the container), and a GPU device request. The job's secrets
 reach the container only through its environment; they are never written
 into the spec, the command or a label.
 
@@ -120,6 +121,27 @@ def start_hint(message: str) -> str:
     return ""
 
 
+def results_root(results_uri: str | None) -> str | None:
+    """The bot-host folder a launch's results go under when its intake names a local results location."""
+    return local_path(results_uri) if results_uri else None
+
+
+def results_folder(in_launch_dir: Path, results_uri: str | None, ident: str) -> Path:
+    """Where the container's /tao/results is on the bot host: `<launch folder>/results`, or, when the intake
+    names a local results location (which the mount rules checked), `<that location>/<launch>`, with
+    `<launch folder>/results` a link to it. A later launch (a workflow's next stage) can then mount what this
+    one wrote from a folder the rules allow, which the launch folder (under the protected work dir) is not."""
+    root = results_root(results_uri)
+    if root is None:
+        in_launch_dir.mkdir(parents=True, exist_ok=True)
+        return in_launch_dir
+    real = Path(os.path.realpath(root)) / ident
+    real.mkdir(parents=True, exist_ok=True)
+    if not in_launch_dir.is_symlink():
+        in_launch_dir.symlink_to(real, target_is_directory=True)
+    return real
+
+
 @dataclass(frozen=True)
 class ContainerRun:
     """One launch, staged: `containers.create(image, command, **options)` starts it."""
@@ -140,11 +162,13 @@ def stage_launch(work_root: Path, spec: LaunchSpec, gpu_request: bool = True) ->
     ident = safe_name(spec.launch_id)
     launch_dir = (work_root / ident).resolve()
     specs, results, logs = launch_dir / "specs", launch_dir / "results", launch_dir / "logs"
-    for d in (specs, results, logs):
+    for d in (specs, logs):
         d.mkdir(parents=True, exist_ok=True)
+    results = results_folder(results, spec.results_uri, ident)
     ext = "toml" if spec.config_format == "toml" else "yaml"
     file_name = f"{safe_name(spec.action)}.{ext}"
-    flat = {k: (CONTAINER_RESULTS if v == RESULTS_PLACEHOLDER else v) for k, v in spec.spec.items()}
+    given = (RESULTS_PLACEHOLDER, spec.results_uri) if results_root(spec.results_uri) else (RESULTS_PLACEHOLDER,)
+    flat = {k: (CONTAINER_RESULTS if v in given else v) for k, v in spec.spec.items()}
     if spec.config_format != "args":
         (specs / file_name).write_text(render(flat, spec.config_format))
     command = container_command(spec, flat, f"{CONTAINER_SPECS}/{file_name}")

@@ -18,6 +18,7 @@ job still writes.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import replace
@@ -79,7 +80,8 @@ def with_log_progress(status: JobStatus, launch_dir: str | None, log_lines: list
     status = with_progress(status, log_lines, records)
     saved = status.progress.checkpoint if status.progress else None
     if saved and launch_dir and (saved + "/").startswith(CONTAINER_RESULTS + "/"):
-        host = str(Path(launch_dir, "results")) + saved[len(CONTAINER_RESULTS) :]
+        # Resolved: a launch whose results live under the intake's results location names them there.
+        host = os.path.realpath(Path(launch_dir, "results")) + saved[len(CONTAINER_RESULTS) :]
         status = replace(status, progress=replace(status.progress, checkpoint=host))
     return status
 

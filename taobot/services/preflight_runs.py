@@ -100,6 +100,10 @@ class PreflightRuns:
             return
         request, required = request_for_intake(state, desk.catalog, values, self.settings)
         request = replace(request, mounts=desk.policy.mounts)  # which host folders local-docker may mount
+        if state.kind == "workflow":  # every path any stage uses is checked before the first stage starts
+            from taobot.services.workflow_runs import stage_preflight_paths
+
+            request = replace(request, paths=request.paths + stage_preflight_paths(desk, state))
         if refusal := self.kube.refusal(state, request.credentials):
             head = "Preflight did not start: this launch's Kubernetes identity may not be used. Nothing was checked."
             self.kube.refuse(state, user, "preflight", refusal, head)

@@ -8,7 +8,16 @@ import time
 
 from taobot.gate import compute_gate
 from taobot.intake import IntakeState
-from taobot.workflows import Plan, PlannedStage, StageImage, StageResult, check_stages, find_workflow, fit
+from taobot.workflows import (
+    Plan,
+    PlannedStage,
+    StageImage,
+    StageResult,
+    check_stages,
+    find_workflow,
+    fit,
+    stage_paths,
+)
 from taobot.workflows.views import PipelineCard, StageLine
 
 
@@ -46,6 +55,18 @@ def results_of(store, intake_id: str) -> tuple[Plan, int, int, dict[str, StageRe
         if usable and row.state == "succeeded":
             results[row.name] = StageResult(row.results, row.checkpoint, row.metrics)
     return plan, run.run, run.start_index, results, mine
+
+
+def stage_preflight_paths(desk, state: IntakeState) -> tuple:
+    """The later stages' dataset paths as preflight paths (labelled `<stage>: <spec key>`), for the preflight of
+    a workflow thread to check every path any stage uses."""
+    from taobot.preflight.base import DatasetPath
+
+    run = desk.store.workflow_run(state.id)
+    if run is None:
+        return ()
+    paths = stage_paths(state, plan_from_json(run.plan), desk.catalog)
+    return tuple(DatasetPath(label, path, fields) for label, (path, fields) in paths.items())
 
 
 def build_card(wf, intake_id: str) -> PipelineCard:

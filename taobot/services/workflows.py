@@ -156,6 +156,11 @@ class Workflows(WorkflowAnswers):
             return
         image = self.images(state).get(stage.base)
         seen = stage_state(state, stage, image, desk.catalog)
+        # An override that fills one of the action's inputs (the train stage's checkpoint) is an input of the
+        # launch like a dataset path: a platform that mounts inputs (local-docker, read-only) mounts it too.
+        keys = {i.key for i in desk.catalog.models[stage.model].actions[stage.action].inputs}
+        given = {k: v for k, v in overrides.items() if k in keys}
+        seen = seen.model_copy(update={"spec_inputs": {**seen.spec_inputs, **given}})
         try:
             launch, _ = control.launcher.launch(
                 state, user, values, rules, stage=seen, overrides=overrides, launch_id=launch_id

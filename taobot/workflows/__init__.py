@@ -4,7 +4,7 @@ to a model (`Plan`), its references resolved from earlier stages' results, and i
 No Slack, store, network or keys here: `taobot.services.workflows` runs the stages through the launcher.
 """
 
-from taobot.workflows.gate import StageCheck, StageImage, check_stages, stage_state, verified_paths
+from taobot.workflows.gate import StageCheck, StageImage, check_stages, stage_paths, stage_state, verified_paths
 from taobot.workflows.load import bank_workflows, embedded_workflows, load_workflows
 from taobot.workflows.plan import (
     NotFitting,
@@ -43,6 +43,7 @@ __all__ = [
     "input_references",
     "load_workflows",
     "resolve",
+    "stage_paths",
     "stage_state",
     "verified_paths",
 ]

@@ -49,12 +49,32 @@ def stage_state(state: IntakeState, stage: PlannedStage, image: StageImage, cata
     )
 
 
-def verified_paths(state: IntakeState, catalog: Catalog) -> set[str]:
-    """The dataset paths the thread's current preflight verified (by the spec key each result names)."""
+def stage_paths(state: IntakeState, plan: Plan, catalog: Catalog) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """The dataset paths later stages use beyond the thread's own action's, for the preflight to check too:
+    label `<stage>: <spec key>` -> (path, the annotation fields its records must have). A path the thread's
+    action already names is checked as the thread's and left out here."""
+    own = set(dataset_inputs(state, catalog).values())
+    out: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for stage in plan.stages:
+        seen = stage_state(state, stage, StageImage("", ""), catalog)
+        model = find_model(catalog, stage.model)
+        action = model.actions[stage.action]
+        for key, path in dataset_inputs(seen, catalog).items():
+            if key in stage.overrides or path in own or path in {p for p, _ in out.values()}:
+                continue
+            spec = action.input(key)
+            fields = tuple(model.annotation_fields) if spec is not None and spec.annotation else ()
+            out[f"{stage.base}: {key}"] = (path, fields)
+    return out
+
+
+def verified_paths(state: IntakeState, catalog: Catalog, extra: Mapping[str, str] | None = None) -> set[str]:
+    """The dataset paths the thread's current preflight verified (by the spec key, or the `extra` label -> path
+    of a later stage's path, each result names)."""
     record = state.preflight
     if record is None or record.status != "passed":
         return set()
-    mapping = dataset_inputs(state, catalog)
+    mapping = {**dataset_inputs(state, catalog), **(extra or {})}
     ok_keys = {r.get("key") for r in record.results if r.get("scope") in DATASET_SCOPES and r.get("ok")}
     failed = {r.get("key") for r in record.results if r.get("scope") in DATASET_SCOPES and not r.get("ok")}
     return {path for key, path in mapping.items() if key in ok_keys and key not in failed}
@@ -64,7 +84,8 @@ def check_stages(
     state: IntakeState, plan: Plan, images: Mapping[str, StageImage], catalog: Catalog, start: int = 0
 ) -> list[StageCheck]:
     """One check per stage from `start` on; a stage is ready when its problems are none."""
-    verified = verified_paths(state, catalog)
+    extra = {label: path for label, (path, _fields) in stage_paths(state, plan, catalog).items()}
+    verified = verified_paths(state, catalog, extra)
     out = []
     for stage in plan.stages[start:]:
         problems = []

@@ -1,0 +1,157 @@
+"""A train → evaluate → export workflow on a real Docker daemon, from a Slack thread.
+
+The bot runs against the fake Slack and a private dockerd (tests/dockerd.py) that holds the stand-in image
+(busybox + tests/images/standin/tao-standin) under dino's default image name, so nothing is pulled. There are no
+GPUs here: the daemon is started with a stand-in for the NVIDIA container hook on its PATH (a script that reads
+the container's state and exits 0), so Docker accepts the GPU request every launch makes and the rest of the
+launch is the real one. The intake names a results location under the policy's mount root: each stage's
+/tao/results is `<location>/<launch>`, and a later stage mounts the train stage's checkpoint from there,
+read-only. The stand-in prints the sha256 of the checkpoint it is given; the test compares it with the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from taobot.catalog import find_model, resolve_image
+from tests.builders import CATALOG
+from tests.dockerd import private_dockerd
+from tests.harness import BotProcess, SlackUser, Thread, blocks_text, intake_id_of
+from tests.test_backend_docker import standin_rootfs
+from tests.test_policy_slack import preflight_text
+
+DINO = find_model(CATALOG, "dino")
+DINO_IMAGE = resolve_image(CATALOG, DINO, DINO.actions["train"]).image
+HOOK = (
+    "#!/bin/sh\n# stand-in for the NVIDIA container hook: no GPUs here; the container starts as it is\ncat >/dev/null\n"
+)
+
+
+@pytest.fixture(scope="module")
+def hooked_daemon(tmp_path_factory):
+    """A private dockerd that takes GPU requests (the hook stand-in) and has the stand-in as dino's image."""
+    import docker
+
+    bin_dir = tmp_path_factory.mktemp("hook")
+    hook = bin_dir / "nvidia-container-runtime-hook"
+    hook.write_text(HOOK)
+    hook.chmod(0o755)
+    saved = os.environ["PATH"]
+    os.environ["PATH"] = f"{bin_dir}:{saved}"  # dockerd looks the hook up once, when it starts
+    try:
+        daemon = private_dockerd({"runtimes": {"nvidia": {"path": "runc"}}}, prefix="tbwf-")
+        host = daemon.__enter__()
+    finally:
+        os.environ["PATH"] = saved
+    try:
+        client = docker.DockerClient(base_url=host, timeout=30)
+        repo, tag = DINO_IMAGE.rsplit(":", 1)
+        client.api.import_image_from_data(standin_rootfs(), repository=repo, tag=tag, changes=["ENV PATH=/bin"])
+        client.close()
+        yield host
+    finally:
+        daemon.__exit__(None, None, None)
+
+
+def open_workflow(person: SlackUser, text: str) -> Thread:
+    """`/tao <text>` (e.g. `workflow train-eval-export dino`): the thread of its intake card."""
+
+    def posted(c):
+        card = c.method == "chat.postMessage" and c.ok and "thread_ts" not in c.params
+        return card and "TAO launch:" in blocks_text(c.params)
+
+    before = len([c for c in person.slack.calls if posted(c)])
+    person.slash(text)
+    card = person.slack.wait_for(posted, count=before + 1, timeout=45)[before]
+    ts = card.response["ts"]
+    thread = Thread(person, ts, ts, intake_id_of(card.params))
+    person.bot.wait_saved(thread.intake_id, ts)
+    return thread
+
+
+def pipeline_card(thread: Thread) -> str:
+    """The thread's pipeline card as it stands now (one message, updated in place)."""
+    (card,) = [m for m in thread.replies() if "*Workflow `" in blocks_text(m)]
+    return blocks_text(card)
+
+
+def confirm_images_and_launch(thread: Thread) -> None:
+    thread.say("confirm images")
+    thread.wait_reply("every stage's image is confirmed")
+    thread.press("run_preflight")
+    preflight_text(thread, "passed")
+    thread.wait_card("Preflight passed.")
+    thread.press("launch")
+
+
+def read_sha(log: str, key: str = "checkpoint") -> tuple[str, str]:
+    """(path, sha256) the stand-in printed for the file it read."""
+    found = re.search(rf"read {key} (\S+) sha256=([0-9a-f]{{64}})", log)
+    assert found, log
+    return found.group(1), found.group(2)
+
+
+def test_train_evaluate_export_on_docker_later_stages_read_the_train_checkpoint(
+    tmp_path, tmp_path_factory, slack, hooked_daemon
+):
+    import docker
+
+    data = tmp_path_factory.mktemp("wfdata")  # beside the bot's folder: a container may never mount that one
+    (data / "train" / "images").mkdir(parents=True)
+    (data / "train" / "annotations.json").write_text("[]")
+    (data / "results").mkdir()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"docker:\n  mount_roots: [{data}]\n")
+    env = {"TAOBOT_POLICY": str(policy), "DOCKER_HOST": hooked_daemon, "TAOBOT_POLL_SECONDS": "1"}
+    bot = BotProcess(tmp_path, slack, extra_env=env).start()
+    client = docker.DockerClient(base_url=hooked_daemon, timeout=30)
+    try:
+        thread = open_workflow(SlackUser(bot), "workflow train-eval-export dino")
+        thread.say("platform=local-docker monitor=yes interval=60")
+        thread.wait_card("Use default image")
+        thread.press("image_use_default")
+        thread.wait_card("(default, confirmed)")
+        thread.say(f"train={data}/train eval={data}/train results={data}/results num_gpus=1")
+        thread.wait_card("status: *complete*")
+        confirm_images_and_launch(thread)
+        thread.wait_reply("finished: every stage ended", timeout=80)
+
+        store = bot.store()
+        try:
+            rows = {r.name: r for r in store.stage_rows(thread.intake_id)}
+            launches = {ln.id: ln for ln in store.launches_for_intake(thread.intake_id)}
+        finally:
+            store.close()
+        assert [(n, r.state) for n, r in rows.items()] == [
+            ("train", "succeeded"),
+            ("evaluate", "succeeded"),
+            ("export", "succeeded"),
+        ]
+        assert len(launches) == 3 and all(ln.state.value == "Succeeded" for ln in launches.values())
+        train = rows["train"]
+        # The train stage's results are under the intake's results location, not the bot's work dir.
+        assert train.results == str(data / "results" / train.launch_id.replace("/", "-"))
+        assert train.checkpoint.startswith(train.results + "/train/") and train.checkpoint.endswith(".pth")
+        wrote = hashlib.sha256(Path(train.checkpoint).read_bytes()).hexdigest()
+        for stage in ("evaluate", "export"):
+            (ct,) = client.containers.list(all=True, filters={"label": f"taobot.launch={rows[stage].launch_id}"})
+            assert read_sha(ct.logs().decode()) == (train.checkpoint, wrote), stage
+            mounts = {m["Destination"]: m for m in ct.attrs["Mounts"]}
+            assert mounts[train.checkpoint]["RW"] is False  # the earlier stage's result: read-only
+            assert mounts["/tao/results"]["Source"] == rows[stage].results and mounts["/tao/results"]["RW"] is True
+        onnx = Path(rows["export"].results) / "model.onnx"
+        assert onnx.read_bytes() == b"stand-in onnx of\n" + Path(train.checkpoint).read_bytes()
+
+        card = pipeline_card(thread)
+        assert "— done" in card
+        for stage in ("train", "evaluate", "export"):
+            assert f"*{stage}* ({stage}) succeeded" in card, card
+        assert "Left out: gen_trt_engine: dino has no `gen_trt_engine` action" in card
+    finally:
+        client.close()
+        bot.kill()
