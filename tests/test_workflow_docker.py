@@ -22,6 +22,7 @@ from taobot.catalog import find_model, resolve_image
 from tests.builders import CATALOG
 from tests.dockerd import private_dockerd
 from tests.harness import BotProcess, SlackUser, Thread, blocks_text, intake_id_of
+from tests.polling import wait_until
 from tests.test_backend_docker import standin_rootfs
 from tests.test_policy_slack import preflight_text
 
@@ -96,46 +97,70 @@ def read_sha(log: str, key: str = "checkpoint") -> tuple[str, str]:
     return found.group(1), found.group(2)
 
 
+def dino_data(base: Path, **knobs: str) -> Path:
+    """A dino dataset root (images/, annotations.json) and a results folder beside it; `knobs` go into a
+    standin.env in images/ (the folder a container mounts), which the stand-in reads: `standin_sleep=2`."""
+    (base / "train" / "images").mkdir(parents=True)
+    (base / "train" / "annotations.json").write_text("[]")
+    (base / "train" / "images" / "standin.env").write_text("".join(f"{k}={v}\n" for k, v in knobs.items()))
+    (base / "results").mkdir()
+    return base
+
+
+def docker_bot(tmp_path: Path, slack, data: Path, host: str) -> BotProcess:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"docker:\n  mount_roots: [{data}]\n")
+    env = {"TAOBOT_POLICY": str(policy), "DOCKER_HOST": host, "TAOBOT_POLL_SECONDS": "1"}
+    return BotProcess(tmp_path, slack, extra_env=env).start()
+
+
+def dino_workflow(bot: BotProcess, data: Path) -> Thread:
+    """A complete local-docker workflow intake whose results go under `data/results`, preflight passed."""
+    thread = open_workflow(SlackUser(bot), "workflow train-eval-export dino")
+    thread.say("platform=local-docker monitor=yes interval=60")
+    thread.wait_card("Use default image")
+    thread.press("image_use_default")
+    thread.wait_card("(default, confirmed)")
+    thread.say(f"train={data}/train eval={data}/train results={data}/results num_gpus=1")
+    thread.wait_card("status: *complete*")
+    confirm_images_and_launch(thread)
+    return thread
+
+
+def stored(bot: BotProcess, intake_id: str):
+    store = bot.store()
+    try:
+        return {r.name: r for r in store.stage_rows(intake_id)}, store.launches_for_intake(intake_id)
+    finally:
+        store.close()
+
+
+def containers_of(client, intake_id: str) -> list:
+    return client.containers.list(all=True, filters={"label": f"taobot.intake={intake_id}"})
+
+
 def test_train_evaluate_export_on_docker_later_stages_read_the_train_checkpoint(
     tmp_path, tmp_path_factory, slack, hooked_daemon
 ):
     import docker
 
-    data = tmp_path_factory.mktemp("wfdata")  # beside the bot's folder: a container may never mount that one
-    (data / "train" / "images").mkdir(parents=True)
-    (data / "train" / "annotations.json").write_text("[]")
-    (data / "results").mkdir()
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(f"docker:\n  mount_roots: [{data}]\n")
-    env = {"TAOBOT_POLICY": str(policy), "DOCKER_HOST": hooked_daemon, "TAOBOT_POLL_SECONDS": "1"}
-    bot = BotProcess(tmp_path, slack, extra_env=env).start()
+    data = dino_data(tmp_path_factory.mktemp("wfdata"))  # beside the bot's folder: a container may not mount that
+    bot = docker_bot(tmp_path, slack, data, hooked_daemon)
     client = docker.DockerClient(base_url=hooked_daemon, timeout=30)
     try:
-        thread = open_workflow(SlackUser(bot), "workflow train-eval-export dino")
-        thread.say("platform=local-docker monitor=yes interval=60")
-        thread.wait_card("Use default image")
-        thread.press("image_use_default")
-        thread.wait_card("(default, confirmed)")
-        thread.say(f"train={data}/train eval={data}/train results={data}/results num_gpus=1")
-        thread.wait_card("status: *complete*")
-        confirm_images_and_launch(thread)
+        thread = dino_workflow(bot, data)
         thread.wait_reply("finished: every stage ended", timeout=80)
 
-        store = bot.store()
-        try:
-            rows = {r.name: r for r in store.stage_rows(thread.intake_id)}
-            launches = {ln.id: ln for ln in store.launches_for_intake(thread.intake_id)}
-        finally:
-            store.close()
+        rows, launches = stored(bot, thread.intake_id)
         assert [(n, r.state) for n, r in rows.items()] == [
             ("train", "succeeded"),
             ("evaluate", "succeeded"),
             ("export", "succeeded"),
         ]
-        assert len(launches) == 3 and all(ln.state.value == "Succeeded" for ln in launches.values())
+        assert len(launches) == 3 and all(ln.state.value == "Succeeded" for ln in launches)
         train = rows["train"]
         # The train stage's results are under the intake's results location, not the bot's work dir.
-        assert train.results == str(data / "results" / train.launch_id.replace("/", "-"))
+        assert train.results == str(data / "results" / train.launch_id)
         assert train.checkpoint.startswith(train.results + "/train/") and train.checkpoint.endswith(".pth")
         wrote = hashlib.sha256(Path(train.checkpoint).read_bytes()).hexdigest()
         for stage in ("evaluate", "export"):
@@ -149,9 +174,48 @@ def test_train_evaluate_export_on_docker_later_stages_read_the_train_checkpoint(
 
         card = pipeline_card(thread)
         assert "— done" in card
-        for stage in ("train", "evaluate", "export"):
-            assert f"*{stage}* ({stage}) succeeded" in card, card
+        for (
+            name,
+            row,
+        ) in rows.items():  # each stage's key metric: the stand-in's last validation accuracy, 1 - 1/(2 + 2)
+            assert re.search(
+                rf"\*{name}\* \({name}\) succeeded · [^·]+ · val_accuracy 0.7500 · `{row.launch_id}`", card
+            ), card
         assert "Left out: gen_trt_engine: dino has no `gen_trt_engine` action" in card
+    finally:
+        client.close()
+        bot.kill()
+
+
+def test_a_bot_killed_while_the_train_stage_runs_starts_each_later_stage_once(
+    tmp_path, tmp_path_factory, slack, hooked_daemon
+):
+    import docker
+
+    data = dino_data(tmp_path_factory.mktemp("wfkill"), standin_sleep="2", standin_epochs="3")
+    bot = docker_bot(tmp_path, slack, data, hooked_daemon)
+    client = docker.DockerClient(base_url=hooked_daemon, timeout=30)
+    try:
+        thread = dino_workflow(bot, data)
+
+        def train_running():
+            _rows, launches = stored(bot, thread.intake_id)
+            return any(ln.action == "train" and ln.state.value == "Running" for ln in launches) or None
+
+        wait_until(train_running, 40, "the train stage running")
+        bot.kill()  # SIGKILL: the pipeline is only what the store holds
+        bot.start()
+        thread.wait_reply("finished: every stage ended", timeout=80)
+
+        rows, launches = stored(bot, thread.intake_id)
+        assert [(n, r.state) for n, r in rows.items()] == [
+            ("train", "succeeded"),
+            ("evaluate", "succeeded"),
+            ("export", "succeeded"),
+        ]
+        assert sorted(ln.action for ln in launches) == ["evaluate", "export", "train"]
+        made = sorted(ct.labels["taobot.action"] for ct in containers_of(client, thread.intake_id))
+        assert made == ["evaluate", "export", "train"]  # one container per stage: nothing started twice
     finally:
         client.close()
         bot.kill()

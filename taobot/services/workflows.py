@@ -107,7 +107,12 @@ class Workflows(WorkflowAnswers):
                 continue
             if row is not None and row.state == "failed":
                 return  # stopped; *Resume from here* starts a new run
-            if row is not None and desk.store.get_launch(row.launch_id) is not None:
+            launch = desk.store.get_launch(row.launch_id) if row is not None and row.launch_id else None
+            if launch is not None:
+                if launch.state.terminal:
+                    # Its end was seen but not recorded (the bot stopped in between): record it now; the
+                    # claim of the next stage keeps that stage to one start whoever gets there first.
+                    self.work.submit(self._ended, launch.id)
                 return  # submitted (or being submitted): its end moves the pipeline on
             state = desk.store.get_intake(intake_id)
             run_it, why = condition_holds(plan, stage, results)
