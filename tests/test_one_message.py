@@ -132,3 +132,20 @@ def test_an_answer_in_a_launched_thread_says_how_to_relaunch_with_changes():
     launched.status = "launched"
     (error,) = apply(launched, SetCompute("num_gpus", 8), CATALOG).errors
     assert "`relaunch key=value …`" in error and "/tao launch cosmos-rl" in error
+
+
+def test_the_relaunch_form_is_a_valid_modal_prefilled_with_the_answers_and_read_back_by_field():
+    from taobot.slack import forms as F
+    from taobot.slack.render import render
+    from taobot.views import RelaunchForm
+    from tests.fakes._blocks import validate_view
+
+    values = {"platform": "slurm", "image": "nvcr.io/nvidia/x:1", "num_gpus": "1", "num_nodes": "", "interval": "5"}
+    values["train"] = "/lustre/" + "p" * 4000  # too long to prefill: the field says so and stays empty
+    view = render(RelaunchForm(state(), "abcd1234-1", values))
+    assert validate_view(view) == [] and view["callback_id"] == F.RELAUNCH_MODAL
+    initial = {b["block_id"]: b["element"].get("initial_value") for b in view["blocks"] if b["type"] == "input"}
+    assert initial["relaunch_num_gpus"] == "1" and initial["relaunch_num_nodes"] is None
+    assert initial["relaunch_train"] is None and "too long to show" in str(view)
+    intent = F.relaunch_intent({"relaunch_num_gpus": "4", "other": "x"})
+    assert isinstance(intent, Relaunch) and intent.fields == (("num_gpus", "4"),) and intent.changes == ()
