@@ -170,7 +170,39 @@ class WorkflowAnswers:
         if words[0].lower() == "resume":
             self.resume(state, user)
             return True
+        if len(words) == 1 and "=" in words[0]:
+            return self.stage_root(state, user, *words[0].split("=", 1))
         return False
+
+    def stage_root(self, state: IntakeState, user: str, role: str, path: str) -> bool:
+        """`train=/data/x` in a thread whose own action (the first stage's) has no such root, but a later stage
+        does (the DEFT loop starts with an evaluate): checked as that stage would check it, then kept on the
+        thread for the stages that read it. False: not such a root (the intake answers it)."""
+        from taobot.intake import SetRoot, apply
+        from taobot.intake.values import ROLE_ALIASES
+
+        desk = self.desk
+        role = ROLE_ALIASES.get(role.lower())
+        own = desk.catalog.models[state.model].actions[state.action].roots
+        if role is None or role in own:
+            return False
+        run = desk.store.workflow_run(state.id)
+        plan = plan_from_json(run.plan)
+        stage = next((s for s in plan.stages if role in desk.catalog.models[s.model].actions[s.action].roots), None)
+        if stage is None:
+            return False
+        view = state.model_copy(deep=True, update={"model": stage.model, "action": stage.action})
+        out = apply(view, SetRoot(role, path.strip()), desk.catalog)
+        if out.errors:
+            desk.reply(state, f"Not changed (stage `{stage.name}`): " + " ".join(out.errors))
+            return True
+        state.roots[role] = out.state.roots[role]
+        state.preflight = None  # the paths changed: preflight checks them afresh
+        state.updated_at = time.time()
+        desk.store.save_intake(state, user, "workflow_root", {"role": role, "stage": stage.name})
+        desk.refresh(state)
+        desk.reply(state, f"`{role}` root for stage `{stage.name}` (and the stages after it that read it): `{path}`.")
+        return True
 
     def images(self, state: IntakeState) -> dict[str, StageImage]:
         """Each stage's image: a stage whose default is the thread's own image follows the thread's answer."""
