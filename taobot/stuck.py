@@ -11,7 +11,10 @@ Pure (no I/O, no clock of its own): the monitor passes what the platforms said a
 
 Whether a log grows is read from a mark the backend reports with a poll (`JobStatus.log_mark`: the log's
 size on SLURM, a digest of its last lines elsewhere). `OutputWatch` keeps, per launch, the mark and when it
-last changed, in memory: after a restart the count starts again, so a silence is never reported early.
+last changed. When a silent stretch begins (a poll finds the mark where the last one left it) `observe` hands
+back what the monitor records in the database (`output_watch`), once per stretch; a restarted bot `restore`s
+those, so it goes on counting the same silence. A stretch it never recorded (the log grew until the restart)
+counts from the first poll after the restart: a silence is never reported early.
 """
 
 from __future__ import annotations
@@ -53,17 +56,33 @@ class OutputWatch:
     """Per launch: the log's last mark, when it last changed, and when it was last seen."""
 
     def __init__(self) -> None:
-        self._marks: dict[str, tuple[str, float, float]] = {}  # launch id -> (mark, changed at, seen at)
+        self._marks: dict[str, tuple[str, float, float | None]] = {}  # launch id -> (mark, changed at, seen at)
+        self._kept: set[str] = set()  # launches whose current silent stretch is recorded
 
-    def observe(self, launch_id: str, mark: str | None, now: float) -> None:
+    def observe(self, launch_id: str, mark: str | None, now: float) -> tuple[str, float] | None:
+        """Note a poll's mark; (mark, changed at) when a silent stretch has just begun and is to be recorded."""
         if mark is None:
-            return
+            return None
         old = self._marks.get(launch_id)
-        changed = now if old is None or old[0] != mark else old[1]
-        self._marks[launch_id] = (mark, changed, now)
+        if old is None or old[0] != mark:
+            self._marks[launch_id] = (mark, now, now)
+            self._kept.discard(launch_id)
+            return None
+        self._marks[launch_id] = (mark, old[1], now)
+        if launch_id in self._kept:
+            return None
+        self._kept.add(launch_id)
+        return mark, old[1]
+
+    def restore(self, launch_id: str, mark: str, changed_at: float) -> None:
+        """A stretch recorded before a restart: the log's mark then, and since when it had not changed."""
+        if launch_id not in self._marks:
+            self._marks[launch_id] = (mark, changed_at, None)
+            self._kept.add(launch_id)
 
     def silent_for(self, launch_id: str, now: float) -> float | None:
-        """Seconds since the log last grew, as far as this process saw; None when it never saw the log."""
+        """Seconds since the log last grew, as far as this process (or a recorded stretch) saw; None when the
+        log was never seen."""
         got = self._marks.get(launch_id)
         return now - got[1] if got else None
 
@@ -73,6 +92,7 @@ class OutputWatch:
 
     def forget(self, launch_id: str) -> None:
         self._marks.pop(launch_id, None)
+        self._kept.discard(launch_id)
 
 
 def stuck_signals(launch: Launch, now: float, rules: StuckRules, silent_for: float | None) -> tuple[Stuck, ...]:

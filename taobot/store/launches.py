@@ -176,3 +176,19 @@ class LaunchRows:
                 "SELECT MAX(slot) FROM updates WHERE launch_id = ? AND slot >= 0", [launch_id]
             ).fetchone()
         return row[0] if row and row[0] is not None else None
+
+    # ------------------------------------------------------------------ log growth of running jobs
+
+    def output_watch(self) -> dict[str, tuple[str, float]]:
+        """launch id -> (the log's mark, when it last changed) of every silent stretch recorded."""
+        with self._lock:
+            rows = self.db.execute("SELECT launch_id, mark, changed_at FROM output_watch").fetchall()
+        return {launch_id: (mark, changed_at) for launch_id, mark, changed_at in rows}
+
+    def keep_output_watch(self, launch_id: str, mark: str, changed_at: float) -> None:
+        with self.transaction() as db:
+            db["output_watch"].upsert({"launch_id": launch_id, "mark": mark, "changed_at": changed_at}, pk="launch_id")
+
+    def drop_output_watch(self, launch_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM output_watch WHERE launch_id = ?", [launch_id])

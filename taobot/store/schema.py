@@ -227,3 +227,12 @@ def m012_workflows(db: sqlite_utils.Database) -> None:
         pk=("intake_id", "run", "idx"),
     )
     db["workflow_stages"].create_index(["launch_id"])
+
+
+@migrations()
+def m010_output_watch(db: sqlite_utils.Database) -> None:
+    # Whether a running job's log still grows (taobot.stuck.OutputWatch): the log's mark when it last changed and
+    # when that was, written once a silent stretch begins, so a restarted bot goes on counting the same silence
+    # (the "no output for N min" line keeps its minutes; the once-only mention is the SILENT_SLOT claim). One row
+    # per running launch; the row goes when the launch ends.
+    db["output_watch"].create({"launch_id": str, "mark": str, "changed_at": float}, pk="launch_id")
