@@ -13,6 +13,7 @@ import shlex
 import time
 from concurrent.futures import Executor
 
+from taobot.errors import IntakeConflict
 from taobot.intake import IntakeState, action_of, parse_reply
 from taobot.intake.intents import Relaunch
 from taobot.intake.state import RelaunchBase
@@ -66,6 +67,16 @@ class Relaunches:
         return list(action_of(state, self.desk.catalog).roots)
 
     def _relaunch(self, intake_id: str, user: str, launch_id: str, intent: Relaunch) -> None:
+        try:
+            self._relaunch_locked(intake_id, user, launch_id, intent)
+        except IntakeConflict:  # another instance saved this thread meanwhile: the person hears it and sends it again
+            state = self.desk.store.get_intake(intake_id)
+            if state is not None:
+                self.desk.reply(
+                    state, "This launch changed in another taobot instance at the same moment; relaunch once more."
+                )
+
+    def _relaunch_locked(self, intake_id: str, user: str, launch_id: str, intent: Relaunch) -> None:
         desk = self.desk
         with desk.lock(intake_id):
             state, launch = desk.store.get_intake(intake_id), desk.store.get_launch(launch_id)
