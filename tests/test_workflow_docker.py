@@ -90,6 +90,14 @@ def confirm_images_and_launch(thread: Thread) -> None:
     thread.press("launch")
 
 
+def launch_posts(thread: Thread, launch_id: str) -> int:
+    """How many times the bot posted the launch message of `launch_id` (a later final may edit it in place)."""
+    return sum(
+        c.method == "chat.postMessage" and f"Launched `{launch_id}`" in blocks_text(c.params)
+        for c in thread.slack.calls
+    )
+
+
 def read_sha(log: str, key: str = "checkpoint") -> tuple[str, str]:
     """(path, sha256) the stand-in printed for the file it read."""
     found = re.search(rf"read {key} (\S+) sha256=([0-9a-f]{{64}})", log)
@@ -172,6 +180,7 @@ def test_train_evaluate_export_on_docker_later_stages_read_the_train_checkpoint(
         onnx = Path(rows["export"].results) / "model.onnx"
         assert onnx.read_bytes() == b"stand-in onnx of\n" + Path(train.checkpoint).read_bytes()
 
+        assert [launch_posts(thread, r.launch_id) for r in rows.values()] == [1, 1, 1]
         card = pipeline_card(thread)
         assert "— done" in card
         for (
@@ -200,9 +209,10 @@ def test_a_bot_killed_while_the_train_stage_runs_starts_each_later_stage_once(
 
         def train_running():
             _rows, launches = stored(bot, thread.intake_id)
-            return any(ln.action == "train" and ln.state.value == "Running" for ln in launches) or None
+            running = [ln for ln in launches if ln.action == "train" and ln.state.value == "Running"]
+            return bool(running and launch_posts(thread, running[0].id)) or None
 
-        wait_until(train_running, 40, "the train stage running")
+        wait_until(train_running, 40, "the train stage running, its launch posted")
         bot.kill()  # SIGKILL: the pipeline is only what the store holds
         bot.start()
         thread.wait_reply("finished: every stage ended", timeout=80)
@@ -216,6 +226,8 @@ def test_a_bot_killed_while_the_train_stage_runs_starts_each_later_stage_once(
         assert sorted(ln.action for ln in launches) == ["evaluate", "export", "train"]
         made = sorted(ct.labels["taobot.action"] for ct in containers_of(client, thread.intake_id))
         assert made == ["evaluate", "export", "train"]  # one container per stage: nothing started twice
+        for row in rows.values():  # and one launch post each, whichever bot process started it
+            assert launch_posts(thread, row.launch_id) == 1, row.name
     finally:
         client.close()
         bot.kill()

@@ -189,6 +189,7 @@ class Workflows(WorkflowAnswers):
         if fresh.status == "launched":
             fresh.status = "complete"  # the intake is open again for *Resume from here*
             desk.store.save_intake(fresh, "taobot", "workflow_stopped", {"stage": stage.name})
+        self.redraw(state.id)  # the card offers *Resume from here* by the time the reply says so
         desk.reply(
             fresh,
             f":x: Workflow stopped at stage `{stage.name}`: {why}\n"
