@@ -9,6 +9,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
+from taobot.automl.replies import is_automl_key
 from taobot.catalog import Catalog, Model
 from taobot.intake.events import (
     ChoosePlatform,
@@ -96,6 +97,8 @@ def parse_reply(text: str, state: IntakeState, catalog: Catalog) -> ParsedReply:
     for token in tokens:
         key, _, value = token.partition("=")
         key, value = key.strip(), value.strip()
+        if state.kind == "automl" and is_automl_key(key):
+            continue  # the search's own answers (`search.*`, `trials=`, …): read by taobot.automl.replies
         event, error = _event_for(key, value, model, catalog)
         if error:
             reply.errors.append(error)

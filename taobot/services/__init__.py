@@ -39,6 +39,7 @@ from taobot.intake.intents import (
     UseTaobotKey,
 )
 from taobot.services.approvals import Approvals
+from taobot.services.automl import AutomlService
 from taobot.services.desk import Context, Desk, Messenger
 from taobot.services.intake import IntakeService
 from taobot.services.launch_control import LaunchControl
@@ -88,6 +89,7 @@ class Services:
         self.status = StatusQueries(self.desk)
         self.approvals = Approvals(self.desk)
         self.launches.workflows = self.workflows = workflows_for(self.desk, self._work, self.intake, self.launches)
+        self.launches.automl = self.automl = AutomlService(self.desk, self._work, self.intake, self.launches)
 
     @property
     def monitor(self):
@@ -135,7 +137,9 @@ class Services:
             if desk.expired(state):
                 desk.reply(state, desk.expired_text(state))
                 return True
-            if state.kind == "workflow" and self.workflows.answer(state, ctx.user, text):
+            if (state.kind == "workflow" and self.workflows.answer(state, ctx.user, text)) or (
+                state.kind == "automl" and self.automl.answer(state, ctx.user, text)  # only a search's plan
+            ):
                 return True  # a stage's image, or *Resume from here*, said in words
             if intent is not None:
                 self._audit(ctx, state, intent)

@@ -34,6 +34,7 @@ class LaunchControl:
         self.retries = Retries(desk, self, preflight)
         self.kube: KubeAccess | None = None  # set by Services: the preflight's rules for Kubernetes identities
         self.workflows = None  # set by Services: *Launch* in a workflow thread runs its stages
+        self.automl = None  # set by Services: *Launch* in an AutoML thread starts its trials
         self.monitor = monitor
         self.relaunches = Relaunches(desk, work)
 
@@ -48,6 +49,8 @@ class LaunchControl:
         self._monitor = monitor
         if monitor is not None:
             monitor.on_retriable = self.retries.automatic
+            if self.automl is not None:
+                monitor.after_cycle = self.automl.runs.sweep  # a search's trials are looked at every cycle
 
     # ------------------------------------------------------------------ launch
 
@@ -56,6 +59,9 @@ class LaunchControl:
         desk = self.desk
         if state.kind == "workflow" and self.workflows is not None:
             self.workflows.launch(state, user)  # the gate over every stage, then the stages in order
+            return
+        if state.kind == "automl" and self.automl is not None:
+            self.automl.launch(state, user)  # the gate and the search's own conditions, then the first trials
             return
         gate = compute_gate(state, desk.catalog, rules=self.checks.rules(state))
         if not gate.open:
@@ -105,7 +111,11 @@ class LaunchControl:
             retry_of = self.retries.link(state)  # a retry's launch names the failed one
             state.retry_pending = None  # recorded with the launch (or with its failure)
             try:
-                launch, _submitted = self.launcher.launch(state, user, values, self.checks.rules(state))
+                # A thread opened by *Train with these values* takes the AutoML search's best values into its spec.
+                overrides = self.automl.overrides_for(state.id) if self.automl is not None else None
+                launch, _submitted = self.launcher.launch(
+                    state, user, values, self.checks.rules(state), overrides=overrides
+                )
             except GateClosedError as exc:
                 metrics.LAUNCHES.labels(platform=state.platform, outcome="gate_closed").inc()
                 desk.audit(user, "launch", intake=state, allowed=False, reason=exc.message)
@@ -163,6 +173,9 @@ class LaunchControl:
     ) -> RelaunchForm | None:
         """Act on the thread's job; a *Relaunch* click returns the form of what to change, for the caller to open."""
         desk = self.desk
+        if state.kind == "automl" and self.automl is not None and isinstance(intent, CancelJob) and not intent.launch_id:
+            self.work.submit(self.automl.cancel, state.id, user)  # *Cancel search*: every trial
+            return None
         launch = desk.store.get_launch(intent.launch_id) if intent.launch_id else desk.store.latest_launch(state.id)
         if launch is None:
             desk.reply(state, f"Launch `{state.id}` has no job yet.")

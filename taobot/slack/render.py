@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from taobot.automl.views import ExperimentCard, ExperimentFinal
+from taobot.slack.automl_cards import experiment_card, experiment_final
 from taobot.slack.blocks import reply
 from taobot.slack.cards import intake_card, preflight_card
 from taobot.slack.forms import credentials_modal, datasets_modal, image_modal, relaunch_modal
@@ -48,6 +50,8 @@ RENDERERS: dict[type, Callable[..., dict]] = {
     RelaunchForm: relaunch_modal,
     HomeView: home_view,
     PipelineCard: pipeline_card,
+    ExperimentCard: experiment_card,
+    ExperimentFinal: experiment_final,
 }
 
 

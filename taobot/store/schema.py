@@ -236,3 +236,45 @@ def m010_output_watch(db: sqlite_utils.Database) -> None:
     # (the "no output for N min" line keeps its minutes; the once-only mention is the SILENT_SLOT claim). One row
     # per running launch; the row goes when the launch ends.
     db["output_watch"].create({"launch_id": str, "mark": str, "changed_at": float}, pk="launch_id")
+
+
+@migrations()
+def m011_automl(db: sqlite_utils.Database) -> None:
+    # One row per AutoML thread: its plan (taobot.automl.plan, JSON), the engine's journal of calls (a restart
+    # rebuilds the engine from it), the experiment card and the final reply, once.
+    db["automl_experiments"].create(
+        {
+            "intake_id": str,
+            "plan": str,
+            "status": str,  # planning, running, done, cancelled
+            "journal": str,  # JSON list: ["ask", [ids]] and ["tell", id, metric], in order
+            "card_ts": str,
+            "started_by": str,
+            "started_at": float,
+            "ended_at": float,
+            "final_ts": str,
+            "note": str,  # why the search stopped early, when it did
+            "updated_at": float,
+        },
+        pk="intake_id",
+    )
+    # One row per trial, written BEFORE its launch is submitted; (intake_id, rec_id) is unique, so one engine
+    # recommendation is one trial, and the trial's launch id is made from its number (never launched twice).
+    db["automl_trials"].create(
+        {
+            "intake_id": str,
+            "number": int,
+            "rec_id": int,
+            "trial": str,  # JSON: taobot.automl.trials.Trial
+            "state": str,
+            "launch_id": str,
+        },
+        pk=("intake_id", "number"),
+    )
+    db["automl_trials"].create_index(["intake_id", "rec_id"], unique=True)
+    db["automl_trials"].create_index(["launch_id"])
+    # A train thread opened with *Train with these values*: the best trial's values go into its spec at launch.
+    db["automl_prefills"].create(
+        {"intake_id": str, "from_intake": str, "trial": int, "overrides": str, "at": float}, pk="intake_id"
+    )
+

@@ -14,17 +14,21 @@ from taobot.catalog import Catalog, find_action, find_model
 from taobot.errors import SlackError, UnknownNameError
 from taobot.intake.replies import secret_warning, split_launch_text
 from taobot.services import Services
+from taobot.slack.listeners import automl as automl_listeners
 from taobot.slack.listeners.after_ack import AfterAck
+from taobot.slack.listeners.automl import start_automl
 from taobot.slack.render import render
 from taobot.slack.text import slack_plain_text
 from taobot.slack.workflow_cards import start_workflow
 
 log = logging.getLogger(__name__)
 
-USAGE = "Usage: `/tao launch <model> [action]`, `/tao status [id]`, `/tao help`."
+USAGE = "Usage: `/tao launch <model> [action]`, `/tao automl <model>`, `/tao status [id]`, `/tao help`."
 
 
 def register(app: App, services: Services, catalog: Catalog, after_ack: AfterAck) -> None:
+    automl_listeners.register(app, services, after_ack)  # the AutoML final reply's *Train with these values*
+
     @app.command("/tao")
     def tao(ack, command: dict, respond) -> None:
         words = (command.get("text") or "").split()
@@ -43,6 +47,12 @@ def register(app: App, services: Services, catalog: Catalog, after_ack: AfterAck
             ack(**render(view))
             # The audit row is a write: it waits until the answer is on its way.
             after_ack.submit(f"audit:{user}", lambda: services.audit_status(user, channel, wanted))
+            return
+        if verb == "automl":  # `/tao automl dino`: a hyperparameter search, each trial a launch
+            channel, user = command["channel_id"], command["user_id"]
+            ack()
+            say = lambda t: respond(text=t, response_type="ephemeral")  # noqa: E731
+            after_ack.submit(f"start:{channel}", lambda: start_automl(services, channel, user, words[1:], None, say))
             return
         if verb == "workflow":  # `/tao workflow train-eval-export dino`: one thread for the whole pipeline
             channel, user = command["channel_id"], command["user_id"]

@@ -12,6 +12,7 @@ from taobot.errors import UnknownNameError
 from taobot.intake.replies import secret_warning, split_launch_text
 from taobot.services import Context, Services
 from taobot.slack.listeners.after_ack import AfterAck, delivery_key, thread_key
+from taobot.slack.listeners.automl import start_automl
 from taobot.slack.render import render
 from taobot.slack.text import slack_plain_text
 from taobot.slack.workflow_cards import start_workflow
@@ -64,6 +65,10 @@ def register(app: App, services: Services, catalog: Catalog, after_ack: AfterAck
             if thread and services.is_launch_thread(channel, thread):
                 return  # the message listener handles replies inside launch threads
             words = strip_mentions(slack_plain_text(event.get("text", ""))).split()
+            if words and words[0].lower() == "automl":  # `@taobot automl dino`
+                ts = thread or event["ts"]
+                start_automl(services, channel, event["user"], words[1:], ts, lambda t: say(text=t, thread_ts=ts))
+                return
             if words and words[0].lower() == "workflow":  # `@taobot workflow train-eval-export dino`
                 ts = thread or event["ts"]
                 start_workflow(services, channel, event["user"], words[1:], ts, lambda t: say(text=t, thread_ts=ts))

@@ -1,0 +1,216 @@
+"""AutoML searches on the real SLURM cluster, from Slack: each trial is a real launch; the stand-in's validation
+loss is a known function of the learning rate in its config, so the best trial the search reports can be checked.
+
+An experiment of 4 trials, 2 at a time, with a kill -9 of the bot in the middle: every trial ran exactly once,
+never more than 2 at once, each metric is what the function says, and the best is the function's best. Cancel
+stops every trial. Refusals create nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sqlite3
+import time
+
+import pytest
+
+from taobot.intake.intents import OPEN_SETTINGS
+from taobot.slack import blocks as B
+from taobot.slack.automl_cards import AUTOML_TRAIN_BEST
+from tests.harness import SlackUser, Thread, blocks_text, intake_id_of
+from tests.polling import wait_until
+from tests.slurm_flow import HF_SECRET, LAB, lab_key_for, scenario, slurm_bot, ssh  # noqa: F401 - slurm_bot
+
+pytestmark = pytest.mark.slurm
+
+
+def known_loss(lr: float) -> float:
+    """The stand-in's AutoML block: (log10(lr) + 3)^2 + (dropout - 0.1)^2, dropout at its default 0.1."""
+    return (math.log10(lr) + 3) ** 2
+
+
+def open_automl(person: SlackUser, model: str = "cosmos-rl") -> Thread:
+    def posted(c):
+        return (
+            c.method == "chat.postMessage"
+            and c.ok
+            and "thread_ts" not in c.params
+            and "TAO launch:" in blocks_text(c.params)
+        )
+
+    before = len([c for c in person.slack.calls if posted(c)])
+    person.slash(f"automl {model}")
+    card = person.slack.wait_for(posted, count=before + 1, timeout=45)[before]
+    ts = card.response["ts"]
+    thread = Thread(person, ts, ts, intake_id_of(card.params))
+    person.bot.wait_saved(thread.intake_id, ts)
+    experiment_card(thread)
+    return thread
+
+
+def experiment_card(thread: Thread, needle: str = "AutoML search:", timeout: float = 45) -> str:
+    def card() -> str | None:
+        texts = [blocks_text(m) for m in thread.replies()]
+        return next((t for t in texts if "AutoML search:" in t and needle in t), None)
+
+    return wait_until(card, timeout, f"the experiment card to show {needle!r}", every=1,
+                      show=lambda: [blocks_text(m)[:300] for m in thread.replies()])  # fmt: skip
+
+
+def walk_intake(thread: Thread, root: str) -> None:
+    """The train intake of the search: platform, monitoring, credentials, image, datasets, compute per trial."""
+    thread.say("platform=slurm monitor=yes interval=1")
+    thread.wait_card("*Platform:* SLURM")
+    view = thread.open_modal(B.OPEN_CREDENTIALS)
+    thread.submit(
+        view,
+        {
+            "cred_SSH_KEY_PATH": lab_key_for(thread.person),
+            "cred_SLURM_USER": LAB["TAOBOT_TEST_SSH_USER"],
+            "cred_SLURM_HOSTNAME": f"127.0.0.1:{LAB['TAOBOT_TEST_SSH_PORT']}",
+            "cred_SLURM_PARTITION": LAB["TAOBOT_TEST_SLURM_PARTITION"],
+            "cred_HF_TOKEN": HF_SECRET,
+        },
+    )
+    thread.wait_card("`HF_TOKEN` set")
+    thread.submit(thread.open_modal(OPEN_SETTINGS), {"cred_SLURM_CPUS_PER_TASK": "1"})
+    thread.wait_reply("SLURM_CPUS_PER_TASK is set.")
+    thread.press(B.IMAGE_USE_DEFAULT)
+    thread.wait_card("(default, confirmed)")
+    thread.say(f"train={root} eval={root} num_gpus=1 num_nodes=1")
+    thread.wait_card("status: *complete*")
+
+
+def rows(db, sql: str, *args) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+def trials_of(db, intake_id: str) -> list[dict]:
+    return [
+        json.loads(r[0])
+        for r in rows(db, "SELECT trial FROM automl_trials WHERE intake_id = ? ORDER BY number", intake_id)
+    ]
+
+
+def most_at_once(spans: list[tuple[float, float]]) -> int:
+    points = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans], key=lambda p: (p[0], p[1]))
+    now = top = 0
+    for _, step in points:
+        now += step
+        top = max(top, now)
+    return top
+
+
+def test_four_trials_two_at_a_time_survive_a_kill_9_and_report_the_known_best(slurm_bot):
+    person = SlackUser(slurm_bot)
+    thread = open_automl(person)
+    thread.say("search.train.optm_lr=1e-5..1e-2 search.train.optm_decay_type=off trials=4 parallel=2 epochs=2")
+    thread.wait_reply("AutoML plan:")
+    card = experiment_card(thread, "`train.optm_lr` 1e-05..0.01")
+    assert "`train.optm_decay_type`" not in card and "4 trials, 2 at once, 2 epochs each" in card
+    walk_intake(thread, scenario("automl", TAO_STANDIN_SLEEP="4", TAO_STANDIN_EPOCHS="2"))
+    experiment_card(thread, ":white_check_mark: GPUs of the trials at once: 2 × 1 = 2 GPUs")
+    thread.press(B.RUN_PREFLIGHT)
+    thread.wait_card("Preflight passed.", timeout=60)
+    thread.press(B.LAUNCH)
+    thread.wait_reply("Starting the AutoML search: 4 trials, 2 at once")
+    iid, db = thread.intake_id, slurm_bot.db
+
+    # kill -9 while the first two trials run: nothing is lost, nothing launched twice
+    wait_until(lambda: len([t for t in trials_of(db, iid) if t["state"] == "running"]) == 2 or None, 90,
+               "two trials running", every=1, show=lambda: trials_of(db, iid))  # fmt: skip
+    slurm_bot.kill(signal.SIGKILL)
+    slurm_bot.proc = None
+    slurm_bot.start()
+
+    final = wait_until(
+        lambda: next((blocks_text(m) for m in thread.replies() if "*Best:*" in blocks_text(m)), None),
+        300, "the final reply", every=2, show=lambda: trials_of(db, iid),
+    )  # fmt: skip
+    trials = trials_of(db, iid)
+    assert [t["number"] for t in trials] == [1, 2, 3, 4]
+    assert len({t["rec_id"] for t in trials}) == 4 and all(t["state"] == "reported" for t in trials), trials
+    launches = rows(db, "SELECT id, job_id, launched_at, ended_at, state FROM launches WHERE intake_id = ?", iid)
+    assert sorted(r[0] for r in launches) == [f"{iid}-t{n}" for n in (1, 2, 3, 4)]  # one launch per trial
+    assert len({r[1] for r in launches}) == 4 and all(r[4] == "Succeeded" for r in launches), launches
+    ran = ssh(f"sacct -n -X -P -S now-3600 -o JobName | grep -c -- {iid}-t || true")
+    assert ran.strip() == "4", ran  # the cluster ran exactly four jobs of this search, none twice
+    assert most_at_once([(r[2], r[3]) for r in launches]) <= 2
+
+    for t in trials:  # each metric is the stand-in's function of the values the trial ran with
+        assert t["outcome"] == "success" and t["metric"] == pytest.approx(
+            known_loss(t["values"]["train.optm_lr"]), abs=2e-6
+        )
+        assert 1e-5 <= t["values"]["train.optm_lr"] <= 1e-2 and t["values"]["train.epoch"] == 2
+        assert t["checkpoint"] and t["checkpoint"].endswith("_model_epoch_002.pth")
+    best = min(trials, key=lambda t: known_loss(t["values"]["train.optm_lr"]))
+    assert f"*Best:* trial {best['number']}, `val_loss` = {best['metric']:.6g}" in final, final
+    assert best["checkpoint"] in final and "4 trial(s)" in final
+    card = experiment_card(thread, "done: 4 of 4 trials")
+    assert f"*Best so far:* trial {best['number']}" in card and card.count("Succeeded") == 4, card
+    assert len([m for m in thread.replies() if "*Best:*" in blocks_text(m)]) == 1  # the final once, after the restart
+
+    # Train with these values: a normal train thread with the same inputs and the best values, gated afresh
+    thread.press_on_reply(AUTOML_TRAIN_BEST, "*Best:*")
+    new_iid = wait_until(
+        lambda: (r := rows(db, "SELECT intake_id, overrides FROM automl_prefills WHERE from_intake = ?", iid)) and r[0], 45,
+        "the prefilled train thread",
+    )  # fmt: skip
+    assert json.loads(new_iid[1]) == best["values"]
+    state = json.loads(rows(db, "SELECT state FROM intakes WHERE id = ?", new_iid[0])[0][0])
+    assert (
+        state["kind"] == "launch"
+        and state["platform"] == "slurm"
+        and state["compute"] == {"num_gpus": 1, "num_nodes": 1}
+    )
+    assert state["preflight"] is None and state["status"] != "launched"  # through the gate again
+
+
+def test_cancel_stops_every_trial_and_no_new_one_starts(slurm_bot):
+    person = SlackUser(slurm_bot)
+    thread = open_automl(person)
+    thread.say("search.train.optm_lr=1e-5..1e-2 trials=4 parallel=2")
+    thread.wait_reply("AutoML plan:")
+    walk_intake(thread, scenario("automl-cancel", TAO_STANDIN_SLEEP="30", TAO_STANDIN_EPOCHS="6"))
+    thread.press(B.RUN_PREFLIGHT)
+    thread.wait_card("Preflight passed.", timeout=60)
+    thread.press(B.LAUNCH)
+    iid, db = thread.intake_id, slurm_bot.db
+    wait_until(lambda: len([t for t in trials_of(db, iid) if t["state"] == "running"]) == 2 or None, 90,
+               "two trials running", every=1, show=lambda: trials_of(db, iid))  # fmt: skip
+    experiment_card(thread, "Cancel search")
+    thread.press_on_reply(B.CANCEL_JOB, "AutoML search:")
+    thread.wait_reply("AutoML search cancelled")
+    jobs = [r[0] for r in rows(db, "SELECT job_id FROM launches WHERE intake_id = ?", iid)]
+    assert len(jobs) == 2
+    wait_until(
+        lambda: not ssh(f"squeue -h -j {','.join(jobs)} -o %i 2>/dev/null").strip() or None, 60, "the trials gone"
+    )
+    states = ssh(f"sacct -n -X -P -j {','.join(jobs)} -o State").splitlines()
+    assert len(states) == 2 and all(s.startswith("CANCELLED") for s in states), states
+    experiment_card(thread, "cancelled:", timeout=60)
+    time.sleep(8)  # several monitor cycles: still only the two trials
+    assert len(rows(db, "SELECT id FROM launches WHERE intake_id = ?", iid)) == 2
+    assert all(t["state"] == "cancelled" for t in trials_of(db, iid)), trials_of(db, iid)
+
+
+def test_a_model_without_automl_and_a_launch_before_preflight_are_refused_and_create_nothing(slurm_bot):
+    person = SlackUser(slurm_bot)
+    person.slash("automl vila")
+    said = person.slack.wait_for("chat.postEphemeral", count=1, timeout=30)[0].params["text"]
+    assert "`vila` has no AutoML search" in said and "`cosmos-rl`" in said and "`dino`" in said
+    assert rows(slurm_bot.db, "SELECT COUNT(*) FROM intakes")[0][0] == 0
+    thread = open_automl(person)
+    thread.say("trials=0")
+    assert "whole number from 1 to 50" in thread.wait_reply("Nothing in the AutoML plan was changed")
+    thread.say("launch")
+    refusal = thread.wait_reply("Not starting the AutoML search. Nothing was created.")
+    assert "platform chosen" in refusal and "GPUs of the trials at once" in refusal
+    assert rows(slurm_bot.db, "SELECT COUNT(*) FROM launches")[0][0] == 0
+    assert rows(slurm_bot.db, "SELECT COUNT(*) FROM automl_trials")[0][0] == 0
+    audit = rows(slurm_bot.db, "SELECT action, allowed, reason FROM audit WHERE action LIKE 'automl_%' ORDER BY id")
+    assert ("automl_start", 0) == audit[0][:2] and "vila" in json.dumps(audit)
+    assert any(a[0] == "automl_launch" and a[1] == 0 and "platform chosen" in a[2] for a in audit), audit
