@@ -199,6 +199,42 @@ def test_a_stage_is_claimed_once_per_run_whoever_asks(tmp_path):
     assert [r.run for r in store.stage_rows("i1")] == [run, again]
 
 
+def test_after_a_restart_a_stage_whose_end_was_seen_but_not_recorded_is_recorded_and_nothing_is_submitted(tmp_path):
+    """The monitor stored the train launch as Succeeded, then the bot died before the stage's end was recorded:
+    the sweep's advance hands that launch's end to be recorded (once it is, the next stage is claimed) and
+    submits nothing itself."""
+    import threading
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from taobot.launches import JobState
+    from taobot.services.workflow_runs import plan_to_json
+    from taobot.services.workflows import Workflows
+    from tests.builders import launch_record
+
+    store = Store(tmp_path / "t.db", SecretBox(Fernet.generate_key()))
+    state = _ready_state()
+    store.save_intake(state, "U_OWNER", "start")
+    plan = fit(FLOWS["train-eval-export"], "dino", CATALOG)
+    store.add_workflow_run(state.id, "train-eval-export", "dino", plan_to_json(plan), {})
+    run = store.start_workflow_run(state.id, 0)
+    store.claim_stage(state.id, run, 0, "train", f"{state.id}-r1s0", "starting")
+    store.update_stage(state.id, run, 0, state="running")
+    state.status = "launched"
+    store.add_launch(
+        launch_record(id=f"{state.id}-r1s0", intake_id=state.id, state=JobState.SUCCEEDED), state, "U_OWNER"
+    )
+
+    handed = []
+    work = SimpleNamespace(submit=lambda fn, *args: handed.append((fn.__name__, args)))
+    locks = defaultdict(threading.Lock)
+    desk = SimpleNamespace(store=store, lock=lambda i: locks[i], catalog=CATALOG)
+    flows = Workflows(desk, work, intake=None, control=None, flows=FLOWS)
+    flows._advance(state.id, "taobot")
+    assert handed == [("_ended", (f"{state.id}-r1s0",))]
+    assert [(r.name, r.state) for r in store.stage_rows(state.id)] == [("train", "running")]  # nothing claimed
+
+
 def test_a_bank_workflow_with_script_steps_keeps_them_as_not_runnable():
     doc = {
         "type": "workflow",
