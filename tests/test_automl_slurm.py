@@ -155,18 +155,38 @@ def test_four_trials_two_at_a_time_survive_a_kill_9_and_report_the_known_best(sl
 
     # Train with these values: a normal train thread with the same inputs and the best values, gated afresh
     thread.press_on_reply(AUTOML_TRAIN_BEST, "*Best:*")
-    new_iid = wait_until(
-        lambda: (r := rows(db, "SELECT intake_id, overrides FROM automl_prefills WHERE from_intake = ?", iid)) and r[0], 45,
-        "the prefilled train thread",
+    new_iid, overrides = wait_until(
+        lambda: (r := rows(db, "SELECT intake_id, overrides FROM automl_prefills WHERE from_intake = ?", iid)) and r[0],
+        45, "the prefilled train thread",
     )  # fmt: skip
-    assert json.loads(new_iid[1]) == best["values"]
-    state = json.loads(rows(db, "SELECT state FROM intakes WHERE id = ?", new_iid[0])[0][0])
+    assert json.loads(overrides) == best["values"]
+
+    def prefilled() -> dict | None:
+        state = json.loads(rows(db, "SELECT state FROM intakes WHERE id = ?", new_iid)[0][0])
+        return state if state["platform"] and state["compute"] and state["card_ts"] else None
+
+    state = wait_until(prefilled, 45, "the train thread's answers")
     assert (
         state["kind"] == "launch"
         and state["platform"] == "slurm"
         and state["compute"] == {"num_gpus": 1, "num_nodes": 1}
     )
     assert state["preflight"] is None and state["status"] != "launched"  # through the gate again
+    train = Thread(person, state["thread_ts"], state["card_ts"], new_iid)
+    assert "Prefilled from AutoML search" in train.wait_reply(f"trial {best['number']}")
+    train.press(B.IMAGE_USE_DEFAULT)
+    train.wait_card("status: *complete*")
+    train.press(B.RUN_PREFLIGHT)
+    train.wait_card("Preflight passed.", timeout=60)
+    train.press(B.LAUNCH)
+    train.wait_reply("Launched `")
+    done = wait_until(
+        lambda: (r := rows(db, "SELECT state, details FROM launches WHERE intake_id = ? AND ended_at IS NOT NULL", new_iid))
+        and r[0], 120, "the train launch to end",
+    )  # fmt: skip
+    assert done[0] == "Succeeded", done
+    config = ssh(f"cat {json.loads(done[1])['launch_dir']}/specs/train.toml")
+    assert f"optm_lr = {best['values']['train.optm_lr']!r}" in config, config  # the best value in its spec
 
 
 def test_cancel_stops_every_trial_and_no_new_one_starts(slurm_bot):
