@@ -122,14 +122,15 @@ def docker_bot(tmp_path: Path, slack, data: Path, host: str) -> BotProcess:
     return BotProcess(tmp_path, slack, extra_env=env).start()
 
 
-def dino_workflow(bot: BotProcess, data: Path) -> Thread:
-    """A complete local-docker workflow intake whose results go under `data/results`, preflight passed."""
+def dino_workflow(bot: BotProcess, data: Path, evaluate: str = "train") -> Thread:
+    """A complete local-docker workflow intake whose results go under `data/results`, preflight passed; its
+    evaluation root is `data/<evaluate>`."""
     thread = open_workflow(SlackUser(bot), "workflow train-eval-export dino")
     thread.say("platform=local-docker monitor=yes interval=60")
     thread.wait_card("Use default image")
     thread.press("image_use_default")
     thread.wait_card("(default, confirmed)")
-    thread.say(f"train={data}/train eval={data}/train results={data}/results num_gpus=1")
+    thread.say(f"train={data}/train eval={data}/{evaluate} results={data}/results num_gpus=1")
     thread.wait_card("status: *complete*")
     confirm_images_and_launch(thread)
     return thread
@@ -228,6 +229,60 @@ def test_a_bot_killed_while_the_train_stage_runs_starts_each_later_stage_once(
         assert made == ["evaluate", "export", "train"]  # one container per stage: nothing started twice
         for row in rows.values():  # and one launch post each, whichever bot process started it
             assert launch_posts(thread, row.launch_id) == 1, row.name
+    finally:
+        client.close()
+        bot.kill()
+
+
+def test_a_failed_evaluate_stops_the_pipeline_and_resume_reruns_it_and_export_with_the_first_train(
+    tmp_path, tmp_path_factory, slack, hooked_daemon
+):
+    import docker
+
+    data = dino_data(tmp_path_factory.mktemp("wfresume"))
+    # The evaluation root's stand-in fails; the train job reads the train root's standin.env (sorted first).
+    (data / "val" / "images").mkdir(parents=True)
+    (data / "val" / "annotations.json").write_text("[]")
+    (data / "val" / "images" / "standin.env").write_text("standin_exit=1\n")
+    bot = docker_bot(tmp_path, slack, data, hooked_daemon)
+    client = docker.DockerClient(base_url=hooked_daemon, timeout=30)
+    try:
+        thread = dino_workflow(bot, data, evaluate="val")
+        stopped = thread.wait_reply("Workflow stopped at stage `evaluate`", timeout=60)
+        assert "ended Failed" in stopped
+        assert "Resume from evaluate" in pipeline_card(thread)
+        rows, launches = stored(bot, thread.intake_id)
+        assert len(launches) == 2 and "export" not in rows  # export never started
+
+        (data / "val" / "images" / "standin.env").write_text("")  # the person fixes the evaluation data
+        thread.press_on_reply("workflow_resume", "*Workflow `")
+        thread.wait_reply("Resuming from stage `evaluate`")
+        thread.press("run_preflight")
+        preflight_text(thread, "passed")
+        thread.wait_card("Preflight passed.")
+        thread.press("launch")
+        thread.wait_reply("finished: every stage ended", timeout=60)
+
+        store = bot.store()
+        try:
+            every = [(r.run, r.name, r.state) for r in store.stage_rows(thread.intake_id)]
+            launches = store.launches_for_intake(thread.intake_id)
+        finally:
+            store.close()
+        assert every == [
+            (1, "train", "succeeded"),
+            (1, "evaluate", "failed"),
+            (2, "evaluate", "succeeded"),
+            (2, "export", "succeeded"),
+        ]
+        made = sorted(ct.labels["taobot.action"] for ct in containers_of(client, thread.intake_id))
+        assert made == ["evaluate", "evaluate", "export", "train"]  # train ran once, in the first run
+        train = rows["train"]
+        wrote = hashlib.sha256(Path(train.checkpoint).read_bytes()).hexdigest()
+        for launch_id in (f"{thread.intake_id}-r2s1", f"{thread.intake_id}-r2s2"):
+            (ct,) = client.containers.list(all=True, filters={"label": f"taobot.launch={launch_id}"})
+            assert read_sha(ct.logs().decode()) == (train.checkpoint, wrote), launch_id
+        assert "Resume from" not in pipeline_card(thread)
     finally:
         client.close()
         bot.kill()
