@@ -19,6 +19,7 @@ _WANTED = os.environ.get("TAOBOT_SKILL_BANK_SNAPSHOTS") == "required" or all(p.i
 collect_ignore = [] if _WANTED else ["test_skill_bank_snapshots.py"]
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups off the items
 def pytest_collection_modifyitems(config, items):
     # The SLURM cluster has one test user, and its tests cancel that user's jobs and read the sshd log:
     # under pytest-xdist (`--dist loadgroup`) every `slurm` test runs on one worker, one after another,
