@@ -153,6 +153,13 @@ def test_four_trials_two_at_a_time_survive_a_kill_9_and_report_the_known_best(sl
     assert f"*Best so far:* trial {best['number']}" in card and card.count("Succeeded") == 4, card
     assert len([m for m in thread.replies() if "*Best:*" in blocks_text(m)]) == 1  # the final once, after the restart
 
+    # interval updates summarise the search: one per slot, even across the kill -9
+    summaries = [m for m in thread.slack.messages_in_thread(person.channel, thread.thread_ts)
+                 if ((m.get("metadata") or {}).get("event_payload") or {}).get("launch") == f"{iid}-automl"]  # fmt: skip
+    slots = [m["metadata"]["event_payload"]["slot"] for m in summaries]
+    assert slots and len(slots) == len(set(slots)), slots
+    assert all("trials done" in blocks_text(m) and "Best so far" in blocks_text(m) for m in summaries)
+
     # Train with these values: a normal train thread with the same inputs and the best values, gated afresh
     thread.press_on_reply(AUTOML_TRAIN_BEST, "*Best:*")
     new_iid, overrides = wait_until(

@@ -61,3 +61,22 @@ def metric_of(progress: Progress | None, name: str) -> float | None:
 def values_text(values: dict) -> str:
     """`key=value` pairs, numbers in short form."""
     return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
+
+def summary_text(card: ExperimentCard, interval_minutes: int) -> str:
+    """The interval update of a running search: how far it is, what runs, the best so far."""
+    plan = card.plan
+    running = [t for t in card.trials if t.state in ("launching", "running")]
+    lines = [
+        f"*AutoML search `{plan.intake_id}`*: {card.done} of {plan.trials} trials done (every {interval_minutes} min)"
+    ]
+    if running:
+        lines.append(
+            "Running: " + ", ".join(f"#{t.number} {t.job_state or t.state} `{values_text(t.values)}`" for t in running)
+        )
+    best = card.best
+    lines.append(
+        (f"Best so far: trial {best.number}, {plan.metric} {best.metric:.6g}" if best else "Best so far: —")
+        + f". GPU-hours used: {card.gpu_hours:.3f}."
+    )
+    return "\n".join(lines)

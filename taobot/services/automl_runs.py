@@ -19,12 +19,13 @@ from pathlib import Path
 from taobot.automl.engine import SearchEngine
 from taobot.automl.plan import AutomlPlan
 from taobot.automl.trials import ACTIVE, FINISHED, Trial, trial_launch_id
-from taobot.automl.views import metric_of
+from taobot.automl.views import ExperimentCard, metric_of, summary_text
 from taobot.backends.base import JobRef
 from taobot.errors import BackendUnreachable, GateClosedError
 from taobot.launches import JobState, Launch
 from taobot.services.policy_checks import launch_gpus
 from taobot.store.automl import AutomlRows
+from taobot.views import Reply
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class TrialRuns:
         changed |= self._fill(state, plan, engine, trials)
         if changed:
             self.on_change(intake_id)
+        self._summary(state, plan)
         over = len(trials) >= plan.trials or engine.complete()
         if over and all(t.state in FINISHED for t in trials):
             self.on_finish(intake_id)
@@ -202,6 +204,39 @@ class TrialRuns:
             return
         self.rows.save_plan(plan.model_copy(update={"status": status}))
         self.rows.update_experiment(intake_id, ended_at=time.time(), note=note)
+
+    # ------------------------------------------------------------------ interval updates
+
+    def _summary(self, state, plan: AutomlPlan) -> None:
+        """Every `interval` minutes of a monitored search, one summary in the thread (never two for a slot)."""
+        row = self.rows.experiment(plan.intake_id) or {}
+        if not state.monitor or not row.get("started_at"):
+            return
+        interval = state.interval_minutes or self.desk.catalog.default_status_interval_minutes
+        minute_s = float(getattr(self.launches.monitor, "minute_s", 60.0) or 60.0)
+        slot = int((time.time() - row["started_at"]) // (interval * minute_s))
+        last, key = row.get("summary_slot") or 0, f"{plan.intake_id}-automl"
+        messenger = self.desk.messenger
+        if last and not row.get("summary_ts"):  # claimed, not confirmed: posted before a crash, or not at all
+            found = messenger.find_posted(state.channel, state.thread_ts, key, last, since=row["started_at"])
+            if found:
+                self.rows.update_experiment(plan.intake_id, summary_ts=found)
+            else:
+                self._post_summary(state, plan, last, interval)
+        if slot > last:
+            self.rows.update_experiment(plan.intake_id, summary_slot=slot, summary_ts=None)
+            self._post_summary(state, plan, slot, interval)
+
+    def _post_summary(self, state, plan: AutomlPlan, slot: int, interval: int) -> None:
+        view = ExperimentCard(plan, tuple(self.rows.trials(plan.intake_id)))
+        metadata = {
+            "event_type": "taobot_status",
+            "event_payload": {"launch": f"{plan.intake_id}-automl", "slot": slot},
+        }
+        ts = self.desk.messenger.post(
+            state.channel, Reply(summary_text(view, interval)), thread_ts=state.thread_ts, metadata=metadata
+        )
+        self.rows.update_experiment(plan.intake_id, summary_ts=ts)
 
     # ------------------------------------------------------------------ results and the engine
 

@@ -42,8 +42,13 @@ class AutomlRows:
             db["automl_experiments"].update(intake_id, changes)
 
     def running(self) -> list[str]:
+        """Searches that run, and cancelled ones whose trials have not all been seen to end yet."""
         with self.store._lock:
-            rows = self.store.db.execute("SELECT intake_id FROM automl_experiments WHERE status = 'running'").fetchall()
+            rows = self.store.db.execute(
+                "SELECT intake_id FROM automl_experiments e WHERE status = 'running' OR (status = 'cancelled' AND "
+                "EXISTS (SELECT 1 FROM automl_trials t WHERE t.intake_id = e.intake_id "
+                "AND t.state IN ('launching', 'running')))"
+            ).fetchall()
         return [r[0] for r in rows]
 
     def stale_plans(self) -> list[str]:

@@ -278,3 +278,11 @@ def m011_automl(db: sqlite_utils.Database) -> None:
         {"intake_id": str, "from_intake": str, "trial": int, "overrides": str, "at": float}, pk="intake_id"
     )
 
+
+@migrations()
+def m011_automl_summaries(db: sqlite_utils.Database) -> None:
+    # A running search's interval update: the last slot claimed (slot n covers [start + n·interval, …)) and the
+    # ts of its post once Slack confirmed it; a claimed slot without a ts is looked for in the thread (by its
+    # metadata) before it is posted, so a restart neither doubles nor skips one.
+    db["automl_experiments"].add_column("summary_slot", int)
+    db["automl_experiments"].add_column("summary_ts", str)
