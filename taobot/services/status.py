@@ -26,20 +26,16 @@ class StatusQueries:
     def channel(self, channel: str, user: str | None = None) -> ChannelStatus:
         store, catalog = self.desk.store, self.desk.catalog
         dm = is_direct_message(channel) and user is not None
-        latest: dict = {}
-        launches = (
-            store.launches_of_owner(user, CHANNEL_LIMIT) if dm else store.launches_in_channel(channel, CHANNEL_LIMIT)
-        )
-        for launch in launches:
-            latest.setdefault(launch.intake_id, launch)
-        intakes = (
-            store.intakes_of_owner(user, CHANNEL_LIMIT) if dm else store.intakes_in_channel(channel, CHANNEL_LIMIT)
-        )
+        # Only the shown intakes are read (and their newest launches); the rest are counted. The answer goes out
+        # in the slash command's ack, so it must not grow with the channel's history.
+        intakes = store.intakes_of_owner(user, SHOWN) if dm else store.intakes_in_channel(channel, SHOWN)
+        total = store.count_intakes(owner=user) if dm else store.count_intakes(channel=channel)
+        latest = store.latest_launches([s.id for s in intakes])
         entries = tuple(
             ChannelEntry(s, find_platform(catalog, s.platform).display_name if s.platform else "—", latest.get(s.id))
-            for s in intakes[:SHOWN]
+            for s in intakes
         )
-        return ChannelStatus(entries, len(intakes), time.time(), yours=dm)
+        return ChannelStatus(entries, max(total, len(intakes)), time.time(), yours=dm)
 
     def home(self, user: str) -> HomeView:
         """The person's own launches for their App Home: running jobs first, then open intakes, then the ended."""

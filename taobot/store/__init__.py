@@ -164,6 +164,12 @@ class Store(LaunchRows, OperationRows, AuditRows, HeldCredentialRows, SshIdentit
     def intakes_of_owner(self, owner: str, limit: int = 20) -> list[IntakeState]:
         return self._intakes_where("owner = ?", owner, limit)
 
+    def count_intakes(self, channel: str | None = None, owner: str | None = None) -> int:
+        """How many intakes a channel (or an owner) has, without reading them."""
+        where, value = ("channel = ?", channel) if channel is not None else ("owner = ?", owner)
+        with self._lock:
+            return self.db.execute(f"SELECT COUNT(*) FROM intakes WHERE {where}", [value]).fetchone()[0]
+
     def _intakes_where(self, where: str, value: str, limit: int) -> list[IntakeState]:
         with self._lock:
             rows = self.db.execute(

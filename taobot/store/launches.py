@@ -66,6 +66,16 @@ class LaunchRows:
         found = self._launches("intake_id = ?", [intake_id], order_by="launched_at desc", limit=1)
         return found[0] if found else None
 
+    def latest_launches(self, intake_ids: list[str]) -> dict[str, Launch]:
+        """intake id -> its newest launch, for the intakes given that have one."""
+        if not intake_ids:
+            return {}
+        marks = ", ".join("?" for _ in intake_ids)
+        latest: dict[str, Launch] = {}
+        for launch in self._launches(f"intake_id IN ({marks})", list(intake_ids), order_by="launched_at desc"):
+            latest.setdefault(launch.intake_id, launch)
+        return latest
+
     def launches_for_intake(self, intake_id: str) -> list[Launch]:
         return self._launches("intake_id = ?", [intake_id], order_by="launched_at desc")
 
