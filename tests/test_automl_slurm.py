@@ -229,7 +229,16 @@ def test_a_model_without_automl_and_a_launch_before_preflight_are_refused_and_cr
     person.slash("automl vila")
     said = person.slack.wait_for("chat.postEphemeral", count=1, timeout=30)[0].params["text"]
     assert "`vila` has no AutoML search" in said and "`cosmos-rl`" in said and "`dino`" in said
+    person.mention("automl dinosaur")
+    said = person.slack.wait_for("chat.postEphemeral", count=2, timeout=30)[1].params["text"]
+    assert "Unknown model `dinosaur`" in said and "`rtdetr`" in said
     assert rows(slurm_bot.db, "SELECT COUNT(*) FROM intakes")[0][0] == 0
+    ts = person.mention("automl rtdetr")  # a mention opens the search's thread under it
+    card = person.slack.wait_for(
+        lambda c: c.method == "chat.postMessage" and c.ok and c.params.get("thread_ts") == ts
+        and "AutoML search: rtdetr train" in blocks_text(c.params), timeout=30,
+    )[0]  # fmt: skip
+    assert "`val_mAP50` (higher is better)" in blocks_text(card.params)
     thread = open_automl(person)
     thread.say("trials=0")
     assert "whole number from 1 to 50" in thread.wait_reply("Nothing in the AutoML plan was changed")
@@ -238,6 +247,7 @@ def test_a_model_without_automl_and_a_launch_before_preflight_are_refused_and_cr
     assert "platform chosen" in refusal and "GPUs of the trials at once" in refusal
     assert rows(slurm_bot.db, "SELECT COUNT(*) FROM launches")[0][0] == 0
     assert rows(slurm_bot.db, "SELECT COUNT(*) FROM automl_trials")[0][0] == 0
+    assert {json.loads(r[0])["kind"] for r in rows(slurm_bot.db, "SELECT state FROM intakes")} == {"automl"}
     audit = rows(slurm_bot.db, "SELECT action, allowed, reason FROM audit WHERE action LIKE 'automl_%' ORDER BY id")
     assert ("automl_start", 0) == audit[0][:2] and "vila" in json.dumps(audit)
     assert any(a[0] == "automl_launch" and a[1] == 0 and "platform chosen" in a[2] for a in audit), audit
