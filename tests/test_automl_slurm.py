@@ -122,6 +122,7 @@ def test_four_trials_two_at_a_time_survive_a_kill_9_and_report_the_known_best(sl
     # kill -9 while the first two trials run: nothing is lost, nothing launched twice
     wait_until(lambda: len([t for t in trials_of(db, iid) if t["state"] == "running"]) == 2 or None, 90,
                "two trials running", every=1, show=lambda: trials_of(db, iid))  # fmt: skip
+    killed_at = time.time()
     slurm_bot.kill(signal.SIGKILL)
     slurm_bot.proc = None
     slurm_bot.start()
@@ -152,6 +153,9 @@ def test_four_trials_two_at_a_time_survive_a_kill_9_and_report_the_known_best(sl
     card = experiment_card(thread, "done: 4 of 4 trials")
     assert f"*Best so far:* trial {best['number']}" in card and card.count("Succeeded") == 4, card
     assert len([m for m in thread.replies() if "*Best:*" in blocks_text(m)]) == 1  # the final once, after the restart
+
+    assert "AutoML replay recommended" not in slurm_bot.log_text()  # the rebuilt engine recommended as before
+    assert [t["number"] for t in trials if t["started_at"] > killed_at] == [3, 4]  # the restarted bot went on
 
     # interval updates summarise the search: one per slot, even across the kill -9
     summaries = [m for m in thread.slack.messages_in_thread(person.channel, thread.thread_ts)
@@ -251,3 +255,27 @@ def test_a_model_without_automl_and_a_launch_before_preflight_are_refused_and_cr
     audit = rows(slurm_bot.db, "SELECT action, allowed, reason FROM audit WHERE action LIKE 'automl_%' ORDER BY id")
     assert ("automl_start", 0) == audit[0][:2] and "vila" in json.dumps(audit)
     assert any(a[0] == "automl_launch" and a[1] == 0 and "platform chosen" in a[2] for a in audit), audit
+
+
+def test_trials_that_fail_count_as_failures_and_the_final_says_there_is_no_best(slurm_bot):
+    person = SlackUser(slurm_bot)
+    thread = open_automl(person)
+    thread.say("search.train.optm_lr=1e-5..1e-2 trials=2 parallel=2")
+    thread.wait_reply("AutoML plan:")
+    walk_intake(thread, scenario("automl-fail", TAO_STANDIN_SLEEP="1", TAO_STANDIN_EPOCHS="1", TAO_STANDIN_EXIT="3"))
+    thread.press(B.RUN_PREFLIGHT)
+    thread.wait_card("Preflight passed.", timeout=60)
+    thread.press(B.LAUNCH)
+    iid, db = thread.intake_id, slurm_bot.db
+    final = wait_until(
+        lambda: next((blocks_text(m) for m in thread.replies() if "so there is no best one" in blocks_text(m)), None),
+        120, "the final reply", every=2, show=lambda: trials_of(db, iid),
+    )  # fmt: skip
+    assert "2 trial(s)" in final and "Train with these values" not in final
+    trials = trials_of(db, iid)
+    assert [t["outcome"] for t in trials] == ["failed", "failed"] and all(t["metric"] is None for t in trials)
+    journal = json.loads(rows(db, "SELECT journal FROM automl_experiments WHERE intake_id = ?", iid)[0][0])
+    assert sorted(op[1] for op in journal if op[0] == "tell") == sorted(t["rec_id"] for t in trials)
+    assert all(op[2] is None for op in journal if op[0] == "tell")  # the engine heard of two failures, once each
+    card = experiment_card(thread, "done: 2 of 2 trials")
+    assert card.count("Failed (failed)") == 2 and "*Best so far:* —" in card, card
