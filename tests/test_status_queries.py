@@ -3,6 +3,7 @@ launches) and counts the rest, in a real SQLite store."""
 
 from __future__ import annotations
 
+import threading
 import time
 from types import SimpleNamespace
 
@@ -37,3 +38,32 @@ def test_a_long_channel_shows_its_newest_intakes_with_their_newest_launch_and_co
     assert all(e.launch is None for e in view.entries[1:])
     assert other.id not in {e.intake.id for e in view.entries}
     assert store.count_intakes(owner="U0OWNER01") == SHOWN + 6
+
+
+def test_a_status_read_does_not_wait_behind_an_open_write_and_sees_only_what_was_committed(tmp_path):
+    store = Store(tmp_path / "taobot.db", SecretBox(load_or_create_key(None, tmp_path / "taobot.db.key")))
+    committed = start_intake(CATALOG, "dino", "train", owner="U0OWNER01", channel="C0BUSY", thread_ts="1.000")
+    store.save_intake(committed, "U0OWNER01", "start")
+    read_done, order = threading.Event(), []
+
+    def writer() -> None:
+        pending = start_intake(CATALOG, "dino", "train", owner="U0OWNER01", channel="C0BUSY", thread_ts="2.000")
+        with store.transaction() as db:
+            db["intakes"].insert({"id": pending.id, "channel": "C0BUSY", "owner": "U0OWNER01", "version": 1,
+                                  "state": pending.model_dump_json(), "updated_at": time.time()})  # fmt: skip
+            writing.set()
+            read_done.wait(30)  # held open until the read is back (or, were reads blocked, gives up after 30 s)
+            order.append("write committed")
+
+    writing = threading.Event()
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert writing.wait(30)
+    seen = [s.id for s in store.intakes_in_channel("C0BUSY", 40)]
+    counted = store.count_intakes(channel="C0BUSY")
+    order.append("read")
+    read_done.set()
+    thread.join(60)
+    assert order == ["read", "write committed"]
+    assert seen == [committed.id] and counted == 1
+    assert store.count_intakes(channel="C0BUSY") == 2

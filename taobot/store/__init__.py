@@ -50,6 +50,7 @@ class Store(LaunchRows, OperationRows, AuditRows, HeldCredentialRows, SshIdentit
         self.path = Path(path)
         self.box = box
         self._lock = threading.RLock()
+        self._readers = threading.local()  # per thread: a read-only connection (see `read`)
         try:
             if str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,6 +88,25 @@ class Store(LaunchRows, OperationRows, AuditRows, HeldCredentialRows, SshIdentit
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise StoreError(f"database write failed: {exc}") from exc
+
+    def read(self, sql: str, params: list) -> list[sqlite3.Row]:
+        """A read that never waits behind this process's writes: WAL lets a second connection read the last
+        committed state while the write connection is in a transaction. For what answers in an ack (`/tao
+        status`); each thread has its own read-only connection. An in-memory database has only the one."""
+        if str(self.path) == ":memory:":
+            with self._lock:
+                cursor = self.db.conn.execute(sql, params)
+                names = [c[0] for c in cursor.description]
+                return [dict(zip(names, row)) for row in cursor.fetchall()]
+        conn = getattr(self._readers, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            self._readers.conn = conn
+        try:
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"database read failed: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:
@@ -167,15 +187,13 @@ class Store(LaunchRows, OperationRows, AuditRows, HeldCredentialRows, SshIdentit
     def count_intakes(self, channel: str | None = None, owner: str | None = None) -> int:
         """How many intakes a channel (or an owner) has, without reading them."""
         where, value = ("channel = ?", channel) if channel is not None else ("owner = ?", owner)
-        with self._lock:
-            return self.db.execute(f"SELECT COUNT(*) FROM intakes WHERE {where}", [value]).fetchone()[0]
+        return self.read(f"SELECT COUNT(*) AS n FROM intakes WHERE {where}", [value])[0]["n"]
 
     def _intakes_where(self, where: str, value: str, limit: int) -> list[IntakeState]:
-        with self._lock:
-            rows = self.db.execute(
-                f"SELECT state, version FROM intakes WHERE {where} ORDER BY updated_at DESC LIMIT ?", [value, limit]
-            ).fetchall()
-        return [_intake(r) for r in rows]
+        rows = self.read(
+            f"SELECT state, version FROM intakes WHERE {where} ORDER BY updated_at DESC LIMIT ?", [value, limit]
+        )
+        return [_intake((r["state"], r["version"])) for r in rows]
 
     def recent_intakes(self, limit: int = 40) -> list[IntakeState]:
         """The most recently active intakes of every channel (for the operator's `taobot status`)."""

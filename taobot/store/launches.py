@@ -72,8 +72,9 @@ class LaunchRows:
             return {}
         marks = ", ".join("?" for _ in intake_ids)
         latest: dict[str, Launch] = {}
-        for launch in self._launches(f"intake_id IN ({marks})", list(intake_ids), order_by="launched_at desc"):
-            latest.setdefault(launch.intake_id, launch)
+        rows = self.read(f"SELECT * FROM launches WHERE intake_id IN ({marks}) ORDER BY launched_at DESC", intake_ids)
+        for row in rows:
+            latest.setdefault(row["intake_id"], Launch.model_validate(dict(row)))
         return latest
 
     def launches_for_intake(self, intake_id: str) -> list[Launch]:
