@@ -161,6 +161,9 @@ def test_four_trials_two_at_a_time_survive_a_kill_9_and_report_the_known_best(sl
     summaries = [m for m in thread.slack.messages_in_thread(person.channel, thread.thread_ts)
                  if ((m.get("metadata") or {}).get("event_payload") or {}).get("launch") == f"{iid}-automl"]  # fmt: skip
     slots = [m["metadata"]["event_payload"]["slot"] for m in summaries]
+    assert slots.count(-1) == 1  # the final reply, once
+    summaries = [m for m, slot in zip(summaries, slots) if slot != -1]
+    slots = [slot for slot in slots if slot != -1]
     assert slots and len(slots) == len(set(slots)), slots
     assert all("trials done" in blocks_text(m) and "Best so far" in blocks_text(m) for m in summaries)
 
@@ -226,6 +229,8 @@ def test_cancel_stops_every_trial_and_no_new_one_starts(slurm_bot):
     time.sleep(8)  # several monitor cycles: still only the two trials
     assert len(rows(db, "SELECT id FROM launches WHERE intake_id = ?", iid)) == 2
     assert all(t["state"] == "cancelled" for t in trials_of(db, iid)), trials_of(db, iid)
+    final = thread.wait_reply(f"AutoML search {iid} cancelled")
+    assert "2 trial(s)" in final and "so there is no best one" in final and "cancelled by" in final
 
 
 def test_a_model_without_automl_and_a_launch_before_preflight_are_refused_and_create_nothing(slurm_bot):

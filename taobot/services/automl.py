@@ -212,8 +212,14 @@ class AutomlService:
         """Every trial ended: the final reply, once (the experiment row records it)."""
         desk = self.desk
         plan, state, row = self.rows.plan(intake_id), desk.store.get_intake(intake_id), self.rows.experiment(intake_id)
-        if plan is None or state is None or row is None or row.get("final_ts"):
+        if plan is None or state is None or row is None or row.get("final_ts") not in (None, "posting"):
             return
+        key = f"{intake_id}-automl"  # the final is slot -1 of the search's posts, found by its metadata
+        if row.get("final_ts") == "posting":  # claimed before a crash: posted or not?
+            found = desk.messenger.find_posted(state.channel, state.thread_ts, key, -1, since=row.get("started_at"))
+            if found:
+                self.rows.update_experiment(intake_id, final_ts=found)
+                return
         trials = self.rows.trials(intake_id)
         if plan.status == "running":
             self.runs.stop(intake_id, "")
@@ -221,7 +227,8 @@ class AutomlService:
         self.rows.update_experiment(intake_id, final_ts="posting")
         best = best_trial(trials, plan.higher_is_better)
         final = ExperimentFinal(plan, best, len(trials), sum(t.gpu_hours for t in trials), row.get("note") or "")
-        ts = desk.messenger.post(state.channel, final, thread_ts=state.thread_ts)
+        metadata = {"event_type": "taobot_status", "event_payload": {"launch": key, "slot": -1}}
+        ts = desk.messenger.post(state.channel, final, thread_ts=state.thread_ts, metadata=metadata)
         self.rows.update_experiment(intake_id, final_ts=ts)
         self.runs.forget(intake_id)
         self.refresh(intake_id)

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from taobot.automl.engine import SearchEngine
+from taobot.automl.engine import AutomlEngineError, SearchEngine
 from taobot.automl.plan import AutomlPlan
 from taobot.automl.trials import ACTIVE, FINISHED, Trial, trial_launch_id
 from taobot.automl.views import ExperimentCard, metric_of, summary_text
@@ -69,6 +69,13 @@ class TrialRuns:
         try:
             with self.desk.lock(intake_id):
                 self._advance(intake_id)
+        except AutomlEngineError as exc:  # the engine refused the plan or failed: the search ends, saying why
+            self._engines.pop(intake_id, None)
+            self.stop(intake_id, exc.message)
+            state = self.desk.store.get_intake(intake_id)
+            if state is not None:
+                self.desk.reply(state, f":x: The AutoML search stopped: {exc.message}. No new trial starts.")
+            self.on_change(intake_id)
         except Exception:  # noqa: BLE001 - a search that cannot move now is tried again at the next sweep
             self._engines.pop(intake_id, None)  # rebuilt from the stored journal next time
             log.exception("AutoML search could not advance", extra={"intake": intake_id})
@@ -81,9 +88,11 @@ class TrialRuns:
             return
         trials = self.rows.trials(intake_id)
         changed = any([self._follow(trial, plan) for trial in trials])
-        if plan.status != "running":
+        if plan.status != "running":  # stopped or cancelled: its trials are followed to their end, then the final
             if changed:
                 self.on_change(intake_id)
+            if all(t.state in FINISHED for t in trials):
+                self.on_finish(intake_id)
             return
         engine = self._engine(plan)
         for trial in trials:

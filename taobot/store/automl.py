@@ -42,12 +42,13 @@ class AutomlRows:
             db["automl_experiments"].update(intake_id, changes)
 
     def running(self) -> list[str]:
-        """Searches that run, and cancelled ones whose trials have not all been seen to end yet."""
+        """Searches that run, and stopped or cancelled ones whose trials have not all been seen to end yet or
+        whose final reply is not out."""
         with self.store._lock:
             rows = self.store.db.execute(
-                "SELECT intake_id FROM automl_experiments e WHERE status = 'running' OR (status = 'cancelled' AND "
-                "EXISTS (SELECT 1 FROM automl_trials t WHERE t.intake_id = e.intake_id "
-                "AND t.state IN ('launching', 'running')))"
+                "SELECT intake_id FROM automl_experiments e WHERE status = 'running' OR (status IN ('done', "
+                "'cancelled') AND (final_ts IS NULL OR final_ts = 'posting' OR EXISTS (SELECT 1 FROM automl_trials t "
+                "WHERE t.intake_id = e.intake_id AND t.state IN ('launching', 'running'))))"
             ).fetchall()
         return [r[0] for r in rows]
 
