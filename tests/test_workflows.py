@@ -235,6 +235,50 @@ def test_after_a_restart_a_stage_whose_end_was_seen_but_not_recorded_is_recorded
     assert [(r.name, r.state) for r in store.stage_rows(state.id)] == [("train", "running")]  # nothing claimed
 
 
+def test_after_a_restart_a_running_stage_whose_launch_message_was_never_posted_gets_it_once(tmp_path):
+    """The bot submitted the train stage and stopped before posting its launch message: the sweep posts it,
+    once; a second sweep posts nothing."""
+    import threading
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from taobot.services.workflow_runs import plan_to_json
+    from taobot.services.workflows import Workflows
+    from tests.builders import launch_record
+
+    store = Store(tmp_path / "t.db", SecretBox(Fernet.generate_key()))
+    state = _ready_state()
+    store.save_intake(state, "U_OWNER", "start")
+    plan = fit(FLOWS["train-eval-export"], "dino", CATALOG)
+    store.add_workflow_run(state.id, "train-eval-export", "dino", plan_to_json(plan), {})
+    run = store.start_workflow_run(state.id, 0)
+    store.claim_stage(state.id, run, 0, "train", f"{state.id}-r1s0", "starting")
+    state.status = "launched"
+    store.add_launch(launch_record(id=f"{state.id}-r1s0", intake_id=state.id), state, "U_OWNER")
+
+    posts, looked = [], []
+
+    def find_posted(channel, thread_ts, launch_id, slot):
+        looked.append((launch_id, slot))
+        return None  # not in the thread: the stopped bot never posted it
+
+    messenger = SimpleNamespace(
+        post=lambda channel, view, thread_ts=None, metadata=None: posts.append((view.launch.id, metadata)),
+        find_posted=find_posted,
+    )
+    locks = defaultdict(threading.Lock)
+    desk = SimpleNamespace(store=store, lock=lambda i: locks[i], catalog=CATALOG, messenger=messenger)
+    flows = Workflows(desk, SimpleNamespace(submit=None), intake=None, control=None, flows=FLOWS)
+    flows._advance(state.id, "taobot")
+    flows._advance(state.id, "taobot")
+    launch_id = f"{state.id}-r1s0"
+    assert looked == [(launch_id, "launched")]
+    assert posts == [
+        (launch_id, {"event_type": "taobot_workflow_stage", "event_payload": {"launch": launch_id, "slot": "launched"}})
+    ]
+    assert [(r.name, r.state) for r in store.stage_rows(state.id)] == [("train", "running")]  # nothing claimed
+
+
 def test_a_bank_workflow_with_script_steps_keeps_them_as_not_runnable():
     doc = {
         "type": "workflow",

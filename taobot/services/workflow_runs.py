@@ -1,13 +1,18 @@
 """A workflow run read from the store (its plan, the results its stages left, its pipeline card), and the
-thread's own answers: opening it, each stage's image, the gate over every stage, *Resume from here*."""
+thread's own answers: opening it, each stage's image, the gate over every stage, *Resume from here*, and its
+messages (the pipeline card, each stage's launch message once)."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 import time
 
 from taobot.gate import compute_gate
 from taobot.intake import IntakeState
+from taobot.launches import Launch
+from taobot.views import LaunchPosted
 from taobot.workflows import (
     Plan,
     PlannedStage,
@@ -19,6 +24,9 @@ from taobot.workflows import (
     stage_paths,
 )
 from taobot.workflows.views import PipelineCard, StageLine
+
+log = logging.getLogger(__name__)
+LAUNCH_SLOT = "launched"  # the metadata slot of a stage's launch message (status slots are numbers)
 
 
 def plan_to_json(plan: Plan) -> dict:
@@ -123,8 +131,8 @@ def build_card(wf, intake_id: str) -> PipelineCard:
 
 
 class WorkflowAnswers:
-    """A workflow thread's own answers: opening it, stage images, its gate over every stage, resuming.
-    Mixed into `Workflows`, which provides desk, control (LaunchControl), intake (IntakeService) and flows."""
+    """A workflow thread's own answers: opening it, stage images, its gate over every stage, resuming; and its
+    messages: the pipeline card and each stage's launch message. Mixed into `Workflows`, which provides desk, control (LaunchControl), intake (IntakeService) and flows."""
 
     def start(self, channel: str, user: str, name: str, model: str, thread_ts: str | None = None) -> IntakeState:
         """Open a workflow thread. Raises UnknownNameError or NotFitting, whose messages list what fits."""
@@ -274,3 +282,40 @@ class WorkflowAnswers:
             f"Resuming from stage `{at.name}`: run preflight (it checks everything afresh), then *Launch*. "
             f"Stages before it keep the results they recorded.",
         )
+
+    # ------------------------------------------------------------------ the thread's messages
+
+    def _post_launch(self, state: IntakeState, launch: Launch, look_first: bool = False) -> None:
+        """The stage's launch message (found by its metadata), noted once posted. After a restart
+        (`look_first`) the thread is searched first: a bot stopped after posting it but before noting it
+        does not get it posted twice, and one stopped before posting it gets it posted now."""
+        messenger = self.desk.messenger
+        found = None
+        if look_first:
+            found = messenger.find_posted(state.channel, state.thread_ts, launch.id, LAUNCH_SLOT)
+        if not found:
+            metadata = {
+                "event_type": "taobot_workflow_stage",
+                "event_payload": {"launch": launch.id, "slot": LAUNCH_SLOT},
+            }
+            messenger.post(state.channel, LaunchPosted(launch), thread_ts=state.thread_ts, metadata=metadata)
+        self.desk.store.log_event(state.id, "taobot", "workflow_stage_posted", {"launch": launch.id})
+
+    def _posted(self, intake_id: str, launch_id: str) -> bool:
+        return any(
+            e["kind"] == "workflow_stage_posted" and json.loads(e["detail"] or "{}").get("launch") == launch_id
+            for e in self.desk.store.events_for(intake_id)
+        )
+
+    def card(self, intake_id: str) -> PipelineCard:
+        return build_card(self, intake_id)
+
+    def redraw(self, intake_id: str) -> None:
+        run = self.desk.store.workflow_run(intake_id)
+        state = self.desk.store.get_intake(intake_id)
+        if run is None or state is None or not run.card_ts:
+            return
+        try:
+            self.desk.messenger.update(state.channel, run.card_ts, self.card(intake_id))
+        except Exception:  # noqa: BLE001 - the card is a courtesy; the pipeline goes on
+            log.exception("pipeline card update failed", extra={"intake": intake_id})

@@ -22,8 +22,7 @@ from taobot.errors import BackendUnreachable, GateClosedError, LaunchFailed, Tao
 from taobot.intake import IntakeState
 from taobot.launches import JobState, Launch
 from taobot.services.desk import Desk
-from taobot.services.workflow_runs import WorkflowAnswers, build_card, plan_from_json, results_of
-from taobot.views import LaunchPosted
+from taobot.services.workflow_runs import WorkflowAnswers, plan_from_json, results_of
 from taobot.workflows import (
     PlannedStage,
     Unresolved,
@@ -32,7 +31,6 @@ from taobot.workflows import (
     resolve,
     stage_state,
 )
-from taobot.workflows.views import PipelineCard
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +111,10 @@ class Workflows(WorkflowAnswers):
                     # Its end was seen but not recorded (the bot stopped in between): record it now; the
                     # claim of the next stage keeps that stage to one start whoever gets there first.
                     self.work.submit(self._ended, launch.id)
+                elif launch.job_id and not self._posted(intake_id, launch.id):
+                    # Submitted, and the bot stopped before it said so: the stage runs, and the thread hears it.
+                    desk.store.update_stage(intake_id, number, stage.index, state="running")
+                    self._post_launch(desk.store.get_intake(intake_id), launch, look_first=True)
                 return  # submitted (or being submitted): its end moves the pipeline on
             state = desk.store.get_intake(intake_id)
             run_it, why = condition_holds(plan, stage, results)
@@ -178,7 +180,7 @@ class Workflows(WorkflowAnswers):
             self._stop(state, number, stage, f"{state.platform} did not take it: {exc.message}")
             return
         desk.store.update_stage(state.id, number, stage.index, state="running")
-        desk.messenger.post(state.channel, LaunchPosted(launch), thread_ts=state.thread_ts)
+        self._post_launch(state, launch)
 
     def _stop(self, state: IntakeState, number: int, stage: PlannedStage, why: str) -> None:
         desk = self.desk
@@ -257,19 +259,6 @@ class Workflows(WorkflowAnswers):
     # ------------------------------------------------------------------ resume
 
     # ------------------------------------------------------------------ the card
-
-    def card(self, intake_id: str) -> PipelineCard:
-        return build_card(self, intake_id)
-
-    def redraw(self, intake_id: str) -> None:
-        run = self.desk.store.workflow_run(intake_id)
-        state = self.desk.store.get_intake(intake_id)
-        if run is None or state is None or not run.card_ts:
-            return
-        try:
-            self.desk.messenger.update(state.channel, run.card_ts, self.card(intake_id))
-        except Exception:  # noqa: BLE001 - the card is a courtesy; the pipeline goes on
-            log.exception("pipeline card update failed", extra={"intake": intake_id})
 
     def sweep(self) -> int:
         """After a restart: every running workflow moves on from where its stages stand (nothing twice)."""
