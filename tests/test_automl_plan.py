@@ -195,3 +195,59 @@ def test_the_cards_fit_slacks_limits_and_the_final_offers_train_with_these_value
     for block in final["blocks"]:
         Block.parse(block).validate_json()
     assert AUTOML_TRAIN_BEST in str(final) and f"trial {best.number}" in final["text"]
+
+
+class RecordingSlack:
+    """Stands in for Slack in-process: what the services posted, updated and told one person."""
+
+    def __init__(self) -> None:
+        self.posts, self.updates, self.ephemerals = [], [], []
+
+    def post(self, channel, view, thread_ts=None, metadata=None):
+        self.posts.append(view)
+        return f"1700000000.{len(self.posts):06d}"
+
+    def update(self, channel, ts, view):
+        self.updates.append(view)
+
+    def ephemeral(self, channel, user, text, thread_ts=None):
+        self.ephemerals.append(text)
+
+    def find_posted(self, *args, **kwargs):
+        return None
+
+    def publish_home(self, user, view):
+        pass
+
+
+def services_on(tmp_path):
+    from cryptography.fernet import Fernet
+
+    from taobot.secrets import SecretBox
+    from taobot.services import Services
+    from taobot.store import Store
+
+    store = Store(tmp_path / "taobot.db", SecretBox(Fernet.generate_key()))
+    slack = RecordingSlack()
+    return Services(store, CATALOG, slack), store, slack
+
+
+def test_without_the_engine_a_search_is_refused_with_the_install_command_and_nothing_is_made(tmp_path, monkeypatch):
+    services, store, slack = services_on(tmp_path)
+    monkeypatch.setitem(sys.modules, "tao_automl", None)
+    assert services.automl.start("C1", "U1", "cosmos-rl") is None
+    assert len(slack.ephemerals) == 1 and "pip install 'taobot[automl]'" in slack.ephemerals[0]
+    assert slack.posts == [] and store.db.execute("SELECT COUNT(*) FROM intakes").fetchone()[0] == 0
+    audit = store.audit_rows()
+    assert [(a["action"], a["allowed"]) for a in audit] == [("automl_start", 0)] and "nvidia-tao-automl" in audit[0][
+        "reason"
+    ]
+
+
+def test_an_automl_thread_is_a_train_intake_with_a_plan_and_its_card(tmp_path):
+    services, store, slack = services_on(tmp_path)
+    state = services.automl.start("C1", "U1", "cosmos-reason")
+    assert state is not None and store.get_intake(state.id).kind == "automl" and state.action == "train"
+    card = slack.posts[-1]
+    assert isinstance(card, ExperimentCard) and card.plan.model == "cosmos-rl" and card.plan.status == "planning"
+    assert {c.name: c.ok for c in card.conditions}["AutoML engine installed"]
