@@ -126,7 +126,7 @@ class TrialRuns:
         before = trial.model_dump()
         trial.state = "running"
         trial.job_state = launch.state.value
-        trial.gpu_hours = self._gpu_hours(launch)
+        trial.gpu_hours = gpu_hours(self.desk, launch)
         if launch.state.terminal or launch.ended_at is not None:
             trial.ended_at = launch.ended_at or time.time()
             trial.metric, trial.checkpoint, trial.outcome = self._result(launch, plan)
@@ -265,12 +265,6 @@ class TrialRuns:
         checkpoint = progress.checkpoint if progress is not None else None
         return metric, checkpoint, "success" if metric is not None else f"no {plan.metric} in its results"
 
-    def _gpu_hours(self, launch: Launch) -> float:
-        state = self.desk.store.get_intake(launch.intake_id)
-        gpus = (launch_gpus(state, self.desk.catalog) or 0) if state is not None else 0
-        end = launch.ended_at or time.time()
-        return round(gpus * max(0.0, end - launch.launched_at) / 3600, 4)
-
     def _engine(self, plan: AutomlPlan) -> SearchEngine:
         engine = self._engines.get(plan.intake_id)
         if engine is None:
@@ -281,3 +275,11 @@ class TrialRuns:
 
     def forget(self, intake_id: str) -> None:
         self._engines.pop(intake_id, None)
+
+
+def gpu_hours(desk, launch: Launch) -> float:
+    """GPUs of the trial's launch times how long it has run (so far, while it runs)."""
+    state = desk.store.get_intake(launch.intake_id)
+    gpus = (launch_gpus(state, desk.catalog) or 0) if state is not None else 0
+    end = launch.ended_at or time.time()
+    return round(gpus * max(0.0, end - launch.launched_at) / 3600, 4)
