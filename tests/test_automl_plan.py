@@ -148,9 +148,10 @@ def test_the_engine_rebuilt_from_its_journal_recommends_what_it_did_before(tmp_p
         engine.tell(rec_id, known_loss(values["train.optm_lr"]))
         engine = SearchEngine(p, tmp_path / "ws", engine.journal)
     assert engine.replay_mismatches == 0
+    assert engine.values() == dict(seen)  # the rebuilt engine holds the values the trials ran with
     ids = [rec_id for rec_id, _ in seen]
     assert len(ids) >= 4 and len(set(ids)) == len(ids)  # every recommendation is new: one trial each
-    assert len({round(v["train.optm_lr"], 12) for _, v in seen[:4]}) == 4  # not the same values over and over
+    assert len({round(v["train.optm_lr"], 12) for _, v in seen[:4]}) >= 3  # not the same values over and over
     assert all(1e-5 <= v["train.optm_lr"] <= 1e-2 for _, v in seen)
 
 

@@ -82,11 +82,10 @@ class SearchEngine:
     """One experiment's engine, rebuilt from its journal. Not thread-safe: the caller holds the experiment's lock.
 
     The engine's own resume does not bring back its random state (a resumed search recommends the same values
-    over and over), but a fresh engine with the same session id, given the same calls, recommends the same
-    values. So taobot keeps a journal of every call that changed it (`journal`: ["ask", [ids]] and
-    ["tell", id, metric]) beside the trials, and a restart rebuilds the engine by replaying it in an emptied
-    workspace. A replayed ask that recommends other values than the first time is logged and counted in
-    `replay_mismatches`; the trials keep the values they ran with.
+    over and over). So taobot keeps a journal of every call that changed it (`journal`: ["ask", [ids],
+    [values]] and ["tell", id, metric]) beside the trials, and a restart rebuilds the engine by replaying it in
+    an emptied workspace, each replayed recommendation given back the values its trial ran with. A replayed
+    ask that recommends other ids than the first time is logged and counted in `replay_mismatches`.
     """
 
     def __init__(self, plan: AutomlPlan, workspace: Path, journal: list | None = None) -> None:
@@ -116,24 +115,36 @@ class SearchEngine:
         self.replay_mismatches = 0
         for op in journal or []:
             if op[0] == "ask":
-                got = [rec_id for rec_id, _values in self.ask()]
+                recs = self._recommend()
+                got = [int(r.id) for r in recs]
                 if got != list(op[1]):
                     self.replay_mismatches += 1
                     log.warning("AutoML replay recommended %s where the journal has %s", got, op[1])
+                # Some algorithms draw from sources the session id does not seed (Bayesian's optimiser): the
+                # values the trials ran with are put back, so the engine learns from what really ran.
+                for rec, values in zip(recs, op[2] if len(op) > 2 else ()):
+                    rec.specs = dict(values)
+                self.journal.append(["ask", got, [_plain(r.specs) for r in recs]])
             else:
                 self.tell(int(op[1]), op[2])
 
     def ask(self) -> list[tuple[int, dict[str, Scalar]]]:
         """New recommendations (id, flat spec values); [] while the engine waits for results."""
+        out = [(int(r.id), _plain(r.specs)) for r in self._recommend()]
+        op = ["ask", [rec_id for rec_id, _ in out], [values for _, values in out]]
+        if out or not self.journal or self.journal[-1] != op:  # waiting asks in a row are one
+            self.journal.append(op)
+        return out
+
+    def values(self) -> dict[int, dict[str, Scalar]]:
+        """The values the engine holds for each recommendation it made."""
+        return {int(r.id): _plain(r.specs) for r in self._engine.get_history()}
+
+    def _recommend(self) -> list:
         try:
-            recs = self._engine.next_recommendation() or []
+            return list(self._engine.next_recommendation() or [])
         except Exception as exc:  # noqa: BLE001
             raise AutomlEngineError(f"the AutoML engine failed to recommend: {type(exc).__name__}: {exc}") from exc
-        out = [(int(r.id), _plain(r.specs)) for r in recs]
-        ids = [rec_id for rec_id, _ in out]
-        if ids or not self.journal or self.journal[-1] != ["ask", []]:  # waiting asks in a row are one
-            self.journal.append(["ask", ids])
-        return out
 
     def tell(self, rec_id: int, metric: float | None) -> None:
         """A trial's result: its metric, or None for a trial that gave none (failed, cancelled, no metric)."""
