@@ -98,8 +98,8 @@ class Settings(BaseModel):
     health_host: str = Field("127.0.0.1", validation_alias="TAOBOT_HEALTH_HOST")
     shutdown_grace_seconds: int = Field(20, ge=0, le=600, validation_alias="TAOBOT_SHUTDOWN_GRACE_SECONDS")
     poll_seconds: int = Field(30, ge=1, le=300, validation_alias="TAOBOT_POLL_SECONDS")
-    # Seconds per status-interval minute. Only tests change it, so flows with a 1-minute interval keep their real
-    # shape (slots, catch-up after a restart, detach) in a fraction of the time.
+    # Seconds per minute of the status intervals and the stuck thresholds. Only tests change it, so flows with a
+    # 1-minute interval keep their real shape (slots, catch-up after a restart, detach) in a fraction of the time.
     interval_minute_seconds: float = Field(60.0, gt=0, le=60, validation_alias="TAOBOT_INTERVAL_MINUTE_SECONDS")
     # Stuck signals in the updates: a job pending this long, a running job whose log has not grown this long.
     pending_warn_minutes: int = Field(30, ge=1, le=10080, validation_alias="TAOBOT_PENDING_WARN_MINUTES")

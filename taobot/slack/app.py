@@ -377,8 +377,11 @@ def build_app(
         preflight_valid_minutes=settings.preflight_valid_minutes,
     )
     services.monitor = Monitor(store, catalog, backends, messenger, on_state_change=services.refresh_for_launch)
-    services.monitor.minute_s = settings.interval_minute_seconds
-    services.monitor.signals.rules = StuckRules.minutes(settings.pending_warn_minutes, settings.no_output_warn_minutes)
+    services.monitor.minute_s = minute = settings.interval_minute_seconds
+    scale = minute / 60  # 1, except in tests that shrink time: the stuck thresholds shrink with the intervals
+    services.monitor.signals.rules = StuckRules.minutes(
+        settings.pending_warn_minutes * scale, settings.no_output_warn_minutes * scale
+    )
     services.recover()
 
     runtime_ref: dict = {}
