@@ -173,7 +173,12 @@ class LaunchControl:
     ) -> RelaunchForm | None:
         """Act on the thread's job; a *Relaunch* click returns the form of what to change, for the caller to open."""
         desk = self.desk
-        if state.kind == "automl" and self.automl is not None and isinstance(intent, CancelJob) and not intent.launch_id:
+        if (
+            state.kind == "automl"
+            and self.automl is not None
+            and isinstance(intent, CancelJob)
+            and not intent.launch_id
+        ):
             self.work.submit(self.automl.cancel, state.id, user)  # *Cancel search*: every trial
             return None
         launch = desk.store.get_launch(intent.launch_id) if intent.launch_id else desk.store.latest_launch(state.id)

@@ -23,7 +23,7 @@ from taobot.slack.workflow_cards import start_workflow
 
 log = logging.getLogger(__name__)
 
-USAGE = "Usage: `/tao launch <model> [action]`, `/tao automl <model>`, `/tao status [id]`, `/tao help`."
+USAGE = "Usage: `/tao launch <model> [action] [key=value …]`, `/tao automl <model>`, `/tao status [id]`, `/tao help`."
 
 
 def register(app: App, services: Services, catalog: Catalog, after_ack: AfterAck) -> None:
