@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from taobot.automl.views import ExperimentCard, ExperimentFinal
 from taobot.catalog import Catalog, Credential, Platform
 from taobot.gate import Gate, GateRules, compute_gate
 from taobot.intake import (
@@ -36,6 +37,7 @@ from taobot.progress import Progress
 from taobot.review import Review
 from taobot.stuck import Stuck
 from taobot.triage import Triage
+from taobot.workflows.views import PipelineCard
 
 
 @dataclass(frozen=True)
@@ -216,6 +218,9 @@ View = (
     | DatasetsForm
     | RelaunchForm
     | HomeView
+    | ExperimentCard  # an AutoML search (taobot.automl.views)
+    | ExperimentFinal
+    | PipelineCard  # a workflow (taobot.workflows.views)
 )
 Form = CredentialsForm | ImageForm | DatasetsForm | RelaunchForm
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from taobot.catalog import Catalog
@@ -270,21 +271,15 @@ class Services:
         return Reply(help_text(self.catalog))
 
     def channel_status(self, channel: str, user: str | None = None, audit: bool = True) -> View:
-        """This channel's launches; in a DM, the asker's own. `audit=False`: the caller records it with
-        `audit_status` later (the slash command does, after its ack: the answer needs no write)."""
-        if user is not None and audit:
-            self.audit_status(user, channel)
-        return self.status.channel(channel, user)
+        """This channel's launches; in a DM, the asker's own (`StatusQueries.channel`)."""
+        return self.status.channel(channel, user, audit)
 
     def one_status(self, wanted: str, channel: str | None = None, user: str | None = None, audit: bool = True) -> View:
-        """One launch, looked for only where the asker may see it (this channel; in a DM, their own)."""
-        if user is not None and audit:
-            self.audit_status(user, channel, wanted)
-        return self.status.one(wanted, channel, user)
+        """One launch, looked for only where the asker may see it (`StatusQueries.one`)."""
+        return self.status.one(wanted, channel, user, audit)
 
     def audit_status(self, user: str, channel: str | None, wanted: str | None = None) -> None:
-        """The audit row of a status read."""
-        self.desk.audit(user, "status", channel=channel, detail={"wanted": wanted[:80]} if wanted else None)
+        self.status.audit(user, channel, wanted)
 
     def show_home(self, user: str) -> None:
         """Publish the person's App Home (their own launches); a Slack failure is logged, never raised."""
@@ -294,8 +289,6 @@ class Services:
             log.warning("App Home not published: %s", exc)
 
     def status_of(self, state: IntakeState) -> IntakeDetail:
-        import time
-
         return IntakeDetail(intake_facts(state, self.catalog), time.time())
 
     # ------------------------------------------------------------------ lifecycle

@@ -23,7 +23,14 @@ class StatusQueries:
     def __init__(self, desk: Desk) -> None:
         self.desk = desk
 
-    def channel(self, channel: str, user: str | None = None) -> ChannelStatus:
+    def audit(self, user: str, channel: str | None, wanted: str | None = None) -> None:
+        """The audit row of a status read. The slash command writes it after its ack (`audit=False` below):
+        the answer itself needs no write."""
+        self.desk.audit(user, "status", channel=channel, detail={"wanted": wanted[:80]} if wanted else None)
+
+    def channel(self, channel: str, user: str | None = None, audit: bool = True) -> ChannelStatus:
+        if user is not None and audit:
+            self.audit(user, channel)
         store, catalog = self.desk.store, self.desk.catalog
         dm = is_direct_message(channel) and user is not None
         # Only the shown intakes are read (and their newest launches); the rest are counted. The answer goes out
@@ -58,8 +65,10 @@ class StatusQueries:
         )
         return HomeView(user, entries, len(intakes), time.time())
 
-    def one(self, wanted: str, channel: str | None = None, user: str | None = None) -> View:
+    def one(self, wanted: str, channel: str | None = None, user: str | None = None, audit: bool = True) -> View:
         """One launch or intake by id prefix, found only where the asker may look (None, None: the operator's CLI)."""
+        if user is not None and audit:
+            self.audit(user, channel, wanted)
         store = self.desk.store
         wanted = wanted.strip()
         scope: dict = {}
