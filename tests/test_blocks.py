@@ -523,3 +523,5 @@ def test_superseded_preflight_card_keeps_its_results_and_loses_its_buttons():
     assert _buttons(old) == {}
     assert "Superseded" in _card_text(old) and "SSH login" in _card_text(old)
     assert "superseded" in old["text"]
+    for command in ("/tao automl <model>", "/tao workflow train-eval-export", "relaunch num_gpus=16", " on slurm "):
+        assert command in text, command

@@ -57,11 +57,15 @@ def help_text(catalog: Catalog) -> str:
     return (
         "*taobot* launches NVIDIA TAO jobs from Slack.\n"
         "• `/tao launch <model> [action]` or `@taobot train <model>` — start a launch thread (action defaults to `train`).\n"
+        "• `/tao launch cosmos-rl train on slurm num_gpus=8 interval=10` — the same, with answers given at once.\n"
+        "• `/tao automl <model>` or `@taobot automl <model>` — a hyperparameter search, each trial a launch.\n"
+        "• `/tao workflow train-eval-export <model>` — a multi-stage pipeline in one thread.\n"
         "• `/tao status` — intakes and launches in this channel; `/tao status <id>` for one.\n"
         "• `/tao help` — this message.\n"
         "In a launch thread reply with `key=value` pairs (`platform=slurm`, `interval=5`, `image=…`, "
         "`train=/path`, `<spec.key>=/path`, `num_gpus=4`, `notify=dm` to get the job's end by DM too) or `cancel`. "
         "Credentials go in the private form only. An admin or approver replies `approve` (or presses *Approve*) "
-        "for a launch the operator's policy holds for a second person's approval.\n"
+        "for a launch the operator's policy holds for a second person's approval. In a finished thread, "
+        "`relaunch num_gpus=16` (or *Relaunch*) runs it again with those changes, after a fresh preflight.\n"
         f"*Platforms:* {platforms}\n*Models:* {models}"
     )
