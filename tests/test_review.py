@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+from taobot.automl.plan import default_plan
+from taobot.catalog.automl import automl_models, automl_support
+from taobot.intake import Step
 from taobot.review import ReviewUnit, build_review, estimate
+from taobot.secrets import SecretBox, load_or_create_key
+from taobot.services.reviews import plan_units
+from taobot.services.workflow_runs import plan_to_json
+from taobot.store import Store
+from taobot.store.automl import AutomlRows
+from taobot.workflows.load import embedded_workflows
+from taobot.workflows.plan import fit
+from tests.builders import CATALOG, drive_to
 
 
 def slurm_unit(**changes) -> ReviewUnit:
@@ -149,3 +162,42 @@ def test_a_launch_waiting_for_an_approval_shows_the_approver_the_review():
     assert "Review before launch" in message and APPROVE in message and "num_gpus=4 instead of 8" in message
     rules = GateRules(approval="over", approvers=frozenset({"U9"}), platform_refusal="not yours")
     assert "Review before launch" not in str(render(intake_card(state, CATALOG, rules=rules, review=review)))
+
+
+# --------------------------------------------------------------------------- the review of each kind of thread
+
+
+def _stored(tmp_path, state):
+    store = Store(tmp_path / "taobot.db", SecretBox(load_or_create_key(None, tmp_path / "taobot.db.key")))
+    store.save_intake(state, state.owner, "start")
+    return store, SimpleNamespace(store=store, catalog=CATALOG, credential_values=lambda s: {})
+
+
+def test_an_automl_threads_review_counts_its_trials_at_once_and_names_what_it_searches(tmp_path):
+    model = automl_models(CATALOG)[0]
+    state = drive_to(Step.COMPLETE, "slurm", model).model_copy(update={"kind": "automl"})
+    store, desk = _stored(tmp_path, state)
+    plan = default_plan(automl_support(CATALOG, model), state.id).with_changes(trials=6, parallel=2, epochs=3)
+    AutomlRows(store).save_plan(plan)
+
+    (unit,) = plan_units(desk, state)
+    assert (unit.label, unit.count, unit.at_once, unit.epochs, unit.waves) == ("trial", 6, 2, 3, 3)
+    assert all(f"`{key}`" in unit.notes[0] for key in plan.params) and plan.metric in unit.notes[0]
+
+
+def test_a_workflow_threads_review_has_a_unit_per_stage_with_its_own_image_and_device(tmp_path):
+    plan = fit(embedded_workflows()["train-eval-export"], "dino", CATALOG)
+    state = drive_to(Step.COMPLETE, "slurm", "dino").model_copy(update={"kind": "workflow"})
+    store, desk = _stored(tmp_path, state)
+    images = {
+        s.base: {"default": f"nvcr.io/nvidia/tao/{s.base}:1", "source": "test", "chosen": None} for s in plan.stages
+    }
+    images[plan.stages[-1].base]["chosen"] = "nvcr.io/nvidia/tao/mine:2"
+    store.add_workflow_run(state.id, "train-eval-export", "dino", plan_to_json(plan), images)
+
+    units = plan_units(desk, state)
+    assert [u.label.split(": ")[1].split(" (")[0] for u in units] == [s.name for s in plan.stages]
+    assert units[0].image == f"nvcr.io/nvidia/tao/{plan.stages[0].base}:1"
+    assert units[-1].image == "nvcr.io/nvidia/tao/mine:2"
+    for unit, stage in zip(units, plan.stages):
+        assert (unit.gpus_per_node > 0) == (stage.device == "gpu")

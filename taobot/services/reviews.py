@@ -1,4 +1,5 @@
-"""The review of a single launch, from its stored state: the facts `taobot.review.build_review` needs.
+"""The review of what a thread's Launch runs (one launch, an AutoML search's trials, a workflow's stages), from
+the stored state: the facts `taobot.review.build_review` needs.
 
 Shown on the card once preflight passed, where *Launch* is, so that nothing is created before a person has
 seen the platform, the exact image, the shape, the datasets, what differs from the defaults, and the time
@@ -8,9 +9,13 @@ the platform's default), read from the thread's held values like the launch itse
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from taobot.intake import IntakeState, compute_defaults, dataset_inputs, platform_of, status_interval
 from taobot.review import Review, ReviewUnit, build_review
 from taobot.services.policy_checks import SLURM_TIME, wall_hours
+from taobot.services.workflow_runs import plan_from_json
+from taobot.store.automl import AutomlRows
 
 
 def monitoring_text(state: IntakeState, catalog) -> str:
@@ -62,18 +67,57 @@ def single_unit(desk, state: IntakeState) -> ReviewUnit | None:
     )
 
 
+def plan_units(desk, state: IntakeState) -> list[ReviewUnit]:
+    """What the thread's Launch will run, as review units: one launch; an AutoML search's trials (each the
+    launch's shape, `parallel` at once); a workflow's stages from where this run starts, one after another."""
+    unit = single_unit(desk, state)
+    if unit is None:
+        return []
+    if state.kind == "automl":
+        plan = AutomlRows(desk.store).plan(state.id)
+        if plan is None:
+            return [unit]
+        best = "highest" if plan.higher_is_better else "lowest"
+        searched = ", ".join(f"`{key}`" for key in plan.params) or "no parameter yet"
+        note = f"{plan.algorithm} search over {searched} for the {best} `{plan.metric}`"
+        return [
+            replace(unit, label="trial", count=plan.trials, at_once=plan.parallel, epochs=plan.epochs, notes=(note,))
+        ]
+    if state.kind == "workflow":
+        run = desk.store.workflow_run(state.id)
+        if run is None:
+            return [unit]
+        units = []
+        for stage in plan_from_json(run.plan).stages[run.start_index :]:
+            image = run.images.get(stage.base) or {}
+            on_gpus = stage.device == "gpu"
+            units.append(
+                replace(
+                    unit,
+                    label=f"stage {stage.index + 1}: {stage.name} ({stage.model} {stage.action})",
+                    image=image.get("chosen") or image.get("default") or unit.image,
+                    gpus_per_node=unit.gpus_per_node if on_gpus else 0,
+                    nodes=unit.nodes if on_gpus else 1,
+                    notes=tuple(f"sets `{key}={value}`" for key, value in stage.overrides.items()),
+                )
+            )
+        return units or [unit]
+    return [unit]
+
+
 def launch_review(desk, state: IntakeState) -> Review | None:
     """The review for the card of a launch whose preflight passed; None before that (nothing to review yet)."""
     record = state.preflight
     if state.status != "complete" or record is None or record.status != "passed":
         return None
-    unit = single_unit(desk, state)
-    if unit is None:
+    units = plan_units(desk, state)
+    if not units:
         return None
+    what = {"automl": "AutoML search", "workflow": "workflow"}.get(state.kind, state.action)
     threshold = desk.policy.approvals.gpu_hours_over
     return build_review(
-        [unit],
-        title=f"{state.model} {state.action} on {unit.platform}",
+        units,
+        title=f"{state.model} {what} on {units[0].platform}",
         monitoring=monitoring_text(state, desk.catalog),
         gpu_hours_limit=threshold,
         gpu_hours_limit_source="the operator's approval threshold (policy `approvals.gpu_hours_over`)",
