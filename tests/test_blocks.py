@@ -373,6 +373,8 @@ def test_help_message_is_valid_and_lists_platforms_and_models():
     text = "".join(_section_texts(message["blocks"]))
     for name in [*CATALOG.platforms, *CATALOG.models]:
         assert name in text
+    for command in ("/tao automl <model>", "/tao workflow train-eval-export", "relaunch num_gpus=16", " on slurm "):
+        assert command in text, command
 
 
 def test_status_message_with_many_intakes_is_valid():
@@ -523,5 +525,3 @@ def test_superseded_preflight_card_keeps_its_results_and_loses_its_buttons():
     assert _buttons(old) == {}
     assert "Superseded" in _card_text(old) and "SSH login" in _card_text(old)
     assert "superseded" in old["text"]
-    for command in ("/tao automl <model>", "/tao workflow train-eval-export", "relaunch num_gpus=16", " on slurm "):
-        assert command in text, command
