@@ -146,6 +146,23 @@ def complete_intake(
     return thread
 
 
+def give_slurm_login(thread: Thread, hf_token: str | None = None, cpus: int = 1) -> None:
+    """The SLURM form filled in as a person does (the lab's login node; their key from their own folder), the
+    model's token too when given, and the job's CPUs per task (a setting the node's size needs)."""
+    values = {
+        "cred_SSH_KEY_PATH": lab_key_for(thread.person),
+        "cred_SLURM_USER": LAB["TAOBOT_TEST_SSH_USER"],
+        "cred_SLURM_HOSTNAME": f"127.0.0.1:{LAB['TAOBOT_TEST_SSH_PORT']}",
+        "cred_SLURM_PARTITION": LAB["TAOBOT_TEST_SLURM_PARTITION"],
+    }
+    if hf_token:
+        values["cred_HF_TOKEN"] = hf_token
+    thread.submit(thread.open_modal(B.OPEN_CREDENTIALS), values)
+    thread.wait_card("`HF_TOKEN` set" if hf_token else "`SLURM_PARTITION` set")
+    thread.submit(thread.open_modal(OPEN_SETTINGS), {"cred_SLURM_CPUS_PER_TASK": str(cpus)})
+    thread.wait_reply("SLURM_CPUS_PER_TASK is set.")
+
+
 def lab_key_for(person: SlackUser) -> str:
     """The lab's login key, copied into this person's own key folder (TAOBOT_SSH_KEY_ROOT/<user id>/, 0600):
     from Slack a key file is accepted only there."""

@@ -16,12 +16,11 @@ import time
 
 import pytest
 
-from taobot.intake.intents import OPEN_SETTINGS
 from taobot.slack import blocks as B
 from taobot.slack.automl_cards import AUTOML_TRAIN_BEST
 from tests.harness import SlackUser, Thread, blocks_text, intake_id_of
 from tests.polling import wait_until
-from tests.slurm_flow import HF_SECRET, LAB, lab_key_for, scenario, slurm_bot, ssh  # noqa: F401 - slurm_bot
+from tests.slurm_flow import HF_SECRET, LAB, give_slurm_login, scenario, slurm_bot, ssh  # noqa: F401 - slurm_bot
 
 pytestmark = pytest.mark.slurm
 
@@ -63,20 +62,7 @@ def walk_intake(thread: Thread, root: str) -> None:
     """The train intake of the search: platform, monitoring, credentials, image, datasets, compute per trial."""
     thread.say("platform=slurm monitor=yes interval=1")
     thread.wait_card("*Platform:* SLURM")
-    view = thread.open_modal(B.OPEN_CREDENTIALS)
-    thread.submit(
-        view,
-        {
-            "cred_SSH_KEY_PATH": lab_key_for(thread.person),
-            "cred_SLURM_USER": LAB["TAOBOT_TEST_SSH_USER"],
-            "cred_SLURM_HOSTNAME": f"127.0.0.1:{LAB['TAOBOT_TEST_SSH_PORT']}",
-            "cred_SLURM_PARTITION": LAB["TAOBOT_TEST_SLURM_PARTITION"],
-            "cred_HF_TOKEN": HF_SECRET,
-        },
-    )
-    thread.wait_card("`HF_TOKEN` set")
-    thread.submit(thread.open_modal(OPEN_SETTINGS), {"cred_SLURM_CPUS_PER_TASK": "1"})
-    thread.wait_reply("SLURM_CPUS_PER_TASK is set.")
+    give_slurm_login(thread, HF_SECRET)
     thread.press(B.IMAGE_USE_DEFAULT)
     thread.wait_card("(default, confirmed)")
     thread.say(f"train={root} eval={root} num_gpus=1 num_nodes=1")

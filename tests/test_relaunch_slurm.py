@@ -14,14 +14,13 @@ import sqlite3
 
 import pytest
 
-from taobot.intake.intents import OPEN_SETTINGS
 from taobot.slack import blocks as B
 from taobot.slack import forms as F
 from tests.harness import SlackUser, Thread, intake_id_of
 from tests.slurm_flow import (  # noqa: F401 - slurm_bot is a fixture
     HF_SECRET,
     LAB,
-    lab_key_for,
+    give_slurm_login,
     press_launch,
     scenario,
     slurm_bot,
@@ -39,17 +38,8 @@ def save_slurm_settings(person: SlackUser) -> None:
     thread = person.launch("cosmos-rl")
     thread.say("platform=slurm")
     thread.wait_card("*Platform:* SLURM")
-    values = {
-        "cred_SSH_KEY_PATH": lab_key_for(person),
-        "cred_SLURM_USER": LAB["TAOBOT_TEST_SSH_USER"],
-        "cred_SLURM_HOSTNAME": f"127.0.0.1:{LAB['TAOBOT_TEST_SSH_PORT']}",
-        "cred_SLURM_PARTITION": LAB["TAOBOT_TEST_SLURM_PARTITION"],
-    }
-    thread.submit(thread.open_modal(B.OPEN_CREDENTIALS), values)
-    thread.wait_card("`SLURM_PARTITION` set")
     # The job's size fits the test node (its CPUs): an optional setting, saved for the next launch like the rest.
-    thread.submit(thread.open_modal(OPEN_SETTINGS), {"cred_SLURM_CPUS_PER_TASK": "1"})
-    thread.wait_reply("SLURM_CPUS_PER_TASK is set.")
+    give_slurm_login(thread)
     thread.say("cancel")
     thread.wait_card("Cancelled")
 

@@ -15,12 +15,11 @@ import uuid
 
 import pytest
 
-from taobot.intake.intents import OPEN_SETTINGS
 from taobot.slack import blocks as B
 from taobot.workflows.views import RESUME
 from tests.harness import SlackUser, Thread
 from tests.polling import wait_until
-from tests.slurm_flow import LAB, lab_key_for, slurm_bot, ssh  # noqa: F401 - slurm_bot is a fixture
+from tests.slurm_flow import LAB, give_slurm_login, slurm_bot, ssh  # noqa: F401 - slurm_bot is a fixture
 from tests.test_workflow_docker import launch_posts, open_workflow, pipeline_card, read_sha
 
 pytestmark = pytest.mark.slurm
@@ -41,16 +40,7 @@ def dino_workflow(person: SlackUser, train: str, evaluate: str) -> Thread:
     thread = open_workflow(person, "workflow train-eval-export dino")
     thread.say("platform=slurm monitor=yes interval=60")
     thread.wait_card("*Platform:* SLURM")
-    values = {
-        "cred_SSH_KEY_PATH": lab_key_for(person),
-        "cred_SLURM_USER": LAB["TAOBOT_TEST_SSH_USER"],
-        "cred_SLURM_HOSTNAME": f"127.0.0.1:{LAB['TAOBOT_TEST_SSH_PORT']}",
-        "cred_SLURM_PARTITION": LAB["TAOBOT_TEST_SLURM_PARTITION"],
-    }
-    thread.submit(thread.open_modal(B.OPEN_CREDENTIALS), values)
-    thread.wait_card("`SLURM_PARTITION` set")
-    thread.submit(thread.open_modal(OPEN_SETTINGS), {"cred_SLURM_CPUS_PER_TASK": "1"})
-    thread.wait_reply("SLURM_CPUS_PER_TASK is set.")
+    give_slurm_login(thread)
     thread.press(B.IMAGE_USE_DEFAULT)
     thread.wait_card("(default, confirmed)")
     thread.say(f"train={train} eval={evaluate} num_gpus=1 num_nodes=1")
