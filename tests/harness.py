@@ -150,6 +150,11 @@ class SlackUser:
         return resp
 
     def launch(self, model: str, action: str = "train") -> "Thread":
+        return self.open_thread(f"launch {model} {action}")
+
+    def open_thread(self, text: str) -> "Thread":
+        """`/tao <text>` that opens a thread (`launch …`, `automl …`, `workflow …`): the thread of its card."""
+
         def posted(c):
             # the card is a new root message; other threads' replies may be posted meanwhile
             return (
@@ -160,7 +165,7 @@ class SlackUser:
             )
 
         before = len([c for c in self.slack.calls if posted(c)])
-        resp = self.slash(f"launch {model} {action}")
+        resp = self.slash(text)
         assert resp.elapsed < 3.0, f"ack took {resp.elapsed:.2f}s"
         card = self.slack.wait_for(posted, count=before + 1, timeout=45)[before]
         ts = card.response["ts"]

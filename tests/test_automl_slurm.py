@@ -18,7 +18,7 @@ import pytest
 
 from taobot.slack import blocks as B
 from taobot.slack.automl_cards import AUTOML_TRAIN_BEST
-from tests.harness import SlackUser, Thread, blocks_text, intake_id_of
+from tests.harness import SlackUser, Thread, blocks_text
 from tests.polling import wait_until
 from tests.slurm_flow import HF_SECRET, LAB, give_slurm_login, scenario, slurm_bot, ssh  # noqa: F401 - slurm_bot
 
@@ -31,20 +31,7 @@ def known_loss(lr: float) -> float:
 
 
 def open_automl(person: SlackUser, model: str = "cosmos-rl") -> Thread:
-    def posted(c):
-        return (
-            c.method == "chat.postMessage"
-            and c.ok
-            and "thread_ts" not in c.params
-            and "TAO launch:" in blocks_text(c.params)
-        )
-
-    before = len([c for c in person.slack.calls if posted(c)])
-    person.slash(f"automl {model}")
-    card = person.slack.wait_for(posted, count=before + 1, timeout=45)[before]
-    ts = card.response["ts"]
-    thread = Thread(person, ts, ts, intake_id_of(card.params))
-    person.bot.wait_saved(thread.intake_id, ts)
+    thread = person.open_thread(f"automl {model}")
     experiment_card(thread)
     return thread
 

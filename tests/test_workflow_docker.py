@@ -21,7 +21,7 @@ import pytest
 from taobot.catalog import find_model, resolve_image
 from tests.builders import CATALOG
 from tests.dockerd import private_dockerd
-from tests.harness import BotProcess, SlackUser, Thread, blocks_text, intake_id_of
+from tests.harness import BotProcess, SlackUser, Thread, blocks_text
 from tests.polling import wait_until
 from tests.test_backend_docker import standin_rootfs
 from tests.test_policy_slack import preflight_text
@@ -61,18 +61,7 @@ def hooked_daemon(tmp_path_factory):
 
 def open_workflow(person: SlackUser, text: str) -> Thread:
     """`/tao <text>` (e.g. `workflow train-eval-export dino`): the thread of its intake card."""
-
-    def posted(c):
-        card = c.method == "chat.postMessage" and c.ok and "thread_ts" not in c.params
-        return card and "TAO launch:" in blocks_text(c.params)
-
-    before = len([c for c in person.slack.calls if posted(c)])
-    person.slash(text)
-    card = person.slack.wait_for(posted, count=before + 1, timeout=45)[before]
-    ts = card.response["ts"]
-    thread = Thread(person, ts, ts, intake_id_of(card.params))
-    person.bot.wait_saved(thread.intake_id, ts)
-    return thread
+    return person.open_thread(text)
 
 
 def pipeline_card(thread: Thread) -> str:
