@@ -138,7 +138,8 @@ def test_a_cancelled_running_job_ended_by_a_signal_not_with_exit_code_zero(backe
     wait(backend, ref, lambda s: s.state is JobState.RUNNING)
     assert backend.poll([ref])[ref.job_id].exit_code is None  # sacct's 0:0 of a running job is no exit code
     backend.cancel(ref)
-    final = wait(backend, ref, lambda s: s.state.terminal, 60)
+    # The job reads CANCELLED a moment before sacct records its batch step's signal (0:15): wait for that.
+    final = wait(backend, ref, lambda s: s.state.terminal and s.reason is not None, 60)
     assert final.state is JobState.CANCELLED and final.native.startswith("CANCELLED"), final
     assert final.exit_code is None and final.reason == "ended by signal 15 (SIGTERM)", final
     row = launch_record(

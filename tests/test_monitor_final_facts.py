@@ -126,6 +126,9 @@ def test_a_hold_reason_and_a_running_exit_code_do_not_survive_into_the_final_rep
     cycle_until(monitor, store, run_id, lambda r: r.state is JobState.RUNNING)
     assert store.get_launch(run_id).exit_code is None  # sacct's 0:0 while running is stored as nothing
     backend.cancel(running)
+    # sacct records the batch step's signal (0:15) a moment after the job reads CANCELLED; the monitor posts its
+    # final at the first terminal poll, so it is asked only once the cluster's accounting has the signal.
+    wait(backend, running, lambda s: s.state.terminal and s.reason is not None, 60)
     row = cycle_until(monitor, store, run_id, lambda r: r.ended_at is not None)
     assert row.state is JobState.CANCELLED and row.exit_code is None, row
     text = final_text(slack, run_id)
