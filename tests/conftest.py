@@ -7,6 +7,7 @@ import pytest
 
 from tests.fakes import FakeSlackAPI
 from tests.harness import BOT_TOKEN, BotProcess, SlackUser
+from tests.lab import slurm_lane
 
 _REPO = Path(__file__).resolve().parents[1]
 _SNAPSHOTS = [
@@ -21,12 +22,27 @@ collect_ignore = [] if _WANTED else ["test_skill_bank_snapshots.py"]
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups off the items
 def pytest_collection_modifyitems(config, items):
-    # The SLURM cluster has one test user, and its tests cancel that user's jobs and read the sshd log:
+    # The SLURM cluster's tests cancel their user's jobs, fill or drain its one node and read the sshd log:
     # under pytest-xdist (`--dist loadgroup`) every `slurm` test runs on one worker, one after another,
     # beside the rest of the suite on the others.
-    for item in items:
-        if item.get_closest_marker("slurm"):
-            item.add_marker(pytest.mark.xdist_group("slurm"))
+    if config.pluginmanager.has_plugin("xdist"):
+        for item in items:
+            if item.get_closest_marker("slurm"):
+                item.add_marker(pytest.mark.xdist_group("slurm"))
+    # A `slurm_lane(N)` module touches only its own user's jobs and logins. tests/run.sh runs lanes 1 and 2
+    # side by side (as two cluster users) once nothing else uses the cluster; this process runs one lane.
+    lane = slurm_lane()
+    if lane is not None:
+        kept = [item for item in items if lane_of(item) == lane]
+        dropped = [item for item in items if lane_of(item) != lane]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = kept
+
+
+def lane_of(item) -> int | None:
+    mark = item.get_closest_marker("slurm_lane")
+    return int(mark.args[0]) if mark and mark.args else None
 
 
 @pytest.fixture

@@ -19,7 +19,21 @@ def services() -> dict[str, str]:
         if line.startswith("export ") and "=" in line:
             name, _, value = line[len("export ") :].partition("=")
             values[name] = value.strip().strip("'\"")
+    if slurm_lane() == 2:
+        # The second lane logs in and submits as the lab's second user, so its jobs and logins are its own.
+        for name in LANE_2_USER:
+            values[name] = values.get(name + "2", "")
     return values
+
+
+# What makes a test the second cluster user: the login, its key (tests/services/lib/ssh-slurm.sh).
+LANE_2_USER = ("TAOBOT_TEST_SSH_USER", "TAOBOT_TEST_SSH_KEY", "TAOBOT_TEST_SSH_PUBKEY")
+
+
+def slurm_lane() -> int | None:
+    """The lane this pytest process runs (TAOBOT_TEST_SLURM_LANE, set by tests/run.sh), or None: every test."""
+    lane = os.environ.get("TAOBOT_TEST_SLURM_LANE", "")
+    return int(lane) if lane.isdigit() else None
 
 
 def require(*names: str) -> dict[str, str]:

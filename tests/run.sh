@@ -29,7 +29,28 @@ else
   echo "tests/run.sh: no skill-bank snapshots at $SEED_BANK or $TODAY_BANK: tests/test_skill_bank_snapshots.py is not run" >&2
   set -- --ignore=tests/test_skill_bank_snapshots.py "$@"
 fi
-# Test files run in parallel: the SLURM ones (marked `slurm`, one shared cluster user) as one group on one
-# worker, the rest beside them (tests/conftest.py). TAOBOT_TEST_WORKERS=1 runs them one after another.
+# Test files run in parallel. First everything but the SLURM lanes: the SLURM tests that need the cluster to
+# themselves (they fill or drain its one node, stop its sshd, read its log) as one group on one worker, the
+# rest beside them. Then the two lanes side by side, each as its own cluster user: tests marked
+# `slurm_lane(N)` touch only their user's jobs and logins (tests/conftest.py). TAOBOT_TEST_WORKERS=1 runs the
+# first part one test after another.
 WORKERS=${TAOBOT_TEST_WORKERS:-3}
-exec .venv/bin/python -m pytest -q -n "$WORKERS" --dist loadgroup --durations=20 "$@"
+PYTEST=(.venv/bin/python -m pytest -q --durations=20)
+passed() { [ "$1" = 0 ] || [ "$1" = 5 ]; } # 5: nothing collected (the arguments named no test of that part)
+rc=0
+"${PYTEST[@]}" -n "$WORKERS" --dist loadgroup -m "not slurm_lane" "$@" || rc=$?
+passed "$rc" || failed=1
+LANE2_LOG=$(mktemp)
+TAOBOT_TEST_SLURM_LANE=2 "${PYTEST[@]}" -p no:xdist -p no:cacheprovider "$@" > "$LANE2_LOG" 2>&1 &
+lane2=$!
+echo "== SLURM lane 1 (lane 2 runs beside it; its output follows)"
+rc=0
+TAOBOT_TEST_SLURM_LANE=1 "${PYTEST[@]}" -p no:xdist "$@" || rc=$?
+passed "$rc" || failed=1
+rc=0
+wait "$lane2" || rc=$?
+echo "== SLURM lane 2"
+cat "$LANE2_LOG"
+rm -f "$LANE2_LOG"
+passed "$rc" || failed=1
+exit "${failed:-0}"

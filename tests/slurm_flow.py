@@ -75,7 +75,7 @@ def minute_seconds(request) -> float:
 
 @pytest.fixture
 def slurm_bot(tmp_path, slack, request):
-    cancel_taobot_jobs()  # an idle node, so queue positions are what each test arranges
+    cancel_taobot_jobs()  # none of this user's jobs left from an earlier test: queue positions are what it arranges
     bot = BotProcess(
         tmp_path,
         slack,

@@ -13,7 +13,7 @@ from tests.harness import SIGNING_SECRET, SlackUser, blocks_text
 from tests.polling import wait_until
 from tests.slurm_flow import launch, scenario, slurm_bot, wait_final  # noqa: F401 - slurm_bot is a fixture
 
-pytestmark = pytest.mark.slurm  # the buttons act on a real SLURM job
+pytestmark = [pytest.mark.slurm, pytest.mark.slurm_lane(2)]  # the buttons act on a real SLURM job
 
 OTHER_USER = "U0TAOOTHER"
 OTHER_CHANNEL = "C0TAOPRIV2"

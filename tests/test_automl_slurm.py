@@ -22,7 +22,10 @@ from tests.harness import SlackUser, Thread, blocks_text
 from tests.polling import wait_until
 from tests.slurm_flow import HF_SECRET, LAB, give_slurm_login, scenario, slurm_bot, ssh  # noqa: F401 - slurm_bot
 
-pytestmark = pytest.mark.slurm
+pytestmark = [
+    pytest.mark.slurm,
+    pytest.mark.slurm_lane(1),
+]  # the test cluster, as lane 1's own user: see tests/conftest.py
 
 
 def known_loss(lr: float) -> float:

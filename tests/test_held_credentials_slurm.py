@@ -19,7 +19,10 @@ from tests.slurm_flow import (  # noqa: F401 - slurm_bot is a fixture
     ssh,
 )
 
-pytestmark = pytest.mark.slurm  # the shared test cluster: see tests/conftest.py
+pytestmark = [
+    pytest.mark.slurm,
+    pytest.mark.slurm_lane(1),
+]  # the test cluster, as lane 1's own user: see tests/conftest.py
 
 UNCHECKED_HOST = "127.0.0.1:1"  # nothing listens there: a launch sent to it fails
 

@@ -30,7 +30,10 @@ from tests.fakes import FakeSlackAPI
 from tests.harness import BOT_TOKEN
 from tests.lab import require, ssh_command
 
-pytestmark = pytest.mark.slurm  # the shared test cluster: see tests/conftest.py
+pytestmark = [
+    pytest.mark.slurm,
+    pytest.mark.slurm_lane(2),
+]  # the test cluster, as lane 2's own user: see tests/conftest.py
 
 LAB = require("TAOBOT_TEST_SSH_USER", "TAOBOT_TEST_SSH_PORT", "TAOBOT_TEST_SSH_KEY", "TAOBOT_TEST_SLURM_PARTITION")
 OWNER = "U0MONTHREADS"

@@ -19,7 +19,10 @@ from tests.harness import SlackUser, blocks_text
 from tests.polling import wait_until
 from tests.slurm_flow import launch, scenario, slurm_bot, ssh, status_posts  # noqa: F401 - slurm_bot is a fixture
 
-pytestmark = pytest.mark.slurm  # the shared test cluster: see tests/conftest.py
+pytestmark = [
+    pytest.mark.slurm,
+    pytest.mark.slurm_lane(2),
+]  # the test cluster, as lane 2's own user: see tests/conftest.py
 
 
 def test_a_silent_stretch_is_handed_out_once_for_recording_and_restored_as_it_was():

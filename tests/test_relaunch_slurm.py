@@ -29,7 +29,10 @@ from tests.slurm_flow import (  # noqa: F401 - slurm_bot is a fixture
 )
 from tests.test_retry_slurm import launched_ids, wait_launch_after
 
-pytestmark = pytest.mark.slurm
+pytestmark = [
+    pytest.mark.slurm,
+    pytest.mark.slurm_lane(2),
+]  # the test cluster, as lane 2's own user: see tests/conftest.py
 OTHER = "U0TAOOTHER"
 
 

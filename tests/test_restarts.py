@@ -15,7 +15,10 @@ import pytest
 from tests.harness import SlackUser
 from tests.slurm_flow import launch, scenario, slurm_bot, status_posts, wait_final  # noqa: F401 - slurm_bot is a fixture
 
-pytestmark = pytest.mark.slurm  # the shared test cluster: see tests/conftest.py
+pytestmark = [
+    pytest.mark.slurm,
+    pytest.mark.slurm_lane(1),
+]  # the test cluster, as lane 1's own user: see tests/conftest.py
 
 # A status-interval minute of 20 s in the bot (see slurm_flow.MINUTE_S): each restart below is over well
 # inside one interval, so "no slot skipped" holds for the reason it would at real minutes.

@@ -171,6 +171,7 @@ def test_kill_9_restart_and_ssh_outage_lose_no_update_and_post_none_twice(slurm_
     assert 1 in posts and outage_slot in posts
 
 
+@pytest.mark.slurm_lane(2)  # only its own jobs: it may run beside the other lane
 def test_launch_without_monitoring_posts_the_durable_status_command(slurm_bot):
     person = SlackUser(slurm_bot)
     root = scenario("quiet", TAO_STANDIN_SLEEP="1", TAO_STANDIN_EPOCHS="1")
@@ -187,6 +188,7 @@ def test_launch_without_monitoring_posts_the_durable_status_command(slurm_bot):
     assert not status_posts(thread, launch_id)
 
 
+@pytest.mark.slurm_lane(2)  # only its own jobs: it may run beside the other lane
 def test_launch_through_a_bastion_submits_to_every_partition_given(slurm_bot, slack):
     # The operator's SSH config puts the login node behind a bastion (the test sshd, in front of itself).
     config = slurm_bot.extra_env["TAOBOT_SSH_CONFIG"]

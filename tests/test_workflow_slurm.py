@@ -22,7 +22,10 @@ from tests.polling import wait_until
 from tests.slurm_flow import LAB, give_slurm_login, slurm_bot, ssh  # noqa: F401 - slurm_bot is a fixture
 from tests.test_workflow_docker import launch_posts, open_workflow, pipeline_card, read_sha
 
-pytestmark = pytest.mark.slurm
+pytestmark = [
+    pytest.mark.slurm,
+    pytest.mark.slurm_lane(2),
+]  # the test cluster, as lane 2's own user: see tests/conftest.py
 
 
 def dino_root(name: str, **env: str) -> str:
