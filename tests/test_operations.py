@@ -8,10 +8,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 from taobot.slack import blocks as B
 from tests.harness import BotProcess, SlackUser
@@ -227,6 +230,7 @@ def test_database_in_a_read_only_folder_is_named():
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")  # a stop that breaks its loop
 def test_socket_mode_serves_health_and_metrics_on_their_own_port(tmp_path, slack):
     """In Socket Mode there is no Slack HTTP endpoint; probes get a separate port."""
     from taobot.catalog import load_catalog
@@ -271,3 +275,7 @@ def test_socket_mode_serves_health_and_metrics_on_their_own_port(tmp_path, slack
     finally:
         server.close()
         runtime.stop()
+    health = [t for t in threading.enumerate() if t.name == "health"]
+    assert not health, "the health server's thread outlived close()"
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)

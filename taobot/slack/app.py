@@ -457,13 +457,31 @@ def health_app(runtime: Runtime):
     return application
 
 
-def serve_health_in_background(runtime: Runtime, host: str, port: int):
+class HealthServer:
+    """The probes' server on its own thread; `close()` stops it from any thread."""
+
+    def __init__(self, server, thread: threading.Thread) -> None:
+        self._server = server
+        self._thread = thread
+
+    def close(self, timeout: float = 5.0) -> None:
+        from waitress import wasyncore
+
+        # Its sockets are closed on its own loop's thread: closed from here, the loop's select() would be left
+        # holding a closed descriptor. With nothing left in its map, the loop returns.
+        self._server.trigger.pull_trigger(lambda: wasyncore.close_all(self._server._map))
+        self._thread.join(timeout)
+        self._server.task_dispatcher.shutdown()
+
+
+def serve_health_in_background(runtime: Runtime, host: str, port: int) -> HealthServer:
     import waitress.server
 
     server = waitress.server.create_server(health_app(runtime), host=host, port=port, threads=2, ident="taobot")
-    threading.Thread(target=server.run, name="health", daemon=True).start()
+    thread = threading.Thread(target=server.run, name="health", daemon=True)
+    thread.start()
     log.info("health and metrics on http://%s:%d (/healthz, /readyz, /metrics)", host, port)
-    return server
+    return HealthServer(server, thread)
 
 
 # waitress for HTTP mode. A request holds a worker only while Bolt verifies, parses and acks it (the work
