@@ -8,7 +8,7 @@ also its own process), over real HTTP on 127.0.0.1:
              the card redrawn and answered after the ack), `/tao status` (answered in the ack) and new launches
              (`/tao launch`, the card posted after the ack), 3:1:1, in a fixed shuffled order.
   baseline - a minimal Bolt app that only acks (the command with a line of text, events with nothing), served by
-             the same HTTP server taobot uses (taobot.slack.app.serve_wsgi), the same requests.
+             the same HTTP server taobot uses (taobot.slack.serve.serve_wsgi), the same requests.
   dev      - the same minimal app on Bolt's own development server (`app.start()`), the same requests.
 Latency is from opening the connection to the last byte of the answer (Connection: close, as a new request each).
 Printed per server: p50/p95/p99/max and errors (connection errors, resets, non-200 answers, answers over Slack's
@@ -99,7 +99,7 @@ def serve_baseline(kind: str, port: int, slack_url: str) -> None:
         return
     from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-    from taobot.slack.app import serve_wsgi
+    from taobot.slack.serve import serve_wsgi
 
     serve_wsgi(SlackRequestHandler(app, path=PATH), "127.0.0.1", port)
 

@@ -364,7 +364,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     logs.configure(settings.log_level, settings.log_format)
     from taobot.policy import policy_for
-    from taobot.slack.app import build_app, serve_http, serve_socket_mode
+    from taobot.slack.app import build_app
+    from taobot.slack.serve import serve_health_in_background, serve_http, serve_socket_mode
 
     catalog = _catalog(settings)
     policy = policy_for(settings, catalog)  # a bad policy file stops the bot here, before anything starts
@@ -380,8 +381,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.http:
             serve_http(runtime, args.host, args.port)
         else:
-            from taobot.slack.app import serve_health_in_background
-
             serve_health_in_background(runtime, settings.health_host, settings.health_port)
             serve_socket_mode(runtime, settings.slack_app_token.get_secret_value())
     except KeyboardInterrupt:

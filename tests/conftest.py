@@ -29,8 +29,8 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if item.get_closest_marker("slurm"):
                 item.add_marker(pytest.mark.xdist_group("slurm"))
-    # A `slurm_lane(N)` module touches only its own user's jobs and logins. tests/run.sh runs lanes 1 and 2
-    # side by side (as two cluster users) once nothing else uses the cluster; this process runs one lane.
+    # A `slurm_lane(N)` module touches only its own user's jobs and logins. tests/run.sh runs the lanes
+    # side by side (each as its own cluster user) once nothing else uses the cluster; this process runs one lane.
     lane = slurm_lane()
     if lane is not None:
         kept = [item for item in items if lane_of(item) == lane]

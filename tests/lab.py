@@ -19,15 +19,16 @@ def services() -> dict[str, str]:
         if line.startswith("export ") and "=" in line:
             name, _, value = line[len("export ") :].partition("=")
             values[name] = value.strip().strip("'\"")
-    if slurm_lane() == 2:
-        # The second lane logs in and submits as the lab's second user, so its jobs and logins are its own.
-        for name in LANE_2_USER:
-            values[name] = values.get(name + "2", "")
+    lane = slurm_lane()
+    if lane is not None and lane > 1:
+        # Lane N (from 2 on) logs in and submits as the lab's user of that lane: its jobs and logins are its own.
+        for name in LANE_USER:
+            values[name] = values.get(f"{name}{lane}", "")
     return values
 
 
-# What makes a test the second cluster user: the login, its key (tests/services/lib/ssh-slurm.sh).
-LANE_2_USER = ("TAOBOT_TEST_SSH_USER", "TAOBOT_TEST_SSH_KEY", "TAOBOT_TEST_SSH_PUBKEY")
+# What makes a test a lane's cluster user: the login and its key (tests/services/lib/ssh-slurm.sh).
+LANE_USER = ("TAOBOT_TEST_SSH_USER", "TAOBOT_TEST_SSH_KEY", "TAOBOT_TEST_SSH_PUBKEY")
 
 
 def slurm_lane() -> int | None:

@@ -31,26 +31,33 @@ else
 fi
 # Test files run in parallel. First everything but the SLURM lanes: the SLURM tests that need the cluster to
 # themselves (they fill or drain its one node, stop its sshd, read its log) as one group on one worker, the
-# rest beside them. Then the two lanes side by side, each as its own cluster user: tests marked
-# `slurm_lane(N)` touch only their user's jobs and logins (tests/conftest.py). TAOBOT_TEST_WORKERS=1 runs the
-# first part one test after another.
+# rest beside them. Then the lanes side by side, each as its own cluster user: tests marked `slurm_lane(N)`
+# touch only their user's jobs and logins (tests/conftest.py). TAOBOT_TEST_WORKERS=1 runs the first part one
+# test after another.
 WORKERS=${TAOBOT_TEST_WORKERS:-3}
+LANES=3 # as many as tests/services has lane users (SSH_LANE_USERS, and lane 1's own)
 PYTEST=(.venv/bin/python -m pytest -q --durations=20)
 passed() { [ "$1" = 0 ] || [ "$1" = 5 ]; } # 5: nothing collected (the arguments named no test of that part)
+failed=0
 rc=0
 "${PYTEST[@]}" -n "$WORKERS" --dist loadgroup -m "not slurm_lane" "$@" || rc=$?
 passed "$rc" || failed=1
-LANE2_LOG=$(mktemp)
-TAOBOT_TEST_SLURM_LANE=2 "${PYTEST[@]}" -p no:xdist -p no:cacheprovider "$@" > "$LANE2_LOG" 2>&1 &
-lane2=$!
-echo "== SLURM lane 1 (lane 2 runs beside it; its output follows)"
+LANE_LOGS=$(mktemp -d)
+pids=()
+for lane in $(seq 2 "$LANES"); do
+  TAOBOT_TEST_SLURM_LANE=$lane "${PYTEST[@]}" -p no:xdist -p no:cacheprovider "$@" > "$LANE_LOGS/$lane" 2>&1 &
+  pids+=("$!")
+done
+echo "== SLURM lane 1 (lanes 2 to $LANES run beside it; their output follows)"
 rc=0
 TAOBOT_TEST_SLURM_LANE=1 "${PYTEST[@]}" -p no:xdist "$@" || rc=$?
 passed "$rc" || failed=1
-rc=0
-wait "$lane2" || rc=$?
-echo "== SLURM lane 2"
-cat "$LANE2_LOG"
-rm -f "$LANE2_LOG"
-passed "$rc" || failed=1
-exit "${failed:-0}"
+for lane in $(seq 2 "$LANES"); do
+  rc=0
+  wait "${pids[$((lane - 2))]}" || rc=$?
+  echo "== SLURM lane $lane"
+  cat "$LANE_LOGS/$lane"
+  passed "$rc" || failed=1
+done
+rm -rf "$LANE_LOGS"
+exit "$failed"

@@ -32,7 +32,7 @@ NOT_FROM_CORE = (
     "taobot.console",
 )
 # The entry point is where Slack is wired to the services; it is the one module outside slack/ that may import it.
-SLACK_WIRING = {"taobot.cli": {"taobot.slack.app"}}
+SLACK_WIRING = {"taobot.cli": {"taobot.slack.app", "taobot.slack.serve"}}
 MAX_FILE_LINES = 500
 MAX_CLASS_LINES = 250
 

@@ -236,7 +236,8 @@ def test_socket_mode_serves_health_and_metrics_on_their_own_port(tmp_path, slack
     from taobot.catalog import load_catalog
     from taobot.config import load_settings
     from taobot.secrets import SecretBox, load_or_create_key
-    from taobot.slack.app import build_app, make_client, serve_health_in_background
+    from taobot.slack.app import build_app, make_client
+    from taobot.slack.serve import serve_health_in_background
     from tests.harness import BOT_TOKEN, free_port
 
     settings = load_settings(

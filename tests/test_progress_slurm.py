@@ -116,7 +116,7 @@ def status_records(launch_dir: str) -> dict[int, dict]:
     return {r["epoch"]: r for r in map(json.loads, lines) if "epoch" in r}
 
 
-@pytest.mark.slurm_lane(2)  # only its own jobs: it may run beside the other lane
+@pytest.mark.slurm_lane(3)  # only its own jobs: it may run beside the other lanes
 def test_updates_show_epoch_loss_and_eta_as_written_and_the_final_gives_loss_validation_and_checkpoint(world):
     store, slack, monitor, backend, clock = world
     ref = submit(backend, make_spec({"standin_sleep": 4, "standin_epochs": 4}))
@@ -156,7 +156,7 @@ def test_updates_show_epoch_loss_and_eta_as_written_and_the_final_gives_loss_val
     assert ssh(f"test -f {checkpoint} && echo there").strip() == "there"
 
 
-@pytest.mark.slurm_lane(2)  # only its own jobs: it may run beside the other lane
+@pytest.mark.slurm_lane(3)  # only its own jobs: it may run beside the other lanes
 def test_a_job_whose_log_stops_growing_gets_no_output_said_in_updates_and_its_owner_told_once(world):
     store, slack, monitor, backend, clock = world
     ref = submit(backend, make_spec({"standin_sleep": 600, "standin_epochs": 1}))  # starts, then prints nothing
@@ -219,7 +219,7 @@ def test_a_job_pending_past_the_threshold_says_how_long_and_why(world):
     backend.cancel(blocker)
 
 
-@pytest.mark.slurm_lane(2)  # only its own jobs: it may run beside the other lane
+@pytest.mark.slurm_lane(3)  # only its own jobs: it may run beside the other lanes
 def test_the_poll_command_reads_records_metric_lines_and_checkpoints_on_the_login_node(world):
     """The one poll command as it runs on the cluster's own shell, tail, tr and awk, on files made to be hard."""
     from taobot.backends.base import JobRef

@@ -127,7 +127,7 @@ def test_a_node_failure_gets_retry_which_preflights_again_and_launches_a_linked_
         store.close()
 
 
-@pytest.mark.slurm_lane(1)  # only its own jobs: it may run beside the other lane
+@pytest.mark.slurm_lane(3)  # only its own jobs: it may run beside the other lanes
 def test_a_traceback_gets_no_retry_and_shows_its_frames_and_a_spec_error_is_configuration(slurm_bot, slack):
     person = SlackUser(slurm_bot)
     program_t, program = launch(
@@ -157,7 +157,7 @@ def test_a_traceback_gets_no_retry_and_shows_its_frames_and_a_spec_error_is_conf
     assert not preflight_cards(program_t)[1:]
 
 
-@pytest.mark.slurm_lane(1)  # only its own jobs: it may run beside the other lane
+@pytest.mark.slurm_lane(3)  # only its own jobs: it may run beside the other lanes
 def test_retry_infra_1_retries_an_infrastructure_failure_by_itself_once_then_stops(slurm_bot, slack):
     person = SlackUser(slurm_bot)
     root = scenario("auto", TAO_STANDIN_SLEEP="1", TAO_STANDIN_EPOCHS="1", TAO_STANDIN_FAILURE="nccl")
@@ -189,7 +189,7 @@ def test_retry_infra_1_retries_an_infrastructure_failure_by_itself_once_then_sto
         store.close()
 
 
-@pytest.mark.slurm_lane(1)  # only its own jobs: it may run beside the other lane
+@pytest.mark.slurm_lane(3)  # only its own jobs: it may run beside the other lanes
 def test_a_chain_of_ten_refuses_the_eleventh_and_a_failed_preflight_launches_nothing(slurm_bot, slack):
     person = SlackUser(slurm_bot)
     root = scenario("chain", TAO_STANDIN_SLEEP="1", TAO_STANDIN_EPOCHS="1", TAO_STANDIN_FAILURE="nccl")

@@ -34,12 +34,10 @@ from tests.slurm_flow import (  # noqa: F401, F811 - slurm_bot is a fixture
 pytestmark = pytest.mark.slurm  # the shared test cluster: see tests/conftest.py
 
 
-def test_jobs_reach_every_end_state_with_one_update_per_interval(slurm_bot, slack):
+def test_jobs_succeed_fail_queue_and_are_cancelled_with_one_update_per_interval(slurm_bot, slack):
     person = SlackUser(slurm_bot)
     ok_root = scenario("ok", TAO_STANDIN_SLEEP="4", TAO_STANDIN_EPOCHS="4")
     fail_root = scenario("fail", TAO_STANDIN_SLEEP="1", TAO_STANDIN_EXIT="1")
-    # SLURM's time limits are whole minutes of real time: the hung job runs into its 1-minute limit.
-    hung_root = scenario("hung", TAO_STANDIN_SLEEP="30", TAO_STANDIN_EPOCHS="10", TAO_STANDIN_IGNORE_TERM="1")
     long_root = scenario("long", TAO_STANDIN_SLEEP="30", TAO_STANDIN_EPOCHS="20")
     queued_root = scenario("queued", TAO_STANDIN_SLEEP="3", TAO_STANDIN_EPOCHS="2")
 
@@ -49,7 +47,6 @@ def test_jobs_reach_every_end_state_with_one_update_per_interval(slurm_bot, slac
     detached_at = time.time()
     ok_t, ok_id = launch(person, ok_root)
     fail_t, fail_id = launch(person, fail_root)
-    hung_t, hung_id = launch(person, hung_root, time_hours="0.0167", timeout_hours="0.008")
     # Needs every CPU of the node, so it waits behind the others: Pending (Resources).
     queued_t, queued_id = launch(person, queued_root, cpus=int(LAB["TAOBOT_TEST_SLURM_CPUS_PER_NODE"]))
 
@@ -59,9 +56,6 @@ def test_jobs_reach_every_end_state_with_one_update_per_interval(slurm_bot, slac
     fail_t.press_on_reply(B.RELAUNCH, "Failed")
     fail_t.wait_reply("Same inputs, ready to go again")
     fail_t.wait_card("Run preflight")
-
-    hung_final = wait_final(hung_t, hung_id, 150)
-    assert "Failed" in hung_final and "TIMEOUT" in hung_final
 
     # slot 1 of the queued job: still pending, with the queue reason, never "finished"
     deadline = time.time() + 100
@@ -79,9 +73,9 @@ def test_jobs_reach_every_end_state_with_one_update_per_interval(slurm_bot, slac
     assert 1 in ok_posts and "Running" in blocks_text(ok_posts[1][0])
     assert "*Training:* epoch " in blocks_text(ok_posts[1][0]) and "/4 · train_loss" in blocks_text(ok_posts[1][0])
 
-    # detached: no update while detached, then attach and updates resume
+    # detached: no update while detached (slots 1 and 2 fall due meanwhile), then attach and updates resume
+    time.sleep(max(0.0, detached_at + 2 * MINUTE_S + 1 - time.time()))
     assert not [s for s in status_posts(long_t, long_id) if s >= 0], "posted while detached"
-    assert time.time() - detached_at > 2 * MINUTE_S  # slots 1 and 2 fell due while detached
     long_t.say("attach")
     long_t.wait_reply("Resumed status updates")
     deadline = time.time() + 80
@@ -101,7 +95,6 @@ def test_jobs_reach_every_end_state_with_one_update_per_interval(slurm_bot, slac
     for thread, launch_id in (
         (ok_t, ok_id),
         (fail_t, fail_id),
-        (hung_t, hung_id),
         (long_t, long_id),
         (queued_t, queued_id),
     ):
@@ -121,6 +114,21 @@ def test_jobs_reach_every_end_state_with_one_update_per_interval(slurm_bot, slac
     assert HF_SECRET not in slurm_bot.log_text()
     assert HF_SECRET not in json.dumps([c.params for c in slack.calls])
     assert HF_SECRET.encode() not in b"".join(p.read_bytes() for p in slurm_bot.workdir.glob("taobot.db*"))
+
+
+@pytest.mark.slurm_lane(3)  # only its own jobs: it may run beside the other lanes
+def test_a_hung_job_runs_into_its_time_limit_and_ends_timeout_with_one_update_per_interval(slurm_bot, slack):
+    person = SlackUser(slurm_bot)
+    # SLURM's time limits are whole minutes of real time: the hung job (it ignores SIGTERM) runs into its
+    # 1-minute limit, past the internal timeout that would have ended a job that heeds SIGTERM.
+    hung_root = scenario("hung", TAO_STANDIN_SLEEP="30", TAO_STANDIN_EPOCHS="10", TAO_STANDIN_IGNORE_TERM="1")
+    hung_t, hung_id = launch(person, hung_root, time_hours="0.0167", timeout_hours="0.008")
+    hung_final = wait_final(hung_t, hung_id, 150)
+    assert "Failed" in hung_final and "TIMEOUT" in hung_final
+    posts = status_posts(hung_t, hung_id)
+    assert 1 in posts and "Running" in blocks_text(posts[1][0])  # it ran past a status interval before its end
+    assert all(len(v) == 1 for v in posts.values()), f"{hung_id} posted a slot twice: {sorted(posts)}"
+    assert hung_id in hung_t.card_text()
 
 
 def _sshd_stop() -> None:
@@ -171,7 +179,7 @@ def test_kill_9_restart_and_ssh_outage_lose_no_update_and_post_none_twice(slurm_
     assert 1 in posts and outage_slot in posts
 
 
-@pytest.mark.slurm_lane(2)  # only its own jobs: it may run beside the other lane
+@pytest.mark.slurm_lane(3)  # only its own jobs: it may run beside the other lanes
 def test_launch_without_monitoring_posts_the_durable_status_command(slurm_bot):
     person = SlackUser(slurm_bot)
     root = scenario("quiet", TAO_STANDIN_SLEEP="1", TAO_STANDIN_EPOCHS="1")
@@ -188,7 +196,7 @@ def test_launch_without_monitoring_posts_the_durable_status_command(slurm_bot):
     assert not status_posts(thread, launch_id)
 
 
-@pytest.mark.slurm_lane(2)  # only its own jobs: it may run beside the other lane
+@pytest.mark.slurm_lane(3)  # only its own jobs: it may run beside the other lanes
 def test_launch_through_a_bastion_submits_to_every_partition_given(slurm_bot, slack):
     # The operator's SSH config puts the login node behind a bastion (the test sshd, in front of itself).
     config = slurm_bot.extra_env["TAOBOT_SSH_CONFIG"]

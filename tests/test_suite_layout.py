@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
+LAB_SETTINGS = TESTS / "services" / "lib" / "common.sh"
 # What reaching the cluster looks like in a test module: the SLURM flow helpers, the lab's sshd or SLURM facts,
 # the sshd log, the login node's data folders.
 REACHES_SLURM = re.compile(
@@ -73,20 +74,31 @@ def test_no_test_in_a_slurm_lane_needs_the_cluster_to_itself():
 def test_the_suite_runs_slurm_tests_as_one_group_then_two_lanes():
     run = (TESTS / "run.sh").read_text()
     assert "--dist loadgroup" in run and " -n " in run and '-m "not slurm_lane"' in run
-    assert "TAOBOT_TEST_SLURM_LANE=1" in run and "TAOBOT_TEST_SLURM_LANE=2" in run
+    assert "TAOBOT_TEST_SLURM_LANE=1" in run and "TAOBOT_TEST_SLURM_LANE=$lane" in run
+    lanes = int(re.search(r"^LANES=(\d+)", run, re.M).group(1))
+    users = re.search(r"^SSH_LANE_USERS=\$\{TAOBOT_TEST_SSH_LANE_USERS:-([^}]*)\}", LAB_SETTINGS.read_text(), re.M)
+    assert lanes == 1 + len(users.group(1).split()), "a lane without its own cluster user"
+    marked = set()
+    for path in TESTS.glob("test_*.py"):
+        marked |= (
+            {int(n) for n in re.findall(r"slurm_lane\((\d+)\)", path.read_text())} if path != Path(__file__) else set()
+        )
+    assert marked == set(range(1, lanes + 1)), f"lanes with tests {sorted(marked)}, lanes run {lanes}"
     conftest = (TESTS / "conftest.py").read_text()
     assert 'xdist_group("slurm")' in conftest
 
 
 def test_a_lane_runs_only_its_own_tests_as_its_own_cluster_user(tmp_path):
     """The real mechanics: this suite's collection hook and lab reader, the installed pytest, each part of
-    tests/run.sh (the first part, then lane 1 and lane 2) selecting its tests, lane 2 seeing the second user."""
+    tests/run.sh (the first part, then each lane) selecting its tests, lanes 2 and 3 seeing their own users."""
     services = tmp_path / "services"
     services.mkdir()
     (services / "services.env").write_text(
         "export TAOBOT_TEST_SSH_USER=first\nexport TAOBOT_TEST_SSH_KEY=/keys/one\nexport TAOBOT_TEST_SSH_PUBKEY=/keys/one.pub\n"
         "export TAOBOT_TEST_SSH_USER2=second\nexport TAOBOT_TEST_SSH_KEY2=/keys/two\n"
         "export TAOBOT_TEST_SSH_PUBKEY2=/keys/two.pub\nexport TAOBOT_TEST_SSH_PORT=2222\n"
+        "export TAOBOT_TEST_SSH_USER3=third\nexport TAOBOT_TEST_SSH_KEY3=/keys/three\n"
+        "export TAOBOT_TEST_SSH_PUBKEY3=/keys/three.pub\n"
     )
     (tmp_path / "conftest.py").write_text("from tests.conftest import pytest_collection_modifyitems  # noqa: F401\n")
     (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    slurm: the cluster\n    slurm_lane(n): a lane\n")
@@ -100,6 +112,7 @@ def test_a_lane_runs_only_its_own_tests_as_its_own_cluster_user(tmp_path):
         "whole": ("pytestmark = pytest.mark.slurm", ""),
         "one": ("pytestmark = [pytest.mark.slurm, pytest.mark.slurm_lane(1)]", ""),
         "two_in_whole": ("pytestmark = pytest.mark.slurm", "@pytest.mark.slurm_lane(2)\n"),
+        "three": ("pytestmark = [pytest.mark.slurm, pytest.mark.slurm_lane(3)]", ""),
         "free": ("", ""),
     }
     for name, (mark, fmark) in files.items():
@@ -123,6 +136,7 @@ def test_a_lane_runs_only_its_own_tests_as_its_own_cluster_user(tmp_path):
     ]
     assert part("-p", "no:xdist", lane="1") == ["one first /keys/one 2222"]
     assert part("-p", "no:xdist", lane="2") == ["two_in_whole second /keys/two 2222"]
+    assert part("-p", "no:xdist", lane="3") == ["three third /keys/three 2222"]
 
 
 def test_slurm_marked_tests_in_different_files_run_on_one_worker(tmp_path):

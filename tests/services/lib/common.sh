@@ -10,7 +10,7 @@ DATA_ROOT=${TAOBOT_TEST_DATA_ROOT:-/srv/taotest}               # "/lustre"-like 
 ENV_FILE=$SVC_DIR/services.env
 
 SSH_USER=${TAOBOT_TEST_SSH_USER:-taouser}       # key-only login user (also submits the SLURM jobs)
-SSH_USER2=${TAOBOT_TEST_SSH_USER2:-taouser2}    # a second key-only user: the second lane of SLURM tests runs as it
+SSH_LANE_USERS=${TAOBOT_TEST_SSH_LANE_USERS:-taouser2 taouser3}  # more key-only users: SLURM test lanes 2, 3, ... run as them
 SSH_PW_USER=${TAOBOT_TEST_SSH_PW_USER:-taopw}   # user with a password, for the password-only sshd
 SSH_PW_PASSWORD=taopw-Passw0rd                  # loopback-only throwaway password
 SSH_PORT=${TAOBOT_TEST_SSH_PORT:-2222}          # sshd #1: publickey only

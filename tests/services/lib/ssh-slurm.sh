@@ -20,11 +20,14 @@ _ssh_users_and_keys() {
   if ! id "$SSH_USER" >/dev/null 2>&1; then
     useradd -m -s /bin/bash "$SSH_USER"; install -d -m 0755 "$SVC_DIR/created"; touch "$SVC_DIR/created/user-$SSH_USER"
   fi
-  if ! id "$SSH_USER2" >/dev/null 2>&1; then
-    useradd -m -s /bin/bash "$SSH_USER2"; install -d -m 0755 "$SVC_DIR/created"; touch "$SVC_DIR/created/user-$SSH_USER2"
-  fi
+  local lane u
+  for u in $SSH_LANE_USERS; do
+    if ! id "$u" >/dev/null 2>&1; then
+      useradd -m -s /bin/bash "$u"; install -d -m 0755 "$SVC_DIR/created"; touch "$SVC_DIR/created/user-$u"
+    fi
+    usermod -p '*' "$u"
+  done
   usermod -p '*' "$SSH_USER"   # no password but not "locked": '!' would also block pubkey login with UsePAM no
-  usermod -p '*' "$SSH_USER2"
   if ! id "$SSH_PW_USER" >/dev/null 2>&1; then
     useradd -m -s /bin/bash "$SSH_PW_USER"; install -d -m 0755 "$SVC_DIR/created"; touch "$SVC_DIR/created/user-$SSH_PW_USER"
   fi
@@ -39,10 +42,13 @@ _ssh_users_and_keys() {
   done
   [ -f "$SSH_DIR/keys/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "$SSH_USER@taobot-test" -f "$SSH_DIR/keys/id_ed25519"
   [ -f "$SSH_DIR/keys/wrong_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "unauthorized@taobot-test" -f "$SSH_DIR/keys/wrong_ed25519"
-  [ -f "$SSH_DIR/keys/id2_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "$SSH_USER2@taobot-test" -f "$SSH_DIR/keys/id2_ed25519"
-  chmod 0600 "$SSH_DIR/keys/id_ed25519" "$SSH_DIR/keys/wrong_ed25519" "$SSH_DIR/keys/id2_ed25519"
+  chmod 0600 "$SSH_DIR/keys/id_ed25519" "$SSH_DIR/keys/wrong_ed25519"
   _authorize "$SSH_USER" "$SSH_DIR/keys/id_ed25519.pub"
-  _authorize "$SSH_USER2" "$SSH_DIR/keys/id2_ed25519.pub"
+  while read -r lane u; do
+    [ -f "$SSH_DIR/keys/id${lane}_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "$u@taobot-test" -f "$SSH_DIR/keys/id${lane}_ed25519"
+    chmod 0600 "$SSH_DIR/keys/id${lane}_ed25519"
+    _authorize "$u" "$SSH_DIR/keys/id${lane}_ed25519.pub"
+  done < <(_lane_users)
 
   # known_hosts built from the host keys themselves (both servers, [127.0.0.1]:PORT and [localhost]:PORT)
   { for t in ed25519 ecdsa rsa; do
@@ -83,6 +89,11 @@ Host taobot-sshpw
 EOF
 }
 
+_lane_users() { # "LANE USER" per line: lane 1 is $SSH_USER, the others are $SSH_LANE_USERS from lane 2 on
+  local lane=2 u
+  for u in $SSH_LANE_USERS; do echo "$lane $u"; lane=$((lane + 1)); done
+}
+
 _authorize() { # _authorize USER PUBKEY: the key is the user's one way in
   local home
   home=$(getent passwd "$1" | cut -d: -f6)
@@ -102,7 +113,7 @@ HostKey $SSH_DIR/$1/ssh_host_rsa_key
 PidFile $SSH_DIR/$1/sshd.pid
 $3
 PermitRootLogin no
-AllowUsers $SSH_USER $SSH_USER2 $SSH_PW_USER
+AllowUsers $SSH_USER $SSH_LANE_USERS $SSH_PW_USER
 UsePAM no
 StrictModes yes
 AuthorizedKeysFile .ssh/authorized_keys
@@ -141,9 +152,12 @@ _ssh_verify() {
   out=$(ssh -F "$SSH_DIR/ssh_config" taobot-slurm 'echo "$(id -un)@$(hostname)"' 2>&1) \
     || die "ssh login as $SSH_USER with the key failed: $out" "$SSH_DIR/key/sshd.log"
   [ "$out" = "$SSH_USER@$(hostname)" ] || die "unexpected ssh output: $out"
-  out=$(ssh -F "$SSH_DIR/ssh_config" -l "$SSH_USER2" -i "$SSH_DIR/keys/id2_ed25519" taobot-slurm 'id -un' 2>&1) \
-    || die "ssh login as $SSH_USER2 with its key failed: $out" "$SSH_DIR/key/sshd.log"
-  [ "$out" = "$SSH_USER2" ] || die "unexpected ssh output for $SSH_USER2: $out"
+  local lane u
+  while read -r lane u; do
+    out=$(ssh -F "$SSH_DIR/ssh_config" -l "$u" -i "$SSH_DIR/keys/id${lane}_ed25519" taobot-slurm 'id -un' 2>&1) \
+      || die "ssh login as $u with its key failed: $out" "$SSH_DIR/key/sshd.log"
+    [ "$out" = "$u" ] || die "unexpected ssh output for $u: $out"
+  done < <(_lane_users)
   # the key server as a bastion in front of itself (ProxyJump), and only to the ports it permits
   out=$(ssh -F "$SSH_DIR/ssh_config" -J taobot-slurm taobot-slurm 'echo jumped' 2>&1) \
     || die "ssh through the key server as a jump host failed: $out" "$SSH_DIR/key/sshd.log"
@@ -328,14 +342,14 @@ EOF
     running "$SL_DIR/run/slurmctld.pid" /usr/sbin/slurmctld && { log "slurm.conf changed: restarting slurmctld"; stop_pidfile "$SL_DIR/run/slurmctld.pid" /usr/sbin/slurmctld slurmctld; }
   fi
   # cluster, account and user in the accounting database (idempotent)
-  local out
+  local out u
   out=$(sacctmgr -n -P show cluster format=cluster) || die "sacctmgr cannot reach slurmdbd" "$SL_DIR/log/slurmdbd.log"
   grep -qx "$SLURM_CLUSTER" <<<"$out" || sacctmgr -i add cluster "$SLURM_CLUSTER" >/dev/null
   out=$(sacctmgr -n -P show account format=account)
   grep -qx tao <<<"$out" || sacctmgr -i add account tao Description=tao Organization=taobot >/dev/null
   out=$(sacctmgr -n -P show user format=user)
   grep -qx "$SSH_USER" <<<"$out" || sacctmgr -i add user "$SSH_USER" DefaultAccount=tao >/dev/null
-  grep -qx "$SSH_USER2" <<<"$out" || sacctmgr -i add user "$SSH_USER2" DefaultAccount=tao >/dev/null
+  for u in $SSH_LANE_USERS; do grep -qx "$u" <<<"$out" || sacctmgr -i add user "$u" DefaultAccount=tao >/dev/null; done
   if ! running "$SL_DIR/run/slurmctld.pid" /usr/sbin/slurmctld; then
     require_port_free "$SLURMCTLD_PORT" slurmctld
     t0=$(now_ms)
@@ -406,9 +420,10 @@ TAOBOT_TEST_SSH_PORT=$SSH_PORT
 TAOBOT_TEST_SSH_USER=$SSH_USER
 TAOBOT_TEST_SSH_KEY=$SSH_DIR/keys/id_ed25519
 TAOBOT_TEST_SSH_PUBKEY=$SSH_DIR/keys/id_ed25519.pub
-TAOBOT_TEST_SSH_USER2=$SSH_USER2
-TAOBOT_TEST_SSH_KEY2=$SSH_DIR/keys/id2_ed25519
-TAOBOT_TEST_SSH_PUBKEY2=$SSH_DIR/keys/id2_ed25519.pub
+$(while read -r lane u; do
+    printf 'TAOBOT_TEST_SSH_USER%s=%s\nTAOBOT_TEST_SSH_KEY%s=%s\nTAOBOT_TEST_SSH_PUBKEY%s=%s\n' "$lane" "$u" \
+      "$lane" "$SSH_DIR/keys/id${lane}_ed25519" "$lane" "$SSH_DIR/keys/id${lane}_ed25519.pub"
+  done < <(_lane_users))
 TAOBOT_TEST_SSH_KNOWN_HOSTS=$SSH_DIR/known_hosts
 TAOBOT_TEST_SSH_CONFIG=$SSH_DIR/ssh_config
 TAOBOT_TEST_SSH_WRONG_KEY=$SSH_DIR/keys/wrong_ed25519
@@ -485,7 +500,7 @@ ssh_slurm_stop() {
 
 ssh_slurm_purge() {
   local u
-  for u in "$SSH_USER" "$SSH_USER2" "$SSH_PW_USER"; do
+  for u in "$SSH_USER" $SSH_LANE_USERS "$SSH_PW_USER"; do
     if [ -f "$SVC_DIR/created/user-$u" ] && id "$u" >/dev/null 2>&1; then
       userdel -r "$u" 2>/dev/null || userdel "$u" || true; log "deleted user $u"
     fi
@@ -502,7 +517,6 @@ ssh_slurm_purge() {
   if [ -f "$SVC_DIR/created/data-root" ]; then rm -rf "$DATA_ROOT"; log "deleted $DATA_ROOT"
   elif [ -f "$SVC_DIR/created/data-area" ]; then rm -rf "$LUSTRE"; log "deleted $LUSTRE"; fi
   rm -rf "$SSH_DIR" "$SL_DIR" "$SVC_DIR/lib"
-  rm -f "$SVC_DIR/created/user-$SSH_USER" "$SVC_DIR/created/user-$SSH_USER2" "$SVC_DIR/created/user-$SSH_PW_USER" \
-        "$SVC_DIR/created/data-root" \
-        "$SVC_DIR/created/data-area" "$SVC_DIR/created/standins"
+  for u in "$SSH_USER" $SSH_LANE_USERS "$SSH_PW_USER"; do rm -f "$SVC_DIR/created/user-$u"; done
+  rm -f "$SVC_DIR/created/data-root" "$SVC_DIR/created/data-area" "$SVC_DIR/created/standins"
 }
