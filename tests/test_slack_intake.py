@@ -84,7 +84,7 @@ def walk_intake(person: SlackUser, platform: str, model: str, action: str = "tra
     thread.press(B.PLATFORM_SELECT, select=platform)
     thread.wait_card("*Platform:* " + CATALOG.platforms[platform].display_name)
     thread.press(B.MONITOR_YES)
-    thread.wait_card("every 5 min")
+    thread.wait_card("*Monitoring:* in this thread, every 5 min")  # "every 5 min" alone is on the card before
     asked: list[str] = []
     if platform == "kubernetes":  # the identity first: the person's own kubeconfig (no profiles here)
         asked.append(upload_kubeconfig(thread))
@@ -383,7 +383,7 @@ def test_kill_9_mid_intake_loses_nothing(tmp_path, slack):
     person = SlackUser(bot)
     thread = person.launch("cosmos-rl")
     thread.say("platform=slurm monitor=yes interval=2")
-    thread.wait_card("every 2 min")
+    thread.wait_card("*Monitoring:* in this thread, every 2 min")
     use_taobot_key(thread)
     fill_credentials(thread)
     thread.wait_card("`HF_TOKEN` set")

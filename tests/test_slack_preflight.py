@@ -51,7 +51,7 @@ def key_in_folder(person: SlackUser, key: str) -> str:
 def slurm_intake(person: SlackUser, eval_annotation: str | None = None, key: str | None = None) -> Thread:
     thread = person.launch("cosmos-rl")
     thread.say("platform=slurm monitor=yes interval=1")
-    thread.wait_card("every 1 min")
+    thread.wait_card("*Monitoring:* in this thread, every 1 min")
     view = thread.open_modal(B.OPEN_CREDENTIALS)
     thread.submit(
         view,
