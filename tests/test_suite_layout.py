@@ -1,7 +1,7 @@
 """The suite runs test files in parallel (pytest-xdist, `--dist loadgroup`; see tests/run.sh) beside SLURM tests
 that cancel their user's jobs, fill or drain the cluster's one node, stop its sshd and read its log: a module
 that reaches the cluster or its sshd without the `slurm` mark would run beside them. This finds such a module,
-and a test in a SLURM lane (`slurm_lane(N)`, run beside the other lane as its own user) that does what only
+and a test in a SLURM lane (`slurm_lane(N)`, run beside the other lanes as its own user) that does what only
 a test with the cluster to itself may do."""
 
 from __future__ import annotations
@@ -71,18 +71,15 @@ def test_no_test_in_a_slurm_lane_needs_the_cluster_to_itself():
     assert not found, f"in a SLURM lane, yet needing the cluster to itself: {found}"
 
 
-def test_the_suite_runs_slurm_tests_as_one_group_then_two_lanes():
+def test_the_suite_runs_slurm_tests_as_one_group_then_in_lanes_each_with_its_own_user():
     run = (TESTS / "run.sh").read_text()
     assert "--dist loadgroup" in run and " -n " in run and '-m "not slurm_lane"' in run
     assert "TAOBOT_TEST_SLURM_LANE=1" in run and "TAOBOT_TEST_SLURM_LANE=$lane" in run
     lanes = int(re.search(r"^LANES=(\d+)", run, re.M).group(1))
     users = re.search(r"^SSH_LANE_USERS=\$\{TAOBOT_TEST_SSH_LANE_USERS:-([^}]*)\}", LAB_SETTINGS.read_text(), re.M)
     assert lanes == 1 + len(users.group(1).split()), "a lane without its own cluster user"
-    marked = set()
-    for path in TESTS.glob("test_*.py"):
-        marked |= (
-            {int(n) for n in re.findall(r"slurm_lane\((\d+)\)", path.read_text())} if path != Path(__file__) else set()
-        )
+    sources = [p.read_text() for p in TESTS.glob("test_*.py") if p.name != Path(__file__).name]
+    marked = {int(n) for source in sources for n in re.findall(r"slurm_lane\((\d+)\)", source)}
     assert marked == set(range(1, lanes + 1)), f"lanes with tests {sorted(marked)}, lanes run {lanes}"
     conftest = (TESTS / "conftest.py").read_text()
     assert 'xdist_group("slurm")' in conftest
