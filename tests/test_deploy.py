@@ -599,6 +599,7 @@ def image(docker_api):
 
 
 @pytest.mark.timeout(1200)
+@pytest.mark.xdist_group("deploy-image")  # one worker builds the image once for both
 def test_image_is_the_venv_on_the_base_and_runs_as_10001(docker_api, image):
     info = docker_api.inspect_image(image)
     cfg = info["Config"]
@@ -616,6 +617,7 @@ def test_image_is_the_venv_on_the_base_and_runs_as_10001(docker_api, image):
 
 
 @pytest.mark.timeout(1200)
+@pytest.mark.xdist_group("deploy-image")  # one worker builds the image once for both
 def test_container_serves_healthz_non_root_on_a_read_only_root(docker_api, image, tmp_path):
     import docker
 
