@@ -113,8 +113,12 @@ def test_four_trials_two_at_a_time_survive_a_kill_9_and_report_the_known_best(sl
     launches = rows(db, "SELECT id, job_id, launched_at, ended_at, state FROM launches WHERE intake_id = ?", iid)
     assert sorted(r[0] for r in launches) == [f"{iid}-t{n}" for n in (1, 2, 3, 4)]  # one launch per trial
     assert len({r[1] for r in launches}) == 4 and all(r[4] == "Succeeded" for r in launches), launches
-    ran = ssh(f"sacct -n -X -P -S now-3600 -o JobName | grep -c -- {iid}-t || true")
-    assert ran.strip() == "4", ran  # the cluster ran exactly four jobs of this search, none twice
+
+    # The cluster ran exactly four jobs of this search, none twice (slurmdbd lists a job a moment after it ends).
+    def ran() -> int:
+        return int(ssh(f"sacct -n -X -P -S now-3600 -o JobName | grep -c -- {iid}-t || true").strip() or 0)
+
+    assert wait_until(lambda: ran() >= 4 or None, 30, "sacct to list the four trials", every=1) and ran() == 4
     assert most_at_once([(r[2], r[3]) for r in launches]) <= 2
 
     for t in trials:  # each metric is the stand-in's function of the values the trial ran with
@@ -199,8 +203,14 @@ def test_cancel_stops_every_trial_and_no_new_one_starts(slurm_bot):
     wait_until(
         lambda: not ssh(f"squeue -h -j {','.join(jobs)} -o %i 2>/dev/null").strip() or None, 60, "the trials gone"
     )
-    states = ssh(f"sacct -n -X -P -j {','.join(jobs)} -o State").splitlines()
-    assert len(states) == 2 and all(s.startswith("CANCELLED") for s in states), states
+
+    def states() -> list[str]:  # slurmdbd records the end a moment after squeue drops the job
+        return ssh(f"sacct -n -X -P -j {','.join(jobs)} -o State").splitlines()
+
+    wait_until(
+        lambda: len(states()) == 2 and all(s.startswith("CANCELLED") for s in states()) or None,
+        30, "both trials CANCELLED in the cluster's accounting", show=states, every=1,
+    )  # fmt: skip
     experiment_card(thread, "cancelled:", timeout=60)
     time.sleep(8)  # several monitor cycles: still only the two trials
     assert len(rows(db, "SELECT id FROM launches WHERE intake_id = ?", iid)) == 2

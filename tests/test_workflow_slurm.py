@@ -71,10 +71,16 @@ def sha_on_node(path: str) -> str:
     return ssh(f"sha256sum {shlex.quote(path)}").split()[0]
 
 
-def jobs_of(intake_id: str) -> list[str]:
-    """The names of every job the cluster ran or runs for this intake (sacct: one line per job)."""
-    out = ssh("sacct -n -X -P -o JobName%200 -S now-30minutes")
-    return [n for n in out.split() if intake_id in n]
+def jobs_of(intake_id: str, at_least: int) -> list[str]:
+    """The names of every job the cluster ran or runs for this intake (sacct: one line per job), once its
+    accounting lists `at_least` of them: slurmdbd records a job a moment after squeue already shows it ended."""
+
+    def listed() -> list[str]:
+        out = ssh("sacct -n -X -P -o JobName%200 -S now-30minutes")
+        return [n for n in out.split() if intake_id in n]
+
+    return wait_until(lambda: (lambda names: names if len(names) >= at_least else None)(listed()), 30,
+                      f"sacct to list {at_least} jobs of {intake_id}", show=listed, every=1)  # fmt: skip
 
 
 def test_train_evaluate_export_on_slurm_each_later_stage_reads_the_train_checkpoint(slurm_bot):
@@ -100,7 +106,7 @@ def test_train_evaluate_export_on_slurm_each_later_stage_reads_the_train_checkpo
         assert read_sha(log) == (train.checkpoint, wrote), row.name
     onnx = ssh(f"cat {shlex.quote(rows[2].results)}/model.onnx")
     assert onnx == "stand-in onnx of\n" + ssh(f"cat {shlex.quote(train.checkpoint)}")
-    assert sorted(jobs_of(thread.intake_id)) == sorted(f"tao-dino-{r.name}-{r.launch_id}" for r in rows)
+    assert sorted(jobs_of(thread.intake_id, len(rows))) == sorted(f"tao-dino-{r.name}-{r.launch_id}" for r in rows)
 
     card = pipeline_card(thread)
     assert "— done" in card
@@ -140,7 +146,7 @@ def test_a_failed_second_stage_stops_the_pipeline_and_resume_runs_it_and_the_lat
         (2, "export", "succeeded"),
     ]
     assert sorted(ln.action for ln in launches) == ["evaluate", "evaluate", "export", "train"]
-    names = jobs_of(thread.intake_id)
+    names = jobs_of(thread.intake_id, 4)
     assert len(names) == 4 and sum("-train-" in n for n in names) == 1  # train submitted once, in run 1
     # The resumed stages read what the first run's train stage recorded.
     by_id = {ln.id: ln for ln in launches}
@@ -174,6 +180,6 @@ def test_a_bot_killed_while_the_train_stage_runs_starts_the_next_stage_exactly_o
         ("export", "succeeded"),
     ]
     assert sorted(ln.action for ln in launches) == ["evaluate", "export", "train"]
-    assert sorted(jobs_of(thread.intake_id)) == sorted(f"tao-dino-{r.name}-{r.launch_id}" for r in rows)
+    assert sorted(jobs_of(thread.intake_id, len(rows))) == sorted(f"tao-dino-{r.name}-{r.launch_id}" for r in rows)
     for row in rows:  # one launch post per stage, whichever bot process started it
         assert launch_posts(thread, row.launch_id) == 1, row.name
